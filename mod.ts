@@ -1,0 +1,50 @@
+/**
+ * corio: network servers and clients as coroutines. A connection handler is
+ * an `async function*` that reads like blocking code, while a small
+ * scheduler performs its I/O, puts a deadline on every wait, caps
+ * connections and cancels cleanly.
+ *
+ * @example Seed 002's echo server: 3 s timeouts, at most 100 connections
+ * ```ts ignore
+ * import { serve } from "@corio/corio";
+ *
+ * const server = serve(
+ *   { port: 9999, maxConnections: 100, recvTimeout: 3000, sendTimeout: 3000 },
+ *   async function* echo(conn) {
+ *     for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ *   },
+ * );
+ * console.log(`listening on ${server.addr.hostname}:${server.addr.port}`);
+ * await server.finished;
+ * ```
+ *
+ * @module
+ */
+
+export {
+  BusyError,
+  CancelledError,
+  ConnectError,
+  ConnectionClosedError,
+  ConnectionResetError,
+  IncompleteReadError,
+  LineTooLongError,
+  TimeoutError,
+} from "./src/errors.ts";
+export type { Coroutine, Effect, Operation, OperationOptions } from "./src/effects.ts";
+export { type Clock, systemClock } from "./src/timers.ts";
+export {
+  type Resource,
+  Scheduler,
+  type SchedulerOptions,
+  type SpawnOptions,
+  type Task,
+} from "./src/scheduler.ts";
+export { delay, type DelayOptions, spawn, wait } from "./src/operations.ts";
+export {
+  Connection,
+  type ConnectionOptions,
+  type RecvLineOptions,
+  type Transport,
+} from "./src/connection.ts";
+export { run, type RunOptions } from "./src/client.ts";

@@ -1,0 +1,308 @@
+// The operations of a Connection. Internal: users reach them through
+// Connection's methods. Each op polls the connection's buffer or writer,
+// and parks its coroutine on the connection until the read or write in
+// flight completes.
+
+import { Op, type OperationOptions, PENDING } from "./effects.ts";
+import {
+  BusyError,
+  ConnectionClosedError,
+  IncompleteReadError,
+  LineTooLongError,
+  TimeoutError,
+} from "./errors.ts";
+import type { Connection } from "./connection.ts";
+import type { Coroutine } from "./scheduler.ts";
+
+const LF = 10;
+const CR = 13;
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+abstract class ReadOp<T> extends Op<T> {
+  constructor(readonly conn: Connection, options?: OperationOptions) {
+    super(options, conn.recvTimeout);
+    this.external = conn.isExternal;
+  }
+  get where(): string {
+    return `from ${this.conn.peer}`;
+  }
+  /** Takes what the buffer holds, or returns PENDING (a read started). */
+  protected abstract read(): T | typeof PENDING;
+  protected poll(): T | typeof PENDING {
+    const conn = this.conn;
+    if (conn.readOwner !== null && conn.readOwner !== this) {
+      throw new BusyError(this.op, this.where);
+    }
+    let result: T | typeof PENDING;
+    try {
+      result = this.read();
+    } catch (error) {
+      this.done();
+      throw error;
+    }
+    if (result !== PENDING) this.done();
+    return result;
+  }
+  /** Throws what stops any receive, once buffered bytes cannot satisfy it. */
+  protected checkUsable(): void {
+    const conn = this.conn;
+    if (conn.readError !== null) {
+      throw conn.ioError(this.op, conn.readError, this.where);
+    }
+    if (conn.isClosed) throw new ConnectionClosedError(this.op, this.where);
+  }
+  park(co: Coroutine): void {
+    this.conn.readWaiter = co;
+    this.conn.readOwner = this;
+  }
+  unpark(): void {
+    this.conn.readWaiter = null;
+    this.conn.readOwner = null;
+  }
+  protected done(): void {
+    if (this.conn.readOwner === this) this.conn.readOwner = null;
+  }
+  protected override cancelled(): void {
+    if (this.conn.readOwner === this) this.unpark();
+  }
+  protected timedOut(): T {
+    this.done();
+    throw new TimeoutError(this.op, this.timeout, this.where);
+  }
+}
+
+export class RecvOp extends ReadOp<Uint8Array | null> {
+  readonly op = "recv";
+  protected read(): Uint8Array | null | typeof PENDING {
+    const conn = this.conn;
+    if (conn.start < conn.end) {
+      const bytes = conn.buf.slice(conn.start, conn.end);
+      conn.start = conn.end = 0;
+      return bytes;
+    }
+    if (conn.isEof && conn.readError === null) return null;
+    this.checkUsable();
+    conn.startRead();
+    return PENDING;
+  }
+}
+
+export class RecvExactOp extends ReadOp<Uint8Array> {
+  readonly op = "recvExact";
+  constructor(conn: Connection, readonly n: number, options?: OperationOptions) {
+    super(conn, options);
+  }
+  protected read(): Uint8Array | typeof PENDING {
+    const conn = this.conn;
+    const buffered = conn.end - conn.start;
+    if (buffered >= this.n) {
+      const bytes = conn.buf.slice(conn.start, conn.start + this.n);
+      conn.start += this.n;
+      return bytes;
+    }
+    if (conn.isEof && conn.readError === null) {
+      const partial = conn.buf.slice(conn.start, conn.end);
+      conn.start = conn.end = 0;
+      throw new IncompleteReadError(this.n, partial, this.where);
+    }
+    this.checkUsable();
+    conn.startRead(this.n - buffered);
+    return PENDING;
+  }
+}
+
+export class RecvLineOp extends ReadOp<string | null> {
+  readonly op = "recvLine";
+  #scanned = 0; // bytes after conn.start already known to hold no LF
+  constructor(conn: Connection, readonly limit: number, options?: OperationOptions) {
+    super(conn, options);
+  }
+  protected override begin(): void {
+    this.#scanned = 0;
+  }
+  protected read(): string | null | typeof PENDING {
+    const conn = this.conn;
+    const { buf, start, end } = conn;
+    let index = buf.indexOf(LF, start + this.#scanned);
+    if (index >= end) index = -1;
+    // A CRLF terminator's CR does not count against the limit.
+    const limit = this.limit;
+    if (index >= 0) {
+      const lineEnd = index > start && buf[index - 1] === CR ? index - 1 : index;
+      if (lineEnd - start > limit) return this.#tooLong();
+      conn.start = index + 1;
+      this.#scanned = 0;
+      return decoder.decode(buf.subarray(start, lineEnd));
+    }
+    const buffered = end - start;
+    if (buffered > limit + 1) return this.#tooLong();
+    this.#scanned = buffered;
+    if (conn.isEof && conn.readError === null) {
+      if (buffered === 0) return null;
+      conn.start = conn.end = 0;
+      const lineEnd = buf[end - 1] === CR ? end - 1 : end;
+      if (lineEnd - start > limit) return this.#tooLong();
+      return decoder.decode(buf.subarray(start, lineEnd));
+    }
+    this.checkUsable();
+    // buffered <= limit + 1 here, so the buffer holds at most limit + 1 + one read.
+    conn.startRead();
+    return PENDING;
+  }
+  #tooLong(): never {
+    this.conn.close();
+    throw new LineTooLongError(this.limit, this.where);
+  }
+}
+
+export class SendOp extends Op<void> {
+  readonly op: string = "send";
+  readonly bytes: Uint8Array;
+  waiter: Coroutine | null = null;
+  #offset = 0;
+  #isWriting = false;
+  #isQueued = false;
+  #finState = 0; // closeWrite only: 0 not sent, 1 in flight, 2 done
+  #error: unknown = null;
+
+  constructor(
+    readonly conn: Connection,
+    data: Uint8Array | string,
+    options: OperationOptions | undefined,
+    readonly isCloseWrite: boolean,
+  ) {
+    super(options, conn.sendTimeout);
+    this.external = conn.isExternal;
+    this.bytes = typeof data === "string" ? encoder.encode(data) : data;
+  }
+  get where(): string {
+    return `to ${this.conn.peer}`;
+  }
+  protected override begin(): void {
+    this.#offset = 0;
+    this.#error = null;
+    this.#finState = 0;
+  }
+  protected poll(): void | typeof PENDING {
+    const conn = this.conn;
+    if (this.#error !== null) {
+      const error = this.#error;
+      this.#release();
+      throw conn.ioError(this.op, error, this.where);
+    }
+    if (conn.isClosed) {
+      this.#release();
+      throw new ConnectionClosedError(this.op, this.where);
+    }
+    if (conn.writeError !== null) {
+      this.#release();
+      throw conn.ioError(this.op, conn.writeError, this.where);
+    }
+    if (conn.writer !== this) {
+      if (conn.writer !== null) {
+        if (!this.#isQueued) {
+          this.#isQueued = true;
+          conn.writeQueue.push(this);
+        }
+        return PENDING;
+      }
+      conn.writer = this;
+    }
+    if (this.#isWriting) return PENDING;
+    if (this.#offset < this.bytes.length) {
+      this.#write();
+      return PENDING;
+    }
+    if (this.isCloseWrite) return this.#closeWrite();
+    this.#release();
+  }
+  #write(): void {
+    this.#isWriting = true;
+    this.conn.writesInFlight++;
+    this.conn.transport.write(this.bytes.subarray(this.#offset)).then(
+      this.#onWritten,
+      this.#onWriteError,
+    );
+  }
+  #onWritten = (n: number): void => {
+    this.conn.writesInFlight--;
+    this.#isWriting = false;
+    this.#offset += n;
+    // Go straight on with the rest: no scheduler round trip per chunk.
+    if (this.#offset < this.bytes.length && !this.conn.isClosed) {
+      this.#write();
+      return;
+    }
+    this.conn.maybeSettle();
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.wake();
+  };
+  #onWriteError = (error: unknown): void => {
+    this.conn.writesInFlight--;
+    this.#isWriting = false;
+    if (!this.conn.isClosed) {
+      this.conn.writeError = error;
+      this.#error = error;
+    }
+    this.conn.maybeSettle();
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.wake();
+  };
+  #closeWrite(): typeof PENDING | void {
+    if (this.#finState === 2) return this.#release();
+    this.#finState = 1;
+    this.#isWriting = true;
+    this.conn.writesInFlight++;
+    this.conn.transport.closeWrite().then(() => {
+      this.#finState = 2;
+      this.#onWritten(0);
+    }, this.#onWriteError);
+    return PENDING;
+  }
+  /** Gives the writer slot to the next queued send. */
+  #release(): void {
+    const conn = this.conn;
+    if (this.#isQueued) {
+      const index = conn.writeQueue.indexOf(this);
+      if (index >= 0) conn.writeQueue.splice(index, 1);
+      this.#isQueued = false;
+    }
+    if (conn.writer !== this) return;
+    conn.writer = null;
+    const next = conn.writeQueue.shift();
+    if (next !== undefined) {
+      next.#isQueued = false;
+      conn.writer = next;
+      next.waiter?.wake();
+    }
+  }
+  park(co: Coroutine): void {
+    this.waiter = co;
+  }
+  unpark(): void {
+    this.waiter = null;
+  }
+  protected override cancelled(): void {
+    // Bytes may be half written: the stream is broken for everyone after.
+    const isPartial = this.#offset > 0 && this.#offset < this.bytes.length;
+    if (this.conn.writer === this && (this.#isWriting || isPartial)) {
+      this.conn.close();
+    }
+    this.#release();
+  }
+  protected timedOut(): void {
+    this.conn.close();
+    this.#release();
+    throw new TimeoutError(this.op, this.timeout, this.where);
+  }
+}
+
+export class CloseWriteOp extends SendOp {
+  override readonly op = "closeWrite";
+  constructor(conn: Connection, options?: OperationOptions) {
+    super(conn, new Uint8Array(0), options, true);
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * A byte-stream connection with coroutine operations: `recv`, `recvExact`,
+ * `recvLine`, `send`, `closeWrite`. Each connection owns at most one
+ * in-flight read (the "sticky read"): a receive that times out leaves it in
+ * place, and the next receive gets its bytes. Nothing is lost.
+ *
+ * @module
+ */
+
+import type { Operation, OperationOptions } from "./effects.ts";
+import {
+  ConnectionClosedError,
+  ConnectionResetError,
+} from "./errors.ts";
+import type { Coroutine } from "./scheduler.ts";
+import {
+  CloseWriteOp,
+  RecvExactOp,
+  RecvLineOp,
+  RecvOp,
+  SendOp,
+} from "./_connection_ops.ts";
+
+/**
+ * What a {@linkcode Connection} runs on: a `Deno.Conn` fits as is; the test
+ * kit's memory connections are another.
+ */
+export interface Transport {
+  /** Reads into `buffer`; `null` at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `bytes`; resolves with how many. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Shuts down the sending side (TCP FIN). */
+  closeWrite(): Promise<void>;
+  /** Closes both directions and frees the socket. */
+  close(): void;
+  /** This end's address. */
+  readonly localAddr: Deno.Addr;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.Addr;
+}
+
+/** Options for a {@linkcode Connection}; `serve` and `connect` set them. */
+export interface ConnectionOptions {
+  /**
+   * Default timeout of `recv`, `recvExact` and `recvLine`, in ms.
+   * @default {Infinity}
+   */
+  recvTimeout?: number;
+  /**
+   * Default timeout of `send`, in ms. A send timeout closes the connection.
+   * @default {Infinity}
+   */
+  sendTimeout?: number;
+  /**
+   * Longest line `recvLine` accepts, in bytes, without its terminator.
+   * @default {65536}
+   */
+  maxLineLength?: number;
+  /**
+   * True when the transport is a real socket (the outside world wakes it);
+   * false for in-memory transports, so a virtual clock may jump past them.
+   * @default {true}
+   */
+  isExternal?: boolean;
+}
+
+/** Options for {@linkcode Connection.recvLine}. */
+export interface RecvLineOptions extends OperationOptions {
+  /**
+   * Longest line accepted, in bytes; overrides the connection's.
+   * @default {65536}
+   */
+  maxLineLength?: number;
+}
+
+const DEFAULTS = {
+  recvTimeout: Infinity,
+  sendTimeout: Infinity,
+  maxLineLength: 64 * 1024,
+  isExternal: true,
+} as const;
+
+/** First read buffer: small, so an idle connection pins little memory. */
+export const INITIAL_READ_SIZE = 1024;
+/** Reads grow (doubling when one fills its buffer) up to this size. */
+export const MAX_READ_SIZE = 64 * 1024;
+
+/**
+ * One connection, as its coroutine sees it. Operations are used with
+ * `yield*`; each takes `{ timeout, deadline, signal }` and its deadline
+ * bounds the whole operation.
+ *
+ * @example Echo, as in seed 002
+ * ```ts
+ * import { type Connection, run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * async function* echo(conn: Connection) {
+ *   for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ * }
+ * const [server, client] = memoryConnPair();
+ * const reply = await run((async function* () {
+ *   yield* client.send("hi");
+ *   yield* client.closeWrite();
+ *   const serving = echo(server);
+ *   yield* serving; // run the handler inline until the client's EOF
+ *   return new TextDecoder().decode((yield* client.recv())!);
+ * })());
+ * server.close();
+ * client.close();
+ * console.log(reply); // hi
+ * ```
+ */
+export class Connection {
+  /** @internal */ readonly transport: Transport;
+  /** @internal */ readonly isExternal: boolean;
+  /** Default recv timeout in ms (`Infinity` for none). */
+  recvTimeout: number;
+  /** Default send timeout in ms (`Infinity` for none). */
+  sendTimeout: number;
+  /** Longest line `recvLine` accepts, in bytes. */
+  maxLineLength: number;
+
+  // Read side: bytes buffered in buf[start, end), at most one read in flight.
+  /** @internal */ buf: Uint8Array = new Uint8Array(INITIAL_READ_SIZE);
+  /** @internal */ start = 0;
+  /** @internal */ end = 0;
+  /** @internal */ readSize = INITIAL_READ_SIZE;
+  /** @internal */ hasPendingRead = false;
+  /** @internal */ isEof = false;
+  /** @internal */ readError: unknown = null;
+  /** @internal */ readWaiter: Coroutine | null = null;
+  /** @internal */ readOwner: unknown = null;
+
+  // Write side: one writer at a time; the others queue in order.
+  /** @internal */ writer: SendOp | null = null;
+  /** @internal */ writeQueue: SendOp[] = [];
+  /** @internal */ writesInFlight = 0;
+  /** @internal */ writeError: unknown = null;
+
+  #isClosed = false;
+  #settled: Promise<void> | null = null;
+  #resolveSettled: (() => void) | null = null;
+  #peer: string | null = null;
+
+  /**
+   * Wraps a transport. `serve`, `connect` and `memoryConnPair` do this for
+   * you; call it yourself only to run corio over another byte stream.
+   *
+   * @param transport A `Deno.Conn` or anything with its read/write/close.
+   * @param options Default timeouts and limits.
+   */
+  constructor(transport: Transport, options: ConnectionOptions = {}) {
+    this.transport = transport;
+    this.recvTimeout = checkTimeout("recvTimeout", options.recvTimeout);
+    this.sendTimeout = checkTimeout("sendTimeout", options.sendTimeout);
+    this.maxLineLength = checkLimit(
+      "maxLineLength",
+      options.maxLineLength ?? DEFAULTS.maxLineLength,
+    );
+    this.isExternal = options.isExternal ?? DEFAULTS.isExternal;
+  }
+
+  /** The peer's address. */
+  get remoteAddr(): Deno.Addr {
+    return this.transport.remoteAddr;
+  }
+
+  /** This end's address. */
+  get localAddr(): Deno.Addr {
+    return this.transport.localAddr;
+  }
+
+  /** True once `close()` ran (by you, a send timeout, or the owner ending). */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** How many received bytes wait in the buffer, not yet returned. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /**
+   * Receives the bytes that are buffered, or the next chunk that arrives.
+   *
+   * Deadline: `timeout`/`deadline` (default `recvTimeout`).
+   * Errors: `TimeoutError`; `ConnectionResetError`; `ConnectionClosedError`
+   * if closed on this side; `BusyError` if another coroutine is receiving.
+   * State after failure: after a timeout the connection is intact, and the
+   * bytes of the read in flight go to the next receive.
+   *
+   * @param options Deadline and signal.
+   * @returns The bytes, or `null` at end of stream.
+   */
+  recv(options?: OperationOptions): Operation<Uint8Array | null> {
+    return new RecvOp(this, options);
+  }
+
+  /**
+   * Receives exactly `n` bytes.
+   *
+   * Deadline: for all `n` bytes together. Errors: as `recv`, and
+   * `IncompleteReadError` (with the `partial` bytes) if the stream ends
+   * first. State after failure: a timeout keeps every byte buffered.
+   *
+   * @param n How many bytes, 0 or more.
+   * @param options Deadline and signal.
+   * @returns The bytes.
+   */
+  recvExact(n: number, options?: OperationOptions): Operation<Uint8Array> {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(
+        `Cannot receive exact bytes: n must be an integer >= 0, got ${n}`,
+      );
+    }
+    return new RecvExactOp(this, n, options);
+  }
+
+  /**
+   * Receives one line, ended by LF or CRLF, as a string without its
+   * terminator (UTF-8). At end of stream a final unterminated line is
+   * returned, then `null`.
+   *
+   * Deadline: for the whole line, so a trickle cannot keep it alive.
+   * Errors: as `recv`, and `LineTooLongError` past `maxLineLength`, which
+   * also closes the connection. Buffers at most the limit plus one read.
+   *
+   * @param options Deadline, signal and `maxLineLength`.
+   * @returns The line, or `null` at end of stream.
+   */
+  recvLine(options?: RecvLineOptions): Operation<string | null> {
+    const limit = options?.maxLineLength === undefined
+      ? this.maxLineLength
+      : checkLimit("maxLineLength", options.maxLineLength);
+    return new RecvLineOp(this, limit, options);
+  }
+
+  /**
+   * Sends all of `data` (a string is sent as UTF-8). Sends from several
+   * coroutines are queued, never interleaved.
+   *
+   * Deadline: for all bytes (default `sendTimeout`), queueing included.
+   * Errors: `TimeoutError`, after which the connection is **closed** (how
+   * much reached the peer is unknown); `ConnectionResetError`;
+   * `ConnectionClosedError`. Cancelling a send mid-write closes too.
+   *
+   * @param data The bytes or text.
+   * @param options Deadline and signal.
+   */
+  send(data: Uint8Array | string, options?: OperationOptions): Operation<void> {
+    return new SendOp(this, data, options, false);
+  }
+
+  /**
+   * Ends the sending side (TCP FIN) once queued sends are out; the peer
+   * reads end of stream, and this side can still receive.
+   *
+   * @param options Deadline and signal.
+   */
+  closeWrite(options?: OperationOptions): Operation<void> {
+    return new CloseWriteOp(this, options);
+  }
+
+  /**
+   * Closes the connection at once; idempotent. Operations waiting on it
+   * fail with `ConnectionClosedError`.
+   */
+  close(): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    try {
+      this.transport.close();
+    } catch {
+      // Already closed by the runtime (e.g. after a reset): nothing to free.
+    }
+    const reader = this.readWaiter;
+    this.readWaiter = null;
+    reader?.wake();
+    this.writer?.waiter?.wake();
+    for (const queued of this.writeQueue) queued.waiter?.wake();
+    this.maybeSettle();
+  }
+
+  /**
+   * Settles once the connection is closed and no read or write of it is
+   * pending in the runtime (what leak checks look for).
+   */
+  get settled(): Promise<void> {
+    if (this.#settled === null) {
+      this.#settled = new Promise((resolve) => this.#resolveSettled = resolve);
+      this.maybeSettle();
+    }
+    return this.#settled;
+  }
+
+  /** "127.0.0.1:4000" or the transport's own description. */
+  get peer(): string {
+    if (this.#peer === null) {
+      const addr = this.transport.remoteAddr as Partial<Deno.NetAddr>;
+      this.#peer = addr.hostname !== undefined
+        ? (addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname) +
+          `:${addr.port}`
+        : String((addr as { path?: string }).path ?? "peer");
+    }
+    return this.#peer;
+  }
+
+  /** @internal Starts the one read, making room for at least `room` bytes. */
+  startRead(room = 1): void {
+    if (this.hasPendingRead || this.isEof || this.readError !== null) return;
+    if (this.#isClosed) return;
+    let buf = this.buf;
+    if (this.start === this.end) this.start = this.end = 0;
+    const want = room > this.readSize ? room : this.readSize;
+    if (buf.length - this.end < want) {
+      const buffered = this.end - this.start;
+      if (buf.length - buffered >= want && this.start > 0) {
+        buf.copyWithin(0, this.start, this.end);
+      } else {
+        let size = buf.length * 2;
+        while (size < buffered + want) size *= 2;
+        const grown = new Uint8Array(size);
+        grown.set(buf.subarray(this.start, this.end));
+        this.buf = buf = grown;
+      }
+      this.start = 0;
+      this.end = buffered;
+    }
+    this.hasPendingRead = true;
+    this.transport.read(buf.subarray(this.end)).then(
+      this.#onRead,
+      this.#onReadError,
+    );
+  }
+
+  #onRead = (n: number | null): void => {
+    this.hasPendingRead = false;
+    if (n === null) {
+      this.isEof = true;
+    } else {
+      this.end += n;
+      const size = this.readSize;
+      if (n === this.buf.length - (this.end - n) && size < MAX_READ_SIZE) {
+        this.readSize = size * 2;
+      } else if (n < size >> 2 && size > INITIAL_READ_SIZE) {
+        this.readSize = size >> 1;
+      }
+    }
+    this.#wakeReader();
+  };
+
+  #onReadError = (error: unknown): void => {
+    this.hasPendingRead = false;
+    if (!this.#isClosed) this.readError = error;
+    this.#wakeReader();
+  };
+
+  #wakeReader(): void {
+    const reader = this.readWaiter;
+    this.readWaiter = null;
+    if (reader !== null) reader.wake();
+    else if (this.#isClosed) this.maybeSettle();
+  }
+
+  /** @internal Resolves `settled` when nothing is pending any more. */
+  maybeSettle(): void {
+    if (
+      this.#resolveSettled !== null && this.#isClosed && !this.hasPendingRead &&
+      this.writesInFlight === 0
+    ) {
+      this.#resolveSettled();
+      this.#resolveSettled = null;
+    }
+  }
+
+  /** @internal The typed error for a runtime I/O error in `op`. */
+  ioError(op: string, error: unknown, where: string): Error {
+    if (this.#isClosed) return new ConnectionClosedError(op, where);
+    if (
+      error instanceof Deno.errors.BadResource ||
+      error instanceof Deno.errors.Interrupted
+    ) return new ConnectionClosedError(op, where);
+    return new ConnectionResetError(op, where, { cause: error });
+  }
+}
+
+function checkTimeout(name: string, value: number | undefined): number {
+  if (value === undefined) return Infinity;
+  if (!(value >= 0)) {
+    throw new RangeError(`Cannot use ${name}: must be >= 0 ms, got ${value}`);
+  }
+  return value;
+}
+
+function checkLimit(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot use ${name}: must be an integer >= 1, got ${value}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,213 @@
+/**
+ * The effect vocabulary: what a coroutine yields to the scheduler, and the
+ * {@linkcode Operation} shape that lets `yield*` return a typed result.
+ *
+ * An operation is an object that is both an iterator and (a)sync iterable
+ * of itself. `yield* op` calls `op.next()`; when the result is already at
+ * hand (bytes buffered, a task finished) it returns at once, otherwise it
+ * yields the operation itself as the effect. The scheduler parks the
+ * coroutine on it, arms its deadline, and later resumes the generator with
+ * one of the {@linkcode Resume} signals; `next()` then polls again, or turns
+ * a timeout or abort into the error this operation documents.
+ *
+ * Having `[Symbol.asyncIterator]` matters: without it, `yield*` inside an
+ * `async function*` wraps the iterator in an async-from-sync adapter, which
+ * costs 5 microtask turns per operation instead of 3 (measured, Deno 2.9.6).
+ *
+ * @module
+ */
+
+import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
+
+/** Why the scheduler resumes a parked operation. */
+export type Resume = typeof RESUME | typeof TIMED_OUT | typeof ABORTED;
+/** The awaited event happened: poll again. */
+export const RESUME: unique symbol = Symbol("corio.resume");
+/** The operation's deadline passed. */
+export const TIMED_OUT: unique symbol = Symbol("corio.timedOut");
+/** The operation's `signal` was aborted. */
+export const ABORTED: unique symbol = Symbol("corio.aborted");
+/** Returned by `poll()` when the operation must wait. */
+export const PENDING: unique symbol = Symbol("corio.pending");
+
+/**
+ * Options every blocking operation takes. `timeout` is relative,
+ * `deadline` absolute (on the scheduler's clock); when both are given the
+ * earlier one wins. `Infinity` disables.
+ */
+export interface OperationOptions {
+  /**
+   * Milliseconds the whole operation may take.
+   * @default {Infinity} (or the connection's default, e.g. `recvTimeout`)
+   */
+  timeout?: number;
+  /**
+   * Absolute time (scheduler clock, ms) by which the operation must finish.
+   * @default {Infinity}
+   */
+  deadline?: number;
+  /**
+   * Aborting it ends the operation: the signal's `reason` is thrown at its
+   * `yield*`, unchanged.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * What a coroutine yields: an operation waiting for something. Users never
+ * build one; they `yield*` operations, and the type shows up only in
+ * {@linkcode Coroutine} signatures.
+ *
+ * @example
+ * ```ts
+ * import { delay, type Effect } from "@corio/corio";
+ *
+ * function* sleepy(): Generator<Effect, string, unknown> {
+ *   yield* delay(10);
+ *   return "awake";
+ * }
+ * ```
+ */
+export interface Effect {
+  /** The operation's name, as it appears in errors (`"recvLine"`). */
+  readonly op: string;
+}
+
+/**
+ * A typed operation: `const x = yield* op` gives `x` the type `T`, in a
+ * `function*` and in an `async function*` alike.
+ *
+ * @example
+ * ```ts
+ * import { delay, type Operation, run } from "@corio/corio";
+ *
+ * function* twice(op: () => Operation<void>): Generator<import("@corio/corio").Effect, void, unknown> {
+ *   yield* op();
+ *   yield* op();
+ * }
+ * await run(twice(() => delay(1)));
+ * ```
+ */
+export interface Operation<T> {
+  /** Runs the operation inside a `function*` coroutine. */
+  [Symbol.iterator](): Iterator<Effect, T, unknown>;
+  /** Runs the operation inside an `async function*` coroutine. */
+  [Symbol.asyncIterator](): AsyncIterator<Effect, T, unknown>;
+}
+
+/**
+ * A coroutine: a generator object that yields effects (through `yield*`
+ * on operations) and returns `T`. `async function*` is the documented form;
+ * `function*` is accepted and cheaper when the body never awaits.
+ *
+ * @example
+ * ```ts
+ * import { type Coroutine, delay, run } from "@corio/corio";
+ *
+ * async function* tick(): Coroutine<number> {
+ *   yield* delay(1);
+ *   return 1;
+ * }
+ * console.log(await run(tick())); // 1
+ * ```
+ */
+export type Coroutine<T = unknown> =
+  | Generator<Effect, T, unknown>
+  | AsyncGenerator<Effect, T, unknown>;
+
+/**
+ * The base of every operation. Subclasses implement `poll()` (is the result
+ * at hand?), `park()`/`unpark()` (register and forget a waiter) and, where
+ * a timeout means something other than an error, `timedOut()`.
+ */
+export abstract class Op<T> implements Effect, Operation<T>, Iterator<Effect, T, unknown> {
+  abstract readonly op: string;
+  /** Relative timeout from the options, if any. */
+  readonly timeout: number | undefined;
+  /** Absolute deadline from the options (Infinity when none). */
+  readonly deadline: number;
+  /** Abort signal from the options. */
+  readonly signal: AbortSignal | undefined;
+  /** Absolute deadline of the current run, fixed at its first park. */
+  activeDeadline = NaN;
+  /** True when only the outside world (a socket, a promise) can wake it. */
+  external = false;
+  /** True when the scheduler should `perform()` it and resume at once. */
+  immediate = false;
+
+  constructor(options: OperationOptions | undefined, defaultTimeout?: number) {
+    let timeout = options?.timeout;
+    const deadline = options?.deadline ?? Infinity;
+    if (timeout !== undefined && !(timeout >= 0)) {
+      throw new RangeError(
+        `Cannot start operation: timeout must be >= 0, got ${timeout}`,
+      );
+    }
+    if (Number.isNaN(deadline)) {
+      throw new RangeError("Cannot start operation: deadline is NaN");
+    }
+    if (timeout === undefined && options?.deadline === undefined) {
+      timeout = defaultTimeout;
+    }
+    this.timeout = timeout === Infinity ? undefined : timeout;
+    this.deadline = deadline;
+    this.signal = options?.signal;
+  }
+
+  /** The value if the operation can complete now, else `PENDING`. */
+  protected abstract poll(): T | typeof PENDING;
+  /** Starts waiting: arrange for `co.wake()` when worth polling again. */
+  abstract park(co: CoroutineRecord): void;
+  /** Stops waiting (timeout, abort, cancel): forget `co`. */
+  abstract unpark(co: CoroutineRecord): void;
+  /** For immediate operations: act for `co`, then `poll()` gives the result. */
+  perform(_co: CoroutineRecord): void {}
+  /** Called once per run, before the first poll. */
+  protected begin(): void {}
+  /** What a timeout means: by default a {@linkcode TimeoutError}. */
+  protected abstract timedOut(): T;
+  /** Called when the coroutine is cancelled while in this operation. */
+  protected cancelled(): void {}
+
+  /** Fixes the run's absolute deadline from the options and the clock. */
+  resolveDeadline(now: number): number {
+    if (this.activeDeadline !== this.activeDeadline) {
+      const relative = this.timeout === undefined
+        ? Infinity
+        : now + this.timeout;
+      this.activeDeadline = relative < this.deadline
+        ? relative
+        : this.deadline;
+    }
+    return this.activeDeadline;
+  }
+
+  next(signal?: unknown): IteratorResult<Effect, T> {
+    if (signal === TIMED_OUT) return { done: true, value: this.timedOut() };
+    if (signal === ABORTED) throw this.signal!.reason;
+    const value = this.poll();
+    if (value === PENDING) return { done: false, value: this };
+    return { done: true, value };
+  }
+
+  return(value?: unknown): IteratorResult<Effect, T> {
+    this.cancelled();
+    return { done: true, value: value as T };
+  }
+
+  throw(error?: unknown): IteratorResult<Effect, T> {
+    throw error;
+  }
+
+  [Symbol.iterator](): Iterator<Effect, T, unknown> {
+    this.activeDeadline = NaN;
+    this.begin();
+    return this;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Effect, T, unknown> {
+    this.activeDeadline = NaN;
+    this.begin();
+    return this as unknown as AsyncIterator<Effect, T, unknown>;
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * The errors corio throws into coroutines. Each says what failed, on which
+ * address, and which limit was hit; the numbers are fields so that code (and
+ * `assert.rejects(p, { name: "TimeoutError" })`) can match on them.
+ *
+ * @module
+ */
+
+/**
+ * An operation did not finish by its deadline. Thrown at the `yield*` of the
+ * operation that timed out.
+ *
+ * What the connection looks like afterwards depends on the operation: after a
+ * receive timeout it is intact (no byte is lost), after a send timeout it is
+ * closed.
+ *
+ * @example Catch a receive timeout and go on
+ * ```ts
+ * import { run, TimeoutError } from "@corio/corio";
+ * import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const clock = new VirtualClock();
+ * const timedOut = await run((function* () {
+ *   try {
+ *     yield* conn.recv({ timeout: 3000 });
+ *     return false;
+ *   } catch (error) {
+ *     if (!(error instanceof TimeoutError)) throw error;
+ *     return error.timeout === 3000;
+ *   }
+ * })(), { clock });
+ * conn.close();
+ * peer.close();
+ * if (!timedOut) throw new Error("expected a timeout");
+ * ```
+ */
+export class TimeoutError extends Error {
+  /** The operation that timed out, e.g. `"recvLine"`. */
+  readonly op: string;
+  /** The timeout in milliseconds, or `undefined` when the operation had an absolute deadline only. */
+  readonly timeout: number | undefined;
+
+  /**
+   * @param op The operation that timed out.
+   * @param timeout Its timeout in milliseconds, when it had one.
+   * @param where What it waited on, e.g. `"from 127.0.0.1:4000"`.
+   */
+  constructor(op: string, timeout?: number, where = "") {
+    const limit = timeout === undefined ? "its deadline" : `${timeout} ms`;
+    super(`Cannot ${op}${where ? " " + where : ""}: timed out after ${limit}`);
+    this.name = "TimeoutError";
+    this.op = op;
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * The connection was closed on this side (by `close()`, a send timeout, the
+ * coroutine that owned it ending, or a server shutdown) and cannot be used.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionClosedError, run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * conn.close();
+ * const name = await run((function* () {
+ *   try {
+ *     yield* conn.send("late");
+ *   } catch (error) {
+ *     return (error as ConnectionClosedError).name;
+ *   }
+ * })());
+ * peer.close();
+ * if (name !== "ConnectionClosedError") throw new Error(name);
+ * ```
+ */
+export class ConnectionClosedError extends Error {
+  /** The operation that found the connection closed. */
+  readonly op: string;
+  /**
+   * @param op The operation that was attempted.
+   * @param where The address, e.g. `"to 127.0.0.1:4000"`.
+   */
+  constructor(op: string, where = "") {
+    super(`Cannot ${op}${where ? " " + where : ""}: the connection is closed`);
+    this.name = "ConnectionClosedError";
+    this.op = op;
+  }
+}
+
+/**
+ * The peer broke the connection (reset, broken pipe) while an operation was
+ * using it. The connection is closed afterwards.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionResetError } from "@corio/corio";
+ *
+ * const error = new ConnectionResetError("send", "to 127.0.0.1:4000");
+ * console.log(error.message); // Cannot send to 127.0.0.1:4000: the peer reset the connection
+ * ```
+ */
+export class ConnectionResetError extends Error {
+  /** The operation that saw the reset. */
+  readonly op: string;
+  /**
+   * @param op The operation that was in progress.
+   * @param where The address.
+   * @param options `cause`: the runtime's own error.
+   */
+  constructor(op: string, where = "", options?: ErrorOptions) {
+    super(
+      `Cannot ${op}${where ? " " + where : ""}: the peer reset the connection`,
+      options,
+    );
+    this.name = "ConnectionResetError";
+    this.op = op;
+  }
+}
+
+/**
+ * A connection attempt failed: the peer refused it or could not be reached.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "@corio/corio";
+ *
+ * const error = new ConnectError("127.0.0.1", 1, "connection refused");
+ * console.log(error.message); // Cannot connect to 127.0.0.1:1: connection refused
+ * ```
+ */
+export class ConnectError extends Error {
+  /** The host that was dialled. */
+  readonly hostname: string;
+  /** The port that was dialled. */
+  readonly port: number;
+  /**
+   * @param hostname The host that was dialled.
+   * @param port The port that was dialled.
+   * @param why What went wrong, e.g. `"connection refused"`.
+   * @param options `cause`: the runtime's own error.
+   */
+  constructor(
+    hostname: string,
+    port: number,
+    why: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Cannot connect to ${hostname}:${port}: ${why}`, options);
+    this.name = "ConnectError";
+    this.hostname = hostname;
+    this.port = port;
+  }
+}
+
+/**
+ * A line was longer than the connection's `maxLineLength`. The connection is
+ * closed: the rest of the line is still unread, so the stream cannot be
+ * resynchronised.
+ *
+ * @example
+ * ```ts
+ * import { LineTooLongError } from "@corio/corio";
+ *
+ * const error = new LineTooLongError(65536, "from 127.0.0.1:4000");
+ * console.log(error.limit); // 65536
+ * ```
+ */
+export class LineTooLongError extends Error {
+  /** The limit in bytes that the line exceeded. */
+  readonly limit: number;
+  /**
+   * @param limit The `maxLineLength` in bytes.
+   * @param where The address.
+   */
+  constructor(limit: number, where = "") {
+    super(
+      `Cannot receive line${
+        where ? " " + where : ""
+      }: line exceeds maxLineLength of ${limit} bytes`,
+    );
+    this.name = "LineTooLongError";
+    this.limit = limit;
+  }
+}
+
+/**
+ * The peer closed the connection before `recvExact(n)` had all `n` bytes.
+ *
+ * @example
+ * ```ts
+ * import { IncompleteReadError } from "@corio/corio";
+ *
+ * const error = new IncompleteReadError(10, new Uint8Array(4), "from 127.0.0.1:4000");
+ * console.log(error.partial.length); // 4
+ * ```
+ */
+export class IncompleteReadError extends Error {
+  /** How many bytes were asked for. */
+  readonly expected: number;
+  /** The bytes that did arrive before the end of the stream. */
+  readonly partial: Uint8Array;
+  /**
+   * @param expected How many bytes were asked for.
+   * @param partial The bytes that arrived.
+   * @param where The address.
+   */
+  constructor(expected: number, partial: Uint8Array, where = "") {
+    super(
+      `Cannot receive ${expected} bytes${
+        where ? " " + where : ""
+      }: the peer closed the stream after ${partial.length}`,
+    );
+    this.name = "IncompleteReadError";
+    this.expected = expected;
+    this.partial = partial;
+  }
+}
+
+/**
+ * Two coroutines tried to receive on one connection at once. Receiving is
+ * one coroutine's job (sends from several coroutines are queued instead).
+ *
+ * @example
+ * ```ts
+ * import { BusyError } from "@corio/corio";
+ *
+ * console.log(new BusyError("recv", "from 127.0.0.1:4000").message);
+ * ```
+ */
+export class BusyError extends Error {
+  /** The operation that was refused. */
+  readonly op: string;
+  /**
+   * @param op The operation that was refused.
+   * @param where The address.
+   */
+  constructor(op: string, where = "") {
+    super(
+      `Cannot ${op}${
+        where ? " " + where : ""
+      }: another coroutine is already receiving on this connection`,
+    );
+    this.name = "BusyError";
+    this.op = op;
+  }
+}
+
+/**
+ * A task was cancelled before it finished; `join()` on it throws this.
+ *
+ * @example
+ * ```ts
+ * import { CancelledError } from "@corio/corio";
+ *
+ * console.log(new CancelledError().message); // Cannot join task: it was cancelled
+ * ```
+ */
+export class CancelledError extends Error {
+  constructor() {
+    super("Cannot join task: it was cancelled");
+    this.name = "CancelledError";
+  }
+}

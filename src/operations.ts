@@ -1,0 +1,178 @@
+/**
+ * The scheduler's own operations, usable in any coroutine: `delay`, `wait`
+ * and `spawn`.
+ *
+ * @module
+ */
+
+import { Op, type Operation, type OperationOptions, PENDING } from "./effects.ts";
+import { TimeoutError } from "./errors.ts";
+import type { Coroutine as Generator } from "./effects.ts";
+import type { Coroutine, Task } from "./scheduler.ts";
+
+/** Options for {@linkcode delay}. */
+export interface DelayOptions {
+  /** Aborting it ends the delay early: its `reason` is thrown, unchanged. */
+  signal?: AbortSignal;
+}
+
+class DelayOp extends Op<void> {
+  readonly op = "delay";
+  constructor(ms: number, options?: DelayOptions) {
+    if (Number.isNaN(ms)) {
+      throw new RangeError("Cannot delay: ms is NaN");
+    }
+    super({ timeout: Math.max(0, ms), signal: options?.signal });
+  }
+  protected poll(): typeof PENDING {
+    return PENDING;
+  }
+  park(): void {}
+  unpark(): void {}
+  protected timedOut(): void {}
+}
+
+/**
+ * Pauses the coroutine for `ms` milliseconds on the scheduler's clock
+ * (virtual in tests), without a host timer of its own.
+ *
+ * Deadline: `ms` (negative counts as 0; `Infinity` waits until cancelled).
+ * Errors: the `signal`'s reason, if aborted.
+ *
+ * @param ms How long to wait.
+ * @param options An abort signal.
+ * @returns An operation to `yield*`.
+ * @throws {RangeError} If `ms` is NaN.
+ *
+ * @example Wait three virtual seconds, instantly
+ * ```ts
+ * import { delay, run } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock();
+ * await run((function* () { yield* delay(3000); })(), { clock });
+ * console.log(clock.now()); // 3000
+ * ```
+ */
+export function delay(ms: number, options?: DelayOptions): Operation<void> {
+  return new DelayOp(ms, options);
+}
+
+class WaitOp<T> extends Op<T> {
+  readonly op = "wait";
+  #state = 0; // 0 pending, 1 fulfilled, 2 rejected
+  #result: unknown = undefined;
+  #waiter: Coroutine | null = null;
+  constructor(promise: PromiseLike<T>, options?: OperationOptions) {
+    super(options);
+    this.external = true;
+    // Subscribe at once so a rejection after a timeout is still handled.
+    Promise.resolve(promise).then(
+      (value) => this.#settle(1, value),
+      (error) => this.#settle(2, error),
+    );
+  }
+  #settle(state: number, result: unknown): void {
+    this.#state = state;
+    this.#result = result;
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.wake();
+  }
+  protected poll(): T | typeof PENDING {
+    if (this.#state === 1) return this.#result as T;
+    if (this.#state === 2) throw this.#result;
+    return PENDING;
+  }
+  park(co: Coroutine): void {
+    this.#waiter = co;
+  }
+  unpark(): void {
+    this.#waiter = null;
+  }
+  protected timedOut(): T {
+    throw new TimeoutError("wait", this.timeout, "for promise");
+  }
+}
+
+/**
+ * Waits for a promise under a deadline, cancellation and an abort signal:
+ * the covered form of `await` inside a coroutine.
+ *
+ * Deadline: `timeout`/`deadline`. Errors: the promise's rejection;
+ * `TimeoutError` (the promise runs on, its result is dropped); the
+ * `signal`'s reason.
+ *
+ * @param promise What to wait for.
+ * @param options Deadline and signal.
+ * @returns An operation that gives the promise's value.
+ *
+ * @example
+ * ```ts
+ * import { run, wait } from "@corio/corio";
+ *
+ * const text = await run((async function* () {
+ *   return yield* wait(Promise.resolve("done"), { timeout: 1000 });
+ * })());
+ * console.log(text); // done
+ * ```
+ */
+export function wait<T>(
+  promise: PromiseLike<T>,
+  options?: OperationOptions,
+): Operation<T> {
+  return new WaitOp(promise, options);
+}
+
+class SpawnOp<T> extends Op<Task<T>> {
+  readonly op = "spawn";
+  #task: Task<T> | null = null;
+  constructor(readonly coroutine: Generator<T>) {
+    super(undefined);
+    this.immediate = true;
+  }
+  override perform(co: Coroutine): void {
+    const scheduler = co.scheduler;
+    this.#task = scheduler._task(
+      scheduler._start(this.coroutine, co),
+    ) as Task<T>;
+  }
+  protected poll(): Task<T> | typeof PENDING {
+    return this.#task ?? PENDING;
+  }
+  park(): void {}
+  unpark(): void {}
+  protected timedOut(): Task<T> {
+    throw new TimeoutError("spawn");
+  }
+}
+
+/**
+ * Starts a child coroutine that runs alongside its parent: one child can
+ * read a connection while the parent writes it (full duplex). The child
+ * never outlives its parent: when the parent ends, the child is cancelled,
+ * and the parent's end waits for the child's `finally` blocks. A child's
+ * error reaches whoever joins it; if nobody does, the parent fails with it.
+ *
+ * @param coroutine A generator object, e.g. `reader(conn)`.
+ * @returns An operation that gives the child's {@linkcode Task}.
+ *
+ * @example
+ * ```ts
+ * import { delay, run, spawn } from "@corio/corio";
+ *
+ * const order: string[] = [];
+ * await run((function* () {
+ *   const child = yield* spawn((function* () {
+ *     yield* delay(10);
+ *     order.push("child");
+ *   })());
+ *   order.push("parent");
+ *   yield* child.join();
+ * })());
+ * console.log(order); // ["parent", "child"]
+ * ```
+ */
+export function spawn<T>(coroutine: Generator<T>): Operation<Task<T>> {
+  return new SpawnOp(coroutine);
+}

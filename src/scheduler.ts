@@ -1,0 +1,591 @@
+/**
+ * The scheduler: drives generator coroutines, parks them on operations,
+ * keeps every deadline in one queue with one armed host timer, cancels
+ * them at their current wait, and ends what they own when they end.
+ *
+ * @module
+ */
+
+import {
+  ABORTED,
+  type Coroutine as Generator,
+  Op,
+  type Operation,
+  type OperationOptions,
+  PENDING,
+  RESUME,
+  TIMED_OUT,
+} from "./effects.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
+import { type Clock, DeadlineQueue, type DeadlineEntry, systemClock } from "./timers.ts";
+
+/** Something a coroutine owns and closes when it ends (its connection). */
+export interface Resource {
+  /** Closes it; must be idempotent. */
+  close(): void;
+  /** Settles once nothing of it is pending in the runtime any more. */
+  readonly settled?: Promise<void>;
+}
+
+const NEXT = 0;
+const RETURN = 1;
+const THROW = 2;
+type Mode = typeof NEXT | typeof RETURN | typeof THROW;
+
+const STARTING = 0;
+const RUNNING = 1;
+const PARKED = 2;
+const ENDING = 3;
+const DONE = 4;
+
+const OK = 0;
+const FAILED = 1;
+const CANCELLED = 2;
+
+/**
+ * The scheduler's record of one coroutine. Internal: users hold a
+ * {@linkcode Task}. Operations receive it in `park()` and call `wake()`.
+ */
+export class Coroutine implements DeadlineEntry {
+  deadline = Infinity;
+  heapIndex = -1;
+  state = STARTING;
+  mode: Mode = NEXT;
+  input: unknown = undefined;
+  effect: Op<unknown> | null = null;
+  cancelRequested = false;
+  isCancelled = false;
+  outcome = OK;
+  result: unknown = undefined;
+  isObserved = false;
+  children: Set<Coroutine> | null = null;
+  failedChildren: Coroutine[] | null = null;
+  resources: Resource[] | null = null;
+  joiners: Coroutine[] | null = null;
+  settle: { resolve(v: unknown): void; reject(e: unknown): void } | null =
+    null;
+  promise: Promise<unknown> | null = null;
+  task: Task<unknown> | null = null;
+  readonly isAsync: boolean;
+  readonly onResult = (r: IteratorResult<unknown, unknown>): void =>
+    this.scheduler._afterAsyncStep(this, r);
+  readonly onFailure = (error: unknown): void =>
+    this.scheduler._afterAsyncFailure(this, error);
+  readonly onAbort = (): void => this.scheduler._abort(this);
+
+  constructor(
+    readonly gen: Generator<unknown>,
+    readonly scheduler: Scheduler,
+    readonly parent: Coroutine | null,
+  ) {
+    this.isAsync = typeof (gen as AsyncGenerator)[Symbol.asyncIterator] ===
+      "function";
+  }
+
+  /** Resumes the coroutine if it is parked: its operation polls again. */
+  wake(): void {
+    if (this.effect !== null) this.scheduler._wake(this);
+  }
+
+  /** Makes `resource` close when this coroutine ends. */
+  adopt(resource: Resource): void {
+    (this.resources ??= []).push(resource);
+  }
+
+  /** True once the coroutine and its children have ended. */
+  get isDone(): boolean {
+    return this.state === DONE;
+  }
+}
+
+/**
+ * A running coroutine, as its starter sees it: join it, cancel it, or
+ * await it from outside the scheduler.
+ *
+ * @example
+ * ```ts
+ * import { delay, run, spawn } from "@corio/corio";
+ *
+ * const sum = await run((async function* () {
+ *   const a = yield* spawn((function* () { yield* delay(5); return 2; })());
+ *   const b = yield* spawn((function* () { yield* delay(1); return 3; })());
+ *   return (yield* a.join()) + (yield* b.join());
+ * })());
+ * console.log(sum); // 5
+ * ```
+ */
+export interface Task<T> {
+  /**
+   * Waits for the task to end and returns its result.
+   *
+   * Errors: the task's own error; {@linkcode CancelledError} if it was
+   * cancelled; `TimeoutError` at the deadline (the task runs on).
+   */
+  join(options?: OperationOptions): Operation<T>;
+  /**
+   * Cancels the task at its current wait: `finally` blocks run, its
+   * children are cancelled and what it owns is closed. Idempotent.
+   */
+  cancel(): void;
+  /** Settles when the task has ended; for code outside coroutines. */
+  readonly finished: Promise<T>;
+  /** True once the task, its children and its resources are done. */
+  readonly isDone: boolean;
+}
+
+class TaskHandle<T> implements Task<T> {
+  #co: Coroutine;
+  constructor(co: Coroutine) {
+    this.#co = co;
+  }
+  join(options?: OperationOptions): Operation<T> {
+    return new JoinOp<T>(this.#co, options);
+  }
+  cancel(): void {
+    this.#co.scheduler._cancel(this.#co);
+  }
+  get finished(): Promise<T> {
+    return this.#co.scheduler._promise(this.#co) as Promise<T>;
+  }
+  get isDone(): boolean {
+    return this.#co.state === DONE;
+  }
+}
+
+class JoinOp<T> extends Op<T> {
+  readonly op = "join";
+  constructor(readonly target: Coroutine, options?: OperationOptions) {
+    super(options);
+  }
+  protected poll(): T | typeof PENDING {
+    const target = this.target;
+    if (target.state !== DONE) return PENDING;
+    if (target.outcome === OK) return target.result as T;
+    target.isObserved = true;
+    if (target.outcome === CANCELLED) throw new CancelledError();
+    throw target.result;
+  }
+  park(co: Coroutine): void {
+    (this.target.joiners ??= []).push(co);
+  }
+  unpark(co: Coroutine): void {
+    const joiners = this.target.joiners;
+    const index = joiners ? joiners.indexOf(co) : -1;
+    if (index >= 0) joiners!.splice(index, 1);
+  }
+  protected timedOut(): T {
+    throw new TimeoutError("join", this.timeout);
+  }
+}
+
+
+/** Options for {@linkcode Scheduler}. */
+export interface SchedulerOptions {
+  /**
+   * The clock for deadlines and delays.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
+   * Receives errors nobody else will see: a top-level task that failed with
+   * no one awaiting `finished`.
+   * @default {console.error}
+   */
+  onError?: (error: unknown) => void;
+}
+
+/** Options for {@linkcode Scheduler.spawn}. */
+export interface SpawnOptions {
+  /** Resources the new coroutine owns: closed when it ends. */
+  owns?: Resource[];
+}
+
+/**
+ * The engine: runs coroutines, performs their operations, times them out
+ * and cancels them. Most programs use `serve` or `run`, which make one.
+ *
+ * @example Two top-level coroutines on one scheduler
+ * ```ts
+ * import { delay, Scheduler } from "@corio/corio";
+ *
+ * const scheduler = new Scheduler();
+ * const a = scheduler.spawn((function* () { yield* delay(2); return "a"; })());
+ * const b = scheduler.spawn((function* () { yield* delay(1); return "b"; })());
+ * console.log(await Promise.all([a.finished, b.finished])); // ["a", "b"]
+ * ```
+ */
+export class Scheduler {
+  /** The clock this scheduler reads and arms. */
+  readonly clock: Clock;
+  #onError: (error: unknown) => void;
+  #timers = new DeadlineQueue<Coroutine>();
+  #timerHandle: unknown = undefined;
+  #timerAt = Infinity;
+  #live = 0;
+  #busy = 0;
+  #externalWaits = 0;
+  #ready: Coroutine[] = [];
+  #isDriving = false;
+  #isIdle = (): boolean =>
+    this.#live === 0 || (this.#busy === 0 && this.#externalWaits === 0);
+
+  /** @param options The clock and the error sink. */
+  constructor(options: SchedulerOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.#onError = options.onError ?? ((error) => console.error(error));
+  }
+
+  /** The current time on this scheduler's clock, in ms. */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** How many coroutines are alive (started and not yet done). */
+  get size(): number {
+    return this.#live;
+  }
+
+  /**
+   * Starts a top-level coroutine.
+   * @param coroutine A generator object, e.g. `handler(conn)`.
+   * @param options What it owns.
+   * @returns Its task.
+   */
+  spawn<T>(coroutine: Generator<T>, options?: SpawnOptions): Task<T> {
+    const co = this._start(coroutine, null);
+    if (options?.owns) for (const resource of options.owns) co.adopt(resource);
+    return this._task(co) as Task<T>;
+  }
+
+  // ---- internals used by operations and tasks (underscore: not public API)
+
+  /** @internal */
+  _start(gen: Generator<unknown>, parent: Coroutine | null): Coroutine {
+    if (
+      gen === null || typeof gen !== "object" ||
+      typeof (gen as { next?: unknown }).next !== "function"
+    ) {
+      throw new TypeError(
+        `Cannot start coroutine: expected a generator object (call the function*), got ${typeof gen}`,
+      );
+    }
+    const co = new Coroutine(gen, this, parent);
+    if (parent) (parent.children ??= new Set()).add(co);
+    this.#live++;
+    this.#busy++;
+    this.#enqueue(co);
+    return co;
+  }
+
+  /** @internal */
+  _task(co: Coroutine): Task<unknown> {
+    return co.task ??= new TaskHandle(co);
+  }
+
+  /** @internal */
+  _promise(co: Coroutine): Promise<unknown> {
+    if (co.promise === null) {
+      co.promise = new Promise((resolve, reject) => {
+        co.settle = { resolve, reject };
+      });
+      co.isObserved = true;
+      if (co.state === DONE) this.#resolvePromise(co);
+    }
+    return co.promise;
+  }
+
+  /** @internal */
+  _wake(co: Coroutine): void {
+    this.#unpark(co);
+    this.#resume(co, NEXT, RESUME);
+  }
+
+  /** @internal */
+  _abort(co: Coroutine): void {
+    if (co.effect === null) return;
+    co.effect.unpark(co);
+    this.#unpark(co);
+    this.#resume(co, NEXT, ABORTED);
+  }
+
+  /** @internal */
+  _cancel(co: Coroutine): void {
+    switch (co.state) {
+      case STARTING:
+        co.isCancelled = true;
+        co.mode = RETURN;
+        return;
+      case RUNNING:
+        co.cancelRequested = true;
+        return;
+      case PARKED:
+        co.effect!.unpark(co);
+        this.#unpark(co);
+        co.isCancelled = true;
+        this.#resume(co, RETURN, undefined);
+        return;
+      default: // ENDING, DONE: children already cancelled
+    }
+  }
+
+  /** @internal */
+  _afterAsyncStep(co: Coroutine, r: IteratorResult<unknown, unknown>): void {
+    if (this.#afterYield(co, r)) this.#resume(co, co.mode, co.input, true);
+  }
+
+  /** @internal */
+  _afterAsyncFailure(co: Coroutine, error: unknown): void {
+    this.#end(co, FAILED, error);
+  }
+
+  // ---- driving
+
+  #enqueue(co: Coroutine): void {
+    this.#ready.push(co);
+    if (!this.#isDriving) queueMicrotask(this.#drain);
+  }
+
+  #drain = (): void => {
+    if (this.#isDriving) return;
+    this.#isDriving = true;
+    try {
+      const ready = this.#ready;
+      for (let i = 0; i < ready.length; i++) this.#step(ready[i]);
+      ready.length = 0;
+    } finally {
+      this.#isDriving = false;
+    }
+  };
+
+  /**
+   * Resumes `co`. Re-entrant calls (a coroutine waking another while it
+   * runs) queue instead of nesting, so stacks stay flat.
+   */
+  #resume(co: Coroutine, mode: Mode, input: unknown, isBusy = false): void {
+    co.mode = mode;
+    co.input = input;
+    if (!isBusy) this.#busy++;
+    if (this.#isDriving) {
+      this.#ready.push(co);
+      return;
+    }
+    this.#isDriving = true;
+    try {
+      this.#step(co);
+      const ready = this.#ready;
+      for (let i = 0; i < ready.length; i++) this.#step(ready[i]);
+      ready.length = 0;
+    } finally {
+      this.#isDriving = false;
+    }
+  }
+
+  #step(co: Coroutine): void {
+    if (co.state === DONE || co.state === ENDING) return;
+    co.state = RUNNING;
+    const gen = co.gen;
+    if (co.isAsync) {
+      const agen = gen as AsyncGenerator<unknown, unknown, unknown>;
+      const pending = co.mode === NEXT
+        ? agen.next(co.input)
+        : co.mode === RETURN
+        ? agen.return(undefined)
+        : agen.throw(co.input);
+      co.input = undefined;
+      pending.then(co.onResult, co.onFailure);
+      return;
+    }
+    const sgen = gen as globalThis.Generator<unknown, unknown, unknown>;
+    for (;;) {
+      let r: IteratorResult<unknown, unknown>;
+      try {
+        r = co.mode === NEXT
+          ? sgen.next(co.input)
+          : co.mode === RETURN
+          ? sgen.return(undefined)
+          : sgen.throw(co.input);
+      } catch (error) {
+        this.#end(co, FAILED, error);
+        return;
+      }
+      co.input = undefined;
+      if (!this.#afterYield(co, r)) return;
+    }
+  }
+
+  /**
+   * Handles what a coroutine yielded. Returns true when it should be
+   * resumed at once (with `co.mode`/`co.input` set), false when it parked
+   * or ended.
+   */
+  #afterYield(co: Coroutine, r: IteratorResult<unknown, unknown>): boolean {
+    if (r.done) {
+      this.#end(co, OK, r.value);
+      return false;
+    }
+    const effect = r.value;
+    if (!(effect instanceof Op)) {
+      co.mode = THROW;
+      co.input = new TypeError(
+        `Cannot run coroutine: it yielded ${
+          describe(effect)
+        }; use yield* with an operation (yield* conn.recv(), yield* delay(ms))`,
+      );
+      return true;
+    }
+    if (co.cancelRequested) {
+      co.cancelRequested = false;
+      co.isCancelled = true;
+      co.mode = RETURN;
+      return true;
+    }
+    co.mode = NEXT;
+    if (effect.immediate) {
+      effect.perform(co);
+      co.input = RESUME;
+      return true;
+    }
+    const now = this.clock.now();
+    const deadline = effect.resolveDeadline(now);
+    if (deadline <= now) {
+      co.input = TIMED_OUT;
+      return true;
+    }
+    const signal = effect.signal;
+    if (signal?.aborted) {
+      co.input = ABORTED;
+      return true;
+    }
+    co.state = PARKED;
+    co.effect = effect;
+    effect.park(co);
+    if (deadline !== Infinity) {
+      this.#timers.set(co, deadline);
+      if (deadline < this.#timerAt) this.#armHostTimer(deadline);
+    }
+    if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
+    if (effect.external) this.#externalWaits++;
+    this.#busy--;
+    if (this.#busy === 0 && this.#externalWaits === 0) this.clock.poke?.(this.#isIdle);
+    return false;
+  }
+
+  /** Bookkeeping when a parked coroutine is about to run again. */
+  #unpark(co: Coroutine): void {
+    const effect = co.effect!;
+    co.effect = null;
+    co.state = RUNNING;
+    if (co.heapIndex >= 0) this.#timers.delete(co);
+    if (effect.signal) effect.signal.removeEventListener("abort", co.onAbort);
+    if (effect.external) this.#externalWaits--;
+  }
+
+  // ---- time
+
+  #armHostTimer(at: number): void {
+    if (this.#timerHandle !== undefined) this.clock.clearTimer(this.#timerHandle);
+    this.#timerAt = at;
+    this.#timerHandle = this.clock.setTimer(at, this.#onHostTimer);
+  }
+
+  #clearHostTimer(): void {
+    if (this.#timerHandle !== undefined) this.clock.clearTimer(this.#timerHandle);
+    this.#timerHandle = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  #onHostTimer = (): void => {
+    this.#timerHandle = undefined;
+    this.#timerAt = Infinity;
+    const now = this.clock.now();
+    for (let co; (co = this.#timers.popExpired(now));) {
+      co.effect!.unpark(co);
+      this.#unpark(co);
+      this.#resume(co, NEXT, TIMED_OUT);
+    }
+    const next = this.#timers.peek();
+    if (next !== undefined && next.deadline < this.#timerAt) {
+      this.#armHostTimer(next.deadline);
+    }
+  };
+
+  // ---- ending
+
+  #end(co: Coroutine, outcome: number, result: unknown): void {
+    this.#busy--;
+    co.state = ENDING;
+    co.outcome = outcome === OK && co.isCancelled ? CANCELLED : outcome;
+    co.result = result;
+    if (co.children !== null && co.children.size > 0) {
+      for (const child of co.children) this._cancel(child);
+      if (co.children.size > 0) return; // #settle of the last child completes us
+    }
+    this.#complete(co);
+  }
+
+  #complete(co: Coroutine): void {
+    const resources = co.resources;
+    if (resources === null) return this.#settle(co);
+    let pending: Promise<void>[] | null = null;
+    for (const resource of resources) {
+      try {
+        resource.close();
+      } catch (error) {
+        this.#onError(error);
+      }
+      if (resource.settled) (pending ??= []).push(resource.settled);
+    }
+    if (pending === null) return this.#settle(co);
+    this.#busy++; // finishing is work: keep virtual time still meanwhile
+    Promise.all(pending).then(() => {
+      this.#busy--;
+      this.#settle(co);
+    });
+  }
+
+  #settle(co: Coroutine): void {
+    co.state = DONE;
+    this.#live--;
+    if (co.heapIndex >= 0) this.#timers.delete(co);
+    if (co.outcome === OK && co.failedChildren !== null) {
+      const failed = co.failedChildren.find((child) => !child.isObserved);
+      if (failed) {
+        failed.isObserved = true;
+        co.outcome = FAILED;
+        co.result = failed.result;
+      }
+    }
+    const parent = co.parent;
+    if (parent !== null) {
+      parent.children!.delete(co);
+      if (co.outcome === FAILED && co.joiners === null) {
+        (parent.failedChildren ??= []).push(co);
+      }
+      if (parent.state === ENDING && parent.children!.size === 0) {
+        this.#complete(parent);
+      }
+    }
+    if (co.joiners !== null) {
+      if (co.outcome !== OK) co.isObserved = true;
+      for (const joiner of co.joiners.splice(0)) joiner.wake();
+    }
+    if (co.promise !== null) this.#resolvePromise(co);
+    else if (parent === null && co.outcome === FAILED && !co.isObserved) {
+      this.#onError(co.result);
+    }
+    if (this.#live === 0) this.#clearHostTimer();
+  }
+
+  #resolvePromise(co: Coroutine): void {
+    if (co.outcome === OK) co.settle!.resolve(co.result);
+    else if (co.outcome === FAILED) co.settle!.reject(co.result);
+    else co.settle!.reject(new CancelledError());
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return "undefined (a bare `yield`)";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value instanceof Promise) return "a Promise (use yield* wait(promise))";
+  return typeof value === "object" ? Object.prototype.toString.call(value) : String(value);
+}

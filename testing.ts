@@ -1,0 +1,21 @@
+/**
+ * The test kit: a virtual clock and in-memory connections, so a handler is
+ * tested without sockets and without real time.
+ *
+ * @example
+ * ```ts
+ * import { run } from "@corio/corio";
+ * import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock();
+ * const [a, b] = memoryConnPair();
+ * await run((function* () { yield* a.send("x"); yield* b.recv(); })(), { clock });
+ * a.close();
+ * b.close();
+ * ```
+ *
+ * @module
+ */
+
+export { VirtualClock, type VirtualClockOptions } from "./src/testing/virtual_clock.ts";
+export { memoryConnPair, type MemoryConnPairOptions } from "./src/testing/memory_conn.ts";
