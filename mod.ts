@@ -22,6 +22,7 @@
  */
 
 export {
+  AcceptError,
   BusyError,
   CancelledError,
   ConnectError,
@@ -31,7 +32,12 @@ export {
   LineTooLongError,
   TimeoutError,
 } from "./src/errors.ts";
-export type { Coroutine, Effect, Operation, OperationOptions } from "./src/effects.ts";
+export type {
+  Coroutine,
+  Effect,
+  Operation,
+  OperationOptions,
+} from "./src/effects.ts";
 export { type Clock, systemClock } from "./src/timers.ts";
 export {
   type Resource,
@@ -47,4 +53,18 @@ export {
   type RecvLineOptions,
   type Transport,
 } from "./src/connection.ts";
-export { run, type RunOptions } from "./src/client.ts";
+export {
+  connect,
+  type ConnectOptions,
+  run,
+  type RunOptions,
+} from "./src/client.ts";
+export {
+  type ConnectionInfo,
+  type Handler,
+  serve,
+  type ServeOptions,
+  Server,
+  type ServerStats,
+  type ShutdownOptions,
+} from "./src/server.ts";

@@ -17,5 +17,11 @@
  * @module
  */
 
-export { VirtualClock, type VirtualClockOptions } from "./src/testing/virtual_clock.ts";
-export { memoryConnPair, type MemoryConnPairOptions } from "./src/testing/memory_conn.ts";
+export {
+  VirtualClock,
+  type VirtualClockOptions,
+} from "./src/testing/virtual_clock.ts";
+export {
+  memoryConnPair,
+  type MemoryConnPairOptions,
+} from "./src/testing/memory_conn.ts";

@@ -52,9 +52,12 @@ abstract class ReadOp<T> extends Op<T> {
     }
     if (conn.isClosed) throw new ConnectionClosedError(this.op, this.where);
   }
-  park(co: Coroutine): void {
+  park(co: Coroutine): boolean {
+    // poll() left a read in flight; if it is gone, it has completed.
+    if (!this.conn.hasPendingRead) return true;
     this.conn.readWaiter = co;
     this.conn.readOwner = this;
+    return false;
   }
   unpark(): void {
     this.conn.readWaiter = null;
@@ -90,7 +93,11 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
 
 export class RecvExactOp extends ReadOp<Uint8Array> {
   readonly op = "recvExact";
-  constructor(conn: Connection, readonly n: number, options?: OperationOptions) {
+  constructor(
+    conn: Connection,
+    readonly n: number,
+    options?: OperationOptions,
+  ) {
     super(conn, options);
   }
   protected read(): Uint8Array | typeof PENDING {
@@ -115,7 +122,11 @@ export class RecvExactOp extends ReadOp<Uint8Array> {
 export class RecvLineOp extends ReadOp<string | null> {
   readonly op = "recvLine";
   #scanned = 0; // bytes after conn.start already known to hold no LF
-  constructor(conn: Connection, readonly limit: number, options?: OperationOptions) {
+  constructor(
+    conn: Connection,
+    readonly limit: number,
+    options?: OperationOptions,
+  ) {
     super(conn, options);
   }
   protected override begin(): void {
@@ -129,7 +140,9 @@ export class RecvLineOp extends ReadOp<string | null> {
     // A CRLF terminator's CR does not count against the limit.
     const limit = this.limit;
     if (index >= 0) {
-      const lineEnd = index > start && buf[index - 1] === CR ? index - 1 : index;
+      const lineEnd = index > start && buf[index - 1] === CR
+        ? index - 1
+        : index;
       if (lineEnd - start > limit) return this.#tooLong();
       conn.start = index + 1;
       this.#scanned = 0;
@@ -279,8 +292,13 @@ export class SendOp extends Op<void> {
       next.waiter?.wake();
     }
   }
-  park(co: Coroutine): void {
+  park(co: Coroutine): boolean {
+    const writer = this.conn.writer;
+    // Our write finished, or the slot came free, since poll().
+    if (writer === null || (writer === this && !this.#isWriting)) return true;
+    if (this.conn.isClosed) return true;
     this.waiter = co;
+    return false;
   }
   unpark(): void {
     this.waiter = null;

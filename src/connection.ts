@@ -8,10 +8,7 @@
  */
 
 import type { Operation, OperationOptions } from "./effects.ts";
-import {
-  ConnectionClosedError,
-  ConnectionResetError,
-} from "./errors.ts";
+import { ConnectionClosedError, ConnectionResetError } from "./errors.ts";
 import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,

@@ -120,7 +120,8 @@ export type Coroutine<T = unknown> =
  * at hand?), `park()`/`unpark()` (register and forget a waiter) and, where
  * a timeout means something other than an error, `timedOut()`.
  */
-export abstract class Op<T> implements Effect, Operation<T>, Iterator<Effect, T, unknown> {
+export abstract class Op<T>
+  implements Effect, Operation<T>, Iterator<Effect, T, unknown> {
   abstract readonly op: string;
   /** Relative timeout from the options, if any. */
   readonly timeout: number | undefined;
@@ -156,8 +157,13 @@ export abstract class Op<T> implements Effect, Operation<T>, Iterator<Effect, T,
 
   /** The value if the operation can complete now, else `PENDING`. */
   protected abstract poll(): T | typeof PENDING;
-  /** Starts waiting: arrange for `co.wake()` when worth polling again. */
-  abstract park(co: CoroutineRecord): void;
+  /**
+   * Starts waiting: arrange for `co.wake()` when worth polling again.
+   * Returns true instead if that moment already came between `poll()` and
+   * now (a runtime op can settle within the turns an async generator takes
+   * to hand the effect over), so no wake-up is lost.
+   */
+  abstract park(co: CoroutineRecord): boolean;
   /** Stops waiting (timeout, abort, cancel): forget `co`. */
   abstract unpark(co: CoroutineRecord): void;
   /** For immediate operations: act for `co`, then `poll()` gives the result. */
@@ -175,9 +181,7 @@ export abstract class Op<T> implements Effect, Operation<T>, Iterator<Effect, T,
       const relative = this.timeout === undefined
         ? Infinity
         : now + this.timeout;
-      this.activeDeadline = relative < this.deadline
-        ? relative
-        : this.deadline;
+      this.activeDeadline = relative < this.deadline ? relative : this.deadline;
     }
     return this.activeDeadline;
   }

@@ -265,3 +265,49 @@ export class CancelledError extends Error {
     this.name = "CancelledError";
   }
 }
+
+/**
+ * The server's accept loop could not accept a connection (descriptors or
+ * memory exhausted). The loop does not stop: it backs off and retries. Sent
+ * to `onError` at most once per back-off, with how many failures it covers.
+ *
+ * @example
+ * ```ts
+ * import { AcceptError } from "@corio/corio";
+ *
+ * const error = new AcceptError("0.0.0.0:9999", 100, 3);
+ * console.log(error.message);
+ * // Cannot accept on 0.0.0.0:9999: 3 failures (resources exhausted); retrying every 100 ms
+ * ```
+ */
+export class AcceptError extends Error {
+  /** The back-off before the next attempt, in ms. */
+  readonly backoff: number;
+  /** How many accept failures this report covers. */
+  readonly failures: number;
+  /**
+   * @param where The listening address.
+   * @param backoff The back-off in ms.
+   * @param failures Failures since the last report.
+   * @param options `cause`: the runtime's error.
+   */
+  constructor(
+    where: string,
+    backoff: number,
+    failures: number,
+    options?: ErrorOptions,
+  ) {
+    const why = options?.cause instanceof Error
+      ? options.cause.message
+      : "resources exhausted";
+    super(
+      `Cannot accept on ${where}: ${failures} failure${
+        failures === 1 ? "" : "s"
+      } (${why}); retrying every ${backoff} ms`,
+      options,
+    );
+    this.name = "AcceptError";
+    this.backoff = backoff;
+    this.failures = failures;
+  }
+}

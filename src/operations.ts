@@ -5,7 +5,12 @@
  * @module
  */
 
-import { Op, type Operation, type OperationOptions, PENDING } from "./effects.ts";
+import {
+  Op,
+  type Operation,
+  type OperationOptions,
+  PENDING,
+} from "./effects.ts";
 import { TimeoutError } from "./errors.ts";
 import type { Coroutine as Generator } from "./effects.ts";
 import type { Coroutine, Task } from "./scheduler.ts";
@@ -27,7 +32,9 @@ class DelayOp extends Op<void> {
   protected poll(): typeof PENDING {
     return PENDING;
   }
-  park(): void {}
+  park(): boolean {
+    return false;
+  }
   unpark(): void {}
   protected timedOut(): void {}
 }
@@ -84,8 +91,10 @@ class WaitOp<T> extends Op<T> {
     if (this.#state === 2) throw this.#result;
     return PENDING;
   }
-  park(co: Coroutine): void {
+  park(co: Coroutine): boolean {
+    if (this.#state !== 0) return true;
     this.#waiter = co;
+    return false;
   }
   unpark(): void {
     this.#waiter = null;
@@ -140,7 +149,9 @@ class SpawnOp<T> extends Op<Task<T>> {
   protected poll(): Task<T> | typeof PENDING {
     return this.#task ?? PENDING;
   }
-  park(): void {}
+  park(): boolean {
+    return true;
+  }
   unpark(): void {}
   protected timedOut(): Task<T> {
     throw new TimeoutError("spawn");

@@ -17,7 +17,12 @@ import {
   TIMED_OUT,
 } from "./effects.ts";
 import { CancelledError, TimeoutError } from "./errors.ts";
-import { type Clock, DeadlineQueue, type DeadlineEntry, systemClock } from "./timers.ts";
+import {
+  type Clock,
+  type DeadlineEntry,
+  DeadlineQueue,
+  systemClock,
+} from "./timers.ts";
 
 /** Something a coroutine owns and closes when it ends (its connection). */
 export interface Resource {
@@ -62,8 +67,7 @@ export class Coroutine implements DeadlineEntry {
   failedChildren: Coroutine[] | null = null;
   resources: Resource[] | null = null;
   joiners: Coroutine[] | null = null;
-  settle: { resolve(v: unknown): void; reject(e: unknown): void } | null =
-    null;
+  settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
   promise: Promise<unknown> | null = null;
   task: Task<unknown> | null = null;
   readonly isAsync: boolean;
@@ -165,8 +169,10 @@ class JoinOp<T> extends Op<T> {
     if (target.outcome === CANCELLED) throw new CancelledError();
     throw target.result;
   }
-  park(co: Coroutine): void {
+  park(co: Coroutine): boolean {
+    if (this.target.state === DONE) return true;
     (this.target.joiners ??= []).push(co);
+    return false;
   }
   unpark(co: Coroutine): void {
     const joiners = this.target.joiners;
@@ -177,7 +183,6 @@ class JoinOp<T> extends Op<T> {
     throw new TimeoutError("join", this.timeout);
   }
 }
-
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {
@@ -253,7 +258,11 @@ export class Scheduler {
    */
   spawn<T>(coroutine: Generator<T>, options?: SpawnOptions): Task<T> {
     const co = this._start(coroutine, null);
-    if (options?.owns) for (const resource of options.owns) co.adopt(resource);
+    if (options?.owns) {
+      for (const resource of options.owns) {
+        co.adopt(resource);
+      }
+    }
     return this._task(co) as Task<T>;
   }
 
@@ -456,9 +465,12 @@ export class Scheduler {
       co.input = ABORTED;
       return true;
     }
+    if (effect.park(co)) {
+      co.input = RESUME;
+      return true;
+    }
     co.state = PARKED;
     co.effect = effect;
-    effect.park(co);
     if (deadline !== Infinity) {
       this.#timers.set(co, deadline);
       if (deadline < this.#timerAt) this.#armHostTimer(deadline);
@@ -466,7 +478,9 @@ export class Scheduler {
     if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
     if (effect.external) this.#externalWaits++;
     this.#busy--;
-    if (this.#busy === 0 && this.#externalWaits === 0) this.clock.poke?.(this.#isIdle);
+    if (this.#busy === 0 && this.#externalWaits === 0) {
+      this.clock.poke?.(this.#isIdle);
+    }
     return false;
   }
 
@@ -483,13 +497,17 @@ export class Scheduler {
   // ---- time
 
   #armHostTimer(at: number): void {
-    if (this.#timerHandle !== undefined) this.clock.clearTimer(this.#timerHandle);
+    if (this.#timerHandle !== undefined) {
+      this.clock.clearTimer(this.#timerHandle);
+    }
     this.#timerAt = at;
     this.#timerHandle = this.clock.setTimer(at, this.#onHostTimer);
   }
 
   #clearHostTimer(): void {
-    if (this.#timerHandle !== undefined) this.clock.clearTimer(this.#timerHandle);
+    if (this.#timerHandle !== undefined) {
+      this.clock.clearTimer(this.#timerHandle);
+    }
     this.#timerHandle = undefined;
     this.#timerAt = Infinity;
   }
@@ -587,5 +605,7 @@ function describe(value: unknown): string {
   if (value === undefined) return "undefined (a bare `yield`)";
   if (typeof value === "string") return JSON.stringify(value);
   if (value instanceof Promise) return "a Promise (use yield* wait(promise))";
-  return typeof value === "object" ? Object.prototype.toString.call(value) : String(value);
+  return typeof value === "object"
+    ? Object.prototype.toString.call(value)
+    : String(value);
 }

@@ -84,7 +84,9 @@ class MemoryTransport {
           return reject(new Deno.errors.BadResource("connection closed"));
         }
         if (pipe.isBroken) {
-          return reject(new Deno.errors.ConnectionReset("connection reset by peer"));
+          return reject(
+            new Deno.errors.ConnectionReset("connection reset by peer"),
+          );
         }
         const room = pipe.capacity - pipe.size;
         if (room <= 0) {
@@ -149,12 +151,22 @@ export function memoryConnPair(
 ): [Connection, Connection] {
   const { capacity = 64 * 1024, ...connOptions } = options;
   if (!(capacity >= 1)) {
-    throw new RangeError(`Cannot create memory connections: capacity must be >= 1, got ${capacity}`);
+    throw new RangeError(
+      `Cannot create memory connections: capacity must be >= 1, got ${capacity}`,
+    );
   }
   const aToB = new Pipe(capacity);
   const bToA = new Pipe(capacity);
-  const addrA: Deno.NetAddr = { transport: "tcp", hostname: "memory", port: nextPort++ };
-  const addrB: Deno.NetAddr = { transport: "tcp", hostname: "memory", port: nextPort++ };
+  const addrA: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "memory",
+    port: nextPort++,
+  };
+  const addrB: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "memory",
+    port: nextPort++,
+  };
   const config = { ...connOptions, isExternal: false };
   return [
     new Connection(new MemoryTransport(bToA, aToB, addrA, addrB), config),

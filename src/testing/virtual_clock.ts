@@ -102,7 +102,9 @@ export class VirtualClock implements Clock {
   /** @param isIdle The scheduler's "nothing but time to wait on" test. */
   poke(isIdle: () => boolean): void {
     this.#idlers.add(isIdle);
-    if (this.#isAutojump && this.#timers.size > 0 && this.#check === undefined) {
+    if (
+      this.#isAutojump && this.#timers.size > 0 && this.#check === undefined
+    ) {
       // A macrotask later, every promise reaction of this turn has run.
       this.#check = setTimeout(this.#autojump, 0);
     }
@@ -114,7 +116,9 @@ export class VirtualClock implements Clock {
    * @param ms How far.
    */
   advance(ms: number): void {
-    if (!(ms >= 0)) throw new RangeError(`Cannot advance: ms must be >= 0, got ${ms}`);
+    if (!(ms >= 0)) {
+      throw new RangeError(`Cannot advance: ms must be >= 0, got ${ms}`);
+    }
     this.#advanceTo(this.#now + ms);
   }
 
