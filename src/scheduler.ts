@@ -450,8 +450,13 @@ export class Scheduler {
     }
     co.mode = NEXT;
     if (effect.immediate) {
-      effect.perform(co);
-      co.input = RESUME;
+      try {
+        effect.perform(co);
+        co.input = RESUME;
+      } catch (error) {
+        co.mode = THROW;
+        co.input = error;
+      }
       return true;
     }
     const now = this.clock.now();

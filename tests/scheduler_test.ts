@@ -1,0 +1,307 @@
+import assert from "node:assert/strict";
+import {
+  CancelledError,
+  type Coroutine,
+  delay,
+  run,
+  Scheduler,
+  spawn,
+  TimeoutError,
+  wait,
+} from "@corio/corio";
+import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+
+Deno.test("run() resolves with the coroutine's return value, function* and async function*", async () => {
+  assert.equal(await run((function* () { yield* delay(1); return 1; })()), 1);
+  assert.equal(await run((async function* () { yield* delay(1); return 2; })()), 2);
+});
+
+Deno.test("run() rejects with the coroutine's error", async () => {
+  await assert.rejects(
+    run((function* () {
+      yield* delay(1);
+      throw new Error("boom");
+    })()),
+    { message: "boom" },
+  );
+});
+
+Deno.test("a bare yield is a TypeError thrown into the coroutine", async () => {
+  await assert.rejects(
+    // deno-lint-ignore require-yield
+    run((function* () {
+      yield 5 as never;
+    })() as unknown as Coroutine<void>),
+    (error: Error) => error instanceof TypeError && /yield\*/.test(error.message),
+  );
+});
+
+Deno.test("cancel() runs finally blocks and cannot be swallowed", async () => {
+  const log: string[] = [];
+  await run((function* () {
+    const task = yield* spawn((function* () {
+      try {
+        yield* delay(Infinity);
+      } catch {
+        log.push("caught"); // never: cancellation is not an error
+      } finally {
+        log.push("finally");
+      }
+      log.push("after");
+    })());
+    yield* delay(5);
+    task.cancel();
+    try {
+      yield* task.join();
+    } catch (error) {
+      assert.ok(error instanceof CancelledError);
+      log.push("join: cancelled");
+    }
+  })());
+  assert.deepEqual(log, ["finally", "join: cancelled"]);
+});
+
+Deno.test("children are cancelled when their parent ends, and the parent waits for their finally", async () => {
+  const log: string[] = [];
+  await run((async function* () {
+    for (const name of ["a", "b"]) {
+      yield* spawn((async function* () {
+        try {
+          yield* delay(Infinity);
+        } finally {
+          log.push(`${name} finally`);
+        }
+      })());
+    }
+    yield* delay(1);
+    log.push("parent returns");
+  })());
+  assert.deepEqual(log, ["parent returns", "a finally", "b finally"]);
+});
+
+Deno.test("cancelling a parent cancels its whole tree", async () => {
+  const finished: string[] = [];
+  const controller = new AbortController();
+  const reason = new Error("stop");
+  const outcome = run((function* () {
+    yield* spawn((function* () {
+      try {
+        yield* spawn((function* () {
+          try {
+            yield* delay(Infinity);
+          } finally {
+            finished.push("grandchild");
+          }
+        })());
+        yield* delay(Infinity);
+      } finally {
+        finished.push("child");
+      }
+    })());
+    try {
+      yield* delay(Infinity);
+    } finally {
+      finished.push("parent");
+    }
+  })(), { signal: controller.signal });
+  setTimeout(() => controller.abort(reason), 5);
+  await assert.rejects(outcome, (error) => error === reason);
+  assert.deepEqual(finished.sort(), ["child", "grandchild", "parent"]);
+});
+
+Deno.test("a child's unjoined error fails the parent", async () => {
+  await assert.rejects(
+    run((function* () {
+      yield* spawn((function* () {
+        yield* delay(1);
+        throw new Error("child failed");
+      })());
+      yield* delay(10);
+    })()),
+    { message: "child failed" },
+  );
+});
+
+Deno.test("join() delivers a child's error to the joiner, once", async () => {
+  const message = await run((function* () {
+    const child = yield* spawn((function* () {
+      yield* delay(1);
+      throw new Error("child failed");
+    })());
+    try {
+      yield* child.join();
+    } catch (error) {
+      return (error as Error).message;
+    }
+  })());
+  assert.equal(message, "child failed");
+});
+
+Deno.test("join() with a timeout throws TimeoutError and leaves the child running", async () => {
+  const clock = new VirtualClock();
+  const result = await run((function* () {
+    const child = yield* spawn((function* () {
+      yield* delay(500);
+      return "late";
+    })());
+    try {
+      yield* child.join({ timeout: 100 });
+    } catch (error) {
+      assert.ok(error instanceof TimeoutError);
+    }
+    return [clock.now(), yield* child.join(), clock.now()];
+  })(), { clock });
+  assert.deepEqual(result, [100, "late", 500]);
+});
+
+Deno.test("a cancelled coroutine may still do cleanup I/O in finally", async () => {
+  const [a, b] = memoryConnPair();
+  const said = await run((function* () {
+    const task = yield* spawn((function* () {
+      try {
+        yield* a.recv();
+      } finally {
+        yield* a.send("bye\n");
+      }
+    })());
+    yield* delay(1);
+    task.cancel();
+    return yield* b.recvLine();
+  })());
+  assert.equal(said, "bye");
+  a.close();
+  b.close();
+});
+
+Deno.test("wait() gives the promise's value, or TimeoutError at its deadline", async () => {
+  const value = await run((function* () {
+    return yield* wait(new Promise<number>((resolve) => setTimeout(() => resolve(7), 5)));
+  })());
+  assert.equal(value, 7);
+  let resolveLater!: (value: number) => void;
+  const never = new Promise<number>((resolve) => resolveLater = resolve);
+  await assert.rejects(
+    run((function* () { yield* wait(never, { timeout: 10 }); })()),
+    { name: "TimeoutError", op: "wait" },
+  );
+  resolveLater(1);
+});
+
+Deno.test("delay() sleeps on the virtual clock exactly, without real time", async () => {
+  const clock = new VirtualClock();
+  const started = performance.now();
+  const times = await run((function* () {
+    const out: number[] = [];
+    for (const ms of [1000, 0, -5, 60_000]) {
+      yield* delay(ms);
+      out.push(clock.now());
+    }
+    return out;
+  })(), { clock });
+  assert.deepEqual(times, [1000, 1000, 1000, 61_000]);
+  assert.ok(performance.now() - started < 1000);
+});
+
+Deno.test("the virtual clock fires concurrent delays in deadline order", async () => {
+  const clock = new VirtualClock();
+  const order = await run((function* () {
+    const log: number[] = [];
+    const tasks = [];
+    for (const ms of [300, 100, 200, 100]) {
+      tasks.push(yield* spawn((function* () {
+        yield* delay(ms);
+        log.push(clock.now());
+      })()));
+    }
+    for (const task of tasks) yield* task.join();
+    return log;
+  })(), { clock });
+  assert.deepEqual(order, [100, 100, 200, 300]);
+});
+
+Deno.test("VirtualClock without autojump moves only with advance()", async () => {
+  const clock = new VirtualClock({ autojump: false });
+  let isDone = false;
+  const outcome = run((function* () {
+    yield* delay(1000);
+    isDone = true;
+  })(), { clock });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(isDone, false);
+  clock.advance(999);
+  assert.equal(isDone, false);
+  clock.advance(1);
+  await outcome;
+  assert.equal(isDone, true);
+});
+
+Deno.test("the scheduler arms one host timer for many deadlines", async () => {
+  const armed: number[] = [];
+  let live = 0;
+  let maxLive = 0;
+  const clock = new VirtualClock();
+  const counting = {
+    now: () => clock.now(),
+    setTimer(at: number, callback: () => void) {
+      armed.push(at);
+      maxLive = Math.max(maxLive, ++live);
+      return clock.setTimer(at, () => {
+        live--;
+        callback();
+      });
+    },
+    clearTimer(handle: unknown) {
+      live--;
+      clock.clearTimer(handle);
+    },
+    poke: (isIdle: () => boolean) => clock.poke(isIdle),
+  };
+  await run((function* () {
+    const tasks = [];
+    for (let i = 0; i < 1000; i++) {
+      tasks.push(yield* spawn((function* () { yield* delay(1000 + (i % 50)); })()));
+    }
+    for (const task of tasks) yield* task.join();
+  })(), { clock: counting });
+  assert.equal(maxLive, 1);
+  assert.ok(armed.length <= 51, `armed ${armed.length} times`);
+});
+
+Deno.test("Scheduler.spawn() runs top-level tasks side by side", async () => {
+  const scheduler = new Scheduler({ clock: new VirtualClock() });
+  const a = scheduler.spawn((function* () { yield* delay(20); return "a"; })());
+  const b = scheduler.spawn((function* () { yield* delay(10); return "b"; })());
+  assert.equal(scheduler.size, 2);
+  assert.deepEqual(await Promise.all([a.finished, b.finished]), ["a", "b"]);
+  assert.equal(scheduler.size, 0);
+});
+
+Deno.test("a failed top-level task nobody awaits goes to onError", async () => {
+  const errors: unknown[] = [];
+  const scheduler = new Scheduler({ onError: (error) => errors.push(error) });
+  const task = scheduler.spawn((function* () {
+    yield* delay(1);
+    throw new Error("unseen");
+  })());
+  while (!task.isDone) await new Promise((resolve) => setTimeout(resolve, 1));
+  assert.equal((errors[0] as Error).message, "unseen");
+});
+
+Deno.test("an operation's signal ends delay() with the reason", async () => {
+  const controller = new AbortController();
+  const reason = new Error("enough");
+  setTimeout(() => controller.abort(reason), 5);
+  await assert.rejects(
+    run((function* () { yield* delay(60_000, { signal: controller.signal }); })()),
+    (error) => error === reason,
+  );
+});
+
+Deno.test("spawn() rejects what is not a generator object", async () => {
+  await assert.rejects(
+    run((function* () {
+      yield* spawn((() => 5) as unknown as Coroutine<number>);
+    })()),
+    TypeError,
+  );
+});

@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { DeadlineQueue, type DeadlineEntry } from "../src/timers.ts";
+
+function entry(): DeadlineEntry {
+  return { deadline: Infinity, heapIndex: -1 };
+}
+
+Deno.test("DeadlineQueue pops entries in deadline order", () => {
+  const queue = new DeadlineQueue<DeadlineEntry>();
+  const deadlines = Array.from({ length: 500 }, (_, i) => (i * 7919) % 1000);
+  for (const deadline of deadlines) queue.set(entry(), deadline);
+  const popped: number[] = [];
+  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.deadline);
+  assert.deepEqual(popped, [...deadlines].sort((a, b) => a - b));
+});
+
+Deno.test("DeadlineQueue pops only what has expired", () => {
+  const queue = new DeadlineQueue<DeadlineEntry>();
+  for (const deadline of [10, 20, 30]) queue.set(entry(), deadline);
+  assert.equal(queue.popExpired(9), undefined);
+  assert.equal(queue.popExpired(20)?.deadline, 10);
+  assert.equal(queue.popExpired(20)?.deadline, 20);
+  assert.equal(queue.popExpired(20), undefined);
+  assert.equal(queue.size, 1);
+});
+
+Deno.test("DeadlineQueue removes and re-keys entries in place", () => {
+  const queue = new DeadlineQueue<DeadlineEntry>();
+  const entries = Array.from({ length: 100 }, entry);
+  entries.forEach((e, i) => queue.set(e, i));
+  for (let i = 0; i < 100; i += 2) queue.delete(entries[i]);
+  queue.set(entries[99], -1); // earlier
+  queue.set(entries[1], 1000); // later
+  queue.delete(entries[0]); // already removed: no-op
+  const popped: number[] = [];
+  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.deadline);
+  const expected = [-1, ...Array.from({ length: 48 }, (_, i) => 3 + 2 * i), 1000];
+  assert.deepEqual(popped, expected);
+  assert.ok(entries.every((e) => e.heapIndex === -1));
+});
