@@ -536,6 +536,10 @@ export class Scheduler {
 
   #end(co: Coroutine, outcome: number, result: unknown): void {
     this.#busy--;
+    // Ending, like parking, can leave only time to wait on: tell the clock.
+    if (this.#busy === 0 && this.#externalWaits === 0) {
+      this.clock.poke?.(this.#isIdle);
+    }
     co.state = ENDING;
     co.outcome = outcome === OK && co.isCancelled ? CANCELLED : outcome;
     co.result = result;
@@ -563,6 +567,9 @@ export class Scheduler {
     Promise.all(pending).then(() => {
       this.#busy--;
       this.#settle(co);
+      if (this.#busy === 0 && this.#externalWaits === 0) {
+        this.clock.poke?.(this.#isIdle);
+      }
     });
   }
 

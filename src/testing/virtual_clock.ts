@@ -131,6 +131,8 @@ export class VirtualClock implements Clock {
       next.callback();
     }
     if (target > this.#now) this.#now = target;
+    // A scheduler poked while the last timers fired: no check is needed now.
+    if (this.#timers.size === 0) this.#cancelCheck();
   }
 
   #earliest(): VirtualTimer | undefined {

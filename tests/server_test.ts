@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import { type Connection, delay, serve, type ServerStats } from "@corio/corio";
+
+const encoder = new TextEncoder();
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let sent = 0; sent < bytes.length;) sent += await conn.write(bytes.subarray(sent));
+}
+
+async function readLine(conn: Deno.Conn): Promise<string | null> {
+  const bytes: number[] = [];
+  const one = new Uint8Array(1);
+  for (;;) {
+    const n = await conn.read(one);
+    if (n === null) return bytes.length ? new TextDecoder().decode(new Uint8Array(bytes)) : null;
+    if (one[0] === 10) return new TextDecoder().decode(new Uint8Array(bytes));
+    bytes.push(one[0]);
+  }
+}
+
+/** Polls `condition` every 5 ms for at most `ms`. */
+async function until(condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+async function* echo(conn: Connection) {
+  for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+}
+
+Deno.test("serve() echoes random bytes in random chunking to 50 concurrent clients", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0 }, echo);
+  await Promise.all(Array.from({ length: 50 }, async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const payload = new Uint8Array(20_000 + Math.floor(Math.random() * 20_000))
+      .map(() => Math.floor(Math.random() * 256));
+    const writing = (async () => {
+      for (let offset = 0; offset < payload.length;) {
+        const size = 1 + Math.floor(Math.random() * 3000);
+        await writeAll(conn, payload.subarray(offset, offset + size));
+        offset += size;
+      }
+      await conn.closeWrite();
+    })();
+    const received = new Uint8Array(payload.length + 1); // room to see EOF
+    let got = 0;
+    for (let n; (n = await conn.read(received.subarray(got))) !== null;) got += n;
+    await writing;
+    conn.close();
+    assert.equal(got, payload.length);
+    assert.deepEqual(received.subarray(0, got), payload);
+  }));
+  assert.equal(server.stats.completed, 50);
+});
+
+Deno.test("the connection cap holds: exactly cap served, the rest after others leave", async () => {
+  const cap = 5;
+  let running = 0;
+  let maxRunning = 0;
+  const release: (() => void)[] = [];
+  await using server = serve({ hostname: "127.0.0.1", port: 0, maxConnections: cap }, async function* (conn) {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    try {
+      yield* conn.send("hello\n");
+      yield* conn.recvLine(); // held until the client speaks
+    } finally {
+      running--;
+    }
+  });
+  const clients = await Promise.all(
+    Array.from({ length: cap + 30 }, () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port })),
+  );
+  const greeted = clients.map((conn) => readLine(conn));
+  await until(() => server.stats.active === cap);
+  await new Promise((resolve) => setTimeout(resolve, 50)); // give the loop a chance to overshoot
+  assert.equal(server.stats.accepted, cap);
+  assert.equal(maxRunning, cap);
+  // Everyone is served, cap at a time, as the first ones leave.
+  for (const [i, conn] of clients.entries()) {
+    assert.equal(await greeted[i], "hello");
+    await writeAll(conn, encoder.encode("bye\n"));
+  }
+  await until(() => server.stats.completed === cap + 30);
+  for (const conn of clients) conn.close();
+  assert.equal(maxRunning, cap);
+  void release;
+});
+
+Deno.test("onAccept can refuse a connection or pick its handler", async () => {
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onAccept: (info) => info.id === 1 ? false : info.id === 2 ? function* (conn) { yield* conn.send("special\n"); } : undefined,
+  }, function* (conn) {
+    yield* conn.send("default\n");
+  });
+  const replies = [];
+  for (let i = 0; i < 3; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    replies.push(await readLine(conn));
+    conn.close();
+  }
+  assert.deepEqual(replies, [null, "special", "default"]);
+  assert.equal(server.stats.refused, 1);
+});
+
+Deno.test("a handler's error is reported with its connection and ends only that connection", async () => {
+  const reports: [string, number | undefined][] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error, info) => reports.push([(error as Error).message, info?.id]),
+  }, function* (conn, info) {
+    if (info.id === 1) throw new Error("handler bug");
+    yield* conn.send("fine\n");
+  });
+  const first = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  assert.equal(await readLine(first), null);
+  first.close();
+  const second = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  assert.equal(await readLine(second), "fine");
+  second.close();
+  await until(() => server.stats.completed === 1);
+  assert.deepEqual(reports, [["handler bug", 1]]);
+  assert.equal(server.stats.failed, 1);
+});
+
+Deno.test("a recv timeout is counted, and the client sees the connection close", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, recvTimeout: 50, onError() {} }, echo);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  assert.equal(await conn.read(new Uint8Array(8)), null);
+  conn.close();
+  await until(() => server.stats.timeouts === 1);
+  assert.equal(server.stats.failed, 1);
+});
+
+Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, runs every finally", async () => {
+  const finallies: string[] = [];
+  const server = serve({ hostname: "127.0.0.1", port: 0 }, async function* (conn, info) {
+    try {
+      yield* conn.send("ready\n");
+      yield* delay(info.id <= 3 ? 100 : 60_000);
+      yield* conn.send("done\n");
+    } finally {
+      finallies.push(info.id <= 3 ? "quick" : "slow");
+    }
+  });
+  const clients = await Promise.all(
+    Array.from({ length: 6 }, () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port })),
+  );
+  for (const conn of clients) assert.equal(await readLine(conn), "ready");
+  const started = performance.now();
+  const stopping = server.shutdown({ grace: 500 });
+  assert.equal(server.shutdown({ grace: 500 }), stopping); // idempotent
+  // New connections are refused at once.
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
+  await stopping;
+  const took = performance.now() - started;
+  assert.ok(took >= 450 && took < 1500, `shutdown took ${took} ms`);
+  const stats: ServerStats = server.stats;
+  assert.equal(stats.completed, 3);
+  assert.equal(stats.cancelled, 3);
+  assert.equal(stats.active, 0);
+  assert.deepEqual(finallies.sort(), ["quick", "quick", "quick", "slow", "slow", "slow"]);
+  for (const conn of clients) conn.close();
+  await server.finished;
+});
+
+Deno.test("an aborted signal shuts the server down", async () => {
+  const controller = new AbortController();
+  const server = serve({ hostname: "127.0.0.1", port: 0, signal: controller.signal }, echo);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await until(() => server.stats.active === 1);
+  controller.abort();
+  await server.finished;
+  assert.equal(await conn.read(new Uint8Array(1)), null);
+  conn.close();
+  assert.equal(server.stats.cancelled, 1);
+});
+
+Deno.test("serve() rejects nonsense options with RangeError", () => {
+  assert.throws(() => serve({ maxConnections: 0 }, echo), RangeError);
+  assert.throws(() => serve({ recvTimeout: -1 }, echo), RangeError);
+  assert.throws(() => serve({ maxLineLength: 0 }, echo), RangeError);
+  assert.throws(() => serve({}, "nope" as never), TypeError);
+});
+
+Deno.test("the accept loop survives descriptor exhaustion (prlimit --nofile=64:64) and serves everyone", async () => {
+  const fixture = new URL("./fixtures/emfile_server.ts", import.meta.url).pathname;
+  const child = new Deno.Command("prlimit", {
+    args: ["--nofile=64:64", Deno.execPath(), "run", "--allow-net", "--config", new URL("../deno.json", import.meta.url).pathname, fixture],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const first = (await stdout.read()).value ?? "";
+  const port = Number(/:(\d+)/.exec(first)?.[1]);
+  assert.ok(port > 0, first);
+  // 150 clients at once: far more than 64 descriptors. Each waits for its
+  // echo, so descriptors free only as clients finish.
+  const results = await Promise.all(Array.from({ length: 150 }, async (_, i) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await writeAll(conn, encoder.encode(`client ${i}\n`));
+      return await readLine(conn);
+    } finally {
+      conn.close();
+    }
+  }));
+  assert.deepEqual(results, Array.from({ length: 150 }, (_, i) => `client ${i}`));
+  child.kill("SIGTERM");
+  let rest = "";
+  for (let chunk; !(chunk = await stdout.read()).done;) rest += chunk.value;
+  const stderr = await new Response(child.stderr).text();
+  await child.status;
+  const stats = JSON.parse(rest.trim().split("\n").pop()!);
+  assert.equal(stats.completed, 150);
+  assert.ok(stats.acceptErrors > 0, "expected the limit to be hit");
+  // Reports are rate-limited: far fewer than the failures.
+  const reports = stderr.split("\n").filter((line) => line.startsWith("accept-error"));
+  assert.ok(reports.length >= 1 && reports.length <= stats.acceptErrors, stderr);
+});
