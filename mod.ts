@@ -68,3 +68,33 @@ export {
   type ServerStats,
   type ShutdownOptions,
 } from "./src/server.ts";
+export { ConversationLimitError } from "./src/errors.ts";
+export {
+  type ConversationHandler,
+  Conversations,
+  type ConversationsOptions,
+  type ConversationsShutdownOptions,
+  type ConversationStats,
+  type DispatchStatus,
+  Inbox,
+  type InboxOptions,
+} from "./src/conversations.ts";
+export {
+  type Datagram,
+  type DatagramHandler,
+  DatagramServer,
+  type DatagramShutdownOptions,
+  type DatagramStats,
+  serveDatagram,
+  type ServeDatagramOptions,
+} from "./src/datagram.ts";
+export { PoolClosedError, PoolExhaustedError } from "./src/errors.ts";
+export {
+  type AcquireOptions,
+  type DialFunction,
+  Lease,
+  Pool,
+  type PoolConnectOptions,
+  type PoolOptions,
+  type PoolStats,
+} from "./src/pool.ts";

@@ -35,7 +35,12 @@ class ConnectOp extends Op<Connection> {
   #error: unknown = null;
   #waiter: CoroutineRecord | null = null;
   #abort: AbortController | null = null;
-  constructor(readonly options: ConnectOptions) {
+  /**
+   * @param options Address, deadline and the connection's defaults.
+   * @param isOwned True: the connecting coroutine adopts the connection.
+   *   A pool dials with false, so its connections outlive the acquirer.
+   */
+  constructor(readonly options: ConnectOptions, readonly isOwned: boolean) {
     super(options);
     this.external = true;
   }
@@ -60,7 +65,7 @@ class ConnectOp extends Op<Connection> {
         // so a connection that arrives after a timeout is closed here.
         if (abort.signal.aborted) return conn.close();
         const connection = new Connection(conn, this.options);
-        co.adopt(connection);
+        if (this.isOwned) co.adopt(connection);
         this.#connection = connection;
         this.#wake();
       }, (error) => {
@@ -125,14 +130,25 @@ function describe(error: unknown): string {
  * ```
  */
 export function connect(options: ConnectOptions): Operation<Connection> {
-  if (
-    !Number.isInteger(options.port) || options.port < 0 || options.port > 65535
-  ) {
-    throw new RangeError(
-      `Cannot connect: port must be 0-65535, got ${options.port}`,
-    );
+  checkPort(options.port);
+  return new ConnectOp(options, true);
+}
+
+/**
+ * Internal: `connect` without ownership. The connection belongs to no
+ * coroutine, so the caller must close it (the pool does). Not exported
+ * from mod.ts.
+ */
+export function dialUnowned(options: ConnectOptions): Operation<Connection> {
+  checkPort(options.port);
+  return new ConnectOp(options, false);
+}
+
+/** Throws a RangeError unless `port` is a TCP port number. */
+export function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Cannot connect: port must be 0-65535, got ${port}`);
   }
-  return new ConnectOp(options);
 }
 
 /** Options for {@linkcode run}. */

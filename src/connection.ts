@@ -90,7 +90,7 @@ export const MAX_READ_SIZE = 64 * 1024;
  *
  * @example Echo, as in seed 002
  * ```ts
- * import { type Connection, run } from "@corio/corio";
+ * import { type Connection, run, spawn } from "@corio/corio";
  * import { memoryConnPair } from "@corio/corio/testing";
  *
  * async function* echo(conn: Connection) {
@@ -98,10 +98,8 @@ export const MAX_READ_SIZE = 64 * 1024;
  * }
  * const [server, client] = memoryConnPair();
  * const reply = await run((async function* () {
+ *   yield* spawn(echo(server)); // cancelled when this coroutine returns
  *   yield* client.send("hi");
- *   yield* client.closeWrite();
- *   const serving = echo(server);
- *   yield* serving; // run the handler inline until the client's EOF
  *   return new TextDecoder().decode((yield* client.recv())!);
  * })());
  * server.close();
@@ -326,7 +324,7 @@ export class Connection {
       this.end = buffered;
     }
     this.hasPendingRead = true;
-    this.transport.read(buf.subarray(this.end)).then(
+    this.transport.read(this.end === 0 ? buf : buf.subarray(this.end)).then(
       this.#onRead,
       this.#onReadError,
     );

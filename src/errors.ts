@@ -42,6 +42,8 @@ export class TimeoutError extends Error {
   readonly timeout: number | undefined;
 
   /**
+   * Creates the error.
+   *
    * @param op The operation that timed out.
    * @param timeout Its timeout in milliseconds, when it had one.
    * @param where What it waited on, e.g. `"from 127.0.0.1:4000"`.
@@ -81,6 +83,8 @@ export class ConnectionClosedError extends Error {
   /** The operation that found the connection closed. */
   readonly op: string;
   /**
+   * Creates the error.
+   *
    * @param op The operation that was attempted.
    * @param where The address, e.g. `"to 127.0.0.1:4000"`.
    */
@@ -107,6 +111,8 @@ export class ConnectionResetError extends Error {
   /** The operation that saw the reset. */
   readonly op: string;
   /**
+   * Creates the error.
+   *
    * @param op The operation that was in progress.
    * @param where The address.
    * @param options `cause`: the runtime's own error.
@@ -138,6 +144,8 @@ export class ConnectError extends Error {
   /** The port that was dialled. */
   readonly port: number;
   /**
+   * Creates the error.
+   *
    * @param hostname The host that was dialled.
    * @param port The port that was dialled.
    * @param why What went wrong, e.g. `"connection refused"`.
@@ -173,6 +181,8 @@ export class LineTooLongError extends Error {
   /** The limit in bytes that the line exceeded. */
   readonly limit: number;
   /**
+   * Creates the error.
+   *
    * @param limit The `maxLineLength` in bytes.
    * @param where The address.
    */
@@ -204,6 +214,8 @@ export class IncompleteReadError extends Error {
   /** The bytes that did arrive before the end of the stream. */
   readonly partial: Uint8Array;
   /**
+   * Creates the error.
+   *
    * @param expected How many bytes were asked for.
    * @param partial The bytes that arrived.
    * @param where The address.
@@ -235,6 +247,8 @@ export class BusyError extends Error {
   /** The operation that was refused. */
   readonly op: string;
   /**
+   * Creates the error.
+   *
    * @param op The operation that was refused.
    * @param where The address.
    */
@@ -260,6 +274,7 @@ export class BusyError extends Error {
  * ```
  */
 export class CancelledError extends Error {
+  /** Creates the error. */
   constructor() {
     super("Cannot join task: it was cancelled");
     this.name = "CancelledError";
@@ -286,6 +301,8 @@ export class AcceptError extends Error {
   /** How many accept failures this report covers. */
   readonly failures: number;
   /**
+   * Creates the error.
+   *
    * @param where The listening address.
    * @param backoff The back-off in ms.
    * @param failures Failures since the last report.
@@ -309,5 +326,102 @@ export class AcceptError extends Error {
     this.name = "AcceptError";
     this.backoff = backoff;
     this.failures = failures;
+  }
+}
+
+/**
+ * A pool could not take one more waiter: `maxWaiting` coroutines already
+ * wait for a connection. Thrown at once by `pool.acquire()`, so a client
+ * under overload fails fast instead of queueing without bound.
+ *
+ * @example
+ * ```ts
+ * import { PoolExhaustedError } from "@corio/corio";
+ *
+ * const error = new PoolExhaustedError(64, "127.0.0.1:9999");
+ * console.log(error.message);
+ * // Cannot acquire from pool of 127.0.0.1:9999: 64 coroutines already wait (maxWaiting)
+ * ```
+ */
+export class PoolExhaustedError extends Error {
+  /** The pool's `maxWaiting` limit that was hit. */
+  readonly maxWaiting: number;
+  /**
+   * Makes the error for a pool whose waiting line is full.
+   *
+   * @param maxWaiting The pool's `maxWaiting`.
+   * @param where The pool's address, e.g. `"127.0.0.1:9999"`.
+   */
+  constructor(maxWaiting: number, where = "") {
+    super(
+      `Cannot acquire from pool${where ? " of " + where : ""}: ${maxWaiting} ${
+        maxWaiting === 1 ? "coroutine already waits" : "coroutines already wait"
+      } (maxWaiting)`,
+    );
+    this.name = "PoolExhaustedError";
+    this.maxWaiting = maxWaiting;
+  }
+}
+
+/**
+ * The pool was closed: `acquire()` after `close()`, or a waiter that was
+ * still waiting when the pool closed.
+ *
+ * @example
+ * ```ts
+ * import { PoolClosedError } from "@corio/corio";
+ *
+ * console.log(new PoolClosedError("127.0.0.1:9999").message);
+ * // Cannot acquire from pool of 127.0.0.1:9999: the pool is closed
+ * ```
+ */
+export class PoolClosedError extends Error {
+  /**
+   * Makes the error for an acquire on, or waiting in, a closed pool.
+   *
+   * @param where The pool's address, e.g. `"127.0.0.1:9999"`.
+   */
+  constructor(where = "") {
+    super(
+      `Cannot acquire from pool${
+        where ? " of " + where : ""
+      }: the pool is closed`,
+    );
+    this.name = "PoolClosedError";
+  }
+}
+
+/**
+ * `Conversations.start()` found no room: the table is at
+ * `maxConversations`, or it is shutting down. (`dispatch()` reports the same
+ * with its `"refused"` and `"closed"` statuses instead of throwing.)
+ *
+ * @example
+ * ```ts
+ * import { ConversationLimitError } from "@corio/corio";
+ *
+ * const error = new ConversationLimitError(10000);
+ * console.log(error.message); // Cannot start conversation: 10000 running, the maxConversations limit
+ * ```
+ */
+export class ConversationLimitError extends Error {
+  /** The `maxConversations` limit. */
+  readonly limit: number;
+  /** True when refused because the conversations are shutting down. */
+  readonly isClosed: boolean;
+  /**
+   * Creates the error.
+   * @param limit The `maxConversations` limit.
+   * @param isClosed True when shutting down rather than full.
+   */
+  constructor(limit: number, isClosed = false) {
+    super(
+      isClosed
+        ? "Cannot start conversation: the conversations are shutting down"
+        : `Cannot start conversation: ${limit} running, the maxConversations limit`,
+    );
+    this.name = "ConversationLimitError";
+    this.limit = limit;
+    this.isClosed = isClosed;
   }
 }

@@ -234,7 +234,11 @@ export class Scheduler {
   #isIdle = (): boolean =>
     this.#live === 0 || (this.#busy === 0 && this.#externalWaits === 0);
 
-  /** @param options The clock and the error sink. */
+  /**
+   * Creates a scheduler; it runs nothing until `spawn`.
+   *
+   * @param options The clock and the error sink.
+   */
   constructor(options: SchedulerOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.#onError = options.onError ?? ((error) => console.error(error));
@@ -459,11 +463,15 @@ export class Scheduler {
       }
       return true;
     }
-    const now = this.clock.now();
-    const deadline = effect.resolveDeadline(now);
-    if (deadline <= now) {
-      co.input = TIMED_OUT;
-      return true;
+    // Read the clock only for operations that have a deadline.
+    let deadline = Infinity;
+    if (effect.timeout !== undefined || effect.deadline !== Infinity) {
+      const now = this.clock.now();
+      deadline = effect.resolveDeadline(now);
+      if (deadline <= now) {
+        co.input = TIMED_OUT;
+        return true;
+      }
     }
     const signal = effect.signal;
     if (signal?.aborted) {

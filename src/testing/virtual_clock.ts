@@ -65,7 +65,11 @@ export class VirtualClock implements Clock {
   #idlers = new Set<() => boolean>();
   #check: ReturnType<typeof setTimeout> | undefined = undefined;
 
-  /** @param options Start time and autojump. */
+  /**
+   * Creates a clock at `start` (0 by default).
+   *
+   * @param options Start time and autojump.
+   */
   constructor(options: VirtualClockOptions = {}) {
     this.#now = options.start ?? 0;
     this.#isAutojump = options.autojump ?? true;
@@ -93,13 +97,22 @@ export class VirtualClock implements Clock {
     return seq;
   }
 
-  /** @param handle A handle from {@linkcode VirtualClock.setTimer}. */
+  /**
+   * Disarms a virtual timer.
+   *
+   * @param handle A handle from {@linkcode VirtualClock.setTimer}.
+   */
   clearTimer(handle: unknown): void {
     this.#timers.delete(handle as number);
     if (this.#timers.size === 0) this.#cancelCheck();
   }
 
-  /** @param isIdle The scheduler's "nothing but time to wait on" test. */
+  /**
+   * Called by a scheduler that waits only on time: with autojump on, time
+   * jumps to the next deadline while every such scheduler stays idle.
+   *
+   * @param isIdle The scheduler's "nothing but time to wait on" test.
+   */
   poke(isIdle: () => boolean): void {
     this.#idlers.add(isIdle);
     if (

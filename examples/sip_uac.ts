@@ -1,0 +1,160 @@
+/**
+ * A SIP client: places calls over UDP, each a conversation coroutine —
+ * INVITE (retransmitted on Timer A, given up at Timer B), ACK, hold, BYE —
+ * and prints how each went.
+ *
+ *     deno run --allow-net --unstable-net examples/sip_uac.ts --target 127.0.0.1:5060
+ *       [--calls 10] [--rate 10] [--hold 0] [--t1 500] [--t2 4000]
+ *       [--port 0] [--hostname 127.0.0.1]
+ *
+ * Prints `listening on HOST:PORT` (its own socket) first, one line per
+ * call, then `calls: N completed: C failed: F`; exits 0 only if every call
+ * completed.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { delay, run, serveDatagram, type Task } from "@corio/corio";
+import {
+  getHeader,
+  parseSipMessage,
+  serializeSipMessage,
+  type SipMessage,
+} from "./sip/message.ts";
+import { type Incoming, randomToken } from "./sip/transaction.ts";
+import { type CallResult, uacCall } from "./sip/uac_call.ts";
+
+/** Options for {@linkcode placeCalls}. */
+export interface PlaceCallsOptions {
+  /** The server, `host:port`. */
+  target: string;
+  /** @default {1} */
+  calls?: number;
+  /** New calls per second. @default {10} */
+  rate?: number;
+  /** ms between ACK and BYE. @default {0} */
+  holdTime?: number;
+  /** @default {500} */
+  t1?: number;
+  /** @default {4000} */
+  t2?: number;
+  /** Our port. @default {0} */
+  port?: number;
+  /** Our address. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** Told once the socket is bound. */
+  onListening?: (addr: Deno.NetAddr) => void;
+  /** Told of each call as it ends. */
+  onResult?: (index: number, result: CallResult) => void;
+}
+
+/** Places the calls, `rate` per second, and returns their results in order. */
+export async function placeCalls(
+  options: PlaceCallsOptions,
+): Promise<CallResult[]> {
+  const [host, portText] = options.target.split(/:(?=\d+$)/);
+  const targetAddr: Deno.NetAddr = {
+    transport: "udp",
+    hostname: host,
+    port: Number(portText ?? 5060),
+  };
+  const count = options.calls ?? 1;
+  const rate = options.rate ?? 10;
+  if (!(count >= 1) || !(rate > 0)) {
+    throw new RangeError("Cannot place calls: need calls >= 1 and rate > 0");
+  }
+  const socket = serveDatagram<Incoming, string>({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 0,
+    maxConversations: count,
+    parse: (datagram) => ({
+      message: parseSipMessage(datagram.data),
+      reply: (message: SipMessage) =>
+        void socket.send(serializeSipMessage(message), datagram.remoteAddr),
+    }),
+    key: (incoming) => getHeader(incoming.message, "Call-ID")!,
+  }); // no handler: messages of unknown calls are dropped
+  options.onListening?.(socket.addr);
+  const hostport = `${socket.addr.hostname}:${socket.addr.port}`;
+  const send = (message: SipMessage) =>
+    void socket.send(serializeSipMessage(message), targetAddr);
+  try {
+    return await run(
+      (async function* () {
+        const tasks: Task<unknown>[] = [];
+        for (let index = 0; index < count; index++) {
+          if (index > 0) yield* delay(1000 / rate);
+          const callId = `${randomToken()}@${hostport}`;
+          const task = socket.conversations.start(
+            callId,
+            (inbox) =>
+              (async function* () {
+                const outcome = yield* uacCall(inbox, {
+                  callId,
+                  send,
+                  target: options.target,
+                  hostport,
+                  holdTime: options.holdTime,
+                  t1: options.t1,
+                  t2: options.t2,
+                });
+                options.onResult?.(index, outcome);
+                return outcome;
+              })(),
+          );
+          tasks.push(task);
+        }
+        const results: CallResult[] = [];
+        for (const task of tasks) {
+          results.push((yield* task.join()) as CallResult);
+        }
+        return results;
+      })(),
+      { scheduler: socket.conversations.scheduler },
+    );
+  } finally {
+    await socket.shutdown();
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      target: { type: "string", default: "127.0.0.1:5060" },
+      calls: { type: "string", default: "10" },
+      rate: { type: "string", default: "10" },
+      hold: { type: "string", default: "0" },
+      t1: { type: "string", default: "500" },
+      t2: { type: "string", default: "4000" },
+      port: { type: "string", default: "0" },
+      hostname: { type: "string", default: "127.0.0.1" },
+    },
+  });
+  const results = await placeCalls({
+    target: values.target,
+    calls: Number(values.calls),
+    rate: Number(values.rate),
+    holdTime: Number(values.hold),
+    t1: Number(values.t1),
+    t2: Number(values.t2),
+    port: Number(values.port),
+    hostname: values.hostname,
+    onListening: (addr) =>
+      console.log(`listening on ${addr.hostname}:${addr.port}`),
+    onResult: (index, result) =>
+      console.log(
+        `call ${index + 1} ${result.callId}: ${result.outcome}; setup ${
+          result.setupTime.toFixed(1)
+        } ms, INVITE sent ${result.inviteSends}x`,
+      ),
+  });
+  const completed = results.filter((result) => result.isCompleted).length;
+  console.log(
+    `calls: ${results.length} completed: ${completed} failed: ${
+      results.length - completed
+    }`,
+  );
+  Deno.exit(completed === results.length ? 0 : 1);
+}

@@ -1,0 +1,228 @@
+/**
+ * Seed 000's SIP server: each call is a conversation coroutine keyed by
+ * Call-ID — INVITE → 100 Trying → 180 Ringing → 200 OK, retransmitted per
+ * Timer G until the ACK (or a BYE at Timer H), then BYE → 200 OK. OPTIONS
+ * → 200 OK; malformed requests → 400 Bad Request. Over UDP (one socket,
+ * one reader loop) or TCP (messages framed by Content-Length).
+ *
+ *     deno run --allow-net --unstable-net examples/sip_uas.ts [--port 5060]
+ *       [--hostname 0.0.0.0] [--transport udp|tcp] [--t1 500] [--t2 4000]
+ *       [--no-ringing] [--max-calls 10000]
+ *
+ * (`--unstable-net` is for `Deno.listenDatagram`; this repository's
+ * deno.json turns it on.) Prints `listening on HOST:PORT` first;
+ * SIGINT/SIGTERM stop it with a 1 s grace and print its counters.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  type Connection,
+  type ConversationHandler,
+  Conversations,
+  type Coroutine,
+  Inbox,
+  serve,
+  serveDatagram,
+  spawn,
+} from "@corio/corio";
+import {
+  badRequestFor,
+  createResponse,
+  getHeader,
+  parseSipMessage,
+  serializeSipMessage,
+  type SipMessage,
+  SipParseError,
+} from "./sip/message.ts";
+import { recvSipMessage, SipFramingError } from "./sip/tcp.ts";
+import type { Incoming } from "./sip/transaction.ts";
+import { uas, type UasOptions } from "./sip/uas_call.ts";
+
+/** Options for {@linkcode startUas}. */
+export interface StartUasOptions
+  extends Omit<UasOptions, "hostport" | "isReliable"> {
+  /** @default {5060} */
+  port?: number;
+  /** @default {"0.0.0.0"} */
+  hostname?: string;
+  /** @default {"udp"} */
+  transport?: "udp" | "tcp";
+  /** Calls at once (`maxConversations`); beyond it: 503. @default {10000} */
+  maxCalls?: number;
+}
+
+/** A running UAS. */
+export interface RunningUas {
+  /** Where it listens. */
+  addr: Deno.NetAddr;
+  /** Its counters, for the shutdown report. */
+  stats(): Record<string, unknown>;
+  /** Stops it: running calls get `grace` ms. */
+  shutdown(grace: number): Promise<void>;
+}
+
+const callId = (incoming: Incoming) => getHeader(incoming.message, "Call-ID")!;
+
+/** At the call cap: 503 to anything that wants an answer. */
+function refuse(incoming: Incoming): void {
+  const message = incoming.message;
+  if (message.kind === "request" && message.method !== "ACK") {
+    incoming.reply(
+      createResponse(message, 503, "Service Unavailable", {
+        headers: [["Retry-After", "5"]],
+      }),
+    );
+  }
+}
+
+/** Starts the UAS over UDP or TCP. */
+export function startUas(options: StartUasOptions = {}): RunningUas {
+  const hostname = options.hostname ?? "0.0.0.0";
+  const port = options.port ?? 5060;
+  const calls: Record<string, number> = {};
+  const onCallEnd = (_: string, outcome: string) =>
+    void (calls[outcome] = (calls[outcome] ?? 0) + 1);
+  const contactHost = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
+  // The handler's Contact needs the bound port, known once listening; no
+  // message can arrive before then.
+  let handler: ConversationHandler<Incoming, string>;
+  const route: ConversationHandler<Incoming, string> = (inbox, first, key) =>
+    handler(inbox, first, key);
+
+  if (options.transport !== "tcp") {
+    const server = serveDatagram<Incoming, string>({
+      hostname,
+      port,
+      maxConversations: options.maxCalls,
+      parse: (datagram) => ({
+        message: parseSipMessage(datagram.data),
+        reply: (message: SipMessage) =>
+          void server.send(serializeSipMessage(message), datagram.remoteAddr),
+      }),
+      key: callId,
+      onParseError: (error, datagram) => {
+        if (!(error instanceof SipParseError)) return console.error(error);
+        const response = badRequestFor(datagram.data, error.reason);
+        if (response) server.send(response, datagram.remoteAddr);
+      },
+      onRefuse: refuse,
+    }, (inbox, first) => route(inbox, first, ""));
+    handler = uas({
+      ...options,
+      hostport: `${contactHost}:${server.addr.port}`,
+      onCallEnd,
+    });
+    return {
+      addr: server.addr,
+      stats: () => ({ calls, ...server.stats, ...server.conversations.stats }),
+      shutdown: (grace) => server.shutdown({ grace }),
+    };
+  }
+
+  const conversations = new Conversations<Incoming, string>({
+    key: callId,
+    handler: route,
+    maxConversations: options.maxCalls,
+    onRefuse: refuse,
+  });
+  const server = serve(
+    { hostname, port, onError: reportUnexpected },
+    (conn) => sipConnection(conn, conversations),
+  );
+  handler = uas({
+    ...options,
+    isReliable: true,
+    hostport: `${contactHost}:${server.addr.port}`,
+    onCallEnd,
+  });
+  return {
+    addr: server.addr,
+    stats: () => ({ calls, ...server.stats, ...conversations.stats }),
+    shutdown: async (grace) => {
+      await server.shutdown({ grace });
+      await conversations.shutdown({ grace });
+    },
+  };
+}
+
+function reportUnexpected(error: unknown): void {
+  if (error instanceof Error && /Timeout|Reset|Closed/.test(error.name)) return;
+  console.error(error);
+}
+
+/**
+ * One TCP connection: read framed messages and dispatch them by Call-ID;
+ * replies go through an outbox that a child coroutine writes out, so a
+ * conversation never waits on this socket.
+ */
+async function* sipConnection(
+  conn: Connection,
+  conversations: Conversations<Incoming, string>,
+): Coroutine<void> {
+  const outbox = new Inbox<Uint8Array>({ capacity: 1024 });
+  yield* spawn((async function* writer() {
+    for (;;) yield* conn.send(yield* outbox.recv());
+  })());
+  const reply = (message: SipMessage) =>
+    void outbox.push(serializeSipMessage(message));
+  for (;;) {
+    let message: SipMessage | null;
+    try {
+      message = yield* recvSipMessage(conn);
+    } catch (error) {
+      if (!(error instanceof SipParseError)) throw error;
+      yield* conn.send(
+        serializeSipMessage({
+          kind: "response",
+          status: 400,
+          reason: `Bad Request (${error.reason.slice(0, 60)})`,
+          headers: [],
+          body: new Uint8Array(0),
+        }),
+      );
+      if (error instanceof SipFramingError) return; // the stream cannot be resynchronised
+      continue;
+    }
+    if (message === null) return;
+    conversations.dispatch({ message, reply });
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      port: { type: "string", default: "5060" },
+      hostname: { type: "string", default: "0.0.0.0" },
+      transport: { type: "string", default: "udp" },
+      t1: { type: "string", default: "500" },
+      t2: { type: "string", default: "4000" },
+      "no-ringing": { type: "boolean", default: false },
+      "max-calls": { type: "string", default: "10000" },
+    },
+  });
+  if (values.transport !== "udp" && values.transport !== "tcp") {
+    console.error(`--transport must be udp or tcp, got ${values.transport}`);
+    Deno.exit(2);
+  }
+  const uasServer = startUas({
+    port: Number(values.port),
+    hostname: values.hostname,
+    transport: values.transport,
+    t1: Number(values.t1),
+    t2: Number(values.t2),
+    ringing: !values["no-ringing"],
+    maxCalls: Number(values["max-calls"]),
+  });
+  console.log(`listening on ${uasServer.addr.hostname}:${uasServer.addr.port}`);
+  const stopped = Promise.withResolvers<void>();
+  const onSignal = () => stopped.resolve();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+  await stopped.promise;
+  for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+  await uasServer.shutdown(1000);
+  console.log(`stopped: ${JSON.stringify(uasServer.stats())}`);
+}

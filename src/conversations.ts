@@ -1,0 +1,576 @@
+/**
+ * Conversations (seed 000): route each message by its key — a SIP Call-ID
+ * — to the coroutine that handles that conversation. A message with a new
+ * key starts a coroutine; a message with a known key goes to that
+ * coroutine's {@linkcode Inbox}. Transport-independent: UDP
+ * (`serveDatagram`), TCP connections, or a test feed it with `dispatch`.
+ *
+ * @module
+ */
+
+import {
+  type Coroutine,
+  type Effect,
+  Op,
+  type Operation,
+  type OperationOptions,
+  PENDING,
+} from "./effects.ts";
+import { ConversationLimitError, TimeoutError } from "./errors.ts";
+import { spawn } from "./operations.ts";
+import {
+  type Coroutine as CoroutineRecord,
+  Scheduler,
+  type Task,
+} from "./scheduler.ts";
+import type { Clock } from "./timers.ts";
+
+/** Options for an {@linkcode Inbox}. */
+export interface InboxOptions {
+  /**
+   * Messages the inbox holds before it refuses more (see `push`).
+   * @default {64}
+   */
+  capacity?: number;
+  /**
+   * A name for errors, e.g. the conversation's key.
+   * @default {"inbox"}
+   */
+  name?: string;
+}
+
+class RecvOp<M, R> extends Op<M | R> {
+  readonly op = "recv";
+  constructor(
+    readonly inbox: Inbox<M>,
+    options: OperationOptions | undefined,
+    readonly isOptional: boolean,
+  ) {
+    super(options);
+  }
+  protected poll(): M | typeof PENDING {
+    return this.inbox.size > 0 ? this.inbox._take() : PENDING;
+  }
+  park(co: CoroutineRecord): boolean {
+    if (this.inbox.size > 0) return true;
+    this.inbox._waiter = co;
+    return false;
+  }
+  unpark(): void {
+    this.inbox._waiter = null;
+  }
+  protected timedOut(): M | R {
+    if (this.isOptional) return undefined as R;
+    throw new TimeoutError("recv", this.timeout, `from ${this.inbox.name}`);
+  }
+}
+
+/**
+ * A bounded FIFO of messages for one coroutine. Messages come out in the
+ * order they were pushed. `push` never blocks: when the inbox is full it
+ * refuses the message (returns false), so a slow reader can never stall
+ * whoever feeds it — for datagram protocols the sender's retransmission
+ * recovers the dropped message.
+ *
+ * Waiting on an inbox is internal (a virtual clock may jump past it).
+ *
+ * @example A channel between two coroutines
+ * ```ts
+ * import { delay, Inbox, run, spawn } from "@corio/corio";
+ *
+ * const inbox = new Inbox<string>();
+ * const got = await run((function* () {
+ *   yield* spawn((function* () {
+ *     yield* delay(1);
+ *     inbox.push("hello");
+ *   })());
+ *   return yield* inbox.recv({ timeout: 1000 });
+ * })());
+ * console.log(got); // hello
+ * ```
+ */
+export class Inbox<M> {
+  /** What errors call it: the conversation's key. */
+  readonly name: string;
+  /** How many messages it holds at most. */
+  readonly capacity: number;
+  #items: (M | undefined)[] = [];
+  #head = 0;
+  /** @internal */ _waiter: CoroutineRecord | null = null;
+
+  /**
+   * Creates an empty inbox.
+   * @param options Capacity and name.
+   */
+  constructor(options: InboxOptions = {}) {
+    const capacity = options.capacity ?? DEFAULTS.inboxCapacity;
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(
+        `Cannot create inbox: capacity must be an integer >= 1, got ${capacity}`,
+      );
+    }
+    this.capacity = capacity;
+    this.name = options.name ?? "inbox";
+  }
+
+  /** Messages waiting to be received. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Adds a message and wakes the receiver. Never blocks.
+   * @param message The message.
+   * @returns False if the inbox is full and the message was dropped.
+   */
+  push(message: M): boolean {
+    if (this.size >= this.capacity) return false;
+    this.#items.push(message);
+    const waiter = this._waiter;
+    this._waiter = null;
+    waiter?.wake();
+    return true;
+  }
+
+  /**
+   * Waits for the next message.
+   *
+   * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
+   * `"recv"`); the signal's reason. State after failure: intact — a message
+   * that arrives later is kept for the next receive.
+   *
+   * @param options Deadline and signal.
+   * @returns An operation giving the oldest message.
+   */
+  recv(options?: OperationOptions): Operation<M> {
+    return new RecvOp<M, never>(this, options, false);
+  }
+
+  /**
+   * Waits for the next message, or gives `undefined` at the deadline: the
+   * readable form for retransmission loops (`poll({ timeout: 0 })` only
+   * looks). Errors: the signal's reason.
+   *
+   * @param options Deadline and signal.
+   * @returns An operation giving the oldest message, or `undefined`.
+   */
+  poll(options?: OperationOptions): Operation<M | undefined> {
+    return new RecvOp<M, undefined>(this, options, true);
+  }
+
+  /** @internal */
+  _take(): M {
+    const message = this.#items[this.#head] as M;
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 32 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return message;
+  }
+}
+
+/** How {@linkcode Conversations.dispatch} disposed of a message. */
+export type DispatchStatus =
+  /** A new conversation was started with it. */
+  | "started"
+  /** It went to a running conversation's inbox. */
+  | "delivered"
+  /** New key at `maxConversations`: dropped, `onRefuse` called. */
+  | "refused"
+  /** The conversation's inbox was full: dropped, `onRefuse` called. */
+  | "overflow"
+  /** New key while shutting down, or no handler for new keys. */
+  | "closed";
+
+/** A conversation handler: a coroutine function. */
+export type ConversationHandler<M, K> = (
+  inbox: Inbox<M>,
+  first: M | undefined,
+  key: K,
+) => Coroutine<unknown>;
+
+/** Options for {@linkcode Conversations}. */
+export interface ConversationsOptions<M, K> {
+  /** The conversation a message belongs to (a SIP Call-ID). */
+  key: (message: M) => K;
+  /**
+   * Started for each message with a new key, with that message as `first`.
+   * Without one, messages for unknown keys are dropped (status `"closed"`)
+   * and conversations begin only with `start()` (a client).
+   */
+  handler?: ConversationHandler<M, K>;
+  /**
+   * Conversations running at once; a new key beyond it is refused.
+   * @default {10000}
+   */
+  maxConversations?: number;
+  /**
+   * A conversation that receives no message for this long is cancelled
+   * (its `finally` blocks run), in ms. `Infinity` disables.
+   * @default {300000}
+   */
+  idleTimeout?: number;
+  /**
+   * Each conversation's inbox capacity. When full, further messages for it
+   * are dropped (status `"overflow"`) rather than block the dispatcher.
+   * @default {64}
+   */
+  inboxCapacity?: number;
+  /** Told about every refused or overflowing message. */
+  onRefuse?: (message: M, key: K, reason: "refused" | "overflow") => void;
+  /**
+   * Receives a conversation's uncaught error (it ends only that one).
+   * @default {console.error, except TimeoutError}
+   */
+  onError?: (error: unknown, key: K) => void;
+  /**
+   * Run on this scheduler (and its clock).
+   * @default {a new Scheduler on `clock`}
+   */
+  scheduler?: Scheduler;
+  /**
+   * The clock of the new scheduler, when `scheduler` is not given.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+/** Counters of a {@linkcode Conversations}; a live view. */
+export interface ConversationStats {
+  /** Conversations running now. */
+  active: number;
+  /** Conversations started. */
+  started: number;
+  /** Messages delivered to running conversations. */
+  delivered: number;
+  /** Messages refused at `maxConversations`. */
+  refused: number;
+  /** Messages dropped because an inbox was full. */
+  overflowed: number;
+  /** Conversations cancelled by `idleTimeout`. */
+  expired: number;
+  /** Conversations that threw. */
+  failed: number;
+}
+
+/** Options for {@linkcode Conversations.shutdown}. */
+export interface ConversationsShutdownOptions {
+  /**
+   * How long running conversations may go on (on the scheduler's clock)
+   * before they are cancelled, in ms.
+   * @default {0}
+   */
+  grace?: number;
+}
+
+const DEFAULTS = {
+  maxConversations: 10_000,
+  idleTimeout: 300_000,
+  inboxCapacity: 64,
+} as const;
+
+interface Entry<M> {
+  inbox: Inbox<M>;
+  lastActivity: number;
+  task: Task<unknown> | null;
+  supervisor: Task<unknown> | null;
+}
+
+/**
+ * A table of conversations, each a coroutine with an inbox, keyed by
+ * `key(message)`. Messages for one conversation arrive in dispatch order;
+ * `dispatch` never blocks, so a slow conversation delays no other and not
+ * the reader that feeds them. A conversation that ends is removed; the
+ * table is capped (`maxConversations`) and idle ones expire.
+ *
+ * @example Seed 000: wait for INVITE, send OK, wait for ACK
+ * ```ts
+ * import { Conversations, type Inbox } from "@corio/corio";
+ *
+ * type Message = { callId: string; method: string };
+ * const sent: string[] = [];
+ * const calls = new Conversations<Message, string>({
+ *   key: (message) => message.callId,
+ *   handler: function* (inbox: Inbox<Message>, invite) {
+ *     sent.push(`OK to ${invite!.method}`);
+ *     const ack = yield* inbox.recv({ timeout: 32_000 });
+ *     sent.push(`got ${ack.method}`);
+ *   },
+ * });
+ * calls.dispatch({ callId: "a", method: "INVITE" });
+ * calls.dispatch({ callId: "a", method: "ACK" });
+ * await calls.shutdown({ grace: 1000 });
+ * console.log(sent); // ["OK to INVITE", "got ACK"]
+ * ```
+ */
+export class Conversations<M, K = string> implements AsyncDisposable {
+  /** The scheduler the conversations run on. */
+  readonly scheduler: Scheduler;
+  /** Live counters. */
+  readonly stats: ConversationStats = {
+    active: 0,
+    started: 0,
+    delivered: 0,
+    refused: 0,
+    overflowed: 0,
+    expired: 0,
+    failed: 0,
+  };
+  #key: (message: M) => K;
+  #handler: ConversationHandler<M, K> | undefined;
+  #max: number;
+  #idleTimeout: number;
+  #inboxCapacity: number;
+  #onRefuse: ConversationsOptions<M, K>["onRefuse"];
+  #onError: (error: unknown, key: K) => void;
+  #table = new Map<K, Entry<M>>();
+  #isClosed = false;
+  #shutdown: Promise<void> | null = null;
+
+  /**
+   * Creates an empty table of conversations.
+   * @param options Key, handler, limits and hooks.
+   * @throws {TypeError} If `key` is not a function.
+   * @throws {RangeError} For a cap below 1 or a negative timeout.
+   */
+  constructor(options: ConversationsOptions<M, K>) {
+    if (typeof options?.key !== "function") {
+      throw new TypeError(
+        "Cannot create conversations: key must be a function",
+      );
+    }
+    if (
+      options.handler !== undefined && typeof options.handler !== "function"
+    ) {
+      throw new TypeError(
+        "Cannot create conversations: handler must be a function* or async function*",
+      );
+    }
+    const max = options.maxConversations ?? DEFAULTS.maxConversations;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(
+        `Cannot create conversations: maxConversations must be an integer >= 1, got ${max}`,
+      );
+    }
+    const idleTimeout = options.idleTimeout ?? DEFAULTS.idleTimeout;
+    if (!(idleTimeout >= 0)) {
+      throw new RangeError(
+        `Cannot create conversations: idleTimeout must be >= 0, got ${idleTimeout}`,
+      );
+    }
+    this.#inboxCapacity = options.inboxCapacity ?? DEFAULTS.inboxCapacity;
+    new Inbox({ capacity: this.#inboxCapacity }); // validates it
+    this.#key = options.key;
+    this.#handler = options.handler;
+    this.#max = max;
+    this.#idleTimeout = idleTimeout;
+    this.#onRefuse = options.onRefuse;
+    this.#onError = options.onError ?? defaultOnError;
+    this.scheduler = options.scheduler ??
+      new Scheduler({ clock: options.clock });
+  }
+
+  /** Conversations running now. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** True if a conversation with this key is running. */
+  has(key: K): boolean {
+    const entry = this.#table.get(key);
+    return entry !== undefined && !entry.task?.isDone;
+  }
+
+  /**
+   * Routes a message: to its running conversation's inbox, or to a new
+   * conversation started with it. Never blocks and never throws for a
+   * full table or inbox: the status says what happened.
+   *
+   * @param message The message.
+   * @returns What became of it.
+   * @throws What `key(message)` throws.
+   */
+  dispatch(message: M): DispatchStatus {
+    const key = this.#key(message);
+    const entry = this.#live(key);
+    if (entry !== undefined) {
+      if (!entry.inbox.push(message)) {
+        this.stats.overflowed++;
+        this.#onRefuse?.(message, key, "overflow");
+        return "overflow";
+      }
+      entry.lastActivity = this.scheduler.now();
+      this.stats.delivered++;
+      return "delivered";
+    }
+    const handler = this.#handler;
+    if (this.#isClosed || handler === undefined) return "closed";
+    if (this.#table.size >= this.#max) {
+      this.stats.refused++;
+      this.#onRefuse?.(message, key, "refused");
+      return "refused";
+    }
+    this.#begin(key, (inbox) => handler(inbox, message, key));
+    return "started";
+  }
+
+  /**
+   * Starts a conversation from this side (a client placing a call): later
+   * messages with `key` go to its inbox.
+   *
+   * @param key The new conversation's key.
+   * @param handler The coroutine function; it gets the inbox.
+   * @returns The conversation's task.
+   * @throws {ConversationLimitError} At `maxConversations` or after shutdown.
+   * @throws {RangeError} If a conversation with `key` is running.
+   */
+  start(
+    key: K,
+    handler: (inbox: Inbox<M>, key: K) => Coroutine<unknown>,
+  ): Task<unknown> {
+    if (this.#live(key) !== undefined) {
+      throw new RangeError(
+        `Cannot start conversation ${
+          String(key)
+        }: one with that key is running`,
+      );
+    }
+    if (this.#isClosed || this.#table.size >= this.#max) {
+      throw new ConversationLimitError(this.#max, this.#isClosed);
+    }
+    return this.#begin(key, (inbox) => handler(inbox, key));
+  }
+
+  /**
+   * Refuses new conversations at once, lets running ones finish (they
+   * still receive messages) for up to `grace` ms on the scheduler's clock,
+   * then cancels the rest; their `finally` blocks run. Idempotent.
+   *
+   * @param options The grace period.
+   * @returns Resolves when every conversation has ended.
+   */
+  shutdown(options: ConversationsShutdownOptions = {}): Promise<void> {
+    const grace = options.grace ?? 0;
+    if (!(grace >= 0)) {
+      throw new RangeError(
+        `Cannot shut down conversations: grace must be >= 0, got ${grace}`,
+      );
+    }
+    this.#isClosed = true;
+    return this.#shutdown ??= this.#stop(grace);
+  }
+
+  /** Shuts down with no grace. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  #live(key: K): Entry<M> | undefined {
+    const entry = this.#table.get(key);
+    if (entry === undefined) return undefined;
+    // The handler may have ended a moment ago, before its supervisor ran.
+    if (entry.task !== null && entry.task.isDone) {
+      this.#table.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  #begin(
+    key: K,
+    body: (inbox: Inbox<M>) => Coroutine<unknown>,
+  ): Task<unknown> {
+    const entry: Entry<M> = {
+      inbox: new Inbox({ capacity: this.#inboxCapacity, name: String(key) }),
+      lastActivity: this.scheduler.now(),
+      task: null,
+      supervisor: null,
+    };
+    const conversation = body(entry.inbox);
+    if (
+      conversation === null || typeof conversation !== "object" ||
+      typeof (conversation as { next?: unknown }).next !== "function"
+    ) {
+      throw new TypeError(
+        `Cannot start conversation ${
+          String(key)
+        }: the handler must return a generator object (use function* or async function*)`,
+      );
+    }
+    this.#table.set(key, entry);
+    this.stats.active++;
+    this.stats.started++;
+    const supervisor = this.scheduler.spawn(
+      this.#supervise(key, entry, conversation),
+    );
+    entry.supervisor = supervisor;
+    return supervisor;
+  }
+
+  /**
+   * Runs the handler as a child and cancels it when idle too long: a
+   * child never outlives its parent, so returning is the cancellation.
+   */
+  *#supervise(
+    key: K,
+    entry: Entry<M>,
+    conversation: Coroutine<unknown>,
+  ): Generator<Effect, unknown, unknown> {
+    try {
+      const task = yield* spawn(conversation);
+      entry.task = task;
+      for (;;) {
+        try {
+          return yield* task.join({
+            deadline: entry.lastActivity + this.#idleTimeout,
+          });
+        } catch (error) {
+          if (task.isDone) throw error;
+          // Our join timed out: expire unless a message came meanwhile.
+          if (this.scheduler.now() >= entry.lastActivity + this.#idleTimeout) {
+            this.stats.expired++;
+            return undefined;
+          }
+        }
+      }
+    } catch (error) {
+      this.stats.failed++;
+      try {
+        this.#onError(error, key);
+      } catch (failure) {
+        console.error("corio: onError threw", failure);
+      }
+    } finally {
+      this.stats.active--;
+      if (this.#table.get(key) === entry) this.#table.delete(key);
+    }
+  }
+
+  async #stop(grace: number): Promise<void> {
+    const tasks = [...this.#table.values()].map((entry) => entry.supervisor!);
+    if (tasks.length === 0) return;
+    if (grace > 0) {
+      const deadline = this.scheduler.now() + grace;
+      await this.scheduler.spawn((function* () {
+        for (const task of tasks) {
+          try {
+            yield* task.join({ deadline });
+          } catch {
+            return; // grace is over (or the supervisor never fails)
+          }
+        }
+      })()).finished;
+    }
+    for (const task of tasks) task.cancel();
+    await Promise.all(tasks.map((task) => task.finished.catch(() => {})));
+  }
+}
+
+function defaultOnError(error: unknown): void {
+  if (error instanceof TimeoutError) return;
+  console.error(error);
+}

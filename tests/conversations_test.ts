@@ -1,0 +1,240 @@
+import assert from "node:assert/strict";
+import {
+  ConversationLimitError,
+  Conversations,
+  delay,
+  Inbox,
+  run,
+  Scheduler,
+  TimeoutError,
+} from "@corio/corio";
+import { VirtualClock } from "@corio/corio/testing";
+
+type Message = { key: string; n: number };
+const key = (message: Message) => message.key;
+
+Deno.test("Conversations.dispatch() starts a conversation for a new key and delivers later messages in order", async () => {
+  const seen: string[] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    handler: function* (inbox, first, k) {
+      seen.push(`${k}:first:${first!.n}`);
+      for (let i = 0; i < 3; i++) seen.push(`${k}:${(yield* inbox.recv()).n}`);
+    },
+  });
+  assert.equal(calls.dispatch({ key: "a", n: 0 }), "started");
+  assert.equal(calls.dispatch({ key: "b", n: 0 }), "started");
+  for (let n = 1; n <= 3; n++) {
+    assert.equal(calls.dispatch({ key: "a", n }), "delivered");
+    assert.equal(calls.dispatch({ key: "b", n }), "delivered");
+  }
+  await calls.shutdown({ grace: 1000 });
+  assert.deepEqual(seen.filter((s) => s.startsWith("a")), [
+    "a:first:0",
+    "a:1",
+    "a:2",
+    "a:3",
+  ]);
+  assert.deepEqual(seen.filter((s) => s.startsWith("b")), [
+    "b:first:0",
+    "b:1",
+    "b:2",
+    "b:3",
+  ]);
+  assert.equal(calls.size, 0);
+});
+
+Deno.test("Conversations removes an ended conversation; its key then starts a new one", async () => {
+  let starts = 0;
+  const calls = new Conversations<Message, string>({
+    key,
+    // deno-lint-ignore require-yield
+    handler: function* () {
+      starts++;
+    },
+  });
+  assert.equal(calls.dispatch({ key: "a", n: 0 }), "started");
+  await calls.scheduler.spawn((function* () {
+    yield* delay(0);
+  })()).finished;
+  assert.equal(calls.has("a"), false);
+  assert.equal(calls.dispatch({ key: "a", n: 1 }), "started");
+  await calls.shutdown({ grace: 100 });
+  assert.equal(starts, 2);
+  assert.equal(calls.stats.started, 2);
+});
+
+Deno.test("Conversations refuses a new key at maxConversations and calls onRefuse", async () => {
+  const refused: [string, string][] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    maxConversations: 2,
+    onRefuse: (_, k, reason) => refused.push([k, reason]),
+    handler: function* (inbox) {
+      yield* inbox.recv();
+    },
+  });
+  calls.dispatch({ key: "a", n: 0 });
+  calls.dispatch({ key: "b", n: 0 });
+  assert.equal(calls.dispatch({ key: "c", n: 0 }), "refused");
+  assert.equal(calls.dispatch({ key: "a", n: 1 }), "delivered"); // known keys still flow
+  assert.deepEqual(refused, [["c", "refused"]]);
+  assert.throws(
+    () => calls.start("d", function* () {}),
+    ConversationLimitError,
+  );
+  await calls.shutdown();
+  assert.equal(calls.stats.refused, 1);
+});
+
+Deno.test("Conversations drops messages to a full inbox without blocking the others", async () => {
+  const got: number[] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    inboxCapacity: 2,
+    handler: function* (inbox, first) {
+      if (first!.key === "slow") {
+        yield* delay(10_000); // never reads in time
+        return;
+      }
+      got.push((yield* inbox.recv()).n);
+    },
+  });
+  calls.dispatch({ key: "slow", n: 0 });
+  const statuses = [1, 2, 3, 4].map((n) => calls.dispatch({ key: "slow", n }));
+  assert.deepEqual(statuses, [
+    "delivered",
+    "delivered",
+    "overflow",
+    "overflow",
+  ]);
+  calls.dispatch({ key: "fast", n: 0 });
+  assert.equal(calls.dispatch({ key: "fast", n: 7 }), "delivered");
+  await calls.shutdown({ grace: 20_000 });
+  assert.deepEqual(got, [7]);
+  assert.equal(calls.stats.overflowed, 2);
+});
+
+Deno.test("Conversations cancels a conversation idle for idleTimeout; its finally runs", async () => {
+  const clock = new VirtualClock();
+  let endedAt = -1;
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    idleTimeout: 5000,
+    handler: function* (inbox) {
+      try {
+        for (;;) yield* inbox.recv();
+      } finally {
+        endedAt = clock.now();
+      }
+    },
+  });
+  calls.dispatch({ key: "a", n: 0 });
+  await calls.shutdown({ grace: 60_000 });
+  assert.equal(endedAt, 5000);
+  assert.equal(calls.stats.expired, 1);
+});
+
+Deno.test("Inbox.recv() throws TimeoutError at the deadline; poll() gives undefined", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<string>({ name: "call-1" });
+  const result = await run(
+    (function* () {
+      const polled = yield* inbox.poll({ timeout: 500 });
+      const at = clock.now();
+      try {
+        yield* inbox.recv({ timeout: 1000 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        assert.equal(error.op, "recv");
+        assert.match(error.message, /call-1/);
+        return [polled, at, clock.now()];
+      }
+    })(),
+    { clock },
+  );
+  assert.deepEqual(result, [undefined, 500, 1500]);
+});
+
+Deno.test("Conversations reports a handler's error with its key and serves the others", async () => {
+  const errors: [unknown, string][] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    onError: (error, k) => errors.push([error, k]),
+    // deno-lint-ignore require-yield
+    handler: function* (_, first) {
+      if (first!.key === "bad") throw new Error("boom");
+    },
+  });
+  calls.dispatch({ key: "bad", n: 0 });
+  calls.dispatch({ key: "good", n: 0 });
+  await calls.shutdown({ grace: 100 });
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0][1], "bad");
+  assert.equal(calls.stats.failed, 1);
+});
+
+Deno.test("Conversations.shutdown() refuses new keys and cancels what outlives the grace", async () => {
+  const clock = new VirtualClock();
+  let cancelledAt = -1;
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    handler: function* () {
+      try {
+        yield* delay(60_000);
+      } finally {
+        cancelledAt = clock.now();
+      }
+    },
+  });
+  calls.dispatch({ key: "a", n: 0 });
+  const stopping = calls.shutdown({ grace: 1000 });
+  assert.equal(calls.dispatch({ key: "b", n: 0 }), "closed");
+  await stopping;
+  assert.equal(cancelledAt, 1000);
+});
+
+Deno.test("Conversations.start() begins a conversation from this side; replies reach it", async () => {
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+  });
+  const task = calls.start("call", function* (inbox) {
+    return (yield* inbox.recv({ timeout: 1000 })).n;
+  });
+  assert.equal(calls.dispatch({ key: "call", n: 42 }), "delivered");
+  assert.equal(calls.dispatch({ key: "stranger", n: 1 }), "closed");
+  assert.equal(await task.finished, 42);
+  assert.throws(() => calls.start("x", () => 1 as never), TypeError);
+  await calls.shutdown();
+});
+
+Deno.test("Conversations validates its options", () => {
+  assert.throws(() => new Conversations({ key: 1 as never }), TypeError);
+  assert.throws(
+    () => new Conversations({ key, maxConversations: 0 }),
+    RangeError,
+  );
+  assert.throws(() => new Conversations({ key, idleTimeout: -1 }), RangeError);
+  assert.throws(() => new Conversations({ key, inboxCapacity: 0 }), RangeError);
+  assert.throws(() => new Inbox({ capacity: 1.5 }), RangeError);
+});
+
+// Core regression (src/scheduler.ts): the clock was poked only when a
+// coroutine parked, so when the last busy coroutine *ended* instead, a
+// virtual clock never jumped and a conversation's timer never fired.
+Deno.test("VirtualClock autojumps when the last busy coroutine ends instead of parking", async () => {
+  const clock = new VirtualClock();
+  const scheduler = new Scheduler({ clock });
+  const sleeper = scheduler.spawn((function* () {
+    yield* delay(1000);
+    return clock.now();
+  })());
+  scheduler.spawn((function* () {})());
+  assert.equal(await sleeper.finished, 1000);
+});

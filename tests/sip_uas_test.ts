@@ -1,0 +1,271 @@
+// The SIP examples' conversations on a virtual clock: no sockets, exact
+// RFC 3261 timer schedules, instantly.
+import assert from "node:assert/strict";
+import { Conversations } from "@corio/corio";
+import { VirtualClock } from "@corio/corio/testing";
+import {
+  getHeader,
+  parseSipMessage,
+  type SipMessage,
+  type SipRequest,
+} from "../examples/sip/message.ts";
+import type { Incoming } from "../examples/sip/transaction.ts";
+import { uas } from "../examples/sip/uas_call.ts";
+import { type CallResult, uacCall } from "../examples/sip/uac_call.ts";
+
+const T1 = 500;
+const T2 = 4000;
+
+function request(method: string, seq = 1, cseqMethod = method): SipRequest {
+  return parseSipMessage(
+    `${method} sip:uas@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK${method}${seq}\r\n` +
+      `From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>\r\nCall-ID: call-1\r\nCSeq: ${seq} ${cseqMethod}\r\n` +
+      `Contact: <sip:uac@127.0.0.1:5061>\r\n\r\n`,
+  ) as SipRequest;
+}
+
+/** A UAS on a virtual clock; `sent` records what it sends, and when. */
+function uasHarness(
+  onSend?: (
+    message: SipMessage,
+    at: number,
+    dispatch: (m: SipMessage) => void,
+  ) => void,
+) {
+  const clock = new VirtualClock();
+  const sent: { at: number; message: SipMessage }[] = [];
+  const calls = new Conversations<Incoming, string>({
+    key: (incoming) => getHeader(incoming.message, "Call-ID")!,
+    handler: uas({ t1: T1, t2: T2, clock }),
+    clock,
+  });
+  const dispatch = (message: SipMessage) =>
+    calls.dispatch({
+      message,
+      reply: (reply) => {
+        sent.push({ at: clock.now(), message: reply });
+        onSend?.(reply, clock.now(), dispatch);
+      },
+    });
+  return { clock, calls, sent, dispatch };
+}
+
+const label = (message: SipMessage) =>
+  message.kind === "response"
+    ? `${message.status} ${getHeader(message, "CSeq")}`
+    : message.method;
+
+Deno.test("UAS retransmits 200 OK on Timer G (T1 doubling to T2) and sends BYE at Timer H when no ACK comes", async () => {
+  const { calls, sent, dispatch } = uasHarness();
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  const oks = sent.filter((s) => label(s.message) === "200 1 INVITE").map((s) =>
+    s.at / 1000
+  );
+  assert.deepEqual(oks, [
+    0,
+    0.5,
+    1.5,
+    3.5,
+    7.5,
+    11.5,
+    15.5,
+    19.5,
+    23.5,
+    27.5,
+    31.5,
+  ]);
+  const bye = sent.filter((s) => label(s.message) === "BYE");
+  assert.equal(bye[0].at, 64 * T1);
+  assert.deepEqual(sent.slice(0, 2).map((s) => label(s.message)), [
+    "100 1 INVITE",
+    "180 1 INVITE",
+  ]);
+  // The BYE goes to the caller's Contact, in the dialog the 200 OK set up.
+  const byeRequest = bye[0].message as SipRequest;
+  assert.equal(byeRequest.uri, "sip:uac@127.0.0.1:5061");
+  assert.equal(getHeader(byeRequest, "From"), getHeader(sent[2].message, "To"));
+});
+
+for (const k of [1, 2, 5, 11]) {
+  Deno.test(`UAS stops retransmitting 200 OK once the ACK arrives after send ${k}`, async () => {
+    let oks = 0;
+    const { calls, sent, dispatch } = uasHarness((message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && ++oks === k) {
+        queueMicrotask(() => {
+          dispatch(request("ACK", 1));
+          dispatch(request("BYE", 2));
+        });
+      }
+    });
+    dispatch(request("INVITE"));
+    await calls.shutdown({ grace: 120_000 });
+    assert.equal(
+      sent.filter((s) => label(s.message) === "200 1 INVITE").length,
+      k,
+    );
+    assert.equal(
+      sent.filter((s) => label(s.message) === "200 2 BYE").length,
+      1,
+    );
+    assert.equal(sent.filter((s) => label(s.message) === "BYE").length, 0);
+  });
+}
+
+Deno.test("UAS answers a retransmitted INVITE with the last response, not a second call", async () => {
+  let oks = 0;
+  const { calls, sent, dispatch } = uasHarness((message, _, dispatch) => {
+    if (label(message) !== "200 1 INVITE") return;
+    oks++;
+    if (oks === 1) queueMicrotask(() => dispatch(request("INVITE"))); // the caller missed it
+    if (oks === 2) queueMicrotask(() => dispatch(request("ACK")));
+    if (oks === 3) queueMicrotask(() => dispatch(request("BYE", 2)));
+  });
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.equal(calls.stats.started, 1);
+  // 200 at 0, 200 again at once for the retransmitted INVITE, ACK, then nothing until BYE
+  const oksAt = sent.filter((s) => label(s.message) === "200 1 INVITE").map((
+    s,
+  ) => s.at);
+  assert.deepEqual(oksAt, [0, 0]);
+  assert.equal(
+    sent.filter((s) => label(s.message) === "100 1 INVITE").length,
+    1,
+  );
+});
+
+Deno.test("UAS ignores a duplicate ACK and answers a retransmitted BYE with the same 200", async () => {
+  let byes = 0;
+  const { calls, sent, dispatch } = uasHarness((message, _, dispatch) => {
+    if (label(message) === "200 1 INVITE") {
+      queueMicrotask(() => {
+        dispatch(request("ACK"));
+        dispatch(request("ACK")); // duplicate
+        dispatch(request("BYE", 2));
+      });
+    }
+    if (label(message) === "200 2 BYE" && ++byes === 1) {
+      queueMicrotask(() => dispatch(request("BYE", 2)));
+    }
+  });
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.map((s) => label(s.message)), [
+    "100 1 INVITE",
+    "180 1 INVITE",
+    "200 1 INVITE",
+    "200 2 BYE",
+    "200 2 BYE",
+  ]);
+});
+
+Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async () => {
+  const { calls, sent, dispatch } = uasHarness();
+  dispatch(request("OPTIONS"));
+  const info = request("INFO");
+  info.headers = info.headers.map((
+    [n, v],
+  ) => [n, n === "Call-ID" ? "call-2" : v]);
+  dispatch(info);
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.map((s) => label(s.message)).sort(), [
+    "200 1 OPTIONS",
+    "405 1 INFO",
+  ]);
+});
+
+/** A UAC call on a virtual clock; `respond` plays the server. */
+async function uacHarness(
+  respond: (message: SipRequest, at: number) => SipMessage[],
+) {
+  const clock = new VirtualClock();
+  const calls = new Conversations<Incoming, string>({
+    key: (i) => getHeader(i.message, "Call-ID")!,
+    clock,
+  });
+  const sent: { at: number; message: SipRequest }[] = [];
+  const send = (message: SipMessage) => {
+    sent.push({ at: clock.now(), message: message as SipRequest });
+    for (const reply of respond(message as SipRequest, clock.now())) {
+      queueMicrotask(() => calls.dispatch({ message: reply, reply: () => {} }));
+    }
+  };
+  const task = calls.start(
+    "call-1",
+    (inbox) =>
+      uacCall(inbox, {
+        callId: "call-1",
+        send,
+        target: "127.0.0.1:5060",
+        hostport: "127.0.0.1:5061",
+        t1: T1,
+        t2: T2,
+        clock,
+      }),
+  );
+  const result = await task.finished;
+  await calls.shutdown();
+  return { result: result as CallResult, sent };
+}
+
+function responseTo(
+  request: SipRequest,
+  status: number,
+  reason: string,
+): SipMessage {
+  const text = `SIP/2.0 ${status} ${reason}\r\n` +
+    request.headers.filter(([n]) =>
+      ["Via", "From", "To", "Call-ID", "CSeq"].includes(n)
+    )
+      .map(([n, v]) => `${n}: ${n === "To" ? v + ";tag=t1" : v}\r\n`).join("") +
+    "Contact: <sip:uas@127.0.0.1:5060>\r\n\r\n";
+  return parseSipMessage(text);
+}
+
+Deno.test("UAC retransmits INVITE on Timer A (T1 doubling, uncapped) and gives up at Timer B", async () => {
+  const { result, sent } = await uacHarness(() => []);
+  assert.deepEqual(sent.map((s) => s.at / 1000), [
+    0,
+    0.5,
+    1.5,
+    3.5,
+    7.5,
+    15.5,
+    31.5,
+  ]);
+  assert.equal(result.isCompleted, false);
+  assert.match(result.outcome, /Timer B/);
+  assert.equal(result.setupTime, 64 * T1);
+});
+
+Deno.test("UAC stops Timer A at a provisional response and then waits on Timer C", async () => {
+  let invites = 0;
+  const { result, sent } = await uacHarness((message) => {
+    if (message.method === "INVITE" && ++invites === 3) {
+      return [responseTo(message, 180, "Ringing")];
+    }
+    return [];
+  });
+  // INVITE at 0, 0.5, 1.5; 180 stops Timer A; no 200 ever: Timer C, not B.
+  assert.equal(sent.filter((s) => s.message.method === "INVITE").length, 3);
+  assert.match(result.outcome, /Timer B/);
+  assert.equal(result.setupTime, 1500 + 180_000);
+});
+
+Deno.test("UAC completes a call: INVITE, 200, ACK, BYE, 200", async () => {
+  const { result, sent } = await uacHarness((message) => {
+    if (message.method === "INVITE") {
+      return [
+        responseTo(message, 100, "Trying"),
+        responseTo(message, 200, "OK"),
+      ];
+    }
+    if (message.method === "BYE") return [responseTo(message, 200, "OK")];
+    return [];
+  });
+  assert.equal(result.isCompleted, true);
+  assert.deepEqual(sent.map((s) => s.message.method), ["INVITE", "ACK", "BYE"]);
+  assert.equal(sent[2].message.uri, "sip:uas@127.0.0.1:5060");
+  assert.match(getHeader(sent[1].message, "To")!, /tag=t1/);
+});
