@@ -7,182 +7,33 @@
  */
 
 import {
+  CANCELLED,
+  Coroutine,
+  DONE,
+  ENDING,
+  FAILED,
+  type Mode,
+  NEXT,
+  OK,
+  PARKED,
+  type Resource,
+  RETURN,
+  RUNNING,
+  STARTING,
+  THROW,
+} from "./_coroutine.ts";
+import {
   ABORTED,
   type Coroutine as Generator,
   Op,
-  type Operation,
-  type OperationOptions,
-  PENDING,
   RESUME,
   TIMED_OUT,
 } from "./effects.ts";
-import { CancelledError, TimeoutError } from "./errors.ts";
-import {
-  type Clock,
-  type DeadlineEntry,
-  DeadlineQueue,
-  systemClock,
-} from "./timers.ts";
+import { CancelledError } from "./errors.ts";
+import { type Task, TaskHandle } from "./task.ts";
+import { type Clock, DeadlineQueue, systemClock } from "./timers.ts";
 
-/** Something a coroutine owns and closes when it ends (its connection). */
-export interface Resource {
-  /** Closes it; must be idempotent. */
-  close(): void;
-  /** Settles once nothing of it is pending in the runtime any more. */
-  readonly settled?: Promise<void>;
-}
-
-const NEXT = 0;
-const RETURN = 1;
-const THROW = 2;
-type Mode = typeof NEXT | typeof RETURN | typeof THROW;
-
-const STARTING = 0;
-const RUNNING = 1;
-const PARKED = 2;
-const ENDING = 3;
-const DONE = 4;
-
-const OK = 0;
-const FAILED = 1;
-const CANCELLED = 2;
-
-/**
- * The scheduler's record of one coroutine. Internal: users hold a
- * {@linkcode Task}. Operations receive it in `park()` and call `wake()`.
- */
-export class Coroutine implements DeadlineEntry {
-  deadline = Infinity;
-  heapIndex = -1;
-  state = STARTING;
-  mode: Mode = NEXT;
-  input: unknown = undefined;
-  effect: Op<unknown> | null = null;
-  cancelRequested = false;
-  isCancelled = false;
-  outcome = OK;
-  result: unknown = undefined;
-  isObserved = false;
-  children: Set<Coroutine> | null = null;
-  failedChildren: Coroutine[] | null = null;
-  resources: Resource[] | null = null;
-  joiners: Coroutine[] | null = null;
-  settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
-  promise: Promise<unknown> | null = null;
-  task: Task<unknown> | null = null;
-  readonly isAsync: boolean;
-  readonly onResult = (r: IteratorResult<unknown, unknown>): void =>
-    this.scheduler._afterAsyncStep(this, r);
-  readonly onFailure = (error: unknown): void =>
-    this.scheduler._afterAsyncFailure(this, error);
-  readonly onAbort = (): void => this.scheduler._abort(this);
-
-  constructor(
-    readonly gen: Generator<unknown>,
-    readonly scheduler: Scheduler,
-    readonly parent: Coroutine | null,
-  ) {
-    this.isAsync = typeof (gen as AsyncGenerator)[Symbol.asyncIterator] ===
-      "function";
-  }
-
-  /** Resumes the coroutine if it is parked: its operation polls again. */
-  wake(): void {
-    if (this.effect !== null) this.scheduler._wake(this);
-  }
-
-  /** Makes `resource` close when this coroutine ends. */
-  adopt(resource: Resource): void {
-    (this.resources ??= []).push(resource);
-  }
-
-  /** True once the coroutine and its children have ended. */
-  get isDone(): boolean {
-    return this.state === DONE;
-  }
-}
-
-/**
- * A running coroutine, as its starter sees it: join it, cancel it, or
- * await it from outside the scheduler.
- *
- * @example
- * ```ts
- * import { delay, run, spawn } from "@corio/corio";
- *
- * const sum = await run((async function* () {
- *   const a = yield* spawn((function* () { yield* delay(5); return 2; })());
- *   const b = yield* spawn((function* () { yield* delay(1); return 3; })());
- *   return (yield* a.join()) + (yield* b.join());
- * })());
- * console.log(sum); // 5
- * ```
- */
-export interface Task<T> {
-  /**
-   * Waits for the task to end and returns its result.
-   *
-   * Errors: the task's own error; {@linkcode CancelledError} if it was
-   * cancelled; `TimeoutError` at the deadline (the task runs on).
-   */
-  join(options?: OperationOptions): Operation<T>;
-  /**
-   * Cancels the task at its current wait: `finally` blocks run, its
-   * children are cancelled and what it owns is closed. Idempotent.
-   */
-  cancel(): void;
-  /** Settles when the task has ended; for code outside coroutines. */
-  readonly finished: Promise<T>;
-  /** True once the task, its children and its resources are done. */
-  readonly isDone: boolean;
-}
-
-class TaskHandle<T> implements Task<T> {
-  #co: Coroutine;
-  constructor(co: Coroutine) {
-    this.#co = co;
-  }
-  join(options?: OperationOptions): Operation<T> {
-    return new JoinOp<T>(this.#co, options);
-  }
-  cancel(): void {
-    this.#co.scheduler._cancel(this.#co);
-  }
-  get finished(): Promise<T> {
-    return this.#co.scheduler._promise(this.#co) as Promise<T>;
-  }
-  get isDone(): boolean {
-    return this.#co.state === DONE;
-  }
-}
-
-class JoinOp<T> extends Op<T> {
-  readonly op = "join";
-  constructor(readonly target: Coroutine, options?: OperationOptions) {
-    super(options);
-  }
-  protected poll(): T | typeof PENDING {
-    const target = this.target;
-    if (target.state !== DONE) return PENDING;
-    if (target.outcome === OK) return target.result as T;
-    target.isObserved = true;
-    if (target.outcome === CANCELLED) throw new CancelledError();
-    throw target.result;
-  }
-  park(co: Coroutine): boolean {
-    if (this.target.state === DONE) return true;
-    (this.target.joiners ??= []).push(co);
-    return false;
-  }
-  unpark(co: Coroutine): void {
-    const joiners = this.target.joiners;
-    const index = joiners ? joiners.indexOf(co) : -1;
-    if (index >= 0) joiners!.splice(index, 1);
-  }
-  protected timedOut(): T {
-    throw new TimeoutError("join", this.timeout);
-  }
-}
+export { Coroutine, type Resource, type Task };
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {

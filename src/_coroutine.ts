@@ -1,0 +1,85 @@
+// The scheduler's record of one coroutine, and the states it moves through.
+// Internal: shared by the scheduler, tasks and operations.
+
+import type { Coroutine as Generator, Op } from "./effects.ts";
+import type { Scheduler } from "./scheduler.ts";
+import type { Task } from "./task.ts";
+import type { DeadlineEntry } from "./timers.ts";
+
+/** Something a coroutine owns and closes when it ends (its connection). */
+export interface Resource {
+  /** Closes it; must be idempotent. */
+  close(): void;
+  /** Settles once nothing of it is pending in the runtime any more. */
+  readonly settled?: Promise<void>;
+}
+
+export const NEXT = 0;
+export const RETURN = 1;
+export const THROW = 2;
+export type Mode = typeof NEXT | typeof RETURN | typeof THROW;
+
+export const STARTING = 0;
+export const RUNNING = 1;
+export const PARKED = 2;
+export const ENDING = 3;
+export const DONE = 4;
+
+export const OK = 0;
+export const FAILED = 1;
+export const CANCELLED = 2;
+
+/**
+ * The scheduler's record of one coroutine. Internal: users hold a
+ * {@linkcode Task}. Operations receive it in `park()` and call `wake()`.
+ */
+export class Coroutine implements DeadlineEntry {
+  deadline = Infinity;
+  heapIndex = -1;
+  state = STARTING;
+  mode: Mode = NEXT;
+  input: unknown = undefined;
+  effect: Op<unknown> | null = null;
+  cancelRequested = false;
+  isCancelled = false;
+  outcome = OK;
+  result: unknown = undefined;
+  isObserved = false;
+  children: Set<Coroutine> | null = null;
+  failedChildren: Coroutine[] | null = null;
+  resources: Resource[] | null = null;
+  joiners: Coroutine[] | null = null;
+  settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
+  promise: Promise<unknown> | null = null;
+  task: Task<unknown> | null = null;
+  readonly isAsync: boolean;
+  readonly onResult = (r: IteratorResult<unknown, unknown>): void =>
+    this.scheduler._afterAsyncStep(this, r);
+  readonly onFailure = (error: unknown): void =>
+    this.scheduler._afterAsyncFailure(this, error);
+  readonly onAbort = (): void => this.scheduler._abort(this);
+
+  constructor(
+    readonly gen: Generator<unknown>,
+    readonly scheduler: Scheduler,
+    readonly parent: Coroutine | null,
+  ) {
+    this.isAsync = typeof (gen as AsyncGenerator)[Symbol.asyncIterator] ===
+      "function";
+  }
+
+  /** Resumes the coroutine if it is parked: its operation polls again. */
+  wake(): void {
+    if (this.effect !== null) this.scheduler._wake(this);
+  }
+
+  /** Makes `resource` close when this coroutine ends. */
+  adopt(resource: Resource): void {
+    (this.resources ??= []).push(resource);
+  }
+
+  /** True once the coroutine and its children have ended. */
+  get isDone(): boolean {
+    return this.state === DONE;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Tasks: how a coroutine's starter joins it, cancels it or awaits it.
+ *
+ * @module
+ */
+
+import { CANCELLED, type Coroutine, DONE, OK } from "./_coroutine.ts";
+import {
+  Op,
+  type Operation,
+  type OperationOptions,
+  PENDING,
+} from "./effects.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
+
+/**
+ * A running coroutine, as its starter sees it: join it, cancel it, or
+ * await it from outside the scheduler.
+ *
+ * @example
+ * ```ts
+ * import { delay, run, spawn } from "@corio/corio";
+ *
+ * const sum = await run((async function* () {
+ *   const a = yield* spawn((function* () { yield* delay(5); return 2; })());
+ *   const b = yield* spawn((function* () { yield* delay(1); return 3; })());
+ *   return (yield* a.join()) + (yield* b.join());
+ * })());
+ * console.log(sum); // 5
+ * ```
+ */
+export interface Task<T> {
+  /**
+   * Waits for the task to end and returns its result.
+   *
+   * Errors: the task's own error; {@linkcode CancelledError} if it was
+   * cancelled; `TimeoutError` at the deadline (the task runs on).
+   */
+  join(options?: OperationOptions): Operation<T>;
+  /**
+   * Cancels the task at its current wait: `finally` blocks run, its
+   * children are cancelled and what it owns is closed. Idempotent.
+   */
+  cancel(): void;
+  /** Settles when the task has ended; for code outside coroutines. */
+  readonly finished: Promise<T>;
+  /** True once the task, its children and its resources are done. */
+  readonly isDone: boolean;
+}
+
+export class TaskHandle<T> implements Task<T> {
+  #co: Coroutine;
+  constructor(co: Coroutine) {
+    this.#co = co;
+  }
+  join(options?: OperationOptions): Operation<T> {
+    return new JoinOp<T>(this.#co, options);
+  }
+  cancel(): void {
+    this.#co.scheduler._cancel(this.#co);
+  }
+  get finished(): Promise<T> {
+    return this.#co.scheduler._promise(this.#co) as Promise<T>;
+  }
+  get isDone(): boolean {
+    return this.#co.state === DONE;
+  }
+}
+
+class JoinOp<T> extends Op<T> {
+  readonly op = "join";
+  constructor(readonly target: Coroutine, options?: OperationOptions) {
+    super(options);
+  }
+  protected poll(): T | typeof PENDING {
+    const target = this.target;
+    if (target.state !== DONE) return PENDING;
+    if (target.outcome === OK) return target.result as T;
+    target.isObserved = true;
+    if (target.outcome === CANCELLED) throw new CancelledError();
+    throw target.result;
+  }
+  park(co: Coroutine): boolean {
+    if (this.target.state === DONE) return true;
+    (this.target.joiners ??= []).push(co);
+    return false;
+  }
+  unpark(co: Coroutine): void {
+    const joiners = this.target.joiners;
+    const index = joiners ? joiners.indexOf(co) : -1;
+    if (index >= 0) joiners!.splice(index, 1);
+  }
+  protected timedOut(): T {
+    throw new TimeoutError("join", this.timeout);
+  }
+}
