@@ -17,24 +17,31 @@ import { pairMakers, text } from "./_pairs.ts";
 for (const pairs of pairMakers) {
   const name = (what: string) => `${what} [${pairs.name}]`;
 
-  Deno.test(name("recv() returns sent bytes, then null after the peer's closeWrite"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    const got = await run((function* () {
-      yield* a.send("hello");
-      yield* a.closeWrite();
-      const chunks: string[] = [];
-      for (let chunk; (chunk = yield* b.recv()) !== null;) chunks.push(text(chunk)!);
-      return [chunks.join(""), yield* b.recv()];
-    })());
-    assert.deepEqual(got, ["hello", null]);
-    await dispose();
-  });
+  Deno.test(
+    name("recv() returns sent bytes, then null after the peer's closeWrite"),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const got = await run((function* () {
+        yield* a.send("hello");
+        yield* a.closeWrite();
+        const chunks: string[] = [];
+        for (let chunk; (chunk = yield* b.recv()) !== null;) {
+          chunks.push(text(chunk)!);
+        }
+        return [chunks.join(""), yield* b.recv()];
+      })());
+      assert.deepEqual(got, ["hello", null]);
+      await dispose();
+    },
+  );
 
   Deno.test(name("recv() after a timeout still gets the bytes"), async () => {
     const { a, b, dispose } = await pairs.make();
     const got = await run((async function* () {
       await assert.rejects(
-        run((function* () { yield* b.recv({ timeout: 20 }); })()),
+        run((function* () {
+          yield* b.recv({ timeout: 20 });
+        })()),
         { name: "TimeoutError", op: "recv" },
       );
       yield* a.send("late bytes");
@@ -44,80 +51,99 @@ for (const pairs of pairMakers) {
     await dispose();
   });
 
-  Deno.test(name("recvExact() waits for all n bytes across chunks"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    const got = await run((function* () {
-      const writer = yield* spawn((function* () {
-        for (const part of ["ab", "cde", "fghij"]) {
-          yield* a.send(part);
-          yield* delay(5);
+  Deno.test(
+    name("recvExact() waits for all n bytes across chunks"),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const got = await run((function* () {
+        const writer = yield* spawn((function* () {
+          for (const part of ["ab", "cde", "fghij"]) {
+            yield* a.send(part);
+            yield* delay(5);
+          }
+        })());
+        const first = text(yield* b.recvExact(4));
+        const second = text(yield* b.recvExact(6));
+        yield* writer.join();
+        return [first, second];
+      })());
+      assert.deepEqual(got, ["abcd", "efghij"]);
+      await dispose();
+    },
+  );
+
+  Deno.test(
+    name(
+      "recvExact() throws IncompleteReadError with the partial bytes at EOF",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      await run((function* () {
+        yield* a.send("abc");
+        yield* a.closeWrite();
+        try {
+          yield* b.recvExact(10);
+          assert.fail("expected IncompleteReadError");
+        } catch (error) {
+          assert.ok(error instanceof IncompleteReadError);
+          assert.equal(text(error.partial), "abc");
+          assert.equal(error.expected, 10);
         }
       })());
-      const first = text(yield* b.recvExact(4));
-      const second = text(yield* b.recvExact(6));
-      yield* writer.join();
-      return [first, second];
-    })());
-    assert.deepEqual(got, ["abcd", "efghij"]);
-    await dispose();
-  });
+      await dispose();
+    },
+  );
 
-  Deno.test(name("recvExact() throws IncompleteReadError with the partial bytes at EOF"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    await run((function* () {
-      yield* a.send("abc");
-      yield* a.closeWrite();
-      try {
-        yield* b.recvExact(10);
-        assert.fail("expected IncompleteReadError");
-      } catch (error) {
-        assert.ok(error instanceof IncompleteReadError);
-        assert.equal(text(error.partial), "abc");
-        assert.equal(error.expected, 10);
-      }
-    })());
-    await dispose();
-  });
+  Deno.test(
+    name(
+      "recvLine() splits LF and CRLF lines and returns a final unterminated line",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const lines = await run((function* () {
+        yield* a.send("one\r\ntwo\n\nthree\r\nfour");
+        yield* a.closeWrite();
+        const out: (string | null)[] = [];
+        for (let line; (line = yield* b.recvLine()) !== null;) out.push(line);
+        out.push(yield* b.recvLine());
+        return out;
+      })());
+      assert.deepEqual(lines, ["one", "two", "", "three", "four", null]);
+      await dispose();
+    },
+  );
 
-  Deno.test(name("recvLine() splits LF and CRLF lines and returns a final unterminated line"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    const lines = await run((function* () {
-      yield* a.send("one\r\ntwo\n\nthree\r\nfour");
-      yield* a.closeWrite();
-      const out: (string | null)[] = [];
-      for (let line; (line = yield* b.recvLine()) !== null;) out.push(line);
-      out.push(yield* b.recvLine());
-      return out;
-    })());
-    assert.deepEqual(lines, ["one", "two", "", "three", "four", null]);
-    await dispose();
-  });
+  Deno.test(
+    name("recvLine() throws LineTooLongError past maxLineLength and closes"),
+    async () => {
+      const { a, b, dispose } = await pairs.make({ maxLineLength: 100 });
+      await run((function* () {
+        yield* a.send("x".repeat(101) + "\n");
+        try {
+          yield* b.recvLine();
+          assert.fail("expected LineTooLongError");
+        } catch (error) {
+          assert.ok(error instanceof LineTooLongError);
+          assert.equal(error.limit, 100);
+        }
+        assert.equal(b.isClosed, true);
+      })());
+      await dispose();
+    },
+  );
 
-  Deno.test(name("recvLine() throws LineTooLongError past maxLineLength and closes"), async () => {
-    const { a, b, dispose } = await pairs.make({ maxLineLength: 100 });
-    await run((function* () {
-      yield* a.send("x".repeat(101) + "\n");
-      try {
-        yield* b.recvLine();
-        assert.fail("expected LineTooLongError");
-      } catch (error) {
-        assert.ok(error instanceof LineTooLongError);
-        assert.equal(error.limit, 100);
-      }
-      assert.equal(b.isClosed, true);
-    })());
-    await dispose();
-  });
-
-  Deno.test(name("recvLine() accepts a line of exactly maxLineLength, CRLF or not"), async () => {
-    const { a, b, dispose } = await pairs.make({ maxLineLength: 8 });
-    const lines = await run((function* () {
-      yield* a.send("12345678\r\n12345678\n");
-      return [yield* b.recvLine(), yield* b.recvLine()];
-    })());
-    assert.deepEqual(lines, ["12345678", "12345678"]);
-    await dispose();
-  });
+  Deno.test(
+    name("recvLine() accepts a line of exactly maxLineLength, CRLF or not"),
+    async () => {
+      const { a, b, dispose } = await pairs.make({ maxLineLength: 8 });
+      const lines = await run((function* () {
+        yield* a.send("12345678\r\n12345678\n");
+        return [yield* b.recvLine(), yield* b.recvLine()];
+      })());
+      assert.deepEqual(lines, ["12345678", "12345678"]);
+      await dispose();
+    },
+  );
 
   Deno.test(name("send() from two coroutines never interleaves"), async () => {
     const { a, b, dispose } = await pairs.make();
@@ -125,9 +151,11 @@ for (const pairs of pairMakers) {
     const received = await run((function* () {
       const senders = [];
       for (const fill of [65, 66, 67]) {
-        senders.push(yield* spawn((function* () {
-          yield* a.send(new Uint8Array(size).fill(fill));
-        })()));
+        senders.push(
+          yield* spawn((function* () {
+            yield* a.send(new Uint8Array(size).fill(fill));
+          })()),
+        );
       }
       const all = yield* b.recvExact(3 * size);
       for (const sender of senders) yield* sender.join();
@@ -135,7 +163,9 @@ for (const pairs of pairMakers) {
     })());
     // Each sender's bytes form one contiguous run.
     let runs = 1;
-    for (let i = 1; i < received.length; i++) if (received[i] !== received[i - 1]) runs++;
+    for (let i = 1; i < received.length; i++) {
+      if (received[i] !== received[i - 1]) runs++;
+    }
     assert.equal(runs, 3);
     await dispose();
   });
@@ -143,7 +173,9 @@ for (const pairs of pairMakers) {
   Deno.test(name("a second concurrent receiver gets BusyError"), async () => {
     const { a, b, dispose } = await pairs.make();
     await run((function* () {
-      const reader = yield* spawn((function* () { return text(yield* b.recv()); })());
+      const reader = yield* spawn((function* () {
+        return text(yield* b.recv());
+      })());
       yield* delay(5);
       try {
         yield* b.recv();
@@ -157,38 +189,48 @@ for (const pairs of pairMakers) {
     await dispose();
   });
 
-  Deno.test(name("operations on a closed connection throw ConnectionClosedError"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    a.close();
-    await run((function* () {
-      for (const op of [() => a.recv(), () => a.send("x"), () => a.recvLine()]) {
+  Deno.test(
+    name("operations on a closed connection throw ConnectionClosedError"),
+    async () => {
+      const { a, dispose } = await pairs.make();
+      a.close();
+      await run((function* () {
+        for (
+          const op of [() => a.recv(), () => a.send("x"), () => a.recvLine()]
+        ) {
+          try {
+            yield* op();
+            assert.fail("expected ConnectionClosedError");
+          } catch (error) {
+            assert.ok(error instanceof ConnectionClosedError, String(error));
+          }
+        }
+      })());
+      await dispose();
+    },
+  );
+
+  Deno.test(
+    name("close() wakes a parked recv with ConnectionClosedError"),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      await run((function* () {
+        const reader = yield* spawn((function* () {
+          yield* b.recv();
+        })());
+        yield* delay(5);
+        b.close();
         try {
-          yield* op();
+          yield* reader.join();
           assert.fail("expected ConnectionClosedError");
         } catch (error) {
           assert.ok(error instanceof ConnectionClosedError, String(error));
         }
-      }
-    })());
-    await dispose();
-  });
-
-  Deno.test(name("close() wakes a parked recv with ConnectionClosedError"), async () => {
-    const { a, b, dispose } = await pairs.make();
-    await run((function* () {
-      const reader = yield* spawn((function* () { yield* b.recv(); })());
-      yield* delay(5);
-      b.close();
-      try {
-        yield* reader.join();
-        assert.fail("expected ConnectionClosedError");
-      } catch (error) {
-        assert.ok(error instanceof ConnectionClosedError, String(error));
-      }
-    })());
-    void a;
-    await dispose();
-  });
+      })());
+      void a;
+      await dispose();
+    },
+  );
 
   Deno.test(name("a sent string arrives as UTF-8"), async () => {
     const { a, b, dispose } = await pairs.make();
@@ -206,15 +248,18 @@ for (const pairs of pairMakers) {
 Deno.test("recv() times out at exactly its deadline", async () => {
   const clock = new VirtualClock({ start: 1000 });
   const [a, b] = memoryConnPair();
-  const at = await run((function* () {
-    try {
-      yield* b.recv({ timeout: 3000 });
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-      assert.equal(error.timeout, 3000);
-      return clock.now();
-    }
-  })(), { clock });
+  const at = await run(
+    (function* () {
+      try {
+        yield* b.recv({ timeout: 3000 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        assert.equal(error.timeout, 3000);
+        return clock.now();
+      }
+    })(),
+    { clock },
+  );
   assert.equal(at, 4000);
   a.close();
   b.close();
@@ -223,17 +268,22 @@ Deno.test("recv() times out at exactly its deadline", async () => {
 Deno.test("recv() honours an absolute deadline and the earlier of deadline and timeout", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
-  const times = await run((function* () {
-    const out: number[] = [];
-    for (const options of [{ deadline: 250 }, { deadline: 900, timeout: 100 }]) {
-      try {
-        yield* b.recv(options);
-      } catch {
-        out.push(clock.now());
+  const times = await run(
+    (function* () {
+      const out: number[] = [];
+      for (
+        const options of [{ deadline: 250 }, { deadline: 900, timeout: 100 }]
+      ) {
+        try {
+          yield* b.recv(options);
+        } catch {
+          out.push(clock.now());
+        }
       }
-    }
-    return out;
-  })(), { clock });
+      return out;
+    })(),
+    { clock },
+  );
   assert.deepEqual(times, [250, 350]);
   a.close();
   b.close();
@@ -242,14 +292,17 @@ Deno.test("recv() honours an absolute deadline and the earlier of deadline and t
 Deno.test("the connection's recvTimeout applies when an operation sets none", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ recvTimeout: 3000 });
-  const at = await run((function* () {
-    try {
-      yield* b.recvLine();
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-      return clock.now();
-    }
-  })(), { clock });
+  const at = await run(
+    (function* () {
+      try {
+        yield* b.recvLine();
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        return clock.now();
+      }
+    })(),
+    { clock },
+  );
   assert.equal(at, 3000);
   a.close();
   b.close();
@@ -258,23 +311,26 @@ Deno.test("the connection's recvTimeout applies when an operation sets none", as
 Deno.test("recvLine() deadline bounds the whole line against a 1-byte trickle", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
-  const result = await run((function* () {
-    yield* spawn((function* () {
-      for (let i = 0; i < 100; i++) {
-        yield* a.send("x");
-        yield* delay(1000);
+  const result = await run(
+    (function* () {
+      yield* spawn((function* () {
+        for (let i = 0; i < 100; i++) {
+          yield* a.send("x");
+          yield* delay(1000);
+        }
+      })());
+      try {
+        yield* b.recvLine({ timeout: 5000 });
+        return "line";
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        return clock.now();
+      } finally {
+        a.close();
       }
-    })());
-    try {
-      yield* b.recvLine({ timeout: 5000 });
-      return "line";
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-      return clock.now();
-    } finally {
-      a.close();
-    }
-  })(), { clock });
+    })(),
+    { clock },
+  );
   assert.equal(result, 5000);
   b.close();
 });
@@ -282,16 +338,19 @@ Deno.test("recvLine() deadline bounds the whole line against a 1-byte trickle", 
 Deno.test("recvExact() deadline bounds all n bytes, and the bytes stay buffered", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
-  const result = await run((function* () {
-    yield* a.send("abc");
-    try {
-      yield* b.recvExact(5, { timeout: 100 });
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-    }
-    yield* a.send("de");
-    return text(yield* b.recvExact(5));
-  })(), { clock });
+  const result = await run(
+    (function* () {
+      yield* a.send("abc");
+      try {
+        yield* b.recvExact(5, { timeout: 100 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+      }
+      yield* a.send("de");
+      return text(yield* b.recvExact(5));
+    })(),
+    { clock },
+  );
   assert.equal(result, "abcde");
   a.close();
   b.close();
@@ -300,15 +359,18 @@ Deno.test("recvExact() deadline bounds all n bytes, and the bytes stay buffered"
 Deno.test("send() timeout closes the connection when the peer stops reading", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ capacity: 16 });
-  const at = await run((function* () {
-    try {
-      yield* a.send(new Uint8Array(1000), { timeout: 3000 });
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-      assert.equal(error.op, "send");
-      return clock.now();
-    }
-  })(), { clock });
+  const at = await run(
+    (function* () {
+      try {
+        yield* a.send(new Uint8Array(1000), { timeout: 3000 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        assert.equal(error.op, "send");
+        return clock.now();
+      }
+    })(),
+    { clock },
+  );
   assert.equal(at, 3000);
   assert.equal(a.isClosed, true);
   b.close();
@@ -317,23 +379,26 @@ Deno.test("send() timeout closes the connection when the peer stops reading", as
 Deno.test("a queued send times out too, including its time in the queue", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ capacity: 4 });
-  const outcome = await run((function* () {
-    const first = yield* spawn((function* () {
-      yield* a.send(new Uint8Array(100), { timeout: 10_000 });
-    })());
-    try {
-      yield* a.send("second", { timeout: 1000 });
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-    }
-    const at = clock.now();
-    try {
-      yield* first.join();
-    } catch (error) {
-      return [at, (error as Error).name];
-    }
-    return [at, "ok"];
-  })(), { clock });
+  const outcome = await run(
+    (function* () {
+      const first = yield* spawn((function* () {
+        yield* a.send(new Uint8Array(100), { timeout: 10_000 });
+      })());
+      try {
+        yield* a.send("second", { timeout: 1000 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+      }
+      const at = clock.now();
+      try {
+        yield* first.join();
+      } catch (error) {
+        return [at, (error as Error).name];
+      }
+      return [at, "ok"];
+    })(),
+    { clock },
+  );
   // The queued send's timeout closed the connection, which fails the first.
   assert.deepEqual(outcome, [1000, "ConnectionClosedError"]);
   b.close();
@@ -381,7 +446,9 @@ Deno.test("recvLine() buffers no more than the limit plus one read", async () =>
   await run((function* () {
     const writer = yield* spawn((function* () {
       try {
-        for (let i = 0; i < 1000; i++) yield* a.send(new Uint8Array(1024).fill(120));
+        for (let i = 0; i < 1000; i++) {
+          yield* a.send(new Uint8Array(1024).fill(120));
+        }
       } catch {
         // b closes on LineTooLongError: the writer sees a reset.
       }

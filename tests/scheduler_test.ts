@@ -12,8 +12,20 @@ import {
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 
 Deno.test("run() resolves with the coroutine's return value, function* and async function*", async () => {
-  assert.equal(await run((function* () { yield* delay(1); return 1; })()), 1);
-  assert.equal(await run((async function* () { yield* delay(1); return 2; })()), 2);
+  assert.equal(
+    await run((function* () {
+      yield* delay(1);
+      return 1;
+    })()),
+    1,
+  );
+  assert.equal(
+    await run((async function* () {
+      yield* delay(1);
+      return 2;
+    })()),
+    2,
+  );
 });
 
 Deno.test("run() rejects with the coroutine's error", async () => {
@@ -28,11 +40,11 @@ Deno.test("run() rejects with the coroutine's error", async () => {
 
 Deno.test("a bare yield is a TypeError thrown into the coroutine", async () => {
   await assert.rejects(
-    // deno-lint-ignore require-yield
     run((function* () {
       yield 5 as never;
     })() as unknown as Coroutine<void>),
-    (error: Error) => error instanceof TypeError && /yield\*/.test(error.message),
+    (error: Error) =>
+      error instanceof TypeError && /yield\*/.test(error.message),
   );
 });
 
@@ -83,27 +95,30 @@ Deno.test("cancelling a parent cancels its whole tree", async () => {
   const finished: string[] = [];
   const controller = new AbortController();
   const reason = new Error("stop");
-  const outcome = run((function* () {
-    yield* spawn((function* () {
+  const outcome = run(
+    (function* () {
+      yield* spawn((function* () {
+        try {
+          yield* spawn((function* () {
+            try {
+              yield* delay(Infinity);
+            } finally {
+              finished.push("grandchild");
+            }
+          })());
+          yield* delay(Infinity);
+        } finally {
+          finished.push("child");
+        }
+      })());
       try {
-        yield* spawn((function* () {
-          try {
-            yield* delay(Infinity);
-          } finally {
-            finished.push("grandchild");
-          }
-        })());
         yield* delay(Infinity);
       } finally {
-        finished.push("child");
+        finished.push("parent");
       }
-    })());
-    try {
-      yield* delay(Infinity);
-    } finally {
-      finished.push("parent");
-    }
-  })(), { signal: controller.signal });
+    })(),
+    { signal: controller.signal },
+  );
   setTimeout(() => controller.abort(reason), 5);
   await assert.rejects(outcome, (error) => error === reason);
   assert.deepEqual(finished.sort(), ["child", "grandchild", "parent"]);
@@ -139,18 +154,21 @@ Deno.test("join() delivers a child's error to the joiner, once", async () => {
 
 Deno.test("join() with a timeout throws TimeoutError and leaves the child running", async () => {
   const clock = new VirtualClock();
-  const result = await run((function* () {
-    const child = yield* spawn((function* () {
-      yield* delay(500);
-      return "late";
-    })());
-    try {
-      yield* child.join({ timeout: 100 });
-    } catch (error) {
-      assert.ok(error instanceof TimeoutError);
-    }
-    return [clock.now(), yield* child.join(), clock.now()];
-  })(), { clock });
+  const result = await run(
+    (function* () {
+      const child = yield* spawn((function* () {
+        yield* delay(500);
+        return "late";
+      })());
+      try {
+        yield* child.join({ timeout: 100 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+      }
+      return [clock.now(), yield* child.join(), clock.now()];
+    })(),
+    { clock },
+  );
   assert.deepEqual(result, [100, "late", 500]);
 });
 
@@ -175,13 +193,17 @@ Deno.test("a cancelled coroutine may still do cleanup I/O in finally", async () 
 
 Deno.test("wait() gives the promise's value, or TimeoutError at its deadline", async () => {
   const value = await run((function* () {
-    return yield* wait(new Promise<number>((resolve) => setTimeout(() => resolve(7), 5)));
+    return yield* wait(
+      new Promise<number>((resolve) => setTimeout(() => resolve(7), 5)),
+    );
   })());
   assert.equal(value, 7);
   let resolveLater!: (value: number) => void;
   const never = new Promise<number>((resolve) => resolveLater = resolve);
   await assert.rejects(
-    run((function* () { yield* wait(never, { timeout: 10 }); })()),
+    run((function* () {
+      yield* wait(never, { timeout: 10 });
+    })()),
     { name: "TimeoutError", op: "wait" },
   );
   resolveLater(1);
@@ -190,42 +212,53 @@ Deno.test("wait() gives the promise's value, or TimeoutError at its deadline", a
 Deno.test("delay() sleeps on the virtual clock exactly, without real time", async () => {
   const clock = new VirtualClock();
   const started = performance.now();
-  const times = await run((function* () {
-    const out: number[] = [];
-    for (const ms of [1000, 0, -5, 60_000]) {
-      yield* delay(ms);
-      out.push(clock.now());
-    }
-    return out;
-  })(), { clock });
+  const times = await run(
+    (function* () {
+      const out: number[] = [];
+      for (const ms of [1000, 0, -5, 60_000]) {
+        yield* delay(ms);
+        out.push(clock.now());
+      }
+      return out;
+    })(),
+    { clock },
+  );
   assert.deepEqual(times, [1000, 1000, 1000, 61_000]);
   assert.ok(performance.now() - started < 1000);
 });
 
 Deno.test("the virtual clock fires concurrent delays in deadline order", async () => {
   const clock = new VirtualClock();
-  const order = await run((function* () {
-    const log: number[] = [];
-    const tasks = [];
-    for (const ms of [300, 100, 200, 100]) {
-      tasks.push(yield* spawn((function* () {
-        yield* delay(ms);
-        log.push(clock.now());
-      })()));
-    }
-    for (const task of tasks) yield* task.join();
-    return log;
-  })(), { clock });
+  const order = await run(
+    (function* () {
+      const log: number[] = [];
+      const tasks = [];
+      for (const ms of [300, 100, 200, 100]) {
+        tasks.push(
+          yield* spawn((function* () {
+            yield* delay(ms);
+            log.push(clock.now());
+          })()),
+        );
+      }
+      for (const task of tasks) yield* task.join();
+      return log;
+    })(),
+    { clock },
+  );
   assert.deepEqual(order, [100, 100, 200, 300]);
 });
 
 Deno.test("VirtualClock without autojump moves only with advance()", async () => {
   const clock = new VirtualClock({ autojump: false });
   let isDone = false;
-  const outcome = run((function* () {
-    yield* delay(1000);
-    isDone = true;
-  })(), { clock });
+  const outcome = run(
+    (function* () {
+      yield* delay(1000);
+      isDone = true;
+    })(),
+    { clock },
+  );
   await new Promise((resolve) => setTimeout(resolve, 5));
   assert.equal(isDone, false);
   clock.advance(999);
@@ -256,21 +289,34 @@ Deno.test("the scheduler arms one host timer for many deadlines", async () => {
     },
     poke: (isIdle: () => boolean) => clock.poke(isIdle),
   };
-  await run((function* () {
-    const tasks = [];
-    for (let i = 0; i < 1000; i++) {
-      tasks.push(yield* spawn((function* () { yield* delay(1000 + (i % 50)); })()));
-    }
-    for (const task of tasks) yield* task.join();
-  })(), { clock: counting });
+  await run(
+    (function* () {
+      const tasks = [];
+      for (let i = 0; i < 1000; i++) {
+        tasks.push(
+          yield* spawn((function* () {
+            yield* delay(1000 + (i % 50));
+          })()),
+        );
+      }
+      for (const task of tasks) yield* task.join();
+    })(),
+    { clock: counting },
+  );
   assert.equal(maxLive, 1);
   assert.ok(armed.length <= 51, `armed ${armed.length} times`);
 });
 
 Deno.test("Scheduler.spawn() runs top-level tasks side by side", async () => {
   const scheduler = new Scheduler({ clock: new VirtualClock() });
-  const a = scheduler.spawn((function* () { yield* delay(20); return "a"; })());
-  const b = scheduler.spawn((function* () { yield* delay(10); return "b"; })());
+  const a = scheduler.spawn((function* () {
+    yield* delay(20);
+    return "a";
+  })());
+  const b = scheduler.spawn((function* () {
+    yield* delay(10);
+    return "b";
+  })());
   assert.equal(scheduler.size, 2);
   assert.deepEqual(await Promise.all([a.finished, b.finished]), ["a", "b"]);
   assert.equal(scheduler.size, 0);
@@ -292,7 +338,9 @@ Deno.test("an operation's signal ends delay() with the reason", async () => {
   const reason = new Error("enough");
   setTimeout(() => controller.abort(reason), 5);
   await assert.rejects(
-    run((function* () { yield* delay(60_000, { signal: controller.signal }); })()),
+    run((function* () {
+      yield* delay(60_000, { signal: controller.signal });
+    })()),
     (error) => error === reason,
   );
 });

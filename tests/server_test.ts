@@ -4,7 +4,9 @@ import { type Connection, delay, serve, type ServerStats } from "@corio/corio";
 const encoder = new TextEncoder();
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let sent = 0; sent < bytes.length;) sent += await conn.write(bytes.subarray(sent));
+  for (let sent = 0; sent < bytes.length;) {
+    sent += await conn.write(bytes.subarray(sent));
+  }
 }
 
 async function readLine(conn: Deno.Conn): Promise<string | null> {
@@ -12,7 +14,11 @@ async function readLine(conn: Deno.Conn): Promise<string | null> {
   const one = new Uint8Array(1);
   for (;;) {
     const n = await conn.read(one);
-    if (n === null) return bytes.length ? new TextDecoder().decode(new Uint8Array(bytes)) : null;
+    if (n === null) {
+      return bytes.length
+        ? new TextDecoder().decode(new Uint8Array(bytes))
+        : null;
+    }
     if (one[0] === 10) return new TextDecoder().decode(new Uint8Array(bytes));
     bytes.push(one[0]);
   }
@@ -28,13 +34,18 @@ async function until(condition: () => boolean, ms = 5000): Promise<void> {
 }
 
 async function* echo(conn: Connection) {
-  for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+  for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+    yield* conn.send(chunk);
+  }
 }
 
 Deno.test("serve() echoes random bytes in random chunking to 50 concurrent clients", async () => {
   await using server = serve({ hostname: "127.0.0.1", port: 0 }, echo);
   await Promise.all(Array.from({ length: 50 }, async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
     const payload = new Uint8Array(20_000 + Math.floor(Math.random() * 20_000))
       .map(() => Math.floor(Math.random() * 256));
     const writing = (async () => {
@@ -47,7 +58,9 @@ Deno.test("serve() echoes random bytes in random chunking to 50 concurrent clien
     })();
     const received = new Uint8Array(payload.length + 1); // room to see EOF
     let got = 0;
-    for (let n; (n = await conn.read(received.subarray(got))) !== null;) got += n;
+    for (let n; (n = await conn.read(received.subarray(got))) !== null;) {
+      got += n;
+    }
     await writing;
     conn.close();
     assert.equal(got, payload.length);
@@ -61,7 +74,11 @@ Deno.test("the connection cap holds: exactly cap served, the rest after others l
   let running = 0;
   let maxRunning = 0;
   const release: (() => void)[] = [];
-  await using server = serve({ hostname: "127.0.0.1", port: 0, maxConnections: cap }, async function* (conn) {
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxConnections: cap,
+  }, async function* (conn) {
     running++;
     maxRunning = Math.max(maxRunning, running);
     try {
@@ -72,7 +89,10 @@ Deno.test("the connection cap holds: exactly cap served, the rest after others l
     }
   });
   const clients = await Promise.all(
-    Array.from({ length: cap + 30 }, () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port })),
+    Array.from(
+      { length: cap + 30 },
+      () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    ),
   );
   const greeted = clients.map((conn) => readLine(conn));
   await until(() => server.stats.active === cap);
@@ -94,13 +114,21 @@ Deno.test("onAccept can refuse a connection or pick its handler", async () => {
   await using server = serve({
     hostname: "127.0.0.1",
     port: 0,
-    onAccept: (info) => info.id === 1 ? false : info.id === 2 ? function* (conn) { yield* conn.send("special\n"); } : undefined,
+    onAccept: (info) =>
+      info.id === 1 ? false : info.id === 2
+        ? function* (conn) {
+          yield* conn.send("special\n");
+        }
+        : undefined,
   }, function* (conn) {
     yield* conn.send("default\n");
   });
   const replies = [];
   for (let i = 0; i < 3; i++) {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
     replies.push(await readLine(conn));
     conn.close();
   }
@@ -113,15 +141,22 @@ Deno.test("a handler's error is reported with its connection and ends only that 
   await using server = serve({
     hostname: "127.0.0.1",
     port: 0,
-    onError: (error, info) => reports.push([(error as Error).message, info?.id]),
+    onError: (error, info) =>
+      reports.push([(error as Error).message, info?.id]),
   }, function* (conn, info) {
     if (info.id === 1) throw new Error("handler bug");
     yield* conn.send("fine\n");
   });
-  const first = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const first = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
   assert.equal(await readLine(first), null);
   first.close();
-  const second = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const second = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
   assert.equal(await readLine(second), "fine");
   second.close();
   await until(() => server.stats.completed === 1);
@@ -130,8 +165,16 @@ Deno.test("a handler's error is reported with its connection and ends only that 
 });
 
 Deno.test("a recv timeout is counted, and the client sees the connection close", async () => {
-  await using server = serve({ hostname: "127.0.0.1", port: 0, recvTimeout: 50, onError() {} }, echo);
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    recvTimeout: 50,
+    onError() {},
+  }, echo);
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
   assert.equal(await conn.read(new Uint8Array(8)), null);
   conn.close();
   await until(() => server.stats.timeouts === 1);
@@ -140,24 +183,32 @@ Deno.test("a recv timeout is counted, and the client sees the connection close",
 
 Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, runs every finally", async () => {
   const finallies: string[] = [];
-  const server = serve({ hostname: "127.0.0.1", port: 0 }, async function* (conn, info) {
-    try {
-      yield* conn.send("ready\n");
-      yield* delay(info.id <= 3 ? 100 : 60_000);
-      yield* conn.send("done\n");
-    } finally {
-      finallies.push(info.id <= 3 ? "quick" : "slow");
-    }
-  });
+  const server = serve(
+    { hostname: "127.0.0.1", port: 0 },
+    async function* (conn, info) {
+      try {
+        yield* conn.send("ready\n");
+        yield* delay(info.id <= 3 ? 100 : 60_000);
+        yield* conn.send("done\n");
+      } finally {
+        finallies.push(info.id <= 3 ? "quick" : "slow");
+      }
+    },
+  );
   const clients = await Promise.all(
-    Array.from({ length: 6 }, () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port })),
+    Array.from(
+      { length: 6 },
+      () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    ),
   );
   for (const conn of clients) assert.equal(await readLine(conn), "ready");
   const started = performance.now();
   const stopping = server.shutdown({ grace: 500 });
   assert.equal(server.shutdown({ grace: 500 }), stopping); // idempotent
   // New connections are refused at once.
-  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+  );
   await stopping;
   const took = performance.now() - started;
   assert.ok(took >= 450 && took < 1500, `shutdown took ${took} ms`);
@@ -165,15 +216,29 @@ Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, ru
   assert.equal(stats.completed, 3);
   assert.equal(stats.cancelled, 3);
   assert.equal(stats.active, 0);
-  assert.deepEqual(finallies.sort(), ["quick", "quick", "quick", "slow", "slow", "slow"]);
+  assert.deepEqual(finallies.sort(), [
+    "quick",
+    "quick",
+    "quick",
+    "slow",
+    "slow",
+    "slow",
+  ]);
   for (const conn of clients) conn.close();
   await server.finished;
 });
 
 Deno.test("an aborted signal shuts the server down", async () => {
   const controller = new AbortController();
-  const server = serve({ hostname: "127.0.0.1", port: 0, signal: controller.signal }, echo);
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  }, echo);
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
   await until(() => server.stats.active === 1);
   controller.abort();
   await server.finished;
@@ -190,9 +255,18 @@ Deno.test("serve() rejects nonsense options with RangeError", () => {
 });
 
 Deno.test("the accept loop survives descriptor exhaustion (prlimit --nofile=64:64) and serves everyone", async () => {
-  const fixture = new URL("./fixtures/emfile_server.ts", import.meta.url).pathname;
+  const fixture =
+    new URL("./fixtures/emfile_server.ts", import.meta.url).pathname;
   const child = new Deno.Command("prlimit", {
-    args: ["--nofile=64:64", Deno.execPath(), "run", "--allow-net", "--config", new URL("../deno.json", import.meta.url).pathname, fixture],
+    args: [
+      "--nofile=64:64",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      fixture,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -202,16 +276,21 @@ Deno.test("the accept loop survives descriptor exhaustion (prlimit --nofile=64:6
   assert.ok(port > 0, first);
   // 150 clients at once: far more than 64 descriptors. Each waits for its
   // echo, so descriptors free only as clients finish.
-  const results = await Promise.all(Array.from({ length: 150 }, async (_, i) => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    try {
-      await writeAll(conn, encoder.encode(`client ${i}\n`));
-      return await readLine(conn);
-    } finally {
-      conn.close();
-    }
-  }));
-  assert.deepEqual(results, Array.from({ length: 150 }, (_, i) => `client ${i}`));
+  const results = await Promise.all(
+    Array.from({ length: 150 }, async (_, i) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await writeAll(conn, encoder.encode(`client ${i}\n`));
+        return await readLine(conn);
+      } finally {
+        conn.close();
+      }
+    }),
+  );
+  assert.deepEqual(
+    results,
+    Array.from({ length: 150 }, (_, i) => `client ${i}`),
+  );
   child.kill("SIGTERM");
   let rest = "";
   for (let chunk; !(chunk = await stdout.read()).done;) rest += chunk.value;
@@ -221,6 +300,11 @@ Deno.test("the accept loop survives descriptor exhaustion (prlimit --nofile=64:6
   assert.equal(stats.completed, 150);
   assert.ok(stats.acceptErrors > 0, "expected the limit to be hit");
   // Reports are rate-limited: far fewer than the failures.
-  const reports = stderr.split("\n").filter((line) => line.startsWith("accept-error"));
-  assert.ok(reports.length >= 1 && reports.length <= stats.acceptErrors, stderr);
+  const reports = stderr.split("\n").filter((line) =>
+    line.startsWith("accept-error")
+  );
+  assert.ok(
+    reports.length >= 1 && reports.length <= stats.acceptErrors,
+    stderr,
+  );
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DeadlineQueue, type DeadlineEntry } from "../src/timers.ts";
+import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
 
 function entry(): DeadlineEntry {
   return { deadline: Infinity, heapIndex: -1 };
@@ -34,7 +34,11 @@ Deno.test("DeadlineQueue removes and re-keys entries in place", () => {
   queue.delete(entries[0]); // already removed: no-op
   const popped: number[] = [];
   for (let e; (e = queue.popExpired(Infinity));) popped.push(e.deadline);
-  const expected = [-1, ...Array.from({ length: 48 }, (_, i) => 3 + 2 * i), 1000];
+  const expected = [
+    -1,
+    ...Array.from({ length: 48 }, (_, i) => 3 + 2 * i),
+    1000,
+  ];
   assert.deepEqual(popped, expected);
   assert.ok(entries.every((e) => e.heapIndex === -1));
 });

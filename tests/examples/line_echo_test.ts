@@ -6,12 +6,18 @@ Deno.test("examples/line_echo.ts echoes lines to many clients at once", async ()
   try {
     // All clients connect first, then talk: one slow client blocks no one.
     const conns = await Promise.all(
-      Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port: server.port })),
+      Array.from(
+        { length: 20 },
+        () => Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      ),
     );
     const replies = await Promise.all(conns.map(async (conn, i) => {
       const lines = [`hello from ${i}`, `line two\r`, `ünïcode ${i}`];
-      await conn.write(new TextEncoder().encode(lines.map((l) => l + "\n").join("")));
-      const reader = conn.readable.pipeThrough(new TextDecoderStream()).getReader();
+      await conn.write(
+        new TextEncoder().encode(lines.map((l) => l + "\n").join("")),
+      );
+      const reader = conn.readable.pipeThrough(new TextDecoderStream())
+        .getReader();
       let text = "";
       while (text.split("\n").length <= lines.length) {
         const { value, done } = await reader.read();
@@ -27,6 +33,9 @@ Deno.test("examples/line_echo.ts echoes lines to many clients at once", async ()
   } finally {
     const { code, lines } = await server.stop();
     assert.equal(code, 0);
-    assert.equal(lines.filter((line) => line.startsWith("connect ")).length, 20);
+    assert.equal(
+      lines.filter((line) => line.startsWith("connect ")).length,
+      20,
+    );
   }
 });
