@@ -51,6 +51,7 @@ export {
   Connection,
   type ConnectionOptions,
   type RecvLineOptions,
+  type RecvOptions,
   type Transport,
 } from "./src/connection.ts";
 export {

@@ -14,9 +14,14 @@
 import { parseArgs } from "node:util";
 import { type Connection, serve } from "@corio/corio";
 
-/** Echoes until the peer closes or is silent for 3 s. */
+/**
+ * Echoes until the peer closes or is silent for 3 s. Like the seed's C
+ * version it reuses one buffer: a borrowed chunk is valid until the next
+ * recv, and it has been sent by then.
+ */
 export async function* echo(conn: Connection) {
-  for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+  const borrow = { borrow: true };
+  for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
     yield* conn.send(chunk);
   }
 }

@@ -41,7 +41,10 @@ abstract class ReadOp<T> extends Op<T> {
       this.done();
       throw error;
     }
-    if (result !== PENDING) this.done();
+    if (result !== PENDING) {
+      this.done();
+      if (result !== null) conn.hasReceived = true;
+    }
     return result;
   }
   /** Throws what stops any receive, once buffered bytes cannot satisfy it. */
@@ -77,10 +80,20 @@ abstract class ReadOp<T> extends Op<T> {
 
 export class RecvOp extends ReadOp<Uint8Array | null> {
   readonly op = "recv";
+  constructor(
+    conn: Connection,
+    options: OperationOptions | undefined,
+    readonly isBorrowed: boolean,
+  ) {
+    super(conn, options);
+  }
   protected read(): Uint8Array | null | typeof PENDING {
     const conn = this.conn;
     if (conn.start < conn.end) {
-      const bytes = conn.buf.slice(conn.start, conn.end);
+      // A borrowed view stays valid until the next receive starts a read.
+      const bytes = this.isBorrowed
+        ? conn.buf.subarray(conn.start, conn.end)
+        : conn.buf.slice(conn.start, conn.end);
       conn.start = conn.end = 0;
       return bytes;
     }
@@ -231,48 +244,58 @@ export class SendOp extends Op<void> {
     this.#release();
   }
   #write(): void {
+    const conn = this.conn;
     this.#isWriting = true;
-    this.conn.writesInFlight++;
-    this.conn.transport.write(this.bytes.subarray(this.#offset)).then(
-      this.#onWritten,
-      this.#onWriteError,
+    conn.writesInFlight++;
+    conn.writing = this;
+    conn.transport.write(this.bytes.subarray(this.#offset)).then(
+      conn.onWritten,
+      conn.onWriteError,
     );
   }
-  #onWritten = (n: number): void => {
-    this.conn.writesInFlight--;
+  /** @internal The transport wrote `n` bytes of ours. */
+  written(n: number): void {
+    const conn = this.conn;
+    conn.writesInFlight--;
+    conn.writing = null;
     this.#isWriting = false;
     this.#offset += n;
     // Go straight on with the rest: no scheduler round trip per chunk.
-    if (this.#offset < this.bytes.length && !this.conn.isClosed) {
+    if (this.#offset < this.bytes.length && !conn.isClosed) {
       this.#write();
       return;
     }
-    this.conn.maybeSettle();
+    conn.maybeSettle();
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.wake();
-  };
-  #onWriteError = (error: unknown): void => {
-    this.conn.writesInFlight--;
+  }
+  /** @internal The transport failed our write. */
+  writeFailed(error: unknown): void {
+    const conn = this.conn;
+    conn.writesInFlight--;
+    conn.writing = null;
     this.#isWriting = false;
-    if (!this.conn.isClosed) {
-      this.conn.writeError = error;
+    if (!conn.isClosed) {
+      conn.writeError = error;
       this.#error = error;
     }
-    this.conn.maybeSettle();
+    conn.maybeSettle();
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.wake();
-  };
+  }
   #closeWrite(): typeof PENDING | void {
     if (this.#finState === 2) return this.#release();
+    const conn = this.conn;
     this.#finState = 1;
     this.#isWriting = true;
-    this.conn.writesInFlight++;
-    this.conn.transport.closeWrite().then(() => {
+    conn.writesInFlight++;
+    conn.writing = this;
+    conn.transport.closeWrite().then(() => {
       this.#finState = 2;
-      this.#onWritten(0);
-    }, this.#onWriteError);
+      this.written(0);
+    }, conn.onWriteError);
     return PENDING;
   }
   /** Gives the writer slot to the next queued send. */

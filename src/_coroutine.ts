@@ -53,11 +53,21 @@ export class Coroutine implements DeadlineEntry {
   promise: Promise<unknown> | null = null;
   task: Task<unknown> | null = null;
   readonly isAsync: boolean;
-  readonly onResult = (r: IteratorResult<unknown, unknown>): void =>
-    this.scheduler._afterAsyncStep(this, r);
-  readonly onFailure = (error: unknown): void =>
-    this.scheduler._afterAsyncFailure(this, error);
-  readonly onAbort = (): void => this.scheduler._abort(this);
+  // Callbacks are made once per coroutine, and only when needed (async
+  // steps; abort signals), to keep an idle connection's record small.
+  #onResult: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
+  #onFailure: ((error: unknown) => void) | null = null;
+  #onAbort: (() => void) | null = null;
+  get onResult(): (r: IteratorResult<unknown, unknown>) => void {
+    return this.#onResult ??= (r) => this.scheduler._afterAsyncStep(this, r);
+  }
+  get onFailure(): (error: unknown) => void {
+    return this.#onFailure ??= (error) =>
+      this.scheduler._afterAsyncFailure(this, error);
+  }
+  get onAbort(): () => void {
+    return this.#onAbort ??= () => this.scheduler._abort(this);
+  }
 
   constructor(
     readonly gen: Generator<unknown>,

@@ -62,6 +62,18 @@ export interface ConnectionOptions {
   isExternal?: boolean;
 }
 
+/** Options for {@linkcode Connection.recv}. */
+export interface RecvOptions extends OperationOptions {
+  /**
+   * Return a view into the connection's read buffer instead of a copy: no
+   * allocation and no copy (Go's `bufio.Reader.ReadSlice` trade), but the
+   * bytes are valid only until the next receive on this connection. Fine
+   * for "receive, then send or parse before receiving again".
+   * @default {false}
+   */
+  borrow?: boolean;
+}
+
 /** Options for {@linkcode Connection.recvLine}. */
 export interface RecvLineOptions extends OperationOptions {
   /**
@@ -127,11 +139,23 @@ export class Connection {
   /** @internal */ readError: unknown = null;
   /** @internal */ readWaiter: Coroutine | null = null;
   /** @internal */ readOwner: unknown = null;
+  /**
+   * @internal True once a recv, recvExact or recvLine returned data: the
+   * server's eviction at the cap spares connections that completed a message.
+   */
+  hasReceived = false;
 
   // Write side: one writer at a time; the others queue in order.
   /** @internal */ writer: SendOp | null = null;
   /** @internal */ writeQueue: SendOp[] = [];
   /** @internal */ writesInFlight = 0;
+  /** @internal The send whose write is in flight (at most one). */
+  writing: SendOp | null = null;
+  /** @internal Write callbacks, made once per connection, not per send. */
+  readonly onWritten = (n: number): void => this.writing!.written(n);
+  /** @internal */
+  readonly onWriteError = (error: unknown): void =>
+    this.writing!.writeFailed(error);
   /** @internal */ writeError: unknown = null;
 
   #isClosed = false;
@@ -186,11 +210,11 @@ export class Connection {
    * State after failure: after a timeout the connection is intact, and the
    * bytes of the read in flight go to the next receive.
    *
-   * @param options Deadline and signal.
+   * @param options Deadline, signal, and `borrow` for a zero-copy view.
    * @returns The bytes, or `null` at end of stream.
    */
-  recv(options?: OperationOptions): Operation<Uint8Array | null> {
-    return new RecvOp(this, options);
+  recv(options?: RecvOptions): Operation<Uint8Array | null> {
+    return new RecvOp(this, options, options?.borrow === true);
   }
 
   /**

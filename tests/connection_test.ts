@@ -489,3 +489,18 @@ Deno.test("an idle connection's read buffer is small and grows for bulk data", a
 });
 
 export type { Connection };
+
+Deno.test("recv({ borrow: true }) returns a view that stays valid until the next receive", async () => {
+  const [a, b] = memoryConnPair();
+  const result = await run((function* () {
+    yield* a.send("first");
+    const borrowed = (yield* b.recv({ borrow: true }))!;
+    const before = text(borrowed);
+    yield* a.send("SECOND");
+    const copied = text(yield* b.recv());
+    return [before, copied];
+  })());
+  assert.deepEqual(result, ["first", "SECOND"]);
+  a.close();
+  b.close();
+});

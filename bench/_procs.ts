@@ -1,0 +1,233 @@
+// Process plumbing for the benchmark runner: compile the C programs, start
+// a server and read its "listening on" line, run the load client, read a
+// process's CPU time and RSS from /proc.
+
+/** A line reader over a child's stdout. */
+export class Lines {
+  #reader: ReadableStreamDefaultReader<string>;
+  #pending: string[] = [];
+  #buffer = "";
+  #inflight: Promise<ReadableStreamReadResult<string>> | null = null;
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+  /** The next line, or null at end of stream or after `timeout` ms. */
+  async next(timeout: number): Promise<string | null> {
+    const deadline = performance.now() + timeout;
+    while (this.#pending.length === 0) {
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      // A read that loses the race stays in flight for the next call.
+      this.#inflight ??= this.#reader.read();
+      const read = await Promise.race([
+        this.#inflight,
+        new Promise<null>((resolve) => timer = setTimeout(resolve, left, null)),
+      ]);
+      clearTimeout(timer);
+      if (read === null) return null;
+      this.#inflight = null;
+      if (read.done) return null;
+      this.#buffer += read.value;
+      const parts = this.#buffer.split("\n");
+      this.#buffer = parts.pop()!;
+      this.#pending.push(...parts);
+    }
+    return this.#pending.shift()!;
+  }
+  /** Reads lines until one matches, or null. */
+  async until(match: (line: string) => boolean, timeout: number) {
+    const deadline = performance.now() + timeout;
+    for (;;) {
+      const line = await this.next(deadline - performance.now());
+      if (line === null || match(line)) return line;
+    }
+  }
+  cancel(): void {
+    this.#reader.cancel().catch(() => {});
+  }
+}
+
+/** A server under test. */
+export interface RunningServer {
+  pid: number;
+  port: number;
+  lines: Lines;
+  /** Sends a command line on stdin ("mem") and returns the JSON answer. */
+  ask(command: string): Promise<Record<string, number> | null>;
+  stop(): Promise<void>;
+}
+
+/** Starts `cmd` and waits (up to 15 s) for "listening on HOST:PORT". */
+export async function startServer(cmd: string[]): Promise<RunningServer> {
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = new Lines(child.stdout);
+  const stdin = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  const first = await lines.until((l) => l.startsWith("listening on"), 15000);
+  if (first === null) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw new Error(`server did not start: ${cmd.join(" ")}`);
+  }
+  const port = Number(first.slice(first.lastIndexOf(":") + 1));
+  return {
+    pid: child.pid,
+    port,
+    lines,
+    async ask(command) {
+      await stdin.write(encoder.encode(command + "\n"));
+      const line = await lines.until((l) => l.startsWith("{"), 10000);
+      return line === null ? null : JSON.parse(line);
+    },
+    async stop() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      lines.cancel();
+      await stdin.close().catch(() => {});
+    },
+  };
+}
+
+/** Runs the load client to its end (bounded by `timeout` ms). */
+export async function runClient(
+  client: string,
+  args: Record<string, string | number>,
+  timeout: number,
+): Promise<Record<string, number>> {
+  const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  const output = await new Deno.Command(client, {
+    args: argv,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeout),
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  const last = text.split("\n").pop() ?? "";
+  if (!last.startsWith("{")) {
+    throw new Error(
+      `load client failed (${output.code}): ${text} ${
+        new TextDecoder().decode(output.stderr)
+      }`,
+    );
+  }
+  return JSON.parse(last.replaceAll("nan", "null"));
+}
+
+/** The load client in idle mode: resolves once all connections are up. */
+export async function holdIdle(
+  client: string,
+  args: Record<string, string | number>,
+): Promise<{ ready: Record<string, number>; release(): Promise<void> }> {
+  const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  const child = new Deno.Command(client, {
+    args: argv,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = new Lines(child.stdout);
+  const ready = await lines.until((l) => l.startsWith("ready"), 60000);
+  const release = async () => {
+    await child.stdin.close().catch(() => {});
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited
+    }
+    await child.status;
+    lines.cancel();
+  };
+  if (ready === null) {
+    await release();
+    throw new Error("idle client never got all connections up");
+  }
+  return { ready: JSON.parse(ready.slice("ready ".length)), release };
+}
+
+// Deno wants --allow-all to read /proc; the task grants --allow-run, so a
+// subprocess reads it instead.
+async function readProc(path: string): Promise<string> {
+  const out = await new Deno.Command("cat", { args: [path], stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Resident set size of `pid` in bytes, from /proc/PID/status. */
+export async function rssOf(pid: number): Promise<number> {
+  const status = await readProc(`/proc/${pid}/status`);
+  const match = status.match(/VmRSS:\s+(\d+) kB/);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** Compiles the C programs into `outDir`; returns their paths. */
+export async function compileC(
+  benchDir: string,
+  outDir: string,
+): Promise<{ server: string; client: string }> {
+  Deno.mkdirSync(outDir, { recursive: true });
+  const build = async (source: string, out: string, extra: string[] = []) => {
+    const result = await new Deno.Command("gcc", {
+      args: ["-O2", "-Wall", "-o", out, source, ...extra],
+      stderr: "piped",
+    }).output();
+    if (!result.success) {
+      throw new Error(
+        `gcc ${source}: ${new TextDecoder().decode(result.stderr)}`,
+      );
+    }
+    return out;
+  };
+  return {
+    server: await build(
+      `${benchDir}/c/echo_server.c`,
+      `${outDir}/echo_server`,
+    ),
+    client: await build(
+      `${benchDir}/c/load_client.c`,
+      `${outDir}/load_client`,
+      ["-lm"],
+    ),
+  };
+}
+
+/** One line about the machine, and the tool versions. */
+export async function describeMachine(): Promise<Record<string, string>> {
+  const cpuinfo = await readProc("/proc/cpuinfo");
+  const model = cpuinfo.match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown";
+  const version = async (cmd: string, args: string[]) => {
+    try {
+      const out = await new Deno.Command(cmd, { args, stdout: "piped" })
+        .output();
+      return new TextDecoder().decode(out.stdout).split("\n")[0].trim();
+    } catch {
+      return "not found";
+    }
+  };
+  const memTotal = (await readProc("/proc/meminfo")).match(
+    /MemTotal:\s+(\d+)/,
+  )?.[1];
+  // Other work on the machine skews every figure: say how much there was.
+  const busy = (await version("sh", [
+    "-c",
+    `ps -eo pid=,pcpu=,args= --sort=-pcpu | awk '$1 != ${Deno.pid} && $2 >= 20 && !/defunct/ { printf "%s%% %s %s %s %s; ", $2, $3, $4, $5, $6 }'`,
+  ])) || "none";
+  return {
+    "other processes using ≥ 20% CPU at start": busy,
+    cpu: `${model}, ${navigator.hardwareConcurrency} cores`,
+    memory: `${Math.round(Number(memTotal) / 1024 / 1024)} GiB`,
+    kernel: await version("uname", ["-sr"]),
+    deno: `${Deno.version.deno} (V8 ${Deno.version.v8})`,
+    node: await version("node", ["--version"]),
+    gcc: await version("gcc", ["--version"]),
+  };
+}

@@ -1,0 +1,421 @@
+// Turns the runner's figures into BENCHMARKS.md and its SVG chart. Every
+// figure is a median over the rounds with min..max, and every ratio is
+// against a baseline measured in the same run.
+
+type Figures = Record<string, number>;
+
+/** Everything one run of the suite measured. */
+export interface Results {
+  machine: Record<string, string>;
+  command: string;
+  date: string;
+  rounds: number;
+  warmup: number;
+  duration: number;
+  isQuick: boolean;
+  labels: Record<string, string>;
+  scenarios: Record<
+    string,
+    { title: string; runs: Record<string, Figures[]> }
+  >;
+  micro?: { title: string; rows: string[][] }[];
+  elapsedSeconds?: number;
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+function stat(runs: Figures[] | undefined, pick: (f: Figures) => number): Stat {
+  const xs = (runs ?? []).map(pick).filter((x) => Number.isFinite(x));
+  return {
+    median: median(xs),
+    min: xs.length ? Math.min(...xs) : NaN,
+    max: xs.length ? Math.max(...xs) : NaN,
+  };
+}
+
+function fmt(x: number, digits = 0): string {
+  if (!Number.isFinite(x)) return "–";
+  return x.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function range(s: Stat, digits = 0): string {
+  return `${fmt(s.median, digits)} (${fmt(s.min, digits)}..${
+    fmt(s.max, digits)
+  })`;
+}
+
+function ratio(a: number, b: number): string {
+  return Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "–";
+}
+
+const msgs = (f: Figures) => f.msgsPerSec;
+const cpuPerMsg = (f: Figures) => f.serverCpu / f.messages * 1e6;
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join(
+    "\n",
+  );
+}
+
+function pingpongTable(r: Results, id: string, isBytes = false): string {
+  const scenario = r.scenarios[id];
+  if (!scenario) return "";
+  const runs = scenario.runs;
+  const raw = runs.raw;
+  const rawRate = stat(raw, isBytes ? (f) => f.mbPerSec : msgs).median;
+  const rawCpu = stat(raw, cpuPerMsg).median;
+  const rows = Object.keys(runs).map((server) => {
+    const rate = stat(runs[server], isBytes ? (f) => f.mbPerSec : msgs);
+    const cpu = stat(runs[server], cpuPerMsg);
+    return [
+      r.labels[server] ?? server,
+      range(rate, isBytes ? 1 : 0),
+      ratio(rate.median, rawRate),
+      range(cpu, 2),
+      ratio(cpu.median, rawCpu),
+      fmt(stat(runs[server], (f) => f.p50Ms).median, 3),
+      fmt(stat(runs[server], (f) => f.p99Ms).median, 3),
+      fmt(stat(runs[server], (f) => f.jain).median, 4),
+      `${
+        fmt(stat(runs[server], (f) => f.clientCpu / f.seconds * 100).median)
+      }%`,
+    ];
+  });
+  return `### ${id}: ${scenario.title}\n\n` + table([
+    "server",
+    isBytes ? "MB/s median (min..max)" : "msgs/s median (min..max)",
+    "vs raw Deno",
+    "server CPU µs/msg",
+    "CPU vs raw",
+    "p50 ms",
+    "p99 ms",
+    "Jain",
+    "client CPU",
+  ], rows);
+}
+
+function idleTable(r: Results): string {
+  const scenario = r.scenarios.B8;
+  if (!scenario) return "";
+  const runs = scenario.runs;
+  const rss = (id: string) => stat(runs[id], (f) => f.rssPerConn).median;
+  const rows = Object.keys(runs).map((id) => [
+    r.labels[id] ?? id,
+    range(stat(runs[id], (f) => f.rssPerConn / 1024), 2),
+    ratio(rss(id), rss("raw")),
+    ratio(rss(id), rss("node")),
+    id === "c" ? "–" : range(stat(runs[id], (f) => f.heapPerConn / 1024), 2),
+    id === "c"
+      ? "–"
+      : range(stat(runs[id], (f) => f.externalPerConn / 1024), 2),
+  ]);
+  return `### B8: ${scenario.title}\n\n` + table([
+    "server",
+    "RSS KiB/conn",
+    "vs raw Deno",
+    "vs Node",
+    "JS heap KiB/conn",
+    "external KiB/conn",
+  ], rows);
+}
+
+function burstTable(r: Results): string {
+  const scenario = r.scenarios.B9;
+  if (!scenario) return "";
+  const runs = scenario.runs;
+  const node = stat(runs.node, (f) => f.seconds).median;
+  const rows = Object.keys(runs).map((id) => [
+    r.labels[id] ?? id,
+    range(stat(runs[id], (f) => f.seconds), 3),
+    ratio(stat(runs[id], (f) => f.seconds).median, node),
+    fmt(stat(runs[id], (f) => f.completed).median),
+    fmt(stat(runs[id], (f) => f.errors).median),
+  ]);
+  return `### B9: ${scenario.title}\n\n` + table([
+    "server",
+    "seconds median (min..max)",
+    "vs Node",
+    "echoed",
+    "connect retries",
+  ], rows) +
+    "\n\nraw Deno listens with Deno's default backlog, node:net with Node's (511); corio's default is 4096.";
+}
+
+/** The targets of issues 2 and 5, each with its measured figure. */
+function targets(r: Results): string[][] {
+  const s = r.scenarios;
+  const m = (id: string, server: string, pick = msgs) =>
+    stat(s[id]?.runs[server], pick).median;
+  const rows: string[][] = [];
+  const add = (
+    id: string,
+    what: string,
+    target: number,
+    got: number,
+    isMax = false,
+  ) =>
+    rows.push([
+      id,
+      what,
+      `${isMax ? "≤" : "≥"} ${target.toFixed(2)}`,
+      Number.isFinite(got) ? got.toFixed(2) : "–",
+      !Number.isFinite(got)
+        ? "–"
+        : (isMax ? got <= target : got >= target)
+        ? "yes"
+        : "**no**",
+    ]);
+  add(
+    "B1",
+    "corio / raw Deno msgs/s, 50 conns (issue 2: 0.90)",
+    0.95,
+    m("B1", "corio") / m("B1", "raw"),
+  );
+  add(
+    "B1",
+    "corio / raw Deno CPU per msg",
+    1.05,
+    m("B1", "corio", cpuPerMsg) / m("B1", "raw", cpuPerMsg),
+    true,
+  );
+  add(
+    "B2",
+    "corio / raw Deno msgs/s, 1000 conns (issue 2: 0.95)",
+    1.0,
+    m("B2", "corio") / m("B2", "raw"),
+  );
+  add(
+    "B2",
+    "corio / raw Deno p99",
+    1.0,
+    m("B2", "corio", (f) => f.p99Ms) / m("B2", "raw", (f) => f.p99Ms),
+    true,
+  );
+  // "No worse" with the index's third decimal as noise.
+  add(
+    "B2",
+    "corio / raw Deno Jain index",
+    0.995,
+    m("B2", "corio", (f) => f.jain) / m("B2", "raw", (f) => f.jain),
+  );
+  for (const id of ["B1", "B2"]) {
+    add(
+      "B3",
+      `corio with 30 s recv timeout / raw Deno, ${id} (issue 2)`,
+      id === "B1" ? 0.90 : 0.95,
+      m(id, "corio-timeout") / m(id, "raw"),
+    );
+    add(
+      "B3",
+      `corio with / without recv timeout, ${id}`,
+      0.97,
+      m(id, "corio-timeout") / m(id, "corio"),
+    );
+    add(
+      "B4",
+      `typed async function* / plain-yield untyped, ${id}`,
+      0.97,
+      m(id, "corio") / m(id, "corio-untyped"),
+    );
+  }
+  const rss = (id: string) => m("B8", id, (f) => f.rssPerConn);
+  add(
+    "B8",
+    "corio / raw Deno RSS per idle connection",
+    1.05,
+    rss("corio") / rss("raw"),
+    true,
+  );
+  add(
+    "B8",
+    "corio / Node RSS per idle connection",
+    2.0,
+    rss("corio") / rss("node"),
+    true,
+  );
+  const secs = (f: Figures) => f.seconds;
+  add(
+    "B9",
+    "corio / Node accept-burst time",
+    1.0,
+    m("B9", "corio", secs) / m("B9", "node", secs),
+    true,
+  );
+  add(
+    "B10",
+    "capped (1000 of 2000) / uncapped corio at 1000 (B2)",
+    0.95,
+    m("B10", "corio-cap") / m("B2", "corio"),
+  );
+  const mb = (f: Figures) => f.mbPerSec;
+  for (const id of ["B11-1k", "B11-16k"]) {
+    add(
+      "B11",
+      `corio / raw Deno MB/s, ${id.slice(4)}`,
+      0.95,
+      m(id, "corio", mb) / m(id, "raw", mb),
+    );
+  }
+  return rows;
+}
+
+/** Throughput by server and connection count, as an SVG bar chart. */
+export function chart(r: Results): string {
+  const groups = ["B1", "B2"].filter((id) => r.scenarios[id]);
+  const servers = [
+    ...new Set(groups.flatMap((id) => Object.keys(r.scenarios[id].runs))),
+  ];
+  const colors = [
+    "#555",
+    "#1f77b4",
+    "#2ca02c",
+    "#d62728",
+    "#ff7f0e",
+    "#9467bd",
+    "#e377c2",
+    "#8c564b",
+  ];
+  const width = 820, height = 380, left = 70, top = 40, bottom = 60;
+  const legendWidth = 230;
+  const plotW = width - left - legendWidth - 20, plotH = height - top - bottom;
+  const stats = groups.map((id) =>
+    servers.map((s) => stat(r.scenarios[id].runs[s], msgs))
+  );
+  const yMax =
+    Math.max(...stats.flat().map((s) => s.max).filter(Number.isFinite), 1) *
+    1.1;
+  const step = 10 ** Math.floor(Math.log10(yMax / 4));
+  const tick = [1, 2, 5, 10].map((k) => k * step).find((t) => yMax / t <= 6)!;
+  const y = (v: number) => top + plotH - v / yMax * plotH;
+  const groupW = plotW / groups.length;
+  const barW = (groupW - 30) / servers.length;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="bold">Echo throughput, 64 B ping-pong (msgs/s, median of ${r.rounds}; whiskers min..max)</text>`,
+  ];
+  for (let v = 0; v <= yMax; v += tick) {
+    out.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${
+        y(v)
+      }" stroke="#ddd"/>`,
+      `<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${
+        fmt(v)
+      }</text>`,
+    );
+  }
+  groups.forEach((id, g) => {
+    const x0 = left + g * groupW + 15;
+    servers.forEach((_, i) => {
+      const s = stats[g][i];
+      if (!Number.isFinite(s.median)) return;
+      const x = x0 + i * barW;
+      out.push(
+        `<rect x="${x.toFixed(1)}" y="${y(s.median).toFixed(1)}" width="${
+          (barW - 3).toFixed(1)
+        }" height="${(top + plotH - y(s.median)).toFixed(1)}" fill="${
+          colors[i % colors.length]
+        }"/>`,
+        `<line x1="${(x + barW / 2 - 1.5).toFixed(1)}" x2="${
+          (x + barW / 2 - 1.5).toFixed(1)
+        }" y1="${y(s.min).toFixed(1)}" y2="${
+          y(s.max).toFixed(1)
+        }" stroke="black"/>`,
+      );
+    });
+    const conns = id === "B1" ? 50 : 1000;
+    out.push(
+      `<text x="${x0 + (groupW - 30) / 2}" y="${
+        top + plotH + 20
+      }" text-anchor="middle">${conns} connections (${id})</text>`,
+    );
+  });
+  out.push(
+    `<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${
+      top + plotH
+    }" stroke="black"/>`,
+  );
+  servers.forEach((s, i) => {
+    const ly = top + 10 + i * 20;
+    const lx = left + plotW + 20;
+    out.push(
+      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${
+        colors[i % colors.length]
+      }"/>`,
+      `<text x="${lx + 18}" y="${ly}">${escape(r.labels[s] ?? s)}</text>`,
+    );
+  });
+  out.push(
+    `<text x="${left}" y="${height - 12}" fill="#555">${
+      escape(r.machine.cpu)
+    }; Deno ${escape(r.machine.deno.split(" ")[0])}, Node ${
+      escape(r.machine.node)
+    }; ${r.date.slice(0, 10)}</text>`,
+    "</svg>",
+  );
+  return out.join("\n") + "\n";
+}
+
+function escape(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+}
+
+/** Writes BENCHMARKS.md and BENCHMARKS.svg into `outDir`. */
+export function writeReport(r: Results, outDir: string, resultsDir: string) {
+  const svg = chart(r);
+  Deno.writeTextFileSync(`${resultsDir}/chart.svg`, svg);
+  Deno.writeTextFileSync(`${outDir}/BENCHMARKS.svg`, svg);
+  const machine = Object.entries(r.machine).map(([k, v]) => `- ${k}: ${v}`)
+    .join("\n");
+  const parts = [
+    "# corio benchmarks",
+    `Written by \`${r.command}\` on ${r.date} (${
+      fmt(r.elapsedSeconds ?? NaN)
+    } s). Current figures only: every number below comes from that run.${
+      r.isQuick ? " **Quick smoke run: one short round, not for quoting.**" : ""
+    }`,
+    "![Echo throughput by server and connection count](BENCHMARKS.svg)",
+    "## Method",
+    [
+      `- Machine:\n${machine.replace(/^/gm, "  ")}`,
+      "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
+      `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios are medians against raw Deno from the same run.`,
+      "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
+      "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message.",
+      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`).",
+    ].join("\n"),
+    "## Targets",
+    table(["id", "what", "target", "measured", "met"], targets(r)),
+    "## Throughput, CPU, latency, fairness",
+    ["B1", "B2"].map((id) => pingpongTable(r, id)).filter(Boolean).join("\n\n"),
+    "B3 (30 s recv timeout) and B4 (typed vs untyped, `function*`) are rows of B1 and B2.",
+    idleTable(r),
+    burstTable(r),
+    pingpongTable(r, "B10"),
+    ["B11-1k", "B11-16k"].map((id) => pingpongTable(r, id, true)).filter(
+      Boolean,
+    ).join("\n\n"),
+    ...(r.micro ?? []).map((m) =>
+      `### ${m.title}\n\n` + table(m.rows[0], m.rows.slice(1))
+    ),
+  ];
+  Deno.writeTextFileSync(
+    `${outDir}/BENCHMARKS.md`,
+    parts.filter(Boolean).join("\n\n") + "\n",
+  );
+}

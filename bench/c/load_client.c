@@ -1,0 +1,376 @@
+// The load client for every benchmark server: one thread, epoll, N
+// connections. Written in C so that it is never what limits a Deno server;
+// the runner checks that with its CPU time and the C echo server's score.
+//
+//   load_client --port P [--host 127.0.0.1] [--mode pingpong|idle|burst]
+//     [--conns 50] [--size 64] [--depth 1] [--warmup 1] [--duration 3]
+//     [--server-pid PID] [--min-replied 1.0]
+//
+// pingpong: each connection keeps `depth` messages of `size` bytes in
+//   flight and sends the next as soon as one is echoed back in full. After
+//   the warm-up (and once `min-replied` of the connections had a reply) it
+//   measures for `duration` s and prints one JSON line: messages/s, MB/s,
+//   p50/p99 round trip, Jain's fairness index over per-connection counts,
+//   its own CPU time and the server's (from /proc/PID/stat).
+// idle: connects all, one echo each, prints "ready" and a JSON line, then
+//   holds the connections until stdin closes (or `duration` s pass).
+// burst: opens all connections at once, one echo each, closes; prints the
+//   time from the first connect to the last echo.
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DEPTH 64
+#define FINE_US 100000 // 1 µs buckets up to 100 ms
+#define COARSE_MS 100000 // then 1 ms buckets up to 100 s
+
+typedef struct {
+  int fd;
+  int is_connected;
+  int is_done;
+  uint64_t count;        // messages echoed back in full
+  uint64_t window_start; // count when the measured window began
+  uint64_t received;     // bytes of the current message received so far
+  size_t unsent;         // bytes of queued messages not yet written
+  int in_flight;
+  double sent_at[MAX_DEPTH]; // ring of send times, oldest first
+  int head;
+} conn_t;
+
+static const char *host = "127.0.0.1";
+static int port, conns = 50, size = 64, depth = 1, server_pid = 0;
+static double warmup = 1, duration = 3, min_replied = 1.0;
+static const char *mode = "pingpong";
+static conn_t *cs;
+static int ep;
+static char *out_buf, *in_buf;
+static uint32_t fine[FINE_US], coarse[COARSE_MS];
+static int is_measuring;
+static uint64_t errors;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double cpu_self(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+// utime + stime of every thread of the server, in seconds.
+static double cpu_server(void) {
+  if (server_pid <= 0) return 0;
+  char path[64], text[4096];
+  snprintf(path, sizeof path, "/proc/%d/stat", server_pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  char *p = strrchr(text, ')');
+  if (!p) return 0;
+  // After ")": field 3 (state) ... field 14 utime, 15 stime.
+  unsigned long long utime = 0, stime = 0;
+  int field = 2;
+  for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+    field++;
+    if (field == 14) utime = strtoull(tok, NULL, 10);
+    if (field == 15) {
+      stime = strtoull(tok, NULL, 10);
+      break;
+    }
+  }
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void record_rtt(double seconds) {
+  double us = seconds * 1e6;
+  if (us < FINE_US) fine[(int)us]++;
+  else {
+    double ms = us / 1000;
+    coarse[ms < COARSE_MS ? (int)ms : COARSE_MS - 1]++;
+  }
+}
+
+static double percentile(double q, uint64_t total) {
+  uint64_t rank = (uint64_t)ceil(q * (double)total), seen = 0;
+  if (rank == 0) rank = 1;
+  for (int i = 0; i < FINE_US; i++) {
+    seen += fine[i];
+    if (seen >= rank) return (i + 0.5) / 1000.0; // ms
+  }
+  for (int i = 0; i < COARSE_MS; i++) {
+    seen += coarse[i];
+    if (seen >= rank) return (double)i + 0.5;
+  }
+  return NAN;
+}
+
+static void watch(conn_t *c, uint32_t events, int op) {
+  struct epoll_event ev = {.events = events, .data.ptr = c};
+  epoll_ctl(ep, op, c->fd, &ev);
+}
+
+static int open_conn(conn_t *c) {
+  memset(c, 0, sizeof *c);
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (c->fd < 0) {
+    perror("socket");
+    return -1;
+  }
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &addr.sin_addr);
+  if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
+      errno != EINPROGRESS) {
+    perror("connect");
+    return -1;
+  }
+  watch(c, EPOLLOUT, EPOLL_CTL_ADD);
+  return 0;
+}
+
+static void close_conn(conn_t *c) {
+  if (c->fd >= 0) {
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+  }
+  c->fd = -1;
+  c->is_done = 1;
+}
+
+// Writes what is queued; returns -1 when the connection broke.
+static int pump(conn_t *c) {
+  while (c->unsent > 0) {
+    size_t chunk = c->unsent < (size_t)size ? c->unsent : (size_t)size;
+    ssize_t n = write(c->fd, out_buf, chunk);
+    if (n > 0) {
+      c->unsent -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    return -1;
+  }
+  watch(c, c->unsent > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD);
+  return 0;
+}
+
+static void queue_message(conn_t *c, double t) {
+  c->sent_at[(c->head + c->in_flight) % MAX_DEPTH] = t;
+  c->in_flight++;
+  c->unsent += (size_t)size;
+}
+
+// Returns how many messages completed; -1 when the connection ended.
+static int on_readable(conn_t *c, double t) {
+  int completed = 0;
+  for (;;) {
+    ssize_t n = read(c->fd, in_buf, 256 * 1024);
+    if (n == 0) return -1;
+    if (n < 0) {
+      if (errno == EAGAIN) break;
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    c->received += (uint64_t)n;
+    while (c->received >= (uint64_t)size && c->in_flight > 0) {
+      c->received -= (uint64_t)size;
+      if (is_measuring) record_rtt(t - c->sent_at[c->head]);
+      c->head = (c->head + 1) % MAX_DEPTH;
+      c->in_flight--;
+      c->count++;
+      completed++;
+    }
+    if (n < 256 * 1024) break;
+  }
+  return completed;
+}
+
+static double stdin_closed(void) {
+  struct pollfd p = {.fd = 0, .events = POLLIN};
+  if (poll(&p, 1, 0) > 0) {
+    char b[256];
+    return read(0, b, sizeof b) <= 0;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--host")) host = v;
+    else if (!strcmp(k, "--port")) port = atoi(v);
+    else if (!strcmp(k, "--mode")) mode = v;
+    else if (!strcmp(k, "--conns")) conns = atoi(v);
+    else if (!strcmp(k, "--size")) size = atoi(v);
+    else if (!strcmp(k, "--depth")) depth = atoi(v);
+    else if (!strcmp(k, "--warmup")) warmup = atof(v);
+    else if (!strcmp(k, "--duration")) duration = atof(v);
+    else if (!strcmp(k, "--server-pid")) server_pid = atoi(v);
+    else if (!strcmp(k, "--min-replied")) min_replied = atof(v);
+    else {
+      fprintf(stderr, "unknown option %s\n", k);
+      return 2;
+    }
+  }
+  if (depth < 1 || depth > MAX_DEPTH || size < 1 || conns < 1 || !port) {
+    fprintf(stderr, "bad options\n");
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  int is_burst = !strcmp(mode, "burst"), is_idle = !strcmp(mode, "idle");
+  out_buf = malloc((size_t)size);
+  memset(out_buf, 'x', (size_t)size);
+  in_buf = malloc(256 * 1024);
+  cs = calloc((size_t)conns, sizeof(conn_t));
+  ep = epoll_create1(0);
+  int max_events = 4096;
+  struct epoll_event *events = calloc((size_t)max_events, sizeof *events);
+
+  double t0 = now_s();
+  for (int i = 0; i < conns; i++) {
+    if (open_conn(&cs[i]) < 0) return 1;
+  }
+  int connected = 0, replied = 0, done = 0;
+  double window_start = 0, measure_end = 0;
+  double cpu0 = 0, server_cpu0 = 0;
+  int is_ready = 0; // idle: reported "ready"
+  double limit = t0 + warmup + duration + 30; // hard bound on any run
+
+  for (;;) {
+    double t = now_s();
+    if (t > limit) break;
+    if (!is_burst && !is_idle && !is_measuring && window_start == 0 &&
+        connected == conns && t - t0 >= warmup &&
+        (replied >= min_replied * conns || t - t0 >= warmup + 10)) {
+      is_measuring = 1;
+      window_start = t;
+      measure_end = t + duration;
+      cpu0 = cpu_self();
+      server_cpu0 = cpu_server();
+      for (int i = 0; i < conns; i++) cs[i].window_start = cs[i].count;
+    }
+    if (is_measuring && t >= measure_end) break;
+    if (is_burst && done == conns) break;
+    if (is_idle && !is_ready && replied == conns) {
+      is_ready = 1;
+      printf("ready {\"connectSeconds\":%.4f,\"conns\":%d}\n", t - t0, conns);
+      fflush(stdout);
+      limit = t + duration;
+    }
+    if (is_ready && stdin_closed()) break;
+
+    int count = epoll_wait(ep, events, max_events, is_ready ? 100 : 10);
+    t = now_s();
+    for (int e = 0; e < count; e++) {
+      conn_t *c = events[e].data.ptr;
+      if (c->is_done) continue;
+      uint32_t ev = events[e].events;
+      if (!c->is_connected) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+          errors++;
+          close_conn(c);
+          if (open_conn(c) < 0) return 1; // retry: backlog overflow
+          continue;
+        }
+        c->is_connected = 1;
+        connected++;
+        int first = is_burst || is_idle ? 1 : depth;
+        for (int k = 0; k < first; k++) queue_message(c, t);
+        if (pump(c) < 0) goto broken;
+        continue;
+      }
+      if (ev & EPOLLIN) {
+        uint64_t before = c->count;
+        int completed = on_readable(c, t);
+        if (completed < 0) goto broken;
+        if (before == 0 && c->count > 0) replied++;
+        if (is_burst && c->count > 0) {
+          close_conn(c);
+          done++;
+          continue;
+        }
+        if (!is_idle) {
+          for (int k = 0; k < completed; k++) queue_message(c, t);
+        }
+      }
+      if ((ev & EPOLLOUT) || c->unsent > 0) {
+        if (pump(c) < 0) goto broken;
+      }
+      continue;
+    broken:
+      errors++;
+      close_conn(c);
+      done++;
+    }
+  }
+
+  double t_end = now_s();
+  if (is_burst || is_idle) {
+    printf("{\"mode\":\"%s\",\"conns\":%d,\"completed\":%d,\"errors\":%llu,"
+           "\"seconds\":%.4f,\"clientCpu\":%.4f}\n",
+           mode, conns, is_burst ? done : replied, (unsigned long long)errors,
+           t_end - t0, cpu_self());
+    return 0;
+  }
+  if (!is_measuring) {
+    printf("{\"error\":\"never started measuring\",\"connected\":%d,"
+           "\"replied\":%d}\n",
+           connected, replied);
+    return 1;
+  }
+  double elapsed = t_end - window_start;
+  double cpu = cpu_self() - cpu0, server_cpu = cpu_server() - server_cpu0;
+  uint64_t total = 0;
+  double sum = 0, sum_sq = 0;
+  int served = 0;
+  for (int i = 0; i < conns; i++) {
+    double n = (double)(cs[i].count - cs[i].window_start);
+    total += cs[i].count - cs[i].window_start;
+    sum += n;
+    sum_sq += n * n;
+    if (n > 0) served++;
+  }
+  double jain = sum_sq > 0 ? sum * sum / ((double)conns * sum_sq) : 0;
+  printf("{\"mode\":\"pingpong\",\"conns\":%d,\"size\":%d,\"depth\":%d,"
+         "\"seconds\":%.4f,\"messages\":%llu,\"msgsPerSec\":%.1f,"
+         "\"mbPerSec\":%.3f,\"p50Ms\":%.4f,\"p99Ms\":%.4f,\"jain\":%.4f,"
+         "\"served\":%d,\"clientCpu\":%.4f,\"serverCpu\":%.4f,"
+         "\"errors\":%llu}\n",
+         conns, size, depth, elapsed, (unsigned long long)total,
+         (double)total / elapsed, (double)total * size / elapsed / 1e6,
+         percentile(0.5, total), percentile(0.99, total), jain, served, cpu,
+         server_cpu, (unsigned long long)errors);
+  return 0;
+}

@@ -1,0 +1,395 @@
+/**
+ * The benchmark runner (`deno task bench`; `--quick` for a smoke run).
+ *
+ * Starts each server as its own process, drives it with the C load client,
+ * alternates servers within every scenario over several rounds, and reads
+ * the server's CPU time from /proc/PID/stat. Writes BENCHMARKS.md and
+ * BENCHMARKS.svg at the repository root (a quick run writes them under
+ * bench/results/ instead), and the raw figures to bench/results/.
+ *
+ *     deno task bench [--quick] [--rounds N] [--only B1,B2]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  compileC,
+  describeMachine,
+  holdIdle,
+  rssOf,
+  runClient,
+  startServer,
+} from "./_procs.ts";
+import { type Results, writeReport } from "./_report.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    only: { type: "string" },
+  },
+});
+const isQuick = values.quick;
+const rounds = Number(values.rounds ?? (isQuick ? 1 : 3));
+const only = values.only ? new Set(values.only.split(",")) : null;
+const WARMUP = isQuick ? 0.5 : 1;
+const DURATION = isQuick ? 1 : 2.5;
+const IDLE_CONNS = isQuick ? 2000 : 10_000;
+const BURST_CONNS = isQuick ? 2000 : 10_000;
+
+const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
+const rootDir = benchDir.replace(/\/bench$/, "");
+const resultsDir = `${benchDir}/results`;
+const deno = Deno.execPath();
+const denoRun = [deno, "run", "--allow-net", "--v8-flags=--expose-gc"];
+
+/** Every server the suite knows, by id. */
+const SERVERS: Record<string, { label: string; cmd: string[] }> = {
+  c: { label: "C epoll", cmd: [] }, // filled in once compiled
+  raw: {
+    label: "raw Deno",
+    cmd: [...denoRun, `${benchDir}/servers/raw_deno_echo.ts`],
+  },
+  node: {
+    label: "node:net",
+    cmd: ["node", "--expose-gc", `${benchDir}/servers/node_echo.mjs`],
+  },
+  corio: { label: "corio", cmd: corio("async") },
+  "corio-timeout": {
+    label: "corio, 30 s recv timeout",
+    cmd: corio("async", "--recv-timeout", "30000"),
+  },
+  "corio-sync": { label: "corio, function*", cmd: corio("sync") },
+  "corio-copy": { label: "corio, recv() copying", cmd: corio("copy") },
+  "corio-untyped": {
+    label: "corio, plain yield (untyped)",
+    cmd: corio("untyped"),
+  },
+  "corio-cap": {
+    label: "corio, maxConnections 1000",
+    cmd: corio("async", "--max-connections", "1000"),
+  },
+};
+
+function corio(variant: string, ...extra: string[]): string[] {
+  return [
+    ...denoRun,
+    `${benchDir}/servers/corio_echo.ts`,
+    "--variant",
+    variant,
+    ...extra,
+  ];
+}
+
+const ECHO_SERVERS = [
+  "c",
+  "raw",
+  "node",
+  "corio",
+  "corio-timeout",
+  "corio-sync",
+  "corio-copy",
+  "corio-untyped",
+];
+
+interface Scenario {
+  id: string;
+  title: string;
+  servers: string[];
+  run(server: string, client: string): Promise<Record<string, number>>;
+}
+
+function pingpong(
+  conns: number,
+  size = 64,
+  depth = 1,
+  extra: Record<string, number> = {},
+): Scenario["run"] {
+  return async (id, client) => {
+    const server = await startServer(SERVERS[id].cmd);
+    try {
+      return await runClient(client, {
+        port: server.port,
+        conns,
+        size,
+        depth,
+        warmup: WARMUP,
+        duration: DURATION,
+        "server-pid": server.pid,
+        ...extra,
+      }, (WARMUP + DURATION + 40) * 1000);
+    } finally {
+      await server.stop();
+    }
+  };
+}
+
+async function idle(id: string, client: string) {
+  const server = await startServer(SERVERS[id].cmd);
+  try {
+    // Start from a settled heap: one round of echo traffic, then a GC.
+    await runClient(client, {
+      port: server.port,
+      conns: 10,
+      warmup: 0.2,
+      duration: 0.3,
+    }, 20000);
+    const before = await server.ask("mem");
+    const rssBefore = await rssOf(server.pid);
+    const held = await holdIdle(client, {
+      port: server.port,
+      mode: "idle",
+      conns: IDLE_CONNS,
+      duration: 60,
+    });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const after = await server.ask("mem");
+      const rssAfter = await rssOf(server.pid);
+      return {
+        conns: IDLE_CONNS,
+        connectSeconds: held.ready.connectSeconds,
+        rssPerConn: (rssAfter - rssBefore) / IDLE_CONNS,
+        heapPerConn: before && after
+          ? (after.heapUsed - before.heapUsed) / IDLE_CONNS
+          : NaN,
+        externalPerConn: before && after
+          ? (after.external - before.external) / IDLE_CONNS
+          : NaN,
+        rssAfter,
+      };
+    } finally {
+      await held.release();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+async function burst(id: string, client: string) {
+  const server = await startServer(SERVERS[id].cmd);
+  try {
+    return await runClient(client, {
+      port: server.port,
+      mode: "burst",
+      conns: BURST_CONNS,
+      warmup: 0,
+      duration: 60,
+    }, 90000);
+  } finally {
+    await server.stop();
+  }
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    id: "B1",
+    title: "echo 64 B ping-pong, 50 connections",
+    servers: ECHO_SERVERS,
+    run: pingpong(50),
+  },
+  {
+    id: "B2",
+    title: "echo 64 B ping-pong, 1000 connections",
+    servers: ECHO_SERVERS,
+    run: pingpong(1000),
+  },
+  {
+    id: "B8",
+    title: `${IDLE_CONNS} idle connections parked in recv`,
+    // Not the C server: its per-connection memory is kernel socket memory,
+    // which RSS does not show.
+    servers: ["raw", "node", "corio"],
+    run: idle,
+  },
+  {
+    id: "B9",
+    title: `accept burst: ${BURST_CONNS} connects + one echo each`,
+    servers: ["c", "raw", "node", "corio"],
+    run: burst,
+  },
+  {
+    id: "B10",
+    title: "cap 1000 with 2000 offered (uncapped corio at 1000: B2)",
+    servers: ["corio-cap"],
+    run: pingpong(2000, 64, 1, { "min-replied": 0.5 }),
+  },
+  {
+    id: "B11-1k",
+    title: "1 KiB messages, 4 pipelined per connection, 50 connections",
+    servers: ["c", "raw", "node", "corio"],
+    run: pingpong(50, 1024, 4),
+  },
+  {
+    id: "B11-16k",
+    title: "16 KiB messages, 4 pipelined per connection, 50 connections",
+    servers: ["c", "raw", "node", "corio"],
+    run: pingpong(50, 16384, 4),
+  },
+];
+
+async function main() {
+  const started = performance.now();
+  const { server, client } = await compileC(benchDir, resultsDir);
+  SERVERS.c.cmd = [server, "0"];
+  const results: Results = {
+    machine: await describeMachine(),
+    command: `deno task bench${isQuick ? " --quick" : ""}`,
+    date: new Date().toISOString(),
+    rounds,
+    warmup: WARMUP,
+    duration: DURATION,
+    isQuick,
+    labels: Object.fromEntries(
+      Object.entries(SERVERS).map(([id, s]) => [id, s.label]),
+    ),
+    scenarios: {},
+  };
+  for (const scenario of SCENARIOS) {
+    if (only && !only.has(scenario.id.replace(/-.*/, ""))) continue;
+    const runs: Record<string, Record<string, number>[]> = {};
+    for (let round = 0; round < rounds; round++) {
+      // Rotate the order each round so no server always goes first.
+      const order = scenario.servers.map((_, i) =>
+        scenario.servers[(i + round) % scenario.servers.length]
+      );
+      for (const id of order) {
+        const t0 = performance.now();
+        let figures: Record<string, number>;
+        try {
+          figures = await scenario.run(id, client);
+        } catch (error) {
+          console.error(`${scenario.id} ${id}: ${error}`);
+          continue;
+        }
+        (runs[id] ??= []).push(figures);
+        console.log(
+          `${scenario.id} round ${round + 1} ${id.padEnd(14)} ${
+            summarize(figures)
+          } (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+        );
+      }
+    }
+    results.scenarios[scenario.id] = { title: scenario.title, runs };
+  }
+  if (!only || only.has("B5") || only.has("B6") || only.has("B7")) {
+    results.micro = await micro();
+  }
+  results.elapsedSeconds = (performance.now() - started) / 1000;
+  Deno.writeTextFileSync(
+    `${resultsDir}/results${isQuick ? ".quick" : ""}.json`,
+    JSON.stringify(results, null, 1),
+  );
+  const outDir = isQuick ? resultsDir : rootDir;
+  writeReport(results, outDir, resultsDir);
+  console.log(
+    `wrote ${outDir}/BENCHMARKS.md and BENCHMARKS.svg in ${
+      results.elapsedSeconds.toFixed(0)
+    } s`,
+  );
+}
+
+async function runJson(file: string, args: string[]) {
+  const output = await new Deno.Command(deno, {
+    args: ["run", "--v8-flags=--expose-gc", `${benchDir}/${file}`, ...args],
+    stdout: "piped",
+    signal: AbortSignal.timeout(120_000),
+  }).output();
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+/** B5, B6, B7: the micro-benchmarks' own reports, as table rows. */
+async function micro(): Promise<Results["micro"]> {
+  const ns = (x: number) => x.toFixed(0);
+  const ops: Record<string, number | string>[] = await runJson(
+    "ops_bench.ts",
+    ["--report"],
+  );
+  console.log("B5", JSON.stringify(ops));
+  const timers = await runJson("timers_bench.ts", [
+    "--report",
+    String(isQuick ? 1 : 3),
+  ]);
+  console.log("B6/B7", JSON.stringify(timers));
+  const b6 = timers.b6, b7 = timers.b7;
+  const b7row = (name: string, f: Record<string, number>) => [
+    name,
+    ns(f.firesPerSec),
+    ns(f.idealFiresPerSec),
+    f.cpuPerSec.toFixed(2),
+    f.cpuUsPerFire.toFixed(2),
+  ];
+  return [{
+    title:
+      "B5: one operation without I/O (`bench/ops_bench.ts`; best of 5 × 100k)",
+    rows: [
+      ["case", "ns per op", "microtask turns per op"],
+      ...ops.map((r) => [
+        String(r.name),
+        ns(r.nsPerOp as number),
+        (r.turnsPerOp as number).toFixed(2),
+      ]),
+    ],
+  }, {
+    title:
+      "B6: deadline queue vs Deno timers, 100k pending (`bench/timers_bench.ts`)",
+    rows: [
+      ["measure", "corio DeadlineQueue", "setTimeout", "ratio"],
+      [
+        "arm+cancel, ns per pair",
+        ns(b6.queueArmCancelNs),
+        ns(b6.timerArmCancelNs),
+        `${(b6.queueArmCancelNs / b6.timerArmCancelNs).toFixed(3)}×`,
+      ],
+      [
+        "fire, ns per entry (queue: arm + pop expired; setTimeout: firing only)",
+        ns(b6.queueArmAndFireNs),
+        ns(b6.timerFireNs),
+        `${(b6.queueArmAndFireNs / b6.timerFireNs).toFixed(3)}×`,
+      ],
+      [
+        "bytes per pending entry (JS heap; entry object included)",
+        ns(b6.queueBytesPerEntry),
+        `${ns(b6.timerHeapBytesPerEntry)} heap, ${
+          ns(b6.timerRssBytesPerEntry)
+        } RSS`,
+        `${(b6.queueBytesPerEntry / b6.timerHeapBytesPerEntry).toFixed(3)}×`,
+      ],
+    ],
+  }, {
+    title: `B7: 10k coroutines looping delay(1..100 ms), ${
+      isQuick ? 1 : 3
+    } s (\`bench/timers_bench.ts\`)`,
+    rows: [
+      [
+        "form",
+        "fires/s",
+        "fires/s if timers were exact",
+        "CPU s per s",
+        "CPU µs per fire",
+      ],
+      b7row("corio `yield* delay(ms)`", b7.corio),
+      b7row("`await new Promise((r) => setTimeout(r, ms))`", b7.setTimeout),
+    ],
+  }];
+}
+
+function summarize(f: Record<string, number>): string {
+  if ("msgsPerSec" in f) {
+    return `${Math.round(f.msgsPerSec)} msgs/s, ${
+      (f.serverCpu / f.messages * 1e6).toFixed(2)
+    } µs CPU/msg, p99 ${f.p99Ms} ms, client CPU ${
+      (f.clientCpu / f.seconds * 100).toFixed(0)
+    }%`;
+  }
+  if ("rssPerConn" in f) {
+    return `${(f.rssPerConn / 1024).toFixed(2)} KiB RSS/conn, heap ${
+      (f.heapPerConn / 1024).toFixed(2)
+    } KiB/conn`;
+  }
+  return `${f.seconds} s, ${f.completed} done, ${f.errors} errors`;
+}
+
+await main();

@@ -1,0 +1,44 @@
+// Shared by the Deno benchmark servers: flag parsing, the "listening on"
+// line, and a stdin command channel. The runner writes "mem" and reads one
+// JSON line of memory figures (after a full GC when --expose-gc is on);
+// "exit" ends the process (so that `--cpu-prof` writes its profile).
+
+import { parseArgs } from "node:util";
+
+/** The flags every Deno benchmark server takes. */
+export function flags(): Record<string, string> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      port: { type: "string", default: "0" },
+      variant: { type: "string", default: "async" },
+      "max-connections": { type: "string", default: "20000" },
+      "recv-timeout": { type: "string", default: "" },
+    },
+  });
+  return values as Record<string, string>;
+}
+
+/** Reports memory on "mem" lines from stdin until stdin closes. */
+export async function answerCommands(): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of Deno.stdin.readable) {
+    pending += decoder.decode(chunk, { stream: true });
+    let index;
+    while ((index = pending.indexOf("\n")) >= 0) {
+      const command = pending.slice(0, index).trim();
+      pending = pending.slice(index + 1);
+      if (command === "exit") Deno.exit(0); // lets --cpu-prof write
+      if (command === "mem") {
+        (globalThis as { gc?: () => void }).gc?.();
+        const usage = Deno.memoryUsage();
+        console.log(JSON.stringify({
+          rss: usage.rss,
+          heapUsed: usage.heapUsed,
+          external: usage.external,
+        }));
+      }
+    }
+  }
+}

@@ -1,0 +1,42 @@
+// Baseline: the echo server a user would write by hand on Deno.listen, with
+// corio's read-buffer policy (start at 1 KiB, double when a read fills it,
+// up to 64 KiB) so both hold the same bytes per connection.
+
+import { answerCommands, flags } from "./_control.ts";
+
+const INITIAL_READ_SIZE = 1024;
+const MAX_READ_SIZE = 64 * 1024;
+
+async function echo(conn: Deno.Conn): Promise<void> {
+  let buf = new Uint8Array(INITIAL_READ_SIZE);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      for (let offset = 0; offset < n;) {
+        offset += await conn.write(buf.subarray(offset, n));
+      }
+      if (n === buf.length && buf.length < MAX_READ_SIZE) {
+        buf = new Uint8Array(buf.length * 2);
+      }
+    }
+  } catch {
+    // reset by the peer: done
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+const options = flags();
+// Deno's default backlog, as hand-written code gets it.
+const listener = Deno.listen({
+  hostname: "127.0.0.1",
+  port: Number(options.port),
+});
+console.log(`listening on 127.0.0.1:${listener.addr.port}`);
+answerCommands();
+for await (const conn of listener) echo(conn);

@@ -1,0 +1,236 @@
+/**
+ * B6: corio's deadline queue against Deno's own timers, with 100k
+ * deadlines pending: arm+cancel, fire, bytes per entry.
+ * B7: 10k coroutines looping `delay(1..100 ms)` against 10k async loops
+ * awaiting `new Promise((r) => setTimeout(r, ms))`: fires/s and CPU.
+ *
+ *     deno bench --v8-flags=--expose-gc bench/timers_bench.ts
+ *     deno run --v8-flags=--expose-gc bench/timers_bench.ts --report   # JSON
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { delay, Scheduler } from "@corio/corio";
+import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
+
+const PENDING_ENTRIES = 100_000;
+
+class Entry implements DeadlineEntry {
+  deadline = Infinity;
+  heapIndex = -1;
+}
+
+/** A queue holding 100k random deadlines, and 1000 spare entries. */
+function filledQueue() {
+  const queue = new DeadlineQueue<Entry>();
+  for (let i = 0; i < PENDING_ENTRIES; i++) {
+    queue.set(new Entry(), 1e6 + Math.random() * 1e6);
+  }
+  const spares = Array.from({ length: 1000 }, () => new Entry());
+  return { queue, spares };
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+function pendingTimers(): Timer[] {
+  const timers: Timer[] = [];
+  for (let i = 0; i < PENDING_ENTRIES; i++) {
+    timers.push(setTimeout(noop, 1e6 + Math.random() * 1e6));
+  }
+  return timers;
+}
+function noop() {}
+
+// ---- B6 as deno bench cases (1000 pairs per iteration)
+
+const b6 = filledQueue();
+Deno.bench("DeadlineQueue arm+cancel ×1000, 100k pending", {
+  group: "B6 arm+cancel",
+  baseline: true,
+}, () => {
+  const { queue, spares } = b6;
+  for (const entry of spares) {
+    queue.set(entry, 1e6 + Math.random() * 1e6);
+    queue.delete(entry);
+  }
+});
+
+let b6Timers: Timer[] | null = null;
+Deno.bench("setTimeout+clearTimeout ×1000, 100k pending", {
+  group: "B6 arm+cancel",
+}, () => {
+  b6Timers ??= pendingTimers();
+  for (let i = 0; i < 1000; i++) {
+    clearTimeout(setTimeout(noop, 1e6 + Math.random() * 1e6));
+  }
+});
+
+Deno.bench("DeadlineQueue fire ×1000 of 100k", {
+  group: "B6 fire",
+  baseline: true,
+}, (b) => {
+  const { queue, spares } = filledQueue();
+  for (const entry of spares) queue.set(entry, Math.random());
+  b.start();
+  let fired = 0;
+  while (queue.popExpired(1)) fired++;
+  b.end();
+  if (fired !== 1000) throw new Error(`fired ${fired}`);
+});
+
+// ---- measurements for the runner's tables
+
+function heapUsed(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return Deno.memoryUsage().heapUsed;
+}
+
+function nsPer(count: number, body: () => void): number {
+  body(); // warm up
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const t0 = performance.now();
+    body();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best * 1e6 / count;
+}
+
+/** B6: ns per arm+cancel pair and per fire, bytes per pending entry. */
+export async function reportB6(): Promise<Record<string, number>> {
+  const pairs = 100_000;
+  const h0 = heapUsed();
+  const { queue, spares } = filledQueue();
+  const queueBytes = (heapUsed() - h0) / PENDING_ENTRIES;
+  const queueArmCancel = nsPer(pairs, () => {
+    for (let i = 0; i < pairs; i++) {
+      const entry = spares[i % spares.length];
+      queue.set(entry, 1e6 + Math.random() * 1e6);
+      queue.delete(entry);
+    }
+  });
+  // Firing: pop 100k expired entries (every deadline <= now).
+  const fireQueue = new DeadlineQueue<Entry>();
+  const queueFire = nsPer(PENDING_ENTRIES, () => {
+    for (let i = 0; i < PENDING_ENTRIES; i++) {
+      fireQueue.set(new Entry(), Math.random() * 100);
+    }
+    while (fireQueue.popExpired(100));
+  });
+
+  const t0 = heapUsed();
+  const rss0 = Deno.memoryUsage().rss;
+  const timers = pendingTimers();
+  const timerBytes = (heapUsed() - t0) / PENDING_ENTRIES;
+  const timerRss = (Deno.memoryUsage().rss - rss0) / PENDING_ENTRIES;
+  const timerArmCancel = nsPer(pairs, () => {
+    for (let i = 0; i < pairs; i++) {
+      clearTimeout(setTimeout(noop, 1e6 + Math.random() * 1e6));
+    }
+  });
+  for (const timer of timers) clearTimeout(timer);
+  // Firing: 100k timers due at once, time from the first to the last.
+  const timerFire = await new Promise<number>((resolve) => {
+    let left = PENDING_ENTRIES;
+    let first = 0;
+    const onFire = () => {
+      if (first === 0) first = performance.now();
+      if (--left === 0) {
+        resolve((performance.now() - first) * 1e6 / PENDING_ENTRIES);
+      }
+    };
+    for (let i = 0; i < PENDING_ENTRIES; i++) setTimeout(onFire, 5);
+  });
+  return {
+    queueArmCancelNs: queueArmCancel,
+    timerArmCancelNs: timerArmCancel,
+    queueArmAndFireNs: queueFire,
+    timerFireNs: timerFire,
+    queueBytesPerEntry: queueBytes,
+    timerHeapBytesPerEntry: timerBytes,
+    timerRssBytesPerEntry: timerRss,
+  };
+}
+
+const LOOPS = 10_000;
+const msFor = (i: number, k: number) => 1 + (i * 37 + k * 11) % 100;
+
+/** B7: 10k coroutines looping delay(1..100 ms) for `seconds`. */
+export async function corioDelays(seconds: number) {
+  const scheduler = new Scheduler();
+  const stop = performance.now() + seconds * 1000;
+  let fires = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const tasks = Array.from(
+    { length: LOOPS },
+    (_, i) =>
+      scheduler.spawn((function* () {
+        let k = 0;
+        do {
+          yield* delay(msFor(i, k++));
+          fires++;
+        } while (performance.now() < stop);
+      })()).finished,
+  );
+  await Promise.all(tasks);
+  return result(fires, t0, cpu0);
+}
+
+/** B7 baseline: 10k async loops awaiting a setTimeout promise. */
+export async function setTimeoutDelays(seconds: number) {
+  const stop = performance.now() + seconds * 1000;
+  let fires = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const loops = Array.from({ length: LOOPS }, async (_, i) => {
+    let k = 0;
+    do {
+      await new Promise((r) => setTimeout(r, msFor(i, k++)));
+      fires++;
+    } while (performance.now() < stop);
+  });
+  await Promise.all(loops);
+  return result(fires, t0, cpu0);
+}
+
+function result(fires: number, t0: number, cpu0: NodeJS.CpuUsage) {
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  // Mean delay 50.5 ms: the most fires/s that exact timers could give.
+  return {
+    firesPerSec: fires / elapsed,
+    idealFiresPerSec: LOOPS / 0.0505,
+    cpuPerSec: cpuSeconds / elapsed,
+    cpuUsPerFire: cpuSeconds / fires * 1e6,
+  };
+}
+
+Deno.bench("corio: 10k coroutines × one delay(1..100 ms)", {
+  group: "B7",
+  baseline: true,
+  n: 5,
+  warmup: 1,
+}, async () => {
+  await corioDelays(0);
+});
+Deno.bench("setTimeout: 10k async loops × one setTimeout promise", {
+  group: "B7",
+  n: 5,
+  warmup: 1,
+}, async () => {
+  await setTimeoutDelays(0);
+});
+
+if (import.meta.main && Deno.args.includes("--report")) {
+  const seconds = Number(Deno.args[Deno.args.indexOf("--report") + 1]) || 3;
+  console.log(JSON.stringify({
+    b6: await reportB6(),
+    b7: {
+      corio: await corioDelays(seconds),
+      setTimeout: await setTimeoutDelays(seconds),
+    },
+  }));
+}
