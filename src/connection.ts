@@ -151,11 +151,16 @@ export class Connection {
   /** @internal */ writesInFlight = 0;
   /** @internal The send whose write is in flight (at most one). */
   writing: SendOp | null = null;
-  /** @internal Write callbacks, made once per connection, not per send. */
-  readonly onWritten = (n: number): void => this.writing!.written(n);
+  #onWritten: ((n: number) => void) | null = null;
+  #onWriteError: ((error: unknown) => void) | null = null;
+  /** @internal Write callbacks: made once per connection, on its first send. */
+  get onWritten(): (n: number) => void {
+    return this.#onWritten ??= (n) => this.writing!.written(n);
+  }
   /** @internal */
-  readonly onWriteError = (error: unknown): void =>
-    this.writing!.writeFailed(error);
+  get onWriteError(): (error: unknown) => void {
+    return this.#onWriteError ??= (error) => this.writing!.writeFailed(error);
+  }
   /** @internal */ writeError: unknown = null;
 
   #isClosed = false;
