@@ -527,12 +527,16 @@ export class Pool implements AsyncDisposable {
     if (options?.deadline !== undefined && Number.isNaN(options.deadline)) {
       throw new RangeError("Cannot acquire: deadline is NaN");
     }
-    const gen = this.#acquire(options);
+    // Each `yield*` runs afresh; a sync generator serves `yield*` in async
+    // coroutines as well (its results are plain objects), as Op does.
     return {
-      [Symbol.iterator]: () => gen,
-      // A sync generator serves `yield*` in async coroutines as well, as Op does.
+      [Symbol.iterator]: () => this.#acquire(options),
       [Symbol.asyncIterator]: () =>
-        gen as unknown as AsyncIterator<Effect, Lease, unknown>,
+        this.#acquire(options) as unknown as AsyncIterator<
+          Effect,
+          Lease,
+          unknown
+        >,
     };
   }
 

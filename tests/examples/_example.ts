@@ -17,7 +17,16 @@ export async function startExample(
 ): Promise<RunningExample> {
   const path = new URL(`../../examples/${file}`, import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, path, "--port", "0", "--hostname", "127.0.0.1", ...args],
+    args: [
+      "run",
+      ...flags,
+      path,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      ...args,
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -45,7 +54,9 @@ export async function startExample(
     child.kill("SIGKILL");
     await pump;
     await child.status;
-    throw new Error(`${file} did not print "listening on HOST:PORT" first: ${first}`);
+    throw new Error(
+      `${file} did not print "listening on HOST:PORT" first: ${first}`,
+    );
   }
   return {
     hostname: match[1],

@@ -13,6 +13,9 @@ Deno.test("examples/demo.ts runs the echo server and its clients, then stops by 
   assert.match(stdout, /server: listening on 127\.0\.0\.1:\d+/);
   assert.match(stdout, /20 clients x 5 messages echoed/);
   assert.match(stdout, /recv timed out as asked/);
-  assert.match(stdout, /after the timeout the same connection still echoes: still here/);
+  assert.match(
+    stdout,
+    /after the timeout the same connection still echoes: still here/,
+  );
   assert.match(stdout, /server exited with code 0/);
 });

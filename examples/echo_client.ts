@@ -1,0 +1,144 @@
+/**
+ * Seed 001's client model against `echo_server.ts`: one coroutine that
+ * connects (and reconnects on failure, with back-off), sends, receives,
+ * processes the reply, and closes when done — all in blocking style.
+ *
+ *     deno run --allow-net examples/echo_client.ts [--host 127.0.0.1] [--port 9999] [--count 5]
+ *
+ * Flags: `--retries N` connection attempts in a row before giving up
+ * (default 10); `--timeout MS` for connect and each reply (default 3000);
+ * `--pause MS` between messages (default 0: past the server's 3 s receive
+ * timeout, it drops the connection, and the client reconnects).
+ * Prints one line per step; exits 1 if it gave up.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  connect,
+  ConnectError,
+  type Connection,
+  ConnectionClosedError,
+  ConnectionResetError,
+  delay,
+  run,
+  TimeoutError,
+} from "@corio/corio";
+
+/** What the client is asked to do. */
+export interface EchoClientOptions {
+  hostname: string;
+  port: number;
+  count: number;
+  retries: number;
+  timeout: number;
+  pause: number;
+  log: (line: string) => void;
+}
+
+/** Failures after which a new connection may succeed. */
+function isTransient(error: unknown): boolean {
+  return error instanceof ConnectError || error instanceof TimeoutError ||
+    error instanceof ConnectionResetError ||
+    error instanceof ConnectionClosedError;
+}
+
+/** Connects, retrying with a doubling back-off (100 ms up to 1 s). */
+function* connectWithRetry(options: EchoClientOptions, attempt = { n: 0 }) {
+  const { hostname, port, timeout } = options;
+  for (let backoff = 100;; backoff = Math.min(backoff * 2, 1000)) {
+    attempt.n++;
+    try {
+      const conn = yield* connect({ hostname, port, timeout });
+      options.log(`connected to ${conn.peer}`);
+      return conn;
+    } catch (error) {
+      if (!isTransient(error) || attempt.n >= options.retries) throw error;
+      options.log(
+        `connect failed (${
+          (error as Error).message
+        }); retrying in ${backoff} ms`,
+      );
+      yield* delay(backoff);
+    }
+  }
+}
+
+/**
+ * The client coroutine: sends `count` messages, one at a time, and checks
+ * each echo. A broken connection is replaced and the message sent again.
+ * Returns how many messages were echoed and how often it reconnected.
+ */
+export async function* echoClient(options: EchoClientOptions) {
+  let current: Connection | null = null;
+  let reconnects = 0;
+  let failuresInARow = { n: 0 };
+  for (let i = 1; i <= options.count;) {
+    const conn: Connection = current ??= yield* connectWithRetry(
+      options,
+      failuresInARow,
+    );
+    const message = `message ${i} of ${options.count}`;
+    try {
+      const started = performance.now();
+      yield* conn.send(message + "\n"); // send
+      const reply = yield* conn.recvLine({ timeout: options.timeout }); // receive
+      if (reply === null) {
+        options.log("the server closed the connection; reconnecting");
+        conn.close();
+        current = null;
+        reconnects++;
+        continue; // send the same message again
+      }
+      // process: check the echo and time the round trip
+      const ms = (performance.now() - started).toFixed(2);
+      if (reply !== message) throw new Error(`bad echo: ${reply}`);
+      options.log(`sent "${message}", got it back in ${ms} ms`);
+      failuresInARow = { n: 0 };
+      i++;
+      if (options.pause > 0 && i <= options.count) yield* delay(options.pause);
+    } catch (error) {
+      if (!isTransient(error)) throw error;
+      options.log(
+        `connection lost (${(error as Error).message}); reconnecting`,
+      );
+      conn.close();
+      current = null;
+      reconnects++;
+    }
+  }
+  current?.close(); // close when done (run() would close it too)
+  return { echoed: options.count, reconnects };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "9999" },
+      count: { type: "string", default: "5" },
+      retries: { type: "string", default: "10" },
+      timeout: { type: "string", default: "3000" },
+      pause: { type: "string", default: "0" },
+    },
+  });
+  try {
+    const result = await run(echoClient({
+      hostname: values.host,
+      port: Number(values.port),
+      count: Number(values.count),
+      retries: Number(values.retries),
+      timeout: Number(values.timeout),
+      pause: Number(values.pause),
+      log: (line) => console.log(line),
+    }));
+    console.log(
+      `done: ${result.echoed} messages echoed, ${result.reconnects} reconnects`,
+    );
+  } catch (error) {
+    console.error(`gave up: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}

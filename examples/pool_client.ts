@@ -1,0 +1,103 @@
+/**
+ * Many client coroutines sharing a pool of N connections to
+ * `echo_server.ts` (seed 001's `co::pool`): each client borrows a
+ * connection per request with `using lease = yield* pool.acquire()`, sends
+ * a line, reads the echo, and gives the connection back.
+ *
+ *     deno run --allow-net examples/pool_client.ts [--host 127.0.0.1] [--port 9999] \
+ *       [--pool 10] [--clients 100] [--requests 100]
+ *
+ * `--requests` is per client. Prints requests/s and the pool's stats.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Pool, type PoolStats, run, spawn } from "@corio/corio";
+
+/** What the load is. */
+export interface PoolClientOptions {
+  hostname: string;
+  port: number;
+  pool: number;
+  clients: number;
+  requests: number;
+}
+
+/** The result: how many requests, how long, and the pool's stats. */
+export interface PoolClientResult {
+  requests: number;
+  ms: number;
+  stats: PoolStats;
+}
+
+/** One client: `requests` request/response pairs, each on a borrowed connection. */
+function* client(pool: Pool, id: number, requests: number) {
+  for (let i = 0; i < requests; i++) {
+    using lease = yield* pool.acquire({ timeout: 5000 });
+    const request = `client ${id} request ${i}`;
+    try {
+      yield* lease.conn.send(request + "\n");
+      const reply = yield* lease.conn.recvLine({ timeout: 5000 });
+      if (reply !== request) throw new Error(`bad echo: ${reply}`);
+    } catch (error) {
+      lease.discard(); // the reply may still be on its way: never reuse
+      throw error;
+    }
+  }
+  return requests;
+}
+
+/** Runs `clients` coroutines over one pool and measures them. */
+export async function poolClient(
+  options: PoolClientOptions,
+): Promise<PoolClientResult> {
+  await using pool = new Pool({
+    connect: { hostname: options.hostname, port: options.port, timeout: 5000 },
+    max: options.pool,
+  });
+  const started = performance.now();
+  const requests = await run((function* () {
+    const tasks = [];
+    for (let id = 0; id < options.clients; id++) {
+      tasks.push(yield* spawn(client(pool, id, options.requests)));
+    }
+    let done = 0;
+    for (const task of tasks) done += yield* task.join();
+    return done;
+  })());
+  const ms = performance.now() - started;
+  return { requests, ms, stats: pool.stats };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "9999" },
+      pool: { type: "string", default: "10" },
+      clients: { type: "string", default: "100" },
+      requests: { type: "string", default: "100" },
+    },
+  });
+  const options = {
+    hostname: values.host,
+    port: Number(values.port),
+    pool: Number(values.pool),
+    clients: Number(values.clients),
+    requests: Number(values.requests),
+  };
+  try {
+    const { requests, ms, stats } = await poolClient(options);
+    console.log(
+      `${requests} requests from ${options.clients} clients over a pool of ${options.pool} connections in ${
+        ms.toFixed(0)
+      } ms: ${Math.round(requests / ms * 1000)} requests/s`,
+    );
+    console.log(`pool stats: ${JSON.stringify(stats)}`);
+  } catch (error) {
+    console.error(`failed: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import {
+  connect,
+  ConnectError,
+  type Connection,
+  delay,
+  type Effect,
+  run,
+  serve,
+  spawn,
+  TimeoutError,
+} from "../mod.ts";
+
+async function* echo(conn: Connection) {
+  for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+    yield* conn.send(chunk);
+  }
+}
+
+/** A port where nothing listens (bound, then released). */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+/** Waits, up to `bound` checks 5 ms apart, until `condition()` holds. */
+async function eventually(condition: () => boolean, bound = 1000) {
+  for (let i = 0; i < bound && !condition(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(condition(), "condition not reached in time");
+}
+
+Deno.test("connect() throws TimeoutError when the listener's backlog is full", async () => {
+  // A listener that never accepts, with its accept queue filled by raw
+  // connects: the kernel drops further SYNs, so a handshake never ends.
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tcpBacklog: 1,
+  });
+  const port = listener.addr.port;
+  const fillers: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 8; i++) {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), 200);
+      try {
+        fillers.push(
+          await Deno.connect({
+            hostname: "127.0.0.1",
+            port,
+            signal: abort.signal,
+          }),
+        );
+      } catch {
+        break; // this one hung: the queue is full
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    const error = await run((async function* () {
+      try {
+        yield* connect({ port, timeout: 200 });
+      } catch (error) {
+        return error;
+      }
+    })());
+    assert.ok(error instanceof TimeoutError, String(error));
+    assert.equal(error.op, "connect");
+    assert.equal(error.timeout, 200);
+    assert.match(
+      error.message,
+      new RegExp(
+        `Cannot connect to 127\\.0\\.0\\.1:${port}: timed out after 200 ms`,
+      ),
+    );
+  } finally {
+    for (const conn of fillers) conn.close();
+    listener.close();
+  }
+});
+
+Deno.test("connect() to a refused port throws ConnectError naming the address", async () => {
+  const port = closedPort();
+  const error = await run((function* () {
+    try {
+      yield* connect({ hostname: "127.0.0.1", port, timeout: 5000 });
+    } catch (error) {
+      return error;
+    }
+  })());
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(error.hostname, "127.0.0.1");
+  assert.equal(error.port, port);
+  assert.equal(
+    error.message,
+    `Cannot connect to 127.0.0.1:${port}: connection refused`,
+  );
+  assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
+});
+
+Deno.test("connect() rejects a port outside 0-65535 with RangeError", () => {
+  assert.throws(() => connect({ port: 65536 }), RangeError);
+  assert.throws(() => connect({ port: -1 }), RangeError);
+  assert.throws(() => connect({ port: 1.5 }), RangeError);
+});
+
+Deno.test("connect() honours an abort signal", async () => {
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tcpBacklog: 1,
+  });
+  const abort = new AbortController();
+  abort.abort(new Error("not now"));
+  await assert.rejects(
+    run((function* () {
+      yield* connect({ port: listener.addr.port, signal: abort.signal });
+    })()),
+    /not now/,
+  );
+  listener.close();
+});
+
+Deno.test("run() closes the connection however the coroutine ends", async () => {
+  let serverSawEof = 0;
+  await using server = serve({ hostname: "127.0.0.1" }, async function* (conn) {
+    for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+      yield* conn.send(chunk);
+    }
+    serverSawEof++;
+  });
+  const port = server.addr.port;
+  const conns: Connection[] = [];
+  async function* client(ending: "return" | "throw" | "cancel") {
+    const conn = yield* connect({ port, timeout: 5000 });
+    conns.push(conn);
+    yield* conn.send("ping\n");
+    assert.equal(yield* conn.recvLine({ timeout: 5000 }), "ping");
+    if (ending === "throw") throw new Error("client failed");
+    if (ending === "cancel") yield* delay(Infinity);
+    return ending;
+  }
+  assert.equal(await run(client("return")), "return");
+  assert.ok(conns[0].isClosed);
+  await assert.rejects(run(client("throw")), /client failed/);
+  assert.ok(conns[1].isClosed);
+  const abort = new AbortController();
+  const cancelled = run(client("cancel"), { signal: abort.signal });
+  await eventually(() => conns.length === 3);
+  // wait for the round trip, then cancel it where it waits
+  await eventually(() => server.stats.active === 1 && conns[2] !== undefined);
+  abort.abort(new Error("stop"));
+  await assert.rejects(cancelled, /stop/);
+  assert.ok(conns[2].isClosed);
+  await eventually(() => serverSawEof === 3);
+});
+
+Deno.test("1000 spawned request/response children end when their parent is cancelled", async () => {
+  const children = 1000;
+  await using server = serve({ hostname: "127.0.0.1" }, echo);
+  const port = server.addr.port;
+  let answered = 0;
+  let ended = 0;
+  let resolveAllAnswered!: () => void;
+  const allAnswered = new Promise<void>((r) => resolveAllAnswered = r);
+
+  async function* requester(id: number) {
+    try {
+      const conn = yield* connect({ port, timeout: 10_000 });
+      for (let i = 0;; i++) {
+        const request = `child ${id} request ${i}`;
+        yield* conn.send(request + "\n");
+        const reply = yield* conn.recvLine({ timeout: 10_000 });
+        assert.equal(reply, request);
+        if (i === 0 && ++answered === children) resolveAllAnswered();
+        yield* delay(10);
+      }
+    } finally {
+      ended++;
+    }
+  }
+
+  const abort = new AbortController();
+  const parent = run(
+    (async function* (): AsyncGenerator<Effect, void, unknown> {
+      for (let id = 0; id < children; id++) yield* spawn(requester(id));
+      yield* delay(Infinity);
+    })(),
+    { signal: abort.signal },
+  );
+  const failFast = parent.catch(() => {}); // surface nothing twice
+  await Promise.race([allAnswered, parent]);
+  assert.equal(answered, children);
+  assert.equal(server.stats.active, children);
+  abort.abort(new Error("enough"));
+  await assert.rejects(parent, /enough/);
+  await failFast;
+  assert.equal(ended, children);
+  await eventually(() => server.stats.active === 0);
+  assert.equal(server.stats.failed, 0);
+});

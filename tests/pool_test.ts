@@ -1,0 +1,832 @@
+import assert from "node:assert/strict";
+import {
+  ConnectError,
+  type Connection,
+  delay,
+  type Effect,
+  type Lease,
+  Pool,
+  PoolClosedError,
+  PoolExhaustedError,
+  run,
+  Scheduler,
+  serve,
+  spawn,
+  type Task,
+  TimeoutError,
+} from "../mod.ts";
+import { memoryConnPair, VirtualClock } from "../testing.ts";
+
+function* echo(conn: Connection): Generator<Effect, void, unknown> {
+  for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+    yield* conn.send(chunk);
+  }
+}
+
+/**
+ * A server of memory connections: each dial makes a pair and runs `echo`
+ * (or `handler`) on the server end, on the test's clock.
+ */
+function memoryServer(
+  clock: VirtualClock,
+  handler: (conn: Connection) => Generator<Effect, void, unknown> = echo,
+) {
+  const scheduler = new Scheduler({ clock });
+  const peers: Connection[] = [];
+  const tasks: Task<void>[] = [];
+  return {
+    peers,
+    // deno-lint-ignore require-yield
+    *dial(): Generator<Effect, Connection, unknown> {
+      const [client, server] = memoryConnPair();
+      peers.push(server);
+      tasks.push(scheduler.spawn(handler(server), { owns: [server] }));
+      return client;
+    },
+    async close(): Promise<void> {
+      for (const task of tasks) task.cancel();
+      await Promise.allSettled(tasks.map((task) => task.finished));
+    },
+  };
+}
+
+function* roundTrip(lease: Lease, text: string) {
+  yield* lease.conn.send(text + "\n");
+  return yield* lease.conn.recvLine({ timeout: 1000 });
+}
+
+Deno.test("Pool reuses a returned connection instead of dialling again", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 2, dial: server.dial });
+  const conns = await run(
+    (function* () {
+      const seen: Connection[] = [];
+      for (let i = 0; i < 3; i++) {
+        using lease = yield* pool.acquire();
+        assert.equal(yield* roundTrip(lease, `ping ${i}`), `ping ${i}`);
+        seen.push(lease.conn);
+      }
+      return seen;
+    })(),
+    { clock },
+  );
+  assert.equal(conns[0], conns[1]);
+  assert.equal(conns[1], conns[2]);
+  assert.deepEqual(pool.stats, {
+    open: 1,
+    idle: 1,
+    leased: 0,
+    connecting: 0,
+    waiting: 0,
+    created: 1,
+    discarded: 0,
+  });
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool never has more than max connections open or dialling", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  let peak = 0;
+  const pool = new Pool({
+    max: 3,
+    *dial() {
+      yield* delay(5); // a slow handshake: dials overlap
+      return yield* server.dial();
+    },
+  });
+  const observe = () => {
+    const { open, connecting } = pool.stats;
+    peak = Math.max(peak, open + connecting);
+  };
+  await run(
+    (function* () {
+      const tasks = [];
+      for (let id = 0; id < 20; id++) {
+        tasks.push(
+          yield* spawn((function* () {
+            observe();
+            using lease = yield* pool.acquire();
+            observe();
+            yield* delay(10);
+            assert.equal(yield* roundTrip(lease, `c${id}`), `c${id}`);
+            observe();
+          })()),
+        );
+      }
+      for (const task of tasks) yield* task.join();
+    })(),
+    { clock },
+  );
+  assert.equal(peak, 3);
+  assert.equal(pool.stats.created, 3);
+  assert.equal(pool.stats.open, 3);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool serves waiting coroutines first come, first served", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const order: string[] = [];
+  await run(
+    (function* () {
+      const held = yield* pool.acquire();
+      const tasks = [];
+      for (const name of ["a", "b", "c", "d"]) {
+        tasks.push(
+          yield* spawn((function* () {
+            using lease = yield* pool.acquire();
+            order.push(name);
+            yield* roundTrip(lease, name);
+          })()),
+        );
+        yield* delay(1); // queue them in this order
+      }
+      assert.equal(pool.stats.waiting, 4);
+      held.release();
+      for (const task of tasks) yield* task.join();
+    })(),
+    { clock },
+  );
+  assert.deepEqual(order, ["a", "b", "c", "d"]);
+  assert.equal(pool.stats.created, 1);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("acquire() throws TimeoutError exactly at its deadline", async () => {
+  const clock = new VirtualClock({ start: 1000 });
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial, acquireTimeout: 400 });
+  const [byOption, byDefault] = await run(
+    (function* () {
+      using _held = yield* pool.acquire();
+      const failedAt = [];
+      for (const options of [{ timeout: 250 }, undefined]) {
+        const started = clock.now();
+        try {
+          yield* pool.acquire(options);
+          assert.fail("acquire should time out");
+        } catch (error) {
+          assert.ok(error instanceof TimeoutError);
+          assert.equal(error.op, "acquire");
+          assert.match(error.message, /Cannot acquire from pool of dial\(\)/);
+          failedAt.push(clock.now() - started);
+        }
+      }
+      assert.equal(pool.stats.waiting, 0);
+      return failedAt;
+    })(),
+    { clock },
+  );
+  assert.equal(byOption, 250);
+  assert.equal(byDefault, 400);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("acquire() over maxWaiting fails at once with PoolExhaustedError", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, maxWaiting: 2, dial: server.dial });
+  await run(
+    (function* () {
+      const held = yield* pool.acquire();
+      const waiters = [];
+      for (let i = 0; i < 2; i++) {
+        waiters.push(
+          yield* spawn((function* () {
+            using _lease = yield* pool.acquire();
+          })()),
+        );
+      }
+      yield* delay(1);
+      const before = clock.now();
+      try {
+        yield* pool.acquire({ timeout: 1000 });
+        assert.fail("acquire should fail");
+      } catch (error) {
+        assert.ok(error instanceof PoolExhaustedError);
+        assert.equal(error.maxWaiting, 2);
+        assert.match(error.message, /2 coroutines already wait \(maxWaiting\)/);
+      }
+      assert.equal(clock.now(), before);
+      held.release();
+      for (const waiter of waiters) yield* waiter.join();
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("acquire() with maxWaiting 0 never waits", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, maxWaiting: 0, dial: server.dial });
+  await run(
+    (function* () {
+      using _held = yield* pool.acquire();
+      yield* assertThrows(pool.acquire(), PoolExhaustedError);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool closes a connection idle for idleTimeout, not before", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 2, idleTimeout: 1000, dial: server.dial });
+  await run(
+    (function* () {
+      let conn: Connection;
+      {
+        using lease = yield* pool.acquire();
+        yield* roundTrip(lease, "x");
+        conn = lease.conn;
+      }
+      yield* delay(999);
+      assert.equal(pool.stats.idle, 1);
+      assert.ok(!conn.isClosed);
+      yield* delay(1);
+      assert.ok(conn.isClosed);
+      assert.deepEqual(
+        [pool.stats.idle, pool.stats.open, pool.stats.discarded],
+        [0, 0, 1],
+      );
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool keeps the most recently used connection and lets the others expire", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 2, idleTimeout: 1000, dial: server.dial });
+  await run(
+    (function* () {
+      const a = yield* pool.acquire();
+      const b = yield* pool.acquire();
+      a.release();
+      yield* delay(500);
+      b.release();
+      for (let i = 0; i < 4; i++) {
+        yield* delay(300);
+        using lease = yield* pool.acquire();
+        assert.equal(lease.conn, b.conn);
+      }
+      assert.equal(pool.stats.discarded, 1); // a expired at 1000
+      assert.equal(pool.stats.open, 1);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool discards a connection whose receive timed out", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* (conn) {
+    yield* conn.recvLine(); // reads the request, never answers
+    yield* delay(Infinity);
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("request\n");
+        yield* assertThrows(lease.conn.recv({ timeout: 100 }), TimeoutError);
+      } // its read is still in flight: a late reply would reach the next user
+      assert.equal(pool.stats.discarded, 1);
+      assert.equal(pool.stats.open, 0);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool discards a connection taken from idle whose receive timed out", async () => {
+  // While idle, the pool keeps a read in flight (to see the server hang
+  // up); a borrower's timed-out receive on that same read must still count.
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* (conn) {
+    for (let line; (line = yield* conn.recvLine()) !== null;) {
+      if (line === "ping") yield* conn.send("pong\n"); // ignores anything else
+    }
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("ping\n");
+        assert.equal(yield* lease.conn.recvLine(), "pong");
+      }
+      yield* delay(5); // idle: its watcher's read is in flight
+      {
+        using _lease = yield* pool.acquire(); // returned untouched: kept
+      }
+      assert.deepEqual([pool.stats.idle, pool.stats.discarded], [1, 0]);
+      yield* delay(5);
+      {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("silence\n");
+        yield* assertThrows(lease.conn.recv({ timeout: 50 }), TimeoutError);
+      }
+      assert.deepEqual([pool.stats.idle, pool.stats.discarded], [0, 1]);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool hands a returned connection straight to the first waiter", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      {
+        using lease = yield* pool.acquire();
+        yield* roundTrip(lease, "warm");
+      }
+      yield* delay(5); // idle, watched
+      const held = yield* pool.acquire();
+      const waiter = yield* spawn((function* () {
+        using lease = yield* pool.acquire();
+        assert.equal(lease.conn, held.conn);
+        return yield* roundTrip(lease, "handed over");
+      })());
+      yield* delay(5);
+      held.release(); // never used: the watcher's read goes with it
+      assert.deepEqual([pool.stats.idle, pool.stats.leased], [0, 1]);
+      assert.equal(yield* waiter.join(), "handed over");
+      assert.deepEqual([pool.stats.created, pool.stats.discarded], [1, 0]);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool discards a connection that saw end of stream or an error", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* (conn) {
+    yield* conn.recvLine();
+    // hang up without answering
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("request\n");
+        assert.equal(yield* lease.conn.recv(), null);
+      }
+      assert.equal(pool.stats.discarded, 1);
+      {
+        using lease = yield* pool.acquire();
+        lease.conn.close();
+      }
+      assert.equal(pool.stats.discarded, 2);
+      assert.equal(pool.stats.created, 2);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("lease.discard() closes the connection instead of returning it", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      using lease = yield* pool.acquire();
+      yield* roundTrip(lease, "x");
+      lease.discard();
+      assert.ok(lease.conn.isClosed);
+      assert.ok(lease.isEnded);
+      lease.release(); // and `using` at the end: both no-ops now
+      assert.deepEqual(
+        [pool.stats.open, pool.stats.discarded],
+        [0, 1],
+      );
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool replaces a connection the server closed while it was idle", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* (conn) {
+    const line = yield* conn.recvLine();
+    yield* conn.send(`${line}\n`); // one answer, then the server hangs up
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      let first: Connection;
+      {
+        using lease = yield* pool.acquire();
+        yield* roundTrip(lease, "x");
+        first = lease.conn;
+      }
+      yield* delay(1); // the server's FIN arrives while the connection is idle
+      assert.ok(first.isClosed);
+      assert.deepEqual([pool.stats.idle, pool.stats.discarded], [0, 1]);
+      using lease = yield* pool.acquire();
+      assert.notEqual(lease.conn, first);
+      assert.equal(yield* roundTrip(lease, "y"), "y");
+      assert.equal(pool.stats.created, 2);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool replaces a dead idle connection found on acquire", async () => {
+  // With no time for its watcher to run, acquire itself must notice.
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      let first: Connection;
+      {
+        using lease = yield* pool.acquire();
+        yield* roundTrip(lease, "x");
+        first = lease.conn;
+      }
+      first.close(); // as if reset: acquire must not hand it out
+      using lease = yield* pool.acquire();
+      assert.notEqual(lease.conn, first);
+      assert.equal(yield* roundTrip(lease, "y"), "y");
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("close() closes idle connections, fails waiters, and closes leased ones on return", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 2, dial: server.dial });
+  await run(
+    (function* () {
+      const idle = yield* pool.acquire();
+      const leased = yield* pool.acquire();
+      idle.release();
+      const other = yield* pool.acquire(); // takes the idle one back
+      other.release();
+      const waiter = yield* spawn((function* () {
+        const a = yield* pool.acquire();
+        const b = yield* pool.acquire(); // pool full: waits
+        a.release();
+        b.release();
+      })());
+      yield* delay(1);
+      assert.equal(pool.stats.waiting, 1);
+      const closing = pool.close();
+      yield* assertThrows(waiter.join(), PoolClosedError);
+      assert.ok(idle.conn.isClosed);
+      assert.ok(!leased.conn.isClosed);
+      assert.deepEqual([pool.stats.idle, pool.stats.leased], [0, 1]);
+      leased.release();
+      assert.ok(leased.conn.isClosed);
+      assert.equal(pool.stats.open, 0);
+      yield* assertThrows(pool.acquire(), PoolClosedError);
+      closing.then(() => {}); // settled after the run, below
+    })(),
+    { clock },
+  );
+  await pool.close();
+  assert.ok(pool.isClosed);
+  await server.close();
+});
+
+Deno.test("Pool is async-disposable and close() is idempotent", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  let conn: Connection;
+  {
+    await using pool = new Pool({ max: 1, dial: server.dial });
+    conn = await run(
+      (function* () {
+        using lease = yield* pool.acquire();
+        return lease.conn;
+      })(),
+      { clock },
+    );
+    assert.ok(!conn.isClosed);
+    await pool.close();
+  }
+  assert.ok(conn.isClosed);
+  await server.close();
+});
+
+Deno.test("a lease its coroutine never disposed is discarded when the coroutine ends", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const conn = await run(
+    (function* () {
+      const lease = yield* pool.acquire(); // no `using`
+      return lease.conn;
+    })(),
+    { clock },
+  );
+  assert.ok(conn.isClosed);
+  assert.deepEqual([pool.stats.open, pool.stats.leased], [0, 0]);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("a coroutine cancelled while holding a lease gives its slot back", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* (conn) {
+    yield* conn.recvLine();
+    yield* delay(Infinity); // never answers
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      const task = yield* spawn((function* () {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("x\n");
+        yield* lease.conn.recv();
+      })());
+      yield* delay(10);
+      assert.equal(pool.stats.leased, 1);
+      task.cancel();
+      yield* assertThrows(task.join(), Error);
+      assert.deepEqual([pool.stats.open, pool.stats.discarded], [0, 1]);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("a waiter that is cancelled or aborted leaves the queue", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      const held = yield* pool.acquire();
+      const cancelled = yield* spawn((function* () {
+        yield* pool.acquire();
+      })());
+      const abort = new AbortController();
+      const aborted = yield* spawn((function* () {
+        yield* pool.acquire({ signal: abort.signal });
+      })());
+      yield* delay(1);
+      assert.equal(pool.stats.waiting, 2);
+      cancelled.cancel();
+      abort.abort(new Error("stop"));
+      yield* assertThrows(aborted.join(), Error, /stop/);
+      yield* assertThrows(cancelled.join(), Error);
+      assert.equal(pool.stats.waiting, 0);
+      held.release();
+      assert.equal(pool.stats.idle, 1);
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("a failed dial frees its slot for the next waiter", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  let dials = 0;
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      if (++dials === 1) {
+        yield* delay(50);
+        throw new ConnectError("memory", 1, "connection refused");
+      }
+      return yield* server.dial();
+    },
+  });
+  await run(
+    (function* () {
+      const first = yield* spawn((function* () {
+        yield* pool.acquire();
+      })());
+      const second = yield* spawn((function* () {
+        using lease = yield* pool.acquire();
+        return yield* roundTrip(lease, "ok");
+      })());
+      yield* assertThrows(first.join(), ConnectError);
+      assert.equal(yield* second.join(), "ok");
+      assert.equal(clock.now(), 50);
+    })(),
+    { clock },
+  );
+  assert.deepEqual([pool.stats.created, pool.stats.open], [1, 1]);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("acquire() deadline bounds a slow dial too", async () => {
+  const clock = new VirtualClock();
+  const pool = new Pool({
+    max: 1,
+    *dial(options) {
+      // A handshake that never completes, but honours the deadline.
+      const [conn, peer] = memoryConnPair();
+      try {
+        yield* conn.recv(options);
+        throw new Error("unreachable");
+      } finally {
+        conn.close();
+        peer.close();
+      }
+    },
+  });
+  await run(
+    (function* () {
+      const error = yield* assertThrows(
+        pool.acquire({ timeout: 300 }),
+        TimeoutError,
+      );
+      assert.equal(error.op, "acquire");
+      assert.equal(clock.now(), 300);
+    })(),
+    { clock },
+  );
+  assert.deepEqual([pool.stats.connecting, pool.stats.open], [0, 0]);
+  await pool.close();
+});
+
+Deno.test("new Pool() rejects bad options", () => {
+  // deno-lint-ignore require-yield
+  const dial = function* (): Generator<Effect, Connection, unknown> {
+    return memoryConnPair()[0];
+  };
+  assert.throws(() => new Pool({ max: 1 }), TypeError);
+  assert.throws(
+    () => new Pool({ max: 1, dial, connect: { port: 1 } }),
+    TypeError,
+  );
+  assert.throws(() => new Pool({ max: 0, dial }), RangeError);
+  assert.throws(() => new Pool({ max: 1.5, dial }), RangeError);
+  assert.throws(() => new Pool({ max: 1, dial, idleTimeout: -1 }), RangeError);
+  assert.throws(
+    () => new Pool({ max: 1, dial, acquireTimeout: NaN }),
+    RangeError,
+  );
+  assert.throws(() => new Pool({ max: 1, dial, maxWaiting: -1 }), RangeError);
+  assert.throws(() => new Pool({ max: 1, connect: { port: 70000 } }), {
+    name: "RangeError",
+    message: /port must be 0-65535/,
+  });
+  const pool = new Pool({ max: 1, dial });
+  assert.throws(() => pool.acquire({ timeout: -5 }), RangeError);
+});
+
+// ---- loopback
+
+Deno.test("Pool over TCP replaces connections the server closed while idle", async () => {
+  // The server answers one line per connection, then hangs up.
+  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+    const line = yield* conn.recvLine({ timeout: 5000 });
+    yield* conn.send(`${line}\n`);
+  });
+  await using pool = new Pool({
+    connect: { port: server.addr.port, timeout: 5000 },
+    max: 2,
+  });
+  await run((async function* () {
+    for (let round = 1; round <= 3; round++) {
+      {
+        using lease = yield* pool.acquire({ timeout: 5000 });
+        yield* lease.conn.send(`round ${round}\n`);
+        assert.equal(
+          yield* lease.conn.recvLine({ timeout: 5000 }),
+          `round ${round}`,
+        );
+      }
+      // wait (bounded) until the pool has seen the server's FIN
+      for (let i = 0; i < 500 && pool.stats.discarded < round; i++) {
+        yield* delay(2);
+      }
+      assert.equal(pool.stats.discarded, round);
+      assert.equal(pool.stats.idle, 0);
+    }
+  })());
+  assert.equal(pool.stats.created, 3);
+});
+
+Deno.test("Pool over TCP: a refused port fails acquire with ConnectError and frees the slot", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close(); // nothing listens there now
+  await using pool = new Pool({ connect: { port }, max: 1 });
+  await run((function* () {
+    for (let i = 0; i < 2; i++) {
+      const error = yield* assertThrows(pool.acquire(), ConnectError);
+      assert.equal(error.port, port);
+      assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    }
+  })());
+  assert.deepEqual([pool.stats.open, pool.stats.connecting], [0, 0]);
+});
+
+Deno.test("Pool over TCP: many clients share a few connections", async () => {
+  await using server = serve({ hostname: "127.0.0.1" }, echo);
+  await using pool = new Pool({
+    connect: { port: server.addr.port, timeout: 5000 },
+    max: 4,
+  });
+  const replies = await run((async function* () {
+    const tasks = [];
+    for (let id = 0; id < 50; id++) {
+      tasks.push(
+        yield* spawn((function* () {
+          let count = 0;
+          for (let i = 0; i < 10; i++) {
+            using lease = yield* pool.acquire({ timeout: 5000 });
+            const text = `client ${id} request ${i}`;
+            if ((yield* roundTrip(lease, text)) === text) count++;
+          }
+          return count;
+        })()),
+      );
+    }
+    let total = 0;
+    for (const task of tasks) total += yield* task.join();
+    return total;
+  })());
+  assert.equal(replies, 500);
+  assert.equal(pool.stats.created, 4);
+  assert.equal(pool.stats.discarded, 0);
+});
+
+/** Runs `op`, asserting that it throws an instance of `type`; returns it. */
+function* assertThrows<E extends Error>(
+  op: { [Symbol.iterator](): Iterator<Effect, unknown, unknown> },
+  type: abstract new (...args: never[]) => E,
+  message?: RegExp,
+): Generator<Effect, E, unknown> {
+  try {
+    yield* op;
+  } catch (error) {
+    assert.ok(
+      error instanceof type,
+      `expected ${type.name}, got ${String(error)}`,
+    );
+    if (message) assert.match(error.message, message);
+    return error;
+  }
+  assert.fail(`expected ${type.name}, but it succeeded`);
+}
+
+Deno.test("an idle pool that was never closed does not keep the process alive", async () => {
+  await using server = serve({ hostname: "127.0.0.1" }, echo);
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const script = `
+    import { Pool, run } from "${mod}";
+    const pool = new Pool({ connect: { port: ${server.addr.port} }, max: 2, idleTimeout: 600000 });
+    await run((function* () {
+      using lease = yield* pool.acquire({ timeout: 5000 });
+      yield* lease.conn.send("x\\n");
+      yield* lease.conn.recvLine({ timeout: 5000 });
+    })());
+    console.log(JSON.stringify(pool.stats));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // 10 minutes of idleTimeout: only an unref'd timer and socket let it exit
+  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const output = await child.output();
+  clearTimeout(killer);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.equal(output.signal, null);
+  const stats = JSON.parse(new TextDecoder().decode(output.stdout));
+  assert.deepEqual([stats.idle, stats.created], [1, 1]);
+});
