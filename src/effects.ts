@@ -172,7 +172,10 @@ export abstract class Op<T>
   protected begin(): void {}
   /** What a timeout means: by default a {@linkcode TimeoutError}. */
   protected abstract timedOut(): T;
-  /** Called when the coroutine is cancelled while in this operation. */
+  /**
+   * Called when the coroutine is cancelled while in this operation, or its
+   * signal aborts it: undo what `poll()` set up (a place in a queue).
+   */
   protected cancelled(): void {}
 
   /** Fixes the run's absolute deadline from the options and the clock. */
@@ -188,7 +191,11 @@ export abstract class Op<T>
 
   next(signal?: unknown): IteratorResult<Effect, T> {
     if (signal === TIMED_OUT) return { done: true, value: this.timedOut() };
-    if (signal === ABORTED) throw this.signal!.reason;
+    if (signal === ABORTED) {
+      // As for a cancel: leave no trace in queues joined by poll().
+      this.cancelled();
+      throw this.signal!.reason;
+    }
     const value = this.poll();
     if (value === PENDING) return { done: false, value: this };
     return { done: true, value };

@@ -504,3 +504,30 @@ Deno.test("recv({ borrow: true }) returns a view that stays valid until the next
   a.close();
   b.close();
 });
+
+Deno.test("an aborted send leaves the send queue, and later sends go through", async () => {
+  const [a, b] = memoryConnPair({ capacity: 8 });
+  const controller = new AbortController();
+  const reason = new Error("never mind");
+  const received = await run((function* () {
+    const first = yield* spawn((function* () {
+      yield* a.send("0123456789abcdef"); // fills the pipe: the writer slot stays busy
+    })());
+    yield* delay(1);
+    controller.abort(reason);
+    try {
+      yield* a.send("lost", { signal: controller.signal }); // queued, then aborted
+    } catch (error) {
+      assert.equal(error, reason);
+    }
+    const reader = yield* spawn((function* () {
+      return text(yield* b.recvExact(20));
+    })());
+    yield* a.send("tail");
+    yield* first.join();
+    return yield* reader.join();
+  })());
+  assert.equal(received, "0123456789abcdeftail");
+  a.close();
+  b.close();
+});
