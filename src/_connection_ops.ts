@@ -335,7 +335,11 @@ export class SendOp extends Op<void> {
     this.#release();
   }
   protected timedOut(): void {
-    this.conn.close();
+    // Once bytes may be on their way, how many reached the peer is unknown:
+    // close. A send that timed out still queued wrote nothing: keep it open.
+    if (this.#isWriting || this.#offset > 0 || this.#finState !== 0) {
+      this.conn.close();
+    }
     this.#release();
     throw new TimeoutError(this.op, this.timeout, this.where);
   }

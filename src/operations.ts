@@ -44,6 +44,7 @@ class DelayOp extends Op<void> {
  * (virtual in tests), without a host timer of its own.
  *
  * Deadline: `ms` (negative counts as 0; `Infinity` waits until cancelled).
+ * `delay(0)` yields: coroutines already ready run before this one goes on.
  * Errors: the `signal`'s reason, if aborted.
  *
  * @param ms How long to wait.

@@ -321,6 +321,11 @@ export class Scheduler {
       deadline = effect.resolveDeadline(now);
       if (deadline <= now) {
         co.input = TIMED_OUT;
+        // Let the coroutines already queued run first: delay(0) yields.
+        if (this.#isDriving) {
+          this.#ready.push(co);
+          return false;
+        }
         return true;
       }
     }

@@ -353,3 +353,18 @@ Deno.test("spawn() rejects what is not a generator object", async () => {
     TypeError,
   );
 });
+
+Deno.test("delay(0) lets the coroutines already started run first", async () => {
+  const order = await run((function* () {
+    const log: string[] = [];
+    yield* spawn((function* () {
+      log.push("child");
+      yield* delay(1);
+    })());
+    log.push("parent before");
+    yield* delay(0);
+    log.push("parent after");
+    return log;
+  })());
+  assert.deepEqual(order, ["parent before", "child", "parent after"]);
+});
