@@ -267,7 +267,8 @@ export class Connection {
    *
    * Deadline: for all bytes (default `sendTimeout`), queueing included.
    * Errors: `TimeoutError`, after which the connection is **closed** (how
-   * much reached the peer is unknown); `ConnectionResetError`;
+   * much reached the peer is unknown) unless the send was still queued
+   * behind another and wrote nothing; `ConnectionResetError`;
    * `ConnectionClosedError`. Cancelling a send mid-write closes too.
    *
    * @param data The bytes or text.
@@ -340,8 +341,11 @@ export class Connection {
     const want = room > this.readSize ? room : this.readSize;
     if (buf.length - this.end < want) {
       const buffered = this.end - this.start;
-      if (buf.length - buffered >= want && this.start > 0) {
-        buf.copyWithin(0, this.start, this.end);
+      // Grow only when compacting leaves less than half a read (or `room`):
+      // a line at the limit then fits in limit + one read, not twice that.
+      const minimum = room > want >> 1 ? room : want >> 1;
+      if (buf.length - buffered >= minimum) {
+        if (this.start > 0) buf.copyWithin(0, this.start, this.end);
       } else {
         let size = buf.length * 2;
         while (size < buffered + want) size *= 2;
