@@ -27,6 +27,12 @@ export interface ConnectOptions
    * @default {"127.0.0.1"}
    */
   hostname?: string;
+  /**
+   * Disable Nagle's algorithm (TCP_NODELAY), as Go does by default: small
+   * request/response messages go out at once instead of waiting for an ACK.
+   * @default {true}
+   */
+  noDelay?: boolean;
 }
 
 class ConnectOp extends Op<Connection> {
@@ -64,6 +70,7 @@ class ConnectOp extends Op<Connection> {
         // Aborting after the handshake does not close the socket (measured),
         // so a connection that arrives after a timeout is closed here.
         if (abort.signal.aborted) return conn.close();
+        if (this.options.noDelay !== false) conn.setNoDelay(true);
         const connection = new Connection(conn, this.options);
         if (this.isOwned) co.adopt(connection);
         this.#connection = connection;
