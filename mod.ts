@@ -77,9 +77,8 @@ export {
   type ConversationsShutdownOptions,
   type ConversationStats,
   type DispatchStatus,
-  Inbox,
-  type InboxOptions,
 } from "./src/conversations.ts";
+export { Inbox, type InboxOptions } from "./src/inbox.ts";
 export {
   type Datagram,
   type DatagramHandler,

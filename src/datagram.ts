@@ -14,8 +14,8 @@ import {
   type ConversationHandler,
   Conversations,
   type ConversationsOptions,
-  type Inbox,
 } from "./conversations.ts";
+import type { Inbox } from "./inbox.ts";
 import type { Coroutine } from "./effects.ts";
 import type { Clock } from "./timers.ts";
 

@@ -1,0 +1,442 @@
+// The machinery behind `Pool` (src/pool.ts): the connection slots, the
+// waiters' queue, the acquire and dial operations, the idle watcher and the
+// lease tracker. Internal to src/pool.ts.
+
+import type { Connection } from "./connection.ts";
+import { type Effect, Op, type OperationOptions, PENDING } from "./effects.ts";
+import { PoolClosedError, PoolExhaustedError, TimeoutError } from "./errors.ts";
+import type { AcquireOptions, DialFunction, Lease, PoolStats } from "./pool.ts";
+import {
+  type Coroutine as CoroutineRecord,
+  type Resource,
+  Scheduler,
+  type Task,
+} from "./scheduler.ts";
+import { type Clock, systemClock } from "./timers.ts";
+
+/** Given to a waiter: "dial a connection yourself, in this reserved slot". */
+const SLOT: unique symbol = Symbol("corio.pool.slot");
+type Grant = Connection | typeof SLOT;
+
+/** The system clock, with the pool's one host timer unref'd. */
+const unrefSystemClock: Clock = {
+  now: () => systemClock.now(),
+  setTimer(at: number, callback: () => void): unknown {
+    const handle = systemClock.setTimer(at, callback);
+    Deno.unrefTimer(handle as number);
+    return handle;
+  },
+  clearTimer: (handle: unknown) => systemClock.clearTimer(handle),
+};
+
+/**
+ * Marks the read an idle connection's watcher left in flight when the
+ * connection is lent: a borrower's `recv` that parks replaces it as the
+ * connection's read waiter. So at release, a read still in flight with the
+ * mark in place is the watcher's (harmless); without it, the borrower's
+ * receive timed out or was cancelled, and its reply may still arrive.
+ */
+const UNTOUCHED_READ = {
+  wake(): void {},
+} as unknown as CoroutineRecord;
+
+interface RefCounted {
+  ref?(): void;
+  unref?(): void;
+}
+
+interface IdleEntry {
+  readonly conn: Connection;
+  isIdle: boolean;
+  watcher: Task<void> | null;
+}
+
+/** What a {@linkcode PoolCore} needs, checked by `Pool`'s constructor. */
+export interface PoolCoreOptions {
+  /** The server's address, or `"dial()"`: for errors. */
+  where: string;
+  max: number;
+  idleTimeout: number;
+  acquireTimeout: number;
+  maxWaiting: number;
+  dial: DialFunction;
+}
+
+/**
+ * The leases one coroutine holds from one pool: discarded when the
+ * coroutine ends without disposing them.
+ */
+export class LeaseOwner implements Resource {
+  readonly leases: Set<Lease> = new Set();
+  #settled: Promise<void>[] | null = null;
+  close(): void {
+    for (const lease of this.leases) {
+      lease.discard();
+      (this.#settled ??= []).push(lease.conn.settled);
+    }
+  }
+  get settled(): Promise<void> | undefined {
+    return this.#settled === null
+      ? undefined
+      : Promise.all(this.#settled).then(() => {});
+  }
+}
+
+/** Internal: gives the running coroutine's record, without waiting. */
+export class CurrentCoroutineOp extends Op<CoroutineRecord> {
+  readonly op = "acquire";
+  #co: CoroutineRecord | null = null;
+  constructor() {
+    super(undefined);
+    this.immediate = true;
+  }
+  override perform(co: CoroutineRecord): void {
+    this.#co = co;
+  }
+  protected poll(): CoroutineRecord | typeof PENDING {
+    return this.#co ?? PENDING;
+  }
+  park(): boolean {
+    return true;
+  }
+  unpark(): void {}
+  protected timedOut(): CoroutineRecord {
+    throw new TimeoutError(this.op);
+  }
+}
+
+/**
+ * Internal: waits for an idle connection or a free slot, first come first
+ * served. A releasing coroutine hands its connection straight to the
+ * first waiter (`give`), so nobody can barge in between.
+ */
+class WaitForConnectionOp extends Op<Grant> {
+  readonly op = "acquire";
+  waiter: CoroutineRecord | null = null;
+  #grant: Grant | Error | null = null;
+  #isExhausted = false;
+  constructor(
+    readonly pool: PoolCore,
+    options: OperationOptions,
+    readonly reportedTimeout: number | undefined,
+  ) {
+    super(options);
+  }
+  protected override begin(): void {
+    this.#grant = null;
+    this.#isExhausted = false;
+  }
+  /** Hands this waiter a connection, a slot, or an error; wakes it. */
+  give(grant: Grant | Error): void {
+    this.#grant = grant;
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.wake();
+  }
+  protected poll(): Grant | typeof PENDING {
+    const grant = this.#grant;
+    if (grant !== null) {
+      this.#grant = null;
+      if (grant instanceof Error) throw grant;
+      return grant;
+    }
+    if (this.#isExhausted) {
+      throw new PoolExhaustedError(this.pool.maxWaiting, this.pool.where);
+    }
+    return this.pool.tryTake();
+  }
+  park(co: CoroutineRecord): boolean {
+    const pool = this.pool;
+    if (pool.canServe()) return true;
+    if (pool.waitingCount >= pool.maxWaiting) {
+      this.#isExhausted = true;
+      return true;
+    }
+    this.waiter = co;
+    pool.enqueue(this);
+    return false;
+  }
+  unpark(): void {
+    this.waiter = null;
+    this.pool.dequeue(this);
+  }
+  protected timedOut(): Grant {
+    throw new TimeoutError(
+      this.op,
+      this.reportedTimeout,
+      `from pool of ${this.pool.where}`,
+    );
+  }
+}
+
+/**
+ * A pool's connections and waiters: at most `max` slots (open connections
+ * plus dials in progress), idle connections each watched by a coroutine on
+ * the pool's own scheduler, waiters served first come, first served.
+ * `Pool` adds the public checks and the leases.
+ */
+export class PoolCore {
+  readonly where: string;
+  readonly maxWaiting: number;
+  readonly #max: number;
+  readonly #idleTimeout: number;
+  readonly #acquireTimeout: number;
+  readonly #dial: DialFunction;
+  #housekeeper: Scheduler | null = null;
+  #idle: IdleEntry[] = [];
+  #waiters = new Set<WaitForConnectionOp>();
+  #closing = new Set<Promise<void>>();
+  #isClosed = false;
+  // Counts against max: open connections plus dials in progress.
+  #slotsTaken = 0;
+  #connecting = 0;
+  #leased = 0;
+  #created = 0;
+  #discarded = 0;
+
+  constructor(options: PoolCoreOptions) {
+    this.where = options.where;
+    this.maxWaiting = options.maxWaiting;
+    this.#max = options.max;
+    this.#idleTimeout = options.idleTimeout;
+    this.#acquireTimeout = options.acquireTimeout;
+    this.#dial = options.dial;
+  }
+
+  get stats(): PoolStats {
+    const idle = this.#idle.length;
+    return {
+      open: idle + this.#leased,
+      idle,
+      leased: this.#leased,
+      connecting: this.#connecting,
+      waiting: this.#waiters.size,
+      created: this.#created,
+      discarded: this.#discarded,
+    };
+  }
+
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  get waitingCount(): number {
+    return this.#waiters.size;
+  }
+
+  /**
+   * Waits for an idle connection or a slot, and dials in the slot. The
+   * connection it gives counts as leased.
+   */
+  *acquire(
+    scheduler: Scheduler,
+    options: AcquireOptions | undefined,
+  ): Generator<Effect, Connection, unknown> {
+    this.#housekeeper ??= new Scheduler({
+      clock: scheduler.clock === systemClock
+        ? unrefSystemClock
+        : scheduler.clock,
+    });
+    const timeout = options?.timeout ??
+      (options?.deadline === undefined ? this.#acquireTimeout : undefined);
+    let deadline = options?.deadline ?? Infinity;
+    if (timeout !== undefined && timeout !== Infinity) {
+      deadline = Math.min(deadline, scheduler.now() + timeout);
+    }
+    const signal = options?.signal;
+    const reported = timeout === Infinity ? undefined : timeout;
+    const grant = yield* new WaitForConnectionOp(
+      this,
+      { deadline, signal },
+      reported,
+    );
+    if (grant !== SLOT) return grant;
+    let conn: Connection | null = null;
+    try {
+      conn = yield* this.#dial({ deadline, signal });
+    } catch (error) {
+      if (
+        error instanceof TimeoutError && error.op !== "acquire" &&
+        scheduler.now() >= deadline
+      ) {
+        throw new TimeoutError(
+          "acquire",
+          reported,
+          `from pool of ${this.where}`,
+        );
+      }
+      throw error;
+    } finally {
+      this.#connecting--;
+      if (conn === null) {
+        this.#slotsTaken--;
+        this.#slotFreed();
+      }
+    }
+    this.#created++;
+    this.#leased++;
+    if (this.#isClosed) {
+      this.#leased--;
+      this.#discard(conn);
+      throw new PoolClosedError(this.where);
+    }
+    return conn;
+  }
+
+  /** Fails every waiter, closes the idle connections. Idempotent. */
+  close(): Promise<void> {
+    if (!this.#isClosed) {
+      this.#isClosed = true;
+      const error = new PoolClosedError(this.where);
+      const waiters = [...this.#waiters];
+      this.#waiters.clear();
+      for (const waiter of waiters) waiter.give(error);
+      const idle = this.#idle;
+      this.#idle = [];
+      for (const entry of idle) this.#discardIdle(entry);
+    }
+    return Promise.all(this.#closing).then(() => {});
+  }
+
+  /** True when `tryTake` would not wait. */
+  canServe(): boolean {
+    return this.#isClosed ||
+      (this.#waiters.size === 0 &&
+        (this.#idle.length > 0 || this.#slotsTaken < this.#max));
+  }
+
+  /** An idle connection, a reserved slot to dial in, or PENDING. */
+  tryTake(): Grant | typeof PENDING {
+    if (this.#isClosed) throw new PoolClosedError(this.where);
+    if (this.#waiters.size > 0) return PENDING; // first come, first served
+    const idle = this.#idle;
+    while (idle.length > 0) {
+      const entry = idle.pop()!; // most recently used: the rest may expire
+      entry.isIdle = false;
+      entry.watcher?.cancel();
+      entry.watcher = null;
+      const conn = entry.conn;
+      if (!isFitWhileIdle(conn)) {
+        this.#discard(conn); // the server dropped it: dial a replacement
+        continue;
+      }
+      (conn.transport as RefCounted).ref?.();
+      if (conn.hasPendingRead) conn.readWaiter = UNTOUCHED_READ;
+      this.#leased++;
+      return conn;
+    }
+    if (this.#slotsTaken < this.#max) {
+      this.#slotsTaken++;
+      this.#connecting++;
+      return SLOT;
+    }
+    return PENDING;
+  }
+
+  enqueue(waiter: WaitForConnectionOp): void {
+    this.#waiters.add(waiter);
+  }
+
+  dequeue(waiter: WaitForConnectionOp): void {
+    this.#waiters.delete(waiter);
+  }
+
+  /** A lease ended: reuse, hand over, or close its connection. */
+  giveBack(conn: Connection, isDiscard: boolean): void {
+    this.#leased--;
+    if (isDiscard || this.#isClosed || !isFitForReuse(conn)) {
+      this.#discard(conn);
+      return;
+    }
+    const waiter = this.#firstWaiter();
+    if (waiter !== undefined) {
+      this.#leased++;
+      waiter.give(conn);
+      return;
+    }
+    if (conn.readWaiter === UNTOUCHED_READ) conn.readWaiter = null;
+    (conn.transport as RefCounted).unref?.();
+    const entry: IdleEntry = { conn, isIdle: true, watcher: null };
+    this.#idle.push(entry);
+    entry.watcher = this.#housekeeper!.spawn(this.#watch(entry));
+  }
+
+  /** Watches an idle connection: expiry, or the server dropping it. */
+  *#watch(entry: IdleEntry): Generator<Effect, void, unknown> {
+    try {
+      yield* entry.conn.recv({ timeout: this.#idleTimeout });
+    } catch {
+      // TimeoutError: expired. Reset or closed: broken. Closed below.
+    }
+    // Any result but cancellation (acquire took it) ends the connection.
+    if (!entry.isIdle) return;
+    const index = this.#idle.indexOf(entry);
+    if (index >= 0) this.#idle.splice(index, 1);
+    entry.watcher = null;
+    this.#discardIdle(entry);
+  }
+
+  #discardIdle(entry: IdleEntry): void {
+    entry.isIdle = false;
+    entry.watcher?.cancel();
+    entry.watcher = null;
+    this.#discard(entry.conn);
+  }
+
+  #discard(conn: Connection): void {
+    this.#slotsTaken--;
+    this.#discarded++;
+    conn.close();
+    const settled = conn.settled;
+    this.#closing.add(settled);
+    settled.then(() => this.#closing.delete(settled));
+    this.#slotFreed();
+  }
+
+  /** A slot came free: the first waiter may dial in it. */
+  #slotFreed(): void {
+    if (this.#isClosed || this.#slotsTaken >= this.#max) return;
+    const waiter = this.#firstWaiter();
+    if (waiter === undefined) return;
+    this.#slotsTaken++;
+    this.#connecting++;
+    waiter.give(SLOT);
+  }
+
+  #firstWaiter(): WaitForConnectionOp | undefined {
+    for (const waiter of this.#waiters) {
+      this.#waiters.delete(waiter);
+      return waiter;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Fit to go back to the pool: nothing in flight and nothing unread, no
+ * error, no end of stream. A receive that timed out leaves its read in
+ * flight, a failed send closes: both fail this test.
+ */
+function isFitForReuse(conn: Connection): boolean {
+  return !conn.isClosed && !conn.isEof && conn.readError === null &&
+    conn.writeError === null && conn.buffered === 0 &&
+    (!conn.hasPendingRead || conn.readWaiter === UNTOUCHED_READ) &&
+    conn.writer === null && conn.writeQueue.length === 0 &&
+    conn.readOwner === null;
+}
+
+/** Fit to lend after sitting idle (its watcher's read may be in flight). */
+function isFitWhileIdle(conn: Connection): boolean {
+  return !conn.isClosed && !conn.isEof && conn.readError === null &&
+    conn.buffered === 0;
+}
+
+/** For `Pool`'s constructor: a duration option must be >= 0. */
+export function checkDuration(name: string, value: number): number {
+  if (!(value >= 0)) {
+    throw new RangeError(
+      `Cannot create pool: ${name} must be >= 0 ms, got ${value}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,168 @@
+/**
+ * `Inbox`: a bounded FIFO of messages for one coroutine. Each conversation
+ * of a `Conversations` table reads its messages from one; on its own it is
+ * a channel between coroutines.
+ *
+ * @module
+ */
+
+import {
+  Op,
+  type Operation,
+  type OperationOptions,
+  PENDING,
+} from "./effects.ts";
+import { TimeoutError } from "./errors.ts";
+import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
+
+/** Options for an {@linkcode Inbox}. */
+export interface InboxOptions {
+  /**
+   * Messages the inbox holds before it refuses more (see `push`).
+   * @default {64}
+   */
+  capacity?: number;
+  /**
+   * A name for errors, e.g. the conversation's key.
+   * @default {"inbox"}
+   */
+  name?: string;
+}
+
+const DEFAULTS = {
+  capacity: 64,
+} as const;
+
+class RecvOp<M, R> extends Op<M | R> {
+  readonly op = "recv";
+  constructor(
+    readonly inbox: Inbox<M>,
+    options: OperationOptions | undefined,
+    readonly isOptional: boolean,
+  ) {
+    super(options);
+  }
+  protected poll(): M | typeof PENDING {
+    return this.inbox.size > 0 ? this.inbox._take() : PENDING;
+  }
+  park(co: CoroutineRecord): boolean {
+    if (this.inbox.size > 0) return true;
+    this.inbox._waiter = co;
+    return false;
+  }
+  unpark(): void {
+    this.inbox._waiter = null;
+  }
+  protected timedOut(): M | R {
+    if (this.isOptional) return undefined as R;
+    throw new TimeoutError("recv", this.timeout, `from ${this.inbox.name}`);
+  }
+}
+
+/**
+ * A bounded FIFO of messages for one coroutine. Messages come out in the
+ * order they were pushed. `push` never blocks: when the inbox is full it
+ * refuses the message (returns false), so a slow reader can never stall
+ * whoever feeds it — for datagram protocols the sender's retransmission
+ * recovers the dropped message.
+ *
+ * Waiting on an inbox is internal (a virtual clock may jump past it).
+ *
+ * @example A channel between two coroutines
+ * ```ts
+ * import { delay, Inbox, run, spawn } from "@corio/corio";
+ *
+ * const inbox = new Inbox<string>();
+ * const got = await run((function* () {
+ *   yield* spawn((function* () {
+ *     yield* delay(1);
+ *     inbox.push("hello");
+ *   })());
+ *   return yield* inbox.recv({ timeout: 1000 });
+ * })());
+ * console.log(got); // hello
+ * ```
+ */
+export class Inbox<M> {
+  /** What errors call it: the conversation's key. */
+  readonly name: string;
+  /** How many messages it holds at most. */
+  readonly capacity: number;
+  #items: (M | undefined)[] = [];
+  #head = 0;
+  /** @internal */ _waiter: CoroutineRecord | null = null;
+
+  /**
+   * Creates an empty inbox.
+   * @param options Capacity and name.
+   */
+  constructor(options: InboxOptions = {}) {
+    const capacity = options.capacity ?? DEFAULTS.capacity;
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(
+        `Cannot create inbox: capacity must be an integer >= 1, got ${capacity}`,
+      );
+    }
+    this.capacity = capacity;
+    this.name = options.name ?? "inbox";
+  }
+
+  /** Messages waiting to be received. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Adds a message and wakes the receiver. Never blocks.
+   * @param message The message.
+   * @returns False if the inbox is full and the message was dropped.
+   */
+  push(message: M): boolean {
+    if (this.size >= this.capacity) return false;
+    this.#items.push(message);
+    const waiter = this._waiter;
+    this._waiter = null;
+    waiter?.wake();
+    return true;
+  }
+
+  /**
+   * Waits for the next message.
+   *
+   * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
+   * `"recv"`); the signal's reason. State after failure: intact — a message
+   * that arrives later is kept for the next receive.
+   *
+   * @param options Deadline and signal.
+   * @returns An operation giving the oldest message.
+   */
+  recv(options?: OperationOptions): Operation<M> {
+    return new RecvOp<M, never>(this, options, false);
+  }
+
+  /**
+   * Waits for the next message, or gives `undefined` at the deadline: the
+   * readable form for retransmission loops (`poll({ timeout: 0 })` only
+   * looks). Errors: the signal's reason.
+   *
+   * @param options Deadline and signal.
+   * @returns An operation giving the oldest message, or `undefined`.
+   */
+  poll(options?: OperationOptions): Operation<M | undefined> {
+    return new RecvOp<M, undefined>(this, options, true);
+  }
+
+  /** @internal */
+  _take(): M {
+    const message = this.#items[this.#head] as M;
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 32 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return message;
+  }
+}
