@@ -6,143 +6,50 @@
  * @module
  */
 
-import { Connection } from "./connection.ts";
-import type { Coroutine } from "./effects.ts";
+import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
+import { type Slot, Slots } from "./_slots.ts";
+import { Connection, type Transport } from "./connection.ts";
 import {
-  AcceptError,
   CancelledError,
   ConnectionResetError,
   TimeoutError,
 } from "./errors.ts";
-import { Scheduler, type Task } from "./scheduler.ts";
-import type { Clock } from "./timers.ts";
+import { Scheduler } from "./scheduler.ts";
+import {
+  type ConnectionInfo,
+  DEFAULTS,
+  type Handler,
+  type ServeOptions,
+  type ServerStats,
+  type ShutdownOptions,
+} from "./_serve_options.ts";
 
-/** What the server knows about a connection when it admits it. */
-export interface ConnectionInfo {
-  /** A number unique within this server, counting from 1. */
-  readonly id: number;
-  /** The client's address. */
-  readonly remoteAddr: Deno.NetAddr;
-  /** The address it connected to. */
-  readonly localAddr: Deno.NetAddr;
+export type {
+  ConnectionInfo,
+  Handler,
+  ServeOptions,
+  ServerStats,
+  ShutdownOptions,
+} from "./_serve_options.ts";
+
+let injectedListener: Listener | null = null;
+
+/**
+ * @internal Serves on `listener` instead of `Deno.listen` (the reliability
+ * tests run the real accept loop over memory connections).
+ */
+export function serveOn(
+  listener: Listener,
+  options: ServeOptions,
+  handler: Handler,
+): Server {
+  injectedListener = listener;
+  try {
+    return new Server(options, handler);
+  } finally {
+    injectedListener = null;
+  }
 }
-
-/** A connection handler: a coroutine function that gets the connection. */
-export type Handler = (
-  conn: Connection,
-  info: ConnectionInfo,
-) => Coroutine<unknown>;
-
-/** Options for {@linkcode serve}. */
-export interface ServeOptions {
-  /**
-   * Port to listen on; 0 picks a free one (see `server.addr`).
-   * @default {0}
-   */
-  port?: number;
-  /**
-   * Address to listen on.
-   * @default {"0.0.0.0"}
-   */
-  hostname?: string;
-  /**
-   * Kernel accept queue length. Deno's 511 made a burst of 10k connects
-   * take 10.5 s instead of 1.5 s (measured), hence the larger default.
-   * @default {4096}
-   */
-  tcpBacklog?: number;
-  /**
-   * Handlers running at once. At the cap the server stops calling
-   * `accept()`; further clients wait in the kernel backlog.
-   * @default {10000}
-   */
-  maxConnections?: number;
-  /**
-   * Default timeout of every receive, in ms.
-   * @default {Infinity}
-   */
-  recvTimeout?: number;
-  /**
-   * Default timeout of every send, in ms (a send timeout closes).
-   * @default {Infinity}
-   */
-  sendTimeout?: number;
-  /**
-   * Longest line `recvLine` accepts, in bytes.
-   * @default {65536}
-   */
-  maxLineLength?: number;
-  /**
-   * Decides on each accepted connection: `false` refuses it (closed at
-   * once), a function serves it with that handler instead, anything else
-   * serves it with the default handler.
-   */
-  onAccept?: (info: ConnectionInfo) => boolean | Handler | void;
-  /**
-   * Receives handler errors (with the connection) and accept-loop errors.
-   * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
-   */
-  onError?: (error: unknown, info?: ConnectionInfo) => void;
-  /** Aborting it shuts the server down with `shutdownGrace`. */
-  signal?: AbortSignal;
-  /**
-   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
-   * @default {0}
-   */
-  shutdownGrace?: number;
-  /**
-   * Back-off after an accept failure such as EMFILE, in ms (Trio's 100 ms).
-   * @default {100}
-   */
-  acceptBackoff?: number;
-  /**
-   * The scheduler's clock.
-   * @default {systemClock}
-   */
-  clock?: Clock;
-}
-
-/** Counters of a {@linkcode Server}; a live view. */
-export interface ServerStats {
-  /** Handlers running now. */
-  active: number;
-  /** Connections accepted (refused ones included). */
-  accepted: number;
-  /** Connections refused by `onAccept`. */
-  refused: number;
-  /** Handlers that returned. */
-  completed: number;
-  /** Handlers that threw (timeouts included). */
-  failed: number;
-  /** Handlers that ended with an uncaught `TimeoutError`. */
-  timeouts: number;
-  /** Handlers cancelled by shutdown. */
-  cancelled: number;
-  /** Accept failures survived (EMFILE and kin). */
-  acceptErrors: number;
-}
-
-/** Options for {@linkcode Server.shutdown}. */
-export interface ShutdownOptions {
-  /**
-   * How long running handlers may go on before they are cancelled, in ms.
-   * @default {0}
-   */
-  grace?: number;
-}
-
-const DEFAULTS = {
-  port: 0,
-  hostname: "0.0.0.0",
-  tcpBacklog: 4096,
-  maxConnections: 10_000,
-  shutdownGrace: 0,
-  acceptBackoff: 100,
-} as const;
-
-// Deno's listener throws these when the process or system is out of
-// descriptors or memory; the connection stays in the backlog for later.
-const EXHAUSTION = /EMFILE|ENFILE|ENOBUFS|ENOMEM|os error (24|23|105|12)\b/;
 
 function defaultOnError(error: unknown): void {
   if (error instanceof TimeoutError || error instanceof ConnectionResetError) {
@@ -172,6 +79,8 @@ export class Server implements AsyncDisposable {
     active: 0,
     accepted: 0,
     refused: 0,
+    peerLimited: 0,
+    evicted: 0,
     completed: 0,
     failed: 0,
     timeouts: 0,
@@ -181,18 +90,18 @@ export class Server implements AsyncDisposable {
   /** Resolves once the server has shut down and every socket is closed. */
   readonly finished: Promise<void>;
 
-  #listener: Deno.TcpListener;
+  #listener: Listener;
   #handler: Handler;
   #options: ServeOptions;
   #onError: (error: unknown, info?: ConnectionInfo) => void;
   #scheduler: Scheduler;
   #maxConnections: number;
-  #connections = new Map<Task<unknown>, Connection>();
+  #maxPerPeer: number;
+  #evictAfter: number;
+  #slots = new Slots();
   #nextId = 1;
   #isStopping = false;
-  #slotFreed: (() => void) | null = null;
-  #backoffTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  #backoffDone: (() => void) | null = null;
+  #wake: (() => void) | null = null;
   #acceptLoop: Promise<void>;
   #shutdown: Promise<void> | null = null;
   #resolveFinished!: () => void;
@@ -206,32 +115,22 @@ export class Server implements AsyncDisposable {
       );
     }
     const maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
-    if (!(maxConnections >= 1)) {
-      throw new RangeError(
-        `Cannot serve: maxConnections must be >= 1, got ${maxConnections}`,
-      );
-    }
-    for (
-      const name of ["shutdownGrace", "acceptBackoff", "tcpBacklog"] as const
-    ) {
-      const value = options[name];
-      if (value !== undefined && !(value >= 0)) {
-        throw new RangeError(
-          `Cannot serve: ${name} must be >= 0, got ${value}`,
-        );
-      }
-    }
+    const maxPerPeer = options.maxConnectionsPerPeer ??
+      DEFAULTS.maxConnectionsPerPeer;
+    checkServeOptions(options, maxConnections, maxPerPeer);
     // Validate connection defaults now, not on the first connection.
     new Connection(NO_TRANSPORT, options);
     this.#options = options;
     this.#handler = handler;
     this.#maxConnections = maxConnections;
+    this.#maxPerPeer = maxPerPeer;
+    this.#evictAfter = options.evictAfter ?? DEFAULTS.evictAfter;
     this.#onError = options.onError ?? defaultOnError;
     this.#scheduler = new Scheduler({
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
-    this.#listener = Deno.listen({
+    this.#listener = injectedListener ?? Deno.listen({
       port: options.port ?? DEFAULTS.port,
       hostname: options.hostname ?? DEFAULTS.hostname,
       tcpBacklog: options.tcpBacklog ?? DEFAULTS.tcpBacklog,
@@ -278,15 +177,15 @@ export class Server implements AsyncDisposable {
 
   async #accept(): Promise<void> {
     const backoff = this.#options.acceptBackoff ?? DEFAULTS.acceptBackoff;
-    let unreported = 0;
-    let lastReport = -Infinity;
+    const mayEvict = this.#evictAfter !== Infinity;
+    const failures = new AcceptFailures(this.#where(), backoff);
     while (!this.#isStopping) {
-      if (this.stats.active >= this.#maxConnections) {
+      if (!mayEvict && this.stats.active >= this.#maxConnections) {
         // Pre-accept cap: leave further clients in the kernel backlog.
-        await new Promise<void>((resolve) => this.#slotFreed = resolve);
+        await this.#pause(Infinity);
         continue;
       }
-      let conn: Deno.TcpConn;
+      let conn: Transport;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -296,90 +195,123 @@ export class Server implements AsyncDisposable {
         // EMFILE and kin (or anything unforeseen): back off, report at most
         // once per back-off, and never let the loop die.
         this.stats.acceptErrors++;
-        unreported++;
-        const now = performance.now();
-        if (now - lastReport >= backoff) {
-          lastReport = now;
-          const cause = error instanceof Error
-            ? error
-            : new Error(String(error));
-          const report =
-            EXHAUSTION.test(String(cause.message)) || unreported > 0
-              ? new AcceptError(this.#where(), backoff, unreported, { cause })
-              : cause;
-          unreported = 0;
-          this.#report(report);
-        }
-        await this.#sleep(backoff);
+        const report = failures.record(error);
+        if (report !== null) this.#report(report);
+        // A handler that ends frees a descriptor: retry then, or after the
+        // back-off, whichever comes first.
+        await this.#pause(this.#scheduler.now() + backoff);
         continue;
       }
-      this.#admit(conn);
+      const admitted = this.#screen(conn);
+      if (admitted === null) continue;
+      if (
+        this.stats.active >= this.#maxConnections && !await this.#makeRoom()
+      ) {
+        conn.close();
+        break;
+      }
+      this.#start(conn, ...admitted);
     }
   }
 
-  #admit(conn: Deno.TcpConn): void {
-    const stats = this.stats;
-    stats.accepted++;
+  /** Per-peer cap and `onAccept`: the handler to run, or null if refused. */
+  #screen(conn: Transport): [ConnectionInfo, Handler] | null {
     const info: ConnectionInfo = {
       id: this.#nextId++,
-      remoteAddr: conn.remoteAddr,
-      localAddr: conn.localAddr,
+      remoteAddr: conn.remoteAddr as Deno.NetAddr,
+      localAddr: conn.localAddr as Deno.NetAddr,
     };
-    let handler = this.#handler;
-    const onAccept = this.#options.onAccept;
-    if (onAccept) {
-      let verdict: boolean | Handler | void;
+    let verdict: boolean | Handler | void = true;
+    const stats = this.stats;
+    if (this.#slots.countOf(info.remoteAddr.hostname) >= this.#maxPerPeer) {
+      stats.peerLimited++;
+      verdict = false;
+    } else if (this.#options.onAccept) {
       try {
-        verdict = onAccept(info);
+        verdict = this.#options.onAccept(info);
       } catch (error) {
         this.#report(error, info);
         verdict = false;
       }
-      if (verdict === false) {
-        stats.refused++;
-        conn.close();
-        return;
-      }
-      if (typeof verdict === "function") handler = verdict;
     }
+    if (verdict === false) {
+      stats.accepted++;
+      stats.refused++;
+      conn.close();
+      return null;
+    }
+    return [info, typeof verdict === "function" ? verdict : this.#handler];
+  }
+
+  /**
+   * At the cap, with a connection accepted and waiting: evicts the oldest
+   * connection that has received nothing for `evictAfter` ms, if any, and
+   * waits for a slot. False if the server stopped meanwhile.
+   */
+  async #makeRoom(): Promise<boolean> {
+    while (this.stats.active >= this.#maxConnections && !this.#isStopping) {
+      const victim = this.#slots.oldestUnproductive();
+      const eligibleAt = victim ? victim.since + this.#evictAfter : Infinity;
+      if (victim && eligibleAt <= this.#scheduler.now()) {
+        victim.isEvicted = true;
+        victim.task?.cancel();
+        victim.connection.close();
+        await this.#pause(Infinity); // until its handler has ended
+      } else {
+        await this.#pause(eligibleAt);
+      }
+    }
+    return !this.#isStopping;
+  }
+
+  #start(conn: Transport, info: ConnectionInfo, handler: Handler): void {
+    const stats = this.stats;
+    stats.accepted++;
     const connection = new Connection(conn, this.#options);
+    const slot: Slot = {
+      id: info.id,
+      peer: info.remoteAddr.hostname,
+      since: this.#scheduler.now(),
+      connection,
+      task: null,
+      isEvicted: false,
+    };
     stats.active++;
-    let task: Task<unknown>;
+    this.#slots.add(slot);
     try {
-      task = this.#scheduler.spawn(handler(connection, info), {
+      slot.task = this.#scheduler.spawn(handler(connection, info), {
         owns: [connection],
       });
     } catch (error) {
       connection.close();
-      this.#ended(false, error, info);
+      this.#ended(slot, false, error, info);
       return;
     }
-    this.#connections.set(task, connection);
-    task.finished.then(
-      () => this.#ended(true, undefined, info, task),
-      (error) => this.#ended(false, error, info, task),
+    slot.task.finished.then(
+      () => this.#ended(slot, true, undefined, info),
+      (error) => this.#ended(slot, false, error, info),
     );
   }
 
   #ended(
+    slot: Slot,
     isOk: boolean,
     error: unknown,
     info: ConnectionInfo,
-    task?: Task<unknown>,
   ): void {
     const stats = this.stats;
-    if (task) this.#connections.delete(task);
+    this.#slots.remove(slot);
     stats.active--;
     if (isOk) stats.completed++;
-    else if (error instanceof CancelledError) stats.cancelled++;
-    else {
+    else if (error instanceof CancelledError) {
+      if (slot.isEvicted) stats.evicted++;
+      else stats.cancelled++;
+    } else {
       stats.failed++;
       if (error instanceof TimeoutError) stats.timeouts++;
       this.#report(error, info);
     }
-    const slotFreed = this.#slotFreed;
-    this.#slotFreed = null;
-    slotFreed?.();
+    this.#wake?.();
     if (stats.active === 0) this.#idle?.();
   }
 
@@ -391,14 +323,19 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #sleep(ms: number): Promise<void> {
+  /** Waits until a slot frees, the server stops, or the clock reaches `at`. */
+  #pause(at: number): Promise<void> {
     return new Promise((resolve) => {
-      this.#backoffDone = resolve;
-      this.#backoffTimer = setTimeout(() => {
-        this.#backoffTimer = undefined;
-        this.#backoffDone = null;
+      const clock = this.#scheduler.clock;
+      const timer = at === Infinity ? undefined : clock.setTimer(at, () => {
+        this.#wake = null;
         resolve();
-      }, ms);
+      });
+      this.#wake = () => {
+        this.#wake = null;
+        if (timer !== undefined) clock.clearTimer(timer);
+        resolve();
+      };
     });
   }
 
@@ -409,9 +346,7 @@ export class Server implements AsyncDisposable {
     } catch {
       // Already closed.
     }
-    clearTimeout(this.#backoffTimer);
-    this.#backoffDone?.();
-    this.#slotFreed?.();
+    this.#wake?.();
     await this.#acceptLoop;
     if (this.stats.active > 0 && grace > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -421,14 +356,13 @@ export class Server implements AsyncDisposable {
       ]);
       clearTimeout(timer);
     }
-    const finishing = [...this.#connections.keys()].map((task) =>
-      task.finished.catch(() => {})
-    );
+    const slots = [...this.#slots.values()];
+    const finishing = slots.map((slot) => slot.task?.finished.catch(() => {}));
     // Cancel first (finally blocks run), then close what is left, so a
     // cleanup that waits on the network cannot hold the shutdown up.
-    for (const [task, connection] of this.#connections) {
-      task.cancel();
-      connection.close();
+    for (const slot of slots) {
+      slot.task?.cancel();
+      slot.connection.close();
     }
     await Promise.all(finishing);
     this.#resolveFinished();

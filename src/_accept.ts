@@ -1,0 +1,70 @@
+// What src/server.ts's accept loop leans on: the listener it accepts from,
+// the validation of serve()'s numbers, and the classification and
+// rate-limited reporting of accept failures (EMFILE, ENFILE, ENOBUFS,
+// ENOMEM: Deno's listener throws them and leaves the connection queued).
+
+import type { Transport } from "./connection.ts";
+import { AcceptError } from "./errors.ts";
+import type { ServeOptions } from "./_serve_options.ts";
+
+/** What the accept loop needs of a listener; `Deno.TcpListener` fits. */
+export interface Listener {
+  readonly addr: Deno.NetAddr;
+  accept(): Promise<Transport>;
+  close(): void;
+}
+
+/** Throws RangeError for nonsense numbers in `options`. */
+export function checkServeOptions(
+  options: ServeOptions,
+  maxConnections: number,
+  maxPerPeer: number,
+): void {
+  for (
+    const [name, value] of [
+      ["maxConnections", maxConnections],
+      ["maxConnectionsPerPeer", maxPerPeer],
+    ] as const
+  ) {
+    if (!(value >= 1)) {
+      throw new RangeError(`Cannot serve: ${name} must be >= 1, got ${value}`);
+    }
+  }
+  const names = [
+    "shutdownGrace",
+    "acceptBackoff",
+    "tcpBacklog",
+    "evictAfter",
+  ] as const;
+  for (const name of names) {
+    const value = options[name];
+    if (value !== undefined && !(value >= 0)) {
+      throw new RangeError(`Cannot serve: ${name} must be >= 0, got ${value}`);
+    }
+  }
+}
+
+/**
+ * Counts accept failures and turns them into at most one report per
+ * back-off (Trio logs once per EMFILE episode; we also say how many).
+ */
+export class AcceptFailures {
+  #unreported = 0;
+  #lastReport = -Infinity;
+  constructor(readonly where: string, readonly backoff: number) {}
+
+  /**
+   * Records a failure. Returns what to report now, or null while within
+   * the back-off of the last report.
+   */
+  record(error: unknown): AcceptError | null {
+    this.#unreported++;
+    const now = performance.now();
+    if (now - this.#lastReport < this.backoff) return null;
+    this.#lastReport = now;
+    const cause = error instanceof Error ? error : new Error(String(error));
+    const failures = this.#unreported;
+    this.#unreported = 0;
+    return new AcceptError(this.where, this.backoff, failures, { cause });
+  }
+}

@@ -1,0 +1,162 @@
+// The options, counters and defaults of `serve`: the public types live here
+// so that src/server.ts holds the behaviour. Re-exported by src/server.ts.
+
+import type { Connection } from "./connection.ts";
+import type { Coroutine } from "./effects.ts";
+import type { Clock } from "./timers.ts";
+
+/** What the server knows about a connection when it admits it. */
+export interface ConnectionInfo {
+  /** A number unique within this server, counting from 1. */
+  readonly id: number;
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** The address it connected to. */
+  readonly localAddr: Deno.NetAddr;
+}
+
+/** A connection handler: a coroutine function that gets the connection. */
+export type Handler = (
+  conn: Connection,
+  info: ConnectionInfo,
+) => Coroutine<unknown>;
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /**
+   * Port to listen on; 0 picks a free one (see `server.addr`).
+   * @default {0}
+   */
+  port?: number;
+  /**
+   * Address to listen on.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Kernel accept queue length. Deno's 511 made a burst of 10k connects
+   * take 10.5 s instead of 1.5 s (measured), hence the larger default.
+   * @default {4096}
+   */
+  tcpBacklog?: number;
+  /**
+   * Handlers running at once. At the cap the server stops calling
+   * `accept()`; further clients wait in the kernel backlog (while eviction
+   * is possible, one of them is accepted and held: see `evictAfter`).
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Default timeout of every receive, in ms.
+   * @default {Infinity}
+   */
+  recvTimeout?: number;
+  /**
+   * Default timeout of every send, in ms (a send timeout closes).
+   * @default {Infinity}
+   */
+  sendTimeout?: number;
+  /**
+   * Longest line `recvLine` accepts, in bytes.
+   * @default {65536}
+   */
+  maxLineLength?: number;
+  /**
+   * Handlers running at once for one peer IP address; a connection over it
+   * is closed at once (counted in `refused` and `peerLimited`). Off by
+   * default: one address may be a NAT, a proxy or a loopback load test
+   * with thousands of connections, so only you can pick the number. Set it
+   * on servers open to the internet (R1 in RELIABILITY.md uses cap / 40).
+   * @default {Infinity}
+   */
+  maxConnectionsPerPeer?: number;
+  /**
+   * At the cap, a connection that has received no complete message (no
+   * `recv`, `recvExact` or `recvLine` returned data) for this many ms since
+   * it was accepted may be evicted — the oldest first, its handler
+   * cancelled — to admit a waiting client. The defence against slowloris
+   * filling every slot. While it may evict, the server accepts one
+   * connection beyond the cap and holds it, handler not started, until a
+   * slot frees; never more than `maxConnections` handlers run. `Infinity`
+   * disables eviction. Server-first protocols whose clients stay silent
+   * for long (a push feed) should raise or disable it.
+   * @default {10000}
+   */
+  evictAfter?: number;
+  /**
+   * Decides on each accepted connection: `false` refuses it (closed at
+   * once), a function serves it with that handler instead, anything else
+   * serves it with the default handler.
+   */
+  onAccept?: (info: ConnectionInfo) => boolean | Handler | void;
+  /**
+   * Receives handler errors (with the connection) and accept-loop errors.
+   * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
+   */
+  onError?: (error: unknown, info?: ConnectionInfo) => void;
+  /** Aborting it shuts the server down with `shutdownGrace`. */
+  signal?: AbortSignal;
+  /**
+   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
+   * @default {0}
+   */
+  shutdownGrace?: number;
+  /**
+   * Back-off after an accept failure such as EMFILE, in ms (Trio's 100 ms).
+   * A handler that ends frees a descriptor, so it cuts the back-off short.
+   * @default {100}
+   */
+  acceptBackoff?: number;
+  /**
+   * The scheduler's clock.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+/** Counters of a {@linkcode Server}; a live view. */
+export interface ServerStats {
+  /** Handlers running now. */
+  active: number;
+  /**
+   * Connections accepted (refused ones included); once all have ended,
+   * `accepted === refused + completed + failed + cancelled + evicted`.
+   */
+  accepted: number;
+  /** Connections refused by `onAccept` or `maxConnectionsPerPeer`. */
+  refused: number;
+  /** Of `refused`, those refused by `maxConnectionsPerPeer`. */
+  peerLimited: number;
+  /** Handlers cancelled at the cap to make room (see `evictAfter`). */
+  evicted: number;
+  /** Handlers that returned. */
+  completed: number;
+  /** Handlers that threw (timeouts included). */
+  failed: number;
+  /** Handlers that ended with an uncaught `TimeoutError`. */
+  timeouts: number;
+  /** Handlers cancelled by shutdown. */
+  cancelled: number;
+  /** Accept failures survived (EMFILE and kin). */
+  acceptErrors: number;
+}
+
+/** Options for {@linkcode Server.shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * How long running handlers may go on before they are cancelled, in ms.
+   * @default {0}
+   */
+  grace?: number;
+}
+
+export const DEFAULTS = {
+  port: 0,
+  hostname: "0.0.0.0",
+  tcpBacklog: 4096,
+  maxConnections: 10_000,
+  shutdownGrace: 0,
+  acceptBackoff: 100,
+  maxConnectionsPerPeer: Infinity,
+  evictAfter: 10_000,
+} as const;
