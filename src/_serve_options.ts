@@ -40,6 +40,13 @@ export interface ServeOptions {
    */
   tcpBacklog?: number;
   /**
+   * Disable Nagle's algorithm (TCP_NODELAY) on accepted connections, as Go
+   * does by default: a small reply goes out at once, not after the peer's
+   * delayed ACK.
+   * @default {true}
+   */
+  noDelay?: boolean;
+  /**
    * Handlers running at once. At the cap the server stops calling
    * `accept()`; further clients wait in the kernel backlog (while eviction
    * is possible, one of them is accepted and held: see `evictAfter`).
@@ -159,4 +166,5 @@ export const DEFAULTS = {
   acceptBackoff: 100,
   maxConnectionsPerPeer: Infinity,
   evictAfter: 10_000,
+  noDelay: true,
 } as const;

@@ -123,6 +123,21 @@ export class Scheduler {
 
   // ---- internals used by operations and tasks (underscore: not public API)
 
+  /**
+   * @internal Starts a top-level coroutine that owns `resources` and calls
+   * `onSettled` when done (a server's handlers: no promise per connection).
+   */
+  _spawnSettled(
+    coroutine: Generator<unknown>,
+    resources: Resource[],
+    onSettled: (isOk: boolean, result: unknown) => void,
+  ): Task<unknown> {
+    const co = this._start(coroutine, null);
+    for (const resource of resources) co.adopt(resource);
+    co.onSettled = onSettled;
+    return this._task(co);
+  }
+
   /** @internal */
   _start(gen: Generator<unknown>, parent: Coroutine | null): Coroutine {
     if (
@@ -462,6 +477,13 @@ export class Scheduler {
     if (co.joiners !== null) {
       if (co.outcome !== OK) co.isObserved = true;
       for (const joiner of co.joiners.splice(0)) joiner.wake();
+    }
+    if (co.onSettled !== null) {
+      co.isObserved = true;
+      co.onSettled(
+        co.outcome === OK,
+        co.outcome === CANCELLED ? new CancelledError() : co.result,
+      );
     }
     if (co.promise !== null) this.#resolvePromise(co);
     else if (parent === null && co.outcome === FAILED && !co.isObserved) {

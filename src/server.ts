@@ -267,6 +267,9 @@ export class Server implements AsyncDisposable {
   #start(conn: Transport, info: ConnectionInfo, handler: Handler): void {
     const stats = this.stats;
     stats.accepted++;
+    if (this.#options.noDelay ?? DEFAULTS.noDelay) {
+      (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
+    }
     const connection = new Connection(conn, this.#options);
     const slot: Slot = {
       id: info.id,
@@ -279,18 +282,15 @@ export class Server implements AsyncDisposable {
     stats.active++;
     this.#slots.add(slot);
     try {
-      slot.task = this.#scheduler.spawn(handler(connection, info), {
-        owns: [connection],
-      });
+      slot.task = this.#scheduler._spawnSettled(
+        handler(connection, info),
+        [connection],
+        (isOk, result) => this.#ended(slot, isOk, result, info),
+      );
     } catch (error) {
       connection.close();
       this.#ended(slot, false, error, info);
-      return;
     }
-    slot.task.finished.then(
-      () => this.#ended(slot, true, undefined, info),
-      (error) => this.#ended(slot, false, error, info),
-    );
   }
 
   #ended(
