@@ -19,8 +19,44 @@ export interface Results {
     { title: string; runs: Record<string, Figures[]> }
   >;
   micro?: { title: string; rows: string[][] }[];
+  /** B12, from `bench/pool_bench.ts --json`. */
+  pool?: PoolResults;
+  /** B13, from `bench/sip_bench.ts --json`. */
+  sip?: SipResults;
   elapsedSeconds?: number;
 }
+
+/** B12: requests/s of each round, pool vs one connection per request. */
+export type PoolResults = {
+  clients: number;
+  requests: number;
+  poolSize: number;
+  rounds: number;
+  results: { pool: number[]; perRequest: number[] };
+} | { error: string };
+
+/** B13: one sipp run per offered rate, stepped up until one fails. */
+export type SipResults =
+  | {
+    rates: number[];
+    seconds: number;
+    runs: {
+      rate: number;
+      calls: number;
+      ok: number;
+      failed: number;
+      code: number;
+      seconds: number;
+      completedPerSec: number;
+      rssMiB: number;
+    }[];
+    best: number;
+    rssBeforeMiB: number;
+    rssAfterMiB: number;
+    server: unknown;
+  }
+  | { skipped: string }
+  | { error: string };
 
 function median(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -271,7 +307,124 @@ function targets(r: Results): string[][] {
       m(id, "corio", mb) / m(id, "raw", mb),
     );
   }
+  rows.push(poolTarget(r.pool), sipTarget(r.sip));
   return rows;
+}
+
+/** B12's median requests/s, pool and per request. */
+function poolMedians(pool: Exclude<PoolResults, { error: string }>) {
+  const toStat = (xs: number[]) => stat(xs.map((x) => ({ x })), (f) => f.x);
+  return {
+    pool: toStat(pool.results.pool),
+    perRequest: toStat(pool.results.perRequest),
+  };
+}
+
+function poolTarget(pool: PoolResults | undefined): string[] {
+  const row = (measured: string) => [
+    "B12",
+    "pool of 10 vs one connection per request, requests/s",
+    "report",
+    measured,
+    "–",
+  ];
+  if (!pool) return row("not run");
+  if ("error" in pool) return row(`failed: ${pool.error}`);
+  const m = poolMedians(pool);
+  return row(
+    `${fmt(m.pool.median)} vs ${fmt(m.perRequest.median)}: ${
+      ratio(m.pool.median, m.perRequest.median)
+    }`,
+  );
+}
+
+function sipTarget(sip: SipResults | undefined): string[] {
+  const row = (measured: string, met = "–") => [
+    "B13",
+    "highest offered SIP call rate (sipp → `examples/sip_uas.ts`) completed with 0 failures",
+    "report; goal ≥ 1000 calls/s",
+    measured,
+    met,
+  ];
+  if (!sip) return row("not run");
+  if ("skipped" in sip) return row(`not run: ${sip.skipped}`);
+  if ("error" in sip) return row(`failed: ${sip.error}`);
+  const isTop = sip.best === sip.rates[sip.rates.length - 1];
+  return row(
+    `${fmt(sip.best)} calls/s${isTop ? " (highest tried)" : ""}; RSS ${
+      fmt(sip.rssBeforeMiB, 1)
+    } → ${fmt(sip.rssAfterMiB, 1)} MiB`,
+    sip.best >= 1000 ? "yes" : "**no**",
+  );
+}
+
+function poolSection(r: Results): string {
+  const pool = r.pool;
+  if (!pool) return "";
+  const title = "### B12: pool of 10 connections vs one connection per request";
+  if ("error" in pool) return `${title}\n\nFailed: ${pool.error}`;
+  const m = poolMedians(pool);
+  return `${title} (\`bench/pool_bench.ts\`; ${pool.clients} client coroutines, ${
+    fmt(pool.requests)
+  } requests per round and mode, ${pool.rounds} round(s))\n\n` + table([
+    "mode",
+    "requests/s median (min..max)",
+    "vs one connection per request",
+  ], [
+    [
+      `\`Pool\` of ${pool.poolSize} connections`,
+      range(m.pool),
+      ratio(m.pool.median, m.perRequest.median),
+    ],
+    [
+      "one connection per request (connect, send, receive, close)",
+      range(m.perRequest),
+      "1.00×",
+    ],
+  ]) +
+    "\n\nOne request = one line sent and its echo received from `examples/echo_server.ts`, a separate process on loopback; the two modes alternate within each round, after one warm-up round of each.";
+}
+
+function sipSection(r: Results): string {
+  const sip = r.sip;
+  if (!sip) return "";
+  const title = "### B13: SIP calls/s with zero failures";
+  if ("skipped" in sip) return `${title}\n\nNot run: ${sip.skipped}.`;
+  if ("error" in sip) return `${title}\n\nFailed: ${sip.error}`;
+  const last = sip.runs[sip.runs.length - 1];
+  const stopped = last && last.rate !== sip.best
+    ? `; ${fmt(last.rate)} calls/s failed, so higher rates were not tried`
+    : sip.best === sip.rates[sip.rates.length - 1]
+    ? " (the highest rate tried: the limit may be higher)"
+    : "";
+  return `${title} (\`bench/sip_bench.ts\`; sipp's built-in \`uac\` scenario against \`examples/sip_uas.ts\` over UDP, ${sip.seconds} s per offered rate)\n\n` +
+    table(
+      [
+        "offered calls/s",
+        "calls",
+        "successful",
+        "failed",
+        "sipp exit",
+        "completed calls/s",
+        "server RSS after, MiB",
+      ],
+      sip.runs.map((run) => [
+        fmt(run.rate),
+        fmt(run.calls),
+        fmt(run.ok),
+        fmt(run.failed),
+        String(run.code),
+        fmt(run.completedPerSec),
+        fmt(run.rssMiB, 1),
+      ]),
+    ) +
+    `\n\nHighest offered rate completed with 0 failures: **${
+      fmt(sip.best)
+    } calls/s**${stopped}. Server RSS ${
+      fmt(sip.rssBeforeMiB, 1)
+    } MiB before the first run, ${
+      fmt(sip.rssAfterMiB, 1)
+    } MiB after the last. One run per rate (not rounds); completed calls/s = successful calls / wall time of the sipp run, startup and call teardown included.`;
 }
 
 /** Throughput by server and connection count, as an SVG bar chart. */
@@ -413,6 +566,8 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
     ...(r.micro ?? []).map((m) =>
       `### ${m.title}\n\n` + table(m.rows[0], m.rows.slice(1))
     ),
+    poolSection(r),
+    sipSection(r),
   ];
   Deno.writeTextFileSync(
     `${outDir}/BENCHMARKS.md`,

@@ -9,6 +9,10 @@
  *
  *     deno task bench [--quick] [--rounds N] [--only B1,B2]
  *
+ * B5–B7 (`ops_bench.ts`, `timers_bench.ts`), B12 (`pool_bench.ts`) and B13
+ * (`sip_bench.ts`, which needs sipp on PATH) run as their own programs and
+ * report JSON.
+ *
  * @module
  */
 
@@ -38,6 +42,11 @@ const WARMUP = isQuick ? 0.5 : 1;
 const DURATION = isQuick ? 1 : 2.5;
 const IDLE_CONNS = isQuick ? 2000 : 10_000;
 const BURST_CONNS = isQuick ? 2000 : 10_000;
+// B12: total requests per round and mode (rounds: --rounds).
+const POOL_REQUESTS = isQuick ? 1000 : 5000;
+// B13: offered call rates, stepped up until one fails, and seconds each.
+const SIP_RATES = isQuick ? "500,1000" : "500,1000,2000";
+const SIP_SECONDS = isQuick ? 2 : 5;
 
 const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 const rootDir = benchDir.replace(/\/bench$/, "");
@@ -277,6 +286,8 @@ async function main() {
   if (!only || only.has("B5") || only.has("B6") || only.has("B7")) {
     results.micro = await micro();
   }
+  if (!only || only.has("B12")) results.pool = await pool();
+  if (!only || only.has("B13")) results.sip = await sip();
   results.elapsedSeconds = (performance.now() - started) / 1000;
   Deno.writeTextFileSync(
     `${resultsDir}/results${isQuick ? ".quick" : ""}.json`,
@@ -291,13 +302,94 @@ async function main() {
   );
 }
 
-async function runJson(file: string, args: string[]) {
+async function runJson(
+  file: string,
+  args: string[],
+  { permissions = [] as string[], timeout = 120_000 } = {},
+) {
   const output = await new Deno.Command(deno, {
-    args: ["run", "--v8-flags=--expose-gc", `${benchDir}/${file}`, ...args],
+    args: [
+      "run",
+      ...permissions,
+      "--v8-flags=--expose-gc",
+      `${benchDir}/${file}`,
+      ...args,
+    ],
     stdout: "piped",
-    signal: AbortSignal.timeout(120_000),
+    signal: AbortSignal.timeout(timeout),
   }).output();
+  if (!output.success) {
+    throw new Error(`${file} ${args.join(" ")}: exit ${output.code}`);
+  }
   return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+/** B12: pool of 10 vs one connection per request (`pool_bench.ts`). */
+async function pool(): Promise<Results["pool"]> {
+  const t0 = performance.now();
+  try {
+    const figures = await runJson("pool_bench.ts", [
+      "--json",
+      "--rounds",
+      String(rounds),
+      "--requests",
+      String(POOL_REQUESTS),
+    ], {
+      permissions: ["--allow-net", "--allow-run", "--allow-read"],
+      timeout: 300_000,
+    });
+    console.log(
+      `B12 pool ${figures.results.pool.map(Math.round).join(", ")} req/s; ` +
+        `per request ${
+          figures.results.perRequest.map(Math.round).join(", ")
+        } req/s (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+    return figures;
+  } catch (error) {
+    console.error(`B12: ${error}`);
+    return { error: String(error) };
+  }
+}
+
+/** B13: calls/s sipp completes against examples/sip_uas.ts (`sip_bench.ts`). */
+async function sip(): Promise<Results["sip"]> {
+  try {
+    await new Deno.Command("sipp", { args: ["-v"], stdout: "null" }).output();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const skipped = "sipp not found on PATH";
+    console.log(`B13: ${skipped}, so B13 is not run`);
+    return { skipped };
+  }
+  const t0 = performance.now();
+  try {
+    const figures = await runJson("sip_bench.ts", [
+      "--json",
+      "--rates",
+      SIP_RATES,
+      "--seconds",
+      String(SIP_SECONDS),
+    ], {
+      // It reads /proc/PID/status of the server it starts.
+      permissions: ["--allow-all"],
+      timeout: 600_000,
+    });
+    for (const run of figures.runs) {
+      console.log(
+        `B13 offered ${run.rate} calls/s: ${run.ok} ok, ${run.failed} failed, ` +
+          `sipp exit ${run.code}, RSS ${run.rssMiB.toFixed(1)} MiB`,
+      );
+    }
+    console.log(
+      `B13 highest rate with 0 failures: ${figures.best} calls/s (${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s)`,
+    );
+    return figures;
+  } catch (error) {
+    console.error(`B13: ${error}`);
+    return { error: String(error) };
+  }
 }
 
 /** B5, B6, B7: the micro-benchmarks' own reports, as table rows. */

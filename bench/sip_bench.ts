@@ -4,6 +4,11 @@
  * before and after. Steps the offered rate up until a run fails.
  *
  *     deno run -A bench/sip_bench.ts [--rates 500,1000,2000,4000] [--seconds 5]
+ *       [--json]
+ *
+ * `--json` prints one JSON object on stdout (progress goes to stderr):
+ * `{ rates, seconds, runs: [{ rate, calls, ok, failed, code, seconds,
+ * completedPerSec, rssMiB }], best, rssBeforeMiB, rssAfterMiB, server }`.
  *
  * @module
  */
@@ -15,9 +20,25 @@ const { values } = parseArgs({
   options: {
     rates: { type: "string", default: "500,1000,2000,3000,4000" },
     seconds: { type: "string", default: "5" },
+    json: { type: "boolean", default: false },
   },
 });
 const seconds = Number(values.seconds);
+const rates = values.rates.split(",").map(Number);
+// With --json, stdout carries only the JSON object.
+const log = values.json ? console.error : console.log;
+
+/** One sipp run at one offered rate. */
+interface SipRun {
+  rate: number;
+  calls: number;
+  ok: number;
+  failed: number;
+  code: number;
+  seconds: number;
+  completedPerSec: number;
+  rssMiB: number;
+}
 
 const uas = new Deno.Command(Deno.execPath(), {
   args: [
@@ -41,12 +62,12 @@ const rss = async () => {
   const status = await Deno.readTextFile(`/proc/${uas.pid}/status`);
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
 };
-console.log(
-  `sip_uas.ts on 127.0.0.1:${port}, RSS ${(await rss()).toFixed(1)} MiB`,
-);
+const rssBeforeMiB = await rss();
+log(`sip_uas.ts on 127.0.0.1:${port}, RSS ${rssBeforeMiB.toFixed(1)} MiB`);
 const cwd = await Deno.makeTempDir();
+const runs: SipRun[] = [];
 let best = 0;
-for (const rate of values.rates.split(",").map(Number)) {
+for (const rate of rates) {
   const calls = rate * seconds;
   const started = performance.now();
   const { code, stdout } = await new Deno.Command("sipp", {
@@ -77,18 +98,47 @@ for (const rate of values.rates.split(",").map(Number)) {
     Number(new RegExp(`${name}\\s*\\|.*\\|\\s*(\\d+)`).exec(text)?.[1] ?? NaN);
   const ok = count("Successful call");
   const failed = count("Failed call");
-  console.log(
+  const run: SipRun = {
+    rate,
+    calls,
+    ok,
+    failed,
+    code,
+    seconds: elapsed,
+    completedPerSec: ok / elapsed,
+    rssMiB: await rss(),
+  };
+  runs.push(run);
+  log(
     `offered ${rate} calls/s x ${seconds} s: ${ok} ok, ${failed} failed, exit ${code}, ${
-      (ok / elapsed).toFixed(0)
-    } calls/s completed; RSS ${(await rss()).toFixed(1)} MiB`,
+      run.completedPerSec.toFixed(0)
+    } calls/s completed; RSS ${run.rssMiB.toFixed(1)} MiB`,
   );
-  if (code !== 0 || failed > 0) break;
+  // An unreadable count (NaN) is a failure too.
+  if (code !== 0 || !(failed === 0) || !(ok === calls)) break;
   best = rate;
 }
-console.log(`highest offered rate with zero failures: ${best} calls/s`);
+const rssAfterMiB = await rss();
+log(`highest offered rate with zero failures: ${best} calls/s`);
 uas.kill("SIGTERM");
+let server: unknown = null;
 for (let chunk; !(chunk = await reader.read()).done;) {
-  console.log(`server: ${chunk.value.trim()}`);
+  for (const line of chunk.value.split("\n").filter((l) => l.trim())) {
+    log(`server: ${line.trim()}`);
+    const stats = /^stopped: (.*)$/.exec(line.trim())?.[1];
+    if (stats) server = JSON.parse(stats);
+  }
 }
 await uas.status;
 await Deno.remove(cwd, { recursive: true });
+if (values.json) {
+  console.log(JSON.stringify({
+    rates,
+    seconds,
+    runs,
+    best,
+    rssBeforeMiB,
+    rssAfterMiB,
+    server,
+  }));
+}
