@@ -25,3 +25,6 @@ export {
   memoryConnPair,
   type MemoryConnPairOptions,
 } from "./src/testing/memory_conn.ts";
+// The types the test kit's signatures use (Connection and all it refers
+// to), so this entry point's docs stand on their own.
+export type * from "./mod.ts";
