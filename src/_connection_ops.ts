@@ -248,10 +248,14 @@ export class SendOp extends Op<void> {
     this.#isWriting = true;
     conn.writesInFlight++;
     conn.writing = this;
-    conn.transport.write(this.bytes.subarray(this.#offset)).then(
-      conn.onWritten,
-      conn.onWriteError,
-    );
+    const offset = this.#offset;
+    conn.transport.write(
+      offset === 0 ? this.bytes : this.bytes.subarray(offset),
+    )
+      .then(
+        conn.onWritten,
+        conn.onWriteError,
+      );
   }
   /** @internal The transport wrote `n` bytes of ours. */
   written(n: number): void {
