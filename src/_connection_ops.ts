@@ -246,7 +246,6 @@ export class SendOp extends Op<void> {
   #write(): void {
     const conn = this.conn;
     this.#isWriting = true;
-    conn.writesInFlight++;
     conn.writing = this;
     const offset = this.#offset;
     conn.transport.write(
@@ -260,7 +259,6 @@ export class SendOp extends Op<void> {
   /** @internal The transport wrote `n` bytes of ours. */
   written(n: number): void {
     const conn = this.conn;
-    conn.writesInFlight--;
     conn.writing = null;
     this.#isWriting = false;
     this.#offset += n;
@@ -277,7 +275,6 @@ export class SendOp extends Op<void> {
   /** @internal The transport failed our write. */
   writeFailed(error: unknown): void {
     const conn = this.conn;
-    conn.writesInFlight--;
     conn.writing = null;
     this.#isWriting = false;
     if (!conn.isClosed) {
@@ -294,7 +291,6 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     this.#finState = 1;
     this.#isWriting = true;
-    conn.writesInFlight++;
     conn.writing = this;
     conn.transport.closeWrite().then(() => {
       this.#finState = 2;

@@ -148,7 +148,6 @@ export class Connection {
   // Write side: one writer at a time; the others queue in order.
   /** @internal */ writer: SendOp | null = null;
   /** @internal */ writeQueue: SendOp[] = [];
-  /** @internal */ writesInFlight = 0;
   /** @internal The send whose write is in flight (at most one). */
   writing: SendOp | null = null;
   #onWritten: ((n: number) => void) | null = null;
@@ -396,7 +395,7 @@ export class Connection {
   maybeSettle(): void {
     if (
       this.#resolveSettled !== null && this.#isClosed && !this.hasPendingRead &&
-      this.writesInFlight === 0
+      this.writing === null
     ) {
       this.#resolveSettled();
       this.#resolveSettled = null;
