@@ -151,7 +151,8 @@ export interface ServerStats {
 /** Options for {@linkcode Server.shutdown}. */
 export interface ShutdownOptions {
   /**
-   * How long running handlers may go on before they are cancelled, in ms.
+   * How long running handlers may go on before they are cancelled, in ms
+   * on the server's clock.
    * @default {0}
    */
   grace?: number;

@@ -105,7 +105,6 @@ export class Server implements AsyncDisposable {
   #acceptLoop: Promise<void>;
   #shutdown: Promise<void> | null = null;
   #resolveFinished!: () => void;
-  #idle: (() => void) | null = null;
 
   /** @internal Use {@linkcode serve}. */
   constructor(options: ServeOptions, handler: Handler) {
@@ -312,7 +311,6 @@ export class Server implements AsyncDisposable {
       this.#report(error, info);
     }
     this.#wake?.();
-    if (stats.active === 0) this.#idle?.();
   }
 
   #report(error: unknown, info?: ConnectionInfo): void {
@@ -348,13 +346,11 @@ export class Server implements AsyncDisposable {
     }
     this.#wake?.();
     await this.#acceptLoop;
-    if (this.stats.active > 0 && grace > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#idle = resolve),
-        new Promise<void>((resolve) => timer = setTimeout(resolve, grace)),
-      ]);
-      clearTimeout(timer);
+    // The grace runs on the scheduler's clock, like the accept back-off; each
+    // handler that ends wakes the pause, so an emptied server stops at once.
+    const graceEnd = this.#scheduler.now() + grace;
+    while (this.stats.active > 0 && this.#scheduler.now() < graceEnd) {
+      await this.#pause(graceEnd);
     }
     const slots = [...this.#slots.values()];
     const finishing = slots.map((slot) => slot.task?.finished.catch(() => {}));
