@@ -73,7 +73,6 @@ Deno.test("the connection cap holds: exactly cap served, the rest after others l
   const cap = 5;
   let running = 0;
   let maxRunning = 0;
-  const release: (() => void)[] = [];
   await using server = serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -107,7 +106,6 @@ Deno.test("the connection cap holds: exactly cap served, the rest after others l
   await until(() => server.stats.completed === cap + 30);
   for (const conn of clients) conn.close();
   assert.equal(maxRunning, cap);
-  void release;
 });
 
 Deno.test("onAccept can refuse a connection or pick its handler", async () => {
