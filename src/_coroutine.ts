@@ -1,6 +1,7 @@
 // The scheduler's record of one coroutine, and the states it moves through.
 // Internal: shared by the scheduler, tasks and operations.
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Coroutine as Generator, Op } from "./effects.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { Task } from "./task.ts";
@@ -24,6 +25,19 @@ export const RUNNING = 1;
 export const PARKED = 2;
 export const ENDING = 3;
 export const DONE = 4;
+
+/**
+ * The coroutine whose code is running. The scheduler enters it when it
+ * steps an `async function*`, and V8 carries it across every `await` in
+ * that generator, so an operation can park its coroutine without yielding
+ * to the scheduler (see `Scheduler._parkHere`). Reading it costs ~6 ns.
+ */
+export const running: AsyncLocalStorage<Coroutine> = new AsyncLocalStorage();
+
+type Executor = (
+  resolve: (r: IteratorResult<unknown, unknown>) => void,
+  reject: (error: unknown) => void,
+) => void;
 
 export const OK = 0;
 export const FAILED = 1;
@@ -52,6 +66,13 @@ export class Coroutine implements DeadlineEntry {
   settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
   promise: Promise<unknown> | null = null;
   task: Task<unknown> | null = null;
+  /**
+   * The operation an `async function*` awaits without having yielded it
+   * (parked in place), and how to resume it; null otherwise.
+   */
+  heldBy: Op<unknown> | null = null;
+  resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
+  rejectHeld: ((error: unknown) => void) | null = null;
   /** Told when the coroutine is done: cheaper than a promise per task. */
   onSettled: ((isOk: boolean, result: unknown) => void) | null = null;
   readonly isAsync: boolean;
@@ -60,12 +81,20 @@ export class Coroutine implements DeadlineEntry {
   #onResult: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
   #onFailure: ((error: unknown) => void) | null = null;
   #onAbort: (() => void) | null = null;
+  #hold: Executor | null = null;
   get onResult(): (r: IteratorResult<unknown, unknown>) => void {
     return this.#onResult ??= (r) => this.scheduler._afterAsyncStep(this, r);
   }
   get onFailure(): (error: unknown) => void {
     return this.#onFailure ??= (error) =>
       this.scheduler._afterAsyncFailure(this, error);
+  }
+  /** The executor of the promise an operation parked in place returns. */
+  get hold(): Executor {
+    return this.#hold ??= (resolve, reject) => {
+      this.resolveHeld = resolve;
+      this.rejectHeld = reject;
+    };
   }
   get onAbort(): () => void {
     return this.#onAbort ??= () => this.scheduler._abort(this);

@@ -19,14 +19,17 @@ import {
   type Resource,
   RETURN,
   RUNNING,
+  running,
   STARTING,
   THROW,
 } from "./_coroutine.ts";
 import {
   ABORTED,
   type Coroutine as Generator,
+  type Effect,
   Op,
   RESUME,
+  type Resume,
   TIMED_OUT,
 } from "./effects.ts";
 import { CancelledError } from "./errors.ts";
@@ -34,6 +37,15 @@ import { type Task, TaskHandle } from "./task.ts";
 import { type Clock, DeadlineQueue, systemClock } from "./timers.ts";
 
 export { Coroutine, type Resource, type Task };
+
+/** Yielded by a coroutine cancelled while parked in place: return now. */
+const CANCEL_EFFECT: Effect = { op: "cancel" };
+const CANCEL_RESULT: IteratorResult<Effect> = {
+  done: false,
+  value: CANCEL_EFFECT,
+};
+/** `#park` could not park: the deadline has passed already. */
+const EXPIRED = Symbol("corio.expired");
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {
@@ -217,6 +229,38 @@ export class Scheduler {
     this.#end(co, FAILED, error);
   }
 
+  /**
+   * @internal Parks the running `async function*` coroutine `co` on `op`
+   * without a yield: returns the promise its `yield*` awaits, a result at
+   * once, or null when only the scheduler's own path will do (a pending
+   * cancel, a deadline already past).
+   */
+  _parkHere(
+    co: Coroutine,
+    op: Op<unknown>,
+  ): IteratorResult<unknown> | Promise<IteratorResult<unknown>> | null {
+    if (co.state !== RUNNING || co.cancelRequested || co.heldBy !== null) {
+      return null;
+    }
+    for (;;) {
+      let signal: Resume;
+      if (op.immediate) {
+        op.perform(co);
+        signal = RESUME;
+      } else {
+        const why = this.#park(co, op);
+        if (why === null) {
+          co.heldBy = op;
+          return new Promise(co.hold);
+        }
+        if (why === EXPIRED) return null; // delay(0): let the ready run first
+        signal = why;
+      }
+      const r = op._step(signal);
+      if (r.done) return r;
+    }
+  }
+
   // ---- driving
 
   #enqueue(co: Coroutine): void {
@@ -241,6 +285,7 @@ export class Scheduler {
    * runs) queue instead of nesting, so stacks stay flat.
    */
   #resume(co: Coroutine, mode: Mode, input: unknown, isBusy = false): void {
+    if (co.heldBy !== null) return this.#resumeHeld(co, mode, input, isBusy);
     co.mode = mode;
     co.input = input;
     if (!isBusy) this.#busy++;
@@ -259,19 +304,45 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Resumes a coroutine parked in place: steps its operation here and
+   * settles the promise its `yield*` awaits (no generator step, no yield).
+   */
+  #resumeHeld(co: Coroutine, mode: Mode, input: unknown, isBusy: boolean) {
+    if (!isBusy) this.#busy++;
+    const op = co.heldBy!;
+    let result = CANCEL_RESULT as IteratorResult<unknown>;
+    if (mode !== RETURN) {
+      try {
+        for (;;) {
+          result = op._step(input);
+          if (result.done) break;
+          // Woken before it could complete: wait again.
+          const why = this.#park(co, op);
+          if (why === null) return;
+          input = why === EXPIRED ? TIMED_OUT : why;
+        }
+      } catch (error) {
+        const reject = co.rejectHeld!;
+        co.heldBy = co.resolveHeld = co.rejectHeld = null;
+        reject(error);
+        return;
+      }
+    }
+    // RETURN: the coroutine yields CANCEL_EFFECT, and #afterYield returns it.
+    const resolve = co.resolveHeld!;
+    co.heldBy = co.resolveHeld = co.rejectHeld = null;
+    resolve(result);
+  }
+
   #step(co: Coroutine): void {
     if (co.state === DONE || co.state === ENDING) return;
     co.state = RUNNING;
     const gen = co.gen;
     if (co.isAsync) {
-      const agen = gen as AsyncGenerator<unknown, unknown, unknown>;
-      const pending = co.mode === NEXT
-        ? agen.next(co.input)
-        : co.mode === RETURN
-        ? agen.return(undefined)
-        : agen.throw(co.input);
-      co.input = undefined;
-      pending.then(co.onResult, co.onFailure);
+      // Entered as the running coroutine, which every await in the
+      // generator then carries: its operations can park in place.
+      running.run(co, stepAsync, co);
       return;
     }
     const sgen = gen as globalThis.Generator<unknown, unknown, unknown>;
@@ -303,6 +374,10 @@ export class Scheduler {
       return false;
     }
     const effect = r.value;
+    if (effect === CANCEL_EFFECT) {
+      co.mode = RETURN;
+      return true;
+    }
     if (!(effect instanceof Op)) {
       co.mode = THROW;
       co.input = new TypeError(
@@ -329,30 +404,37 @@ export class Scheduler {
       }
       return true;
     }
+    const why = this.#park(co, effect);
+    if (why === null) return false;
+    if (why === EXPIRED) {
+      co.input = TIMED_OUT;
+      // Let the coroutines already queued run first: delay(0) yields.
+      if (this.#isDriving) {
+        this.#ready.push(co);
+        return false;
+      }
+      return true;
+    }
+    co.input = why;
+    return true;
+  }
+
+  /**
+   * Parks `co` on `effect`, arming its deadline; returns null. Or returns
+   * why it cannot: its deadline passed (EXPIRED), its signal was aborted,
+   * or it became ready meanwhile (RESUME: poll again).
+   */
+  #park(co: Coroutine, effect: Op<unknown>): Resume | typeof EXPIRED | null {
     // Read the clock only for operations that have a deadline.
     let deadline = Infinity;
     if (effect.timeout !== undefined || effect.deadline !== Infinity) {
       const now = this.clock.now();
       deadline = effect.resolveDeadline(now);
-      if (deadline <= now) {
-        co.input = TIMED_OUT;
-        // Let the coroutines already queued run first: delay(0) yields.
-        if (this.#isDriving) {
-          this.#ready.push(co);
-          return false;
-        }
-        return true;
-      }
+      if (deadline <= now) return EXPIRED;
     }
     const signal = effect.signal;
-    if (signal?.aborted) {
-      co.input = ABORTED;
-      return true;
-    }
-    if (effect.park(co)) {
-      co.input = RESUME;
-      return true;
-    }
+    if (signal?.aborted) return ABORTED;
+    if (effect.park(co)) return RESUME;
     co.state = PARKED;
     co.effect = effect;
     if (deadline !== Infinity) {
@@ -365,7 +447,7 @@ export class Scheduler {
     if (this.#busy === 0 && this.#externalWaits === 0) {
       this.clock.poke?.(this.#isIdle);
     }
-    return false;
+    return null;
   }
 
   /** Bookkeeping when a parked coroutine is about to run again. */
@@ -497,6 +579,17 @@ export class Scheduler {
     else if (co.outcome === FAILED) co.settle!.reject(co.result);
     else co.settle!.reject(new CancelledError());
   }
+}
+
+function stepAsync(co: Coroutine): void {
+  const agen = co.gen as AsyncGenerator<unknown, unknown, unknown>;
+  const pending = co.mode === NEXT
+    ? agen.next(co.input)
+    : co.mode === RETURN
+    ? agen.return(undefined)
+    : agen.throw(co.input);
+  co.input = undefined;
+  pending.then(co.onResult, co.onFailure);
 }
 
 function describe(value: unknown): string {

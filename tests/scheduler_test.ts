@@ -368,3 +368,122 @@ Deno.test("delay(0) lets the coroutines already started run first", async () => 
   })());
   assert.deepEqual(order, ["parent before", "child", "parent after"]);
 });
+
+// async function* coroutines park in place (no yield to the scheduler) and
+// find their record through the async context across plain awaits: the
+// same guarantees must hold there.
+
+Deno.test("async function*: cancel runs finally and cannot be swallowed, even after a plain await", async () => {
+  const log: string[] = [];
+  await run((async function* () {
+    const task = yield* spawn((async function* () {
+      await Promise.resolve(); // plain await: not a scheduler wait
+      try {
+        yield* delay(Infinity);
+      } catch {
+        log.push("caught"); // never: cancellation is not an error
+      } finally {
+        log.push("finally");
+      }
+      log.push("after");
+    })());
+    yield* delay(5);
+    task.cancel();
+    try {
+      yield* task.join();
+    } catch (error) {
+      assert.ok(error instanceof CancelledError);
+      log.push("joined");
+    }
+  })());
+  assert.deepEqual(log, ["finally", "joined"]);
+});
+
+Deno.test("async function*: a child's waits are its own, not its parent's", async () => {
+  const clock = new VirtualClock();
+  const log: string[] = [];
+  const result = await run(
+    (async function* () {
+      const child = yield* spawn((async function* () {
+        try {
+          await null;
+          yield* delay(1000);
+          log.push("child woke");
+        } finally {
+          log.push(`child finally at ${clock.now()}`);
+        }
+      })());
+      await null;
+      yield* delay(10);
+      child.cancel(); // the child is parked; the parent is not
+      await null;
+      yield* delay(5);
+      log.push(`parent at ${clock.now()}`);
+      return "parent done";
+    })(),
+    { clock },
+  );
+  assert.equal(result, "parent done");
+  assert.deepEqual(log, ["child finally at 10", "parent at 15"]);
+});
+
+Deno.test("async function*: a timeout after a plain await fires exactly, and the next recv gets the bytes", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair();
+  const got = await run(
+    (async function* () {
+      await Promise.resolve();
+      try {
+        yield* a.recv({ timeout: 250 });
+        assert.fail("recv should time out");
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        assert.equal(clock.now(), 250);
+      }
+      yield* spawn((async function* () {
+        yield* b.send("late");
+      })());
+      return new TextDecoder().decode((yield* a.recv())!);
+    })(),
+    { clock },
+  );
+  a.close();
+  b.close();
+  assert.equal(got, "late");
+});
+
+Deno.test("async function*: an aborted signal throws its reason where the coroutine waits", async () => {
+  const controller = new AbortController();
+  const reason = new Error("enough");
+  setTimeout(() => controller.abort(reason), 5);
+  await assert.rejects(
+    run((async function* () {
+      await null;
+      yield* delay(60_000, { signal: controller.signal });
+    })()),
+    (error) => error === reason,
+  );
+});
+
+Deno.test("async function*: cancelling inside a delegated helper runs both finally blocks", async () => {
+  const log: string[] = [];
+  async function* helper() {
+    try {
+      yield* delay(Infinity);
+    } finally {
+      log.push("helper finally");
+    }
+  }
+  await run((async function* () {
+    const task = yield* spawn((async function* () {
+      try {
+        yield* helper();
+      } finally {
+        log.push("coroutine finally");
+      }
+    })());
+    yield* delay(1);
+    task.cancel();
+  })());
+  assert.deepEqual(log, ["helper finally", "coroutine finally"]);
+});
