@@ -11,7 +11,7 @@ import {
   LineTooLongError,
   TimeoutError,
 } from "./errors.ts";
-import type { Connection } from "./connection.ts";
+import type { Connection, RecvOptions } from "./connection.ts";
 import type { Coroutine } from "./scheduler.ts";
 
 const LF = 10;
@@ -20,9 +20,14 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 abstract class ReadOp<T> extends Op<T> {
+  /** From the start of a run to its end (see `Connection.recv`). */
+  isRunning = false;
   constructor(readonly conn: Connection, options?: OperationOptions) {
     super(options, conn.recvTimeout);
     this.external = conn.isExternal;
+  }
+  protected override begin(): void {
+    this.isRunning = true;
   }
   get where(): string {
     return `from ${this.conn.peer}`;
@@ -32,6 +37,7 @@ abstract class ReadOp<T> extends Op<T> {
   protected poll(): T | typeof PENDING {
     const conn = this.conn;
     if (conn.readOwner !== null && conn.readOwner !== this) {
+      this.isRunning = false;
       throw new BusyError(this.op, this.where);
     }
     let result: T | typeof PENDING;
@@ -67,9 +73,11 @@ abstract class ReadOp<T> extends Op<T> {
     this.conn.readOwner = null;
   }
   protected done(): void {
+    this.isRunning = false;
     if (this.conn.readOwner === this) this.conn.readOwner = null;
   }
   protected override cancelled(): void {
+    this.isRunning = false;
     if (this.conn.readOwner === this) this.unpark();
   }
   protected timedOut(): T {
@@ -80,12 +88,13 @@ abstract class ReadOp<T> extends Op<T> {
 
 export class RecvOp extends ReadOp<Uint8Array | null> {
   readonly op = "recv";
-  constructor(
-    conn: Connection,
-    options: OperationOptions | undefined,
-    readonly isBorrowed: boolean,
-  ) {
+  readonly isBorrowed: boolean;
+  /** The connection's `recvTimeout` when made: reused only while it holds. */
+  readonly recvTimeout: number;
+  constructor(conn: Connection, readonly options: RecvOptions | undefined) {
     super(conn, options);
+    this.isBorrowed = options?.borrow === true;
+    this.recvTimeout = conn.recvTimeout;
   }
   protected read(): Uint8Array | null | typeof PENDING {
     const conn = this.conn;
@@ -143,6 +152,7 @@ export class RecvLineOp extends ReadOp<string | null> {
     super(conn, options);
   }
   protected override begin(): void {
+    super.begin();
     this.#scanned = 0;
   }
   protected read(): string | null | typeof PENDING {

@@ -162,6 +162,7 @@ export class Connection {
   }
   /** @internal */ writeError: unknown = null;
 
+  #recvOp: RecvOp | null = null;
   #isClosed = false;
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
@@ -218,7 +219,15 @@ export class Connection {
    * @returns The bytes, or `null` at end of stream.
    */
   recv(options?: RecvOptions): Operation<Uint8Array | null> {
-    return new RecvOp(this, options, options?.borrow === true);
+    // The usual loop, `recv()` or `recv(sameOptions)` once per message,
+    // reuses one operation: an allocation less per message. One that is
+    // running is never handed out again, so two readers still get BusyError.
+    const last = this.#recvOp;
+    if (
+      last !== null && last.options === options && !last.isRunning &&
+      last.recvTimeout === this.recvTimeout
+    ) return last;
+    return this.#recvOp = new RecvOp(this, options);
   }
 
   /**

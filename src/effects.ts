@@ -125,6 +125,12 @@ export type Coroutine<T = unknown> =
   | Generator<Effect, T, unknown>
   | AsyncGenerator<Effect, T, unknown>;
 
+/** The result of every operation that gives nothing (send, delay). */
+const DONE_VOID: IteratorResult<Effect, undefined> = Object.freeze({
+  done: true,
+  value: undefined,
+});
+
 /**
  * The base of every operation. Subclasses implement `poll()` (is the result
  * at hand?), `park()`/`unpark()` (register and forget a waiter) and, where
@@ -217,6 +223,7 @@ export abstract class Op<T>
     if (value === PENDING) {
       return this.#pending ??= { done: false, value: this };
     }
+    if (value === undefined) return DONE_VOID as IteratorResult<Effect, T>;
     return { done: true, value };
   }
 

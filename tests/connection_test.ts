@@ -308,6 +308,31 @@ Deno.test("the connection's recvTimeout applies when an operation sets none", as
   b.close();
 });
 
+Deno.test("a recvTimeout changed between receives applies to the next recv", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair({ recvTimeout: 3000 });
+  const times = await run(
+    (async function* () {
+      const times: number[] = [];
+      for (const recvTimeout of [3000, 100]) {
+        b.recvTimeout = recvTimeout;
+        const started = clock.now();
+        try {
+          yield* b.recv();
+        } catch (error) {
+          assert.ok(error instanceof TimeoutError);
+          times.push(clock.now() - started);
+        }
+      }
+      return times;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(times, [3000, 100]);
+  a.close();
+  b.close();
+});
+
 Deno.test("recvLine() deadline bounds the whole line against a 1-byte trickle", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
