@@ -239,7 +239,7 @@ export class SendOp extends Op<void> {
       if (conn.writer !== null) {
         if (!this.#isQueued) {
           this.#isQueued = true;
-          conn.writeQueue.push(this);
+          (conn.writeQueue ??= []).push(this);
         }
         return PENDING;
       }
@@ -312,13 +312,13 @@ export class SendOp extends Op<void> {
   #release(): void {
     const conn = this.conn;
     if (this.#isQueued) {
-      const index = conn.writeQueue.indexOf(this);
-      if (index >= 0) conn.writeQueue.splice(index, 1);
+      const index = conn.writeQueue!.indexOf(this);
+      if (index >= 0) conn.writeQueue!.splice(index, 1);
       this.#isQueued = false;
     }
     if (conn.writer !== this) return;
     conn.writer = null;
-    const next = conn.writeQueue.shift();
+    const next = conn.writeQueue?.shift();
     if (next !== undefined) {
       next.#isQueued = false;
       conn.writer = next;

@@ -15,6 +15,11 @@ export interface Resource {
   readonly settled?: Promise<void>;
 }
 
+/** Told when a coroutine is done, with its outcome. */
+export interface SettleListener {
+  onSettled(isOk: boolean, result: unknown): void;
+}
+
 export const NEXT = 0;
 export const RETURN = 1;
 export const THROW = 2;
@@ -74,24 +79,33 @@ export class Coroutine implements DeadlineEntry {
   resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
   rejectHeld: ((error: unknown) => void) | null = null;
   /** Told when the coroutine is done: cheaper than a promise per task. */
-  onSettled: ((isOk: boolean, result: unknown) => void) | null = null;
+  listener: SettleListener | null = null;
   readonly isAsync: boolean;
   // Callbacks are made once per coroutine, and only when needed (async
-  // steps; abort signals), to keep an idle connection's record small.
+  // steps; abort signals), to keep an idle connection's record small. The
+  // three an async coroutine needs are made together, in one context.
   #onResult: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
   #onFailure: ((error: unknown) => void) | null = null;
-  #onAbort: (() => void) | null = null;
   #hold: Executor | null = null;
+  #onAbort: (() => void) | null = null;
   get onResult(): (r: IteratorResult<unknown, unknown>) => void {
-    return this.#onResult ??= (r) => this.scheduler._afterAsyncStep(this, r);
+    if (this.#onResult === null) this.#makeAsyncCallbacks();
+    return this.#onResult!;
   }
   get onFailure(): (error: unknown) => void {
-    return this.#onFailure ??= (error) =>
-      this.scheduler._afterAsyncFailure(this, error);
+    if (this.#onFailure === null) this.#makeAsyncCallbacks();
+    return this.#onFailure!;
   }
   /** The executor of the promise an operation parked in place returns. */
   get hold(): Executor {
-    return this.#hold ??= (resolve, reject) => {
+    if (this.#hold === null) this.#makeAsyncCallbacks();
+    return this.#hold!;
+  }
+  #makeAsyncCallbacks(): void {
+    const scheduler = this.scheduler;
+    this.#onResult = (r) => scheduler._afterAsyncStep(this, r);
+    this.#onFailure = (error) => scheduler._afterAsyncFailure(this, error);
+    this.#hold = (resolve, reject) => {
       this.resolveHeld = resolve;
       this.rejectHeld = reject;
     };

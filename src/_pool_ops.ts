@@ -421,7 +421,7 @@ function isFitForReuse(conn: Connection): boolean {
   return !conn.isClosed && !conn.isEof && conn.readError === null &&
     conn.writeError === null && conn.buffered === 0 &&
     (!conn.hasPendingRead || conn.readWaiter === UNTOUCHED_READ) &&
-    conn.writer === null && conn.writeQueue.length === 0 &&
+    conn.writer === null && !conn.writeQueue?.length &&
     conn.readOwner === null;
 }
 

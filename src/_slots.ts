@@ -1,46 +1,90 @@
 // The server's running connections, in admission order (oldest first), with
 // a count per peer address and the pick of an eviction victim. Internal to
-// src/server.ts.
+// src/server.ts. Slots are linked into the list themselves (no Map entry per
+// connection) and are the scheduler's settle listener for their handler (no
+// closure per connection): an idle connection costs what it must.
 
 import type { Connection } from "./connection.ts";
-import type { Task } from "./scheduler.ts";
+import type { Coroutine } from "./scheduler.ts";
+import type { ConnectionInfo } from "./_serve_options.ts";
 
 /** One running handler and what the server knows of it. */
-export interface Slot {
-  readonly id: number;
+export class Slot {
+  /** The handler's coroutine: cancelled on eviction and at shutdown. */
+  task: Coroutine | null = null;
+  isEvicted = false;
+  // Links of the admission list, and of the candidates list.
+  prev: Slot | null = null;
+  next: Slot | null = null;
+  prevCandidate: Slot | null = null;
+  nextCandidate: Slot | null = null;
+
+  constructor(
+    readonly slots: Slots,
+    readonly info: ConnectionInfo,
+    /** When it was admitted, on the scheduler's clock. */
+    readonly since: number,
+    readonly connection: Connection,
+  ) {}
+
   /** The peer's IP address: the key of `maxConnectionsPerPeer`. */
-  readonly peer: string;
-  /** When it was admitted, on the scheduler's clock. */
-  readonly since: number;
-  readonly connection: Connection;
-  task: Task<unknown> | null;
-  isEvicted: boolean;
+  get peer(): string {
+    return this.info.remoteAddr.hostname;
+  }
+
+  /** The scheduler calls this when the handler is done. */
+  onSettled(isOk: boolean, result: unknown): void {
+    this.slots.onEnded(this, isOk, result);
+  }
 }
 
 export class Slots {
-  // Maps keep insertion order, so the first entry is the oldest.
-  #all = new Map<number, Slot>();
-  // Slots that may still be unproductive; those found productive or evicted
-  // are dropped lazily, each once, so a victim is found in amortised O(1).
-  #candidates = new Map<number, Slot>();
+  #head: Slot | null = null;
+  #tail: Slot | null = null;
+  #size = 0;
+  // Slots that may still be unproductive, oldest first. Those found
+  // productive or evicted leave when the search meets them, each once, so a
+  // victim is found in amortised O(1); those that end leave at once.
+  #candidates: Slot | null = null;
+  #lastCandidate: Slot | null = null;
   #perPeer = new Map<string, number>();
 
+  constructor(
+    /** Told when a slot's handler has ended. */
+    readonly onEnded: (slot: Slot, isOk: boolean, result: unknown) => void,
+  ) {}
+
   get size(): number {
-    return this.#all.size;
+    return this.#size;
   }
 
   add(slot: Slot): void {
-    this.#all.set(slot.id, slot);
-    this.#candidates.set(slot.id, slot);
-    this.#perPeer.set(slot.peer, (this.#perPeer.get(slot.peer) ?? 0) + 1);
+    slot.prev = this.#tail;
+    if (this.#tail !== null) this.#tail.next = slot;
+    else this.#head = slot;
+    this.#tail = slot;
+    slot.prevCandidate = this.#lastCandidate;
+    if (this.#lastCandidate !== null) this.#lastCandidate.nextCandidate = slot;
+    else this.#candidates = slot;
+    this.#lastCandidate = slot;
+    this.#size++;
+    const peer = slot.peer;
+    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
   }
 
   remove(slot: Slot): void {
-    if (!this.#all.delete(slot.id)) return;
-    this.#candidates.delete(slot.id);
-    const count = this.#perPeer.get(slot.peer)! - 1;
-    if (count === 0) this.#perPeer.delete(slot.peer);
-    else this.#perPeer.set(slot.peer, count);
+    if (slot.prev === null && this.#head !== slot) return; // not in the list
+    if (slot.prev !== null) slot.prev.next = slot.next;
+    else this.#head = slot.next;
+    if (slot.next !== null) slot.next.prev = slot.prev;
+    else this.#tail = slot.prev;
+    slot.prev = slot.next = null;
+    this.#dropCandidate(slot);
+    this.#size--;
+    const peer = slot.peer;
+    const count = this.#perPeer.get(peer)! - 1;
+    if (count === 0) this.#perPeer.delete(peer);
+    else this.#perPeer.set(peer, count);
   }
 
   /** Running handlers whose peer is `peer`. */
@@ -50,14 +94,30 @@ export class Slots {
 
   /** The oldest slot whose connection has received nothing yet. */
   oldestUnproductive(): Slot | undefined {
-    for (const [id, slot] of this.#candidates) {
+    for (let slot = this.#candidates; slot !== null; slot = this.#candidates) {
       if (!slot.isEvicted && !slot.connection.hasReceived) return slot;
-      this.#candidates.delete(id);
+      this.#dropCandidate(slot);
     }
     return undefined;
   }
 
-  values(): IterableIterator<Slot> {
-    return this.#all.values();
+  /** The running slots, oldest first (a copy: safe to end them meanwhile). */
+  list(): Slot[] {
+    const slots: Slot[] = [];
+    for (let slot = this.#head; slot !== null; slot = slot.next) {
+      slots.push(slot);
+    }
+    return slots;
+  }
+
+  #dropCandidate(slot: Slot): void {
+    if (slot.prevCandidate === null && this.#candidates !== slot) return;
+    if (slot.prevCandidate !== null) {
+      slot.prevCandidate.nextCandidate = slot.nextCandidate;
+    } else this.#candidates = slot.nextCandidate;
+    if (slot.nextCandidate !== null) {
+      slot.nextCandidate.prevCandidate = slot.prevCandidate;
+    } else this.#lastCandidate = slot.prevCandidate;
+    slot.prevCandidate = slot.nextCandidate = null;
   }
 }

@@ -147,19 +147,16 @@ export class Connection {
 
   // Write side: one writer at a time; the others queue in order.
   /** @internal */ writer: SendOp | null = null;
-  /** @internal */ writeQueue: SendOp[] = [];
+  /** @internal Made at the first send that has to queue. */
+  writeQueue: SendOp[] | null = null;
   /** @internal The send whose write is in flight (at most one). */
   writing: SendOp | null = null;
-  #onWritten: ((n: number) => void) | null = null;
-  #onWriteError: ((error: unknown) => void) | null = null;
-  /** @internal Write callbacks: made once per connection, on its first send. */
-  get onWritten(): (n: number) => void {
-    return this.#onWritten ??= (n) => this.writing!.written(n);
-  }
+  /** @internal The in-flight write's callbacks (see the constructor). */
+  readonly onWritten: (n: number) => void;
   /** @internal */
-  get onWriteError(): (error: unknown) => void {
-    return this.#onWriteError ??= (error) => this.writing!.writeFailed(error);
-  }
+  readonly onWriteError: (error: unknown) => void;
+  readonly #onRead: (n: number | null) => void;
+  readonly #onReadError: (error: unknown) => void;
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
@@ -184,6 +181,12 @@ export class Connection {
       options.maxLineLength ?? DEFAULTS.maxLineLength,
     );
     this.isExternal = options.isExternal ?? DEFAULTS.isExternal;
+    // Made here together, the four runtime callbacks share one context:
+    // arrow-function fields would cost a context each per connection.
+    this.#onRead = (n) => this.#readDone(n);
+    this.#onReadError = (error) => this.#readFailed(error);
+    this.onWritten = (n) => this.writing!.written(n);
+    this.onWriteError = (error) => this.writing!.writeFailed(error);
   }
 
   /** The peer's address. */
@@ -312,7 +315,7 @@ export class Connection {
     this.readWaiter = null;
     reader?.wake();
     this.writer?.waiter?.wake();
-    for (const queued of this.writeQueue) queued.waiter?.wake();
+    for (const queued of this.writeQueue ?? []) queued.waiter?.wake();
     this.maybeSettle();
   }
 
@@ -371,7 +374,7 @@ export class Connection {
     );
   }
 
-  #onRead = (n: number | null): void => {
+  #readDone(n: number | null): void {
     this.hasPendingRead = false;
     if (n === null) {
       this.isEof = true;
@@ -385,13 +388,13 @@ export class Connection {
       }
     }
     this.#wakeReader();
-  };
+  }
 
-  #onReadError = (error: unknown): void => {
+  #readFailed(error: unknown): void {
     this.hasPendingRead = false;
     if (!this.#isClosed) this.readError = error;
     this.#wakeReader();
-  };
+  }
 
   #wakeReader(): void {
     const reader = this.readWaiter;

@@ -20,6 +20,7 @@ import {
   RETURN,
   RUNNING,
   running,
+  type SettleListener,
   STARTING,
   THROW,
 } from "./_coroutine.ts";
@@ -136,18 +137,19 @@ export class Scheduler {
   // ---- internals used by operations and tasks (underscore: not public API)
 
   /**
-   * @internal Starts a top-level coroutine that owns `resources` and calls
-   * `onSettled` when done (a server's handlers: no promise per connection).
+   * @internal Starts a top-level coroutine that owns `resource` and tells
+   * `listener` when done (a server's handlers: no promise, no closure and
+   * no task object per connection).
    */
   _spawnSettled(
     coroutine: Generator<unknown>,
-    resources: Resource[],
-    onSettled: (isOk: boolean, result: unknown) => void,
-  ): Task<unknown> {
+    resource: Resource,
+    listener: SettleListener,
+  ): Coroutine {
     const co = this._start(coroutine, null);
-    for (const resource of resources) co.adopt(resource);
-    co.onSettled = onSettled;
-    return this._task(co);
+    co.adopt(resource);
+    co.listener = listener;
+    return co;
   }
 
   /** @internal */
@@ -560,9 +562,9 @@ export class Scheduler {
       if (co.outcome !== OK) co.isObserved = true;
       for (const joiner of co.joiners.splice(0)) joiner.wake();
     }
-    if (co.onSettled !== null) {
+    if (co.listener !== null) {
       co.isObserved = true;
-      co.onSettled(
+      co.listener.onSettled(
         co.outcome === OK,
         co.outcome === CANCELLED ? new CancelledError() : co.result,
       );

@@ -7,7 +7,7 @@
  */
 
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
-import { type Slot, Slots } from "./_slots.ts";
+import { Slot, Slots } from "./_slots.ts";
 import { Connection, type Transport } from "./connection.ts";
 import {
   CancelledError,
@@ -98,7 +98,7 @@ export class Server implements AsyncDisposable {
   #maxConnections: number;
   #maxPerPeer: number;
   #evictAfter: number;
-  #slots = new Slots();
+  #slots = new Slots((slot, isOk, result) => this.#ended(slot, isOk, result));
   #nextId = 1;
   #isStopping = false;
   #wake: (() => void) | null = null;
@@ -253,7 +253,7 @@ export class Server implements AsyncDisposable {
       const eligibleAt = victim ? victim.since + this.#evictAfter : Infinity;
       if (victim && eligibleAt <= this.#scheduler.now()) {
         victim.isEvicted = true;
-        victim.task?.cancel();
+        if (victim.task !== null) this.#scheduler._cancel(victim.task);
         victim.connection.close();
         await this.#pause(Infinity); // until its handler has ended
       } else {
@@ -270,34 +270,27 @@ export class Server implements AsyncDisposable {
       (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
     }
     const connection = new Connection(conn, this.#options);
-    const slot: Slot = {
-      id: info.id,
-      peer: info.remoteAddr.hostname,
-      since: this.#scheduler.now(),
+    const slot = new Slot(
+      this.#slots,
+      info,
+      this.#scheduler.now(),
       connection,
-      task: null,
-      isEvicted: false,
-    };
+    );
     stats.active++;
     this.#slots.add(slot);
     try {
       slot.task = this.#scheduler._spawnSettled(
         handler(connection, info),
-        [connection],
-        (isOk, result) => this.#ended(slot, isOk, result, info),
+        connection,
+        slot,
       );
     } catch (error) {
       connection.close();
-      this.#ended(slot, false, error, info);
+      this.#ended(slot, false, error);
     }
   }
 
-  #ended(
-    slot: Slot,
-    isOk: boolean,
-    error: unknown,
-    info: ConnectionInfo,
-  ): void {
+  #ended(slot: Slot, isOk: boolean, error: unknown): void {
     const stats = this.stats;
     this.#slots.remove(slot);
     stats.active--;
@@ -308,7 +301,7 @@ export class Server implements AsyncDisposable {
     } else {
       stats.failed++;
       if (error instanceof TimeoutError) stats.timeouts++;
-      this.#report(error, info);
+      this.#report(error, slot.info);
     }
     this.#wake?.();
   }
@@ -352,12 +345,15 @@ export class Server implements AsyncDisposable {
     while (this.stats.active > 0 && this.#scheduler.now() < graceEnd) {
       await this.#pause(graceEnd);
     }
-    const slots = [...this.#slots.values()];
-    const finishing = slots.map((slot) => slot.task?.finished.catch(() => {}));
+    const scheduler = this.#scheduler;
+    const slots = this.#slots.list();
+    const finishing = slots.map((slot) =>
+      slot.task && scheduler._promise(slot.task).catch(() => {})
+    );
     // Cancel first (finally blocks run), then close what is left, so a
     // cleanup that waits on the network cannot hold the shutdown up.
     for (const slot of slots) {
-      slot.task?.cancel();
+      if (slot.task !== null) scheduler._cancel(slot.task);
       slot.connection.close();
     }
     await Promise.all(finishing);
