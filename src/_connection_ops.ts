@@ -101,7 +101,7 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
     if (conn.start < conn.end) {
       // A borrowed view stays valid until the next receive starts a read.
       const bytes = this.isBorrowed
-        ? conn.buf.subarray(conn.start, conn.end)
+        ? conn.view(conn.start, conn.end)
         : conn.buf.slice(conn.start, conn.end);
       conn.start = conn.end = 0;
       return bytes;

@@ -160,6 +160,7 @@ export class Connection {
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
+  #view: Uint8Array | null = null;
   #isClosed = false;
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
@@ -341,6 +342,21 @@ export class Connection {
         : String((addr as { path?: string }).path ?? "peer");
     }
     return this.#peer;
+  }
+
+  /**
+   * @internal A view of buf[start, end). The last one is handed out again
+   * when it covers the same bytes (fixed-size messages): a borrowed view is
+   * valid only until the next receive anyway.
+   */
+  view(start: number, end: number): Uint8Array {
+    const last = this.#view;
+    if (
+      last !== null && last.buffer === this.buf.buffer &&
+      last.byteOffset === this.buf.byteOffset + start &&
+      last.length === end - start
+    ) return last;
+    return this.#view = this.buf.subarray(start, end);
   }
 
   /** @internal Starts the one read, making room for at least `room` bytes. */
