@@ -167,6 +167,9 @@ async function idle(id: string, client: string) {
         externalPerConn: before && after
           ? (after.external - before.external) / IDLE_CONNS
           : NaN,
+        // V8 grows its young generation while a burst of long-lived objects
+        // survives, and keeps it after a full GC: resident, yet no heap.
+        newSpaceMiB: after?.newSpace ? after.newSpace / 2 ** 20 : NaN,
         rssAfter,
       };
     } finally {

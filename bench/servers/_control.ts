@@ -4,6 +4,7 @@
 // "exit" ends the process (so that `--cpu-prof` writes its profile).
 
 import { parseArgs } from "node:util";
+import { getHeapSpaceStatistics } from "node:v8";
 
 /** The flags every Deno benchmark server takes. */
 export function flags(): Record<string, string> {
@@ -37,8 +38,15 @@ export async function answerCommands(): Promise<void> {
           rss: usage.rss,
           heapUsed: usage.heapUsed,
           external: usage.external,
+          newSpace: newSpaceSize(),
         }));
       }
     }
   }
+}
+
+/** Bytes V8 holds for its young generation (committed, used or not). */
+export function newSpaceSize(): number {
+  return getHeapSpaceStatistics()
+    .find((space) => space.space_name === "new_space")?.space_size ?? NaN;
 }

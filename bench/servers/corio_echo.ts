@@ -4,7 +4,9 @@
 //   copy     - async, but recv() copies each chunk out (the default recv)
 //   sync     - function* with yield* (no awaits inside)
 //   untyped  - async function* driving each operation with plain `yield`
-//              (what yield* does, written out: the cheapest untyped form)
+//              (yield* written out). Every operation then goes through the
+//              scheduler and back, where yield* parks in place: since that
+//              change this is the slower form, kept for B4.
 // --recv-timeout MS puts that timeout on every recv (B3).
 
 import { type Connection, type Effect, serve } from "@corio/corio";

@@ -2,6 +2,7 @@
 // Same stdin "mem" command as the Deno servers (run with --expose-gc).
 import net from "node:net";
 import readline from "node:readline";
+import { getHeapSpaceStatistics } from "node:v8";
 
 const portIndex = process.argv.indexOf("--port");
 const port = portIndex > 0 ? Number(process.argv[portIndex + 1]) : 0;
@@ -20,5 +21,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     rss: usage.rss,
     heapUsed: usage.heapUsed,
     external: usage.external,
+    newSpace: getHeapSpaceStatistics()
+      .find((space) => space.space_name === "new_space")?.space_size,
   }));
 });
