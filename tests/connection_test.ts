@@ -243,13 +243,15 @@ for (const pairs of pairMakers) {
   });
 }
 
-// Virtual-clock behaviour, exact to the millisecond.
+// Virtual-clock behaviour, exact to the millisecond. The contract suite above
+// runs the function* form over memory and TCP; these run the documented
+// async function* form, whose operations park in place (no yield).
 
 Deno.test("recv() times out at exactly its deadline", async () => {
   const clock = new VirtualClock({ start: 1000 });
   const [a, b] = memoryConnPair();
   const at = await run(
-    (function* () {
+    (async function* () {
       try {
         yield* b.recv({ timeout: 3000 });
       } catch (error) {
@@ -269,7 +271,7 @@ Deno.test("recv() honours an absolute deadline and the earlier of deadline and t
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
   const times = await run(
-    (function* () {
+    (async function* () {
       const out: number[] = [];
       for (
         const options of [{ deadline: 250 }, { deadline: 900, timeout: 100 }]
@@ -293,7 +295,7 @@ Deno.test("the connection's recvTimeout applies when an operation sets none", as
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ recvTimeout: 3000 });
   const at = await run(
-    (function* () {
+    (async function* () {
       try {
         yield* b.recvLine();
       } catch (error) {
@@ -337,8 +339,8 @@ Deno.test("recvLine() deadline bounds the whole line against a 1-byte trickle", 
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
   const result = await run(
-    (function* () {
-      yield* spawn((function* () {
+    (async function* () {
+      yield* spawn((async function* () {
         try {
           for (let i = 0; i < 100; i++) {
             yield* a.send("x");
@@ -370,7 +372,7 @@ Deno.test("recvExact() deadline bounds all n bytes, and the bytes stay buffered"
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
   const result = await run(
-    (function* () {
+    (async function* () {
       yield* a.send("abc");
       try {
         yield* b.recvExact(5, { timeout: 100 });
@@ -391,7 +393,7 @@ Deno.test("send() timeout closes the connection when the peer stops reading", as
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ capacity: 16 });
   const at = await run(
-    (function* () {
+    (async function* () {
       try {
         yield* a.send(new Uint8Array(1000), { timeout: 3000 });
       } catch (error) {
@@ -411,8 +413,8 @@ Deno.test("a queued send times out in the queue, and the connection stays open",
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair({ capacity: 4 });
   const outcome = await run(
-    (function* () {
-      const first = yield* spawn((function* () {
+    (async function* () {
+      const first = yield* spawn((async function* () {
         yield* a.send(new Uint8Array(100), { timeout: 10_000 });
       })());
       yield* delay(0); // the first send starts and takes the writer slot
@@ -447,8 +449,8 @@ Deno.test("recv() with a signal throws the abort reason unchanged", async () => 
   const [a, b] = memoryConnPair();
   const controller = new AbortController();
   const reason = new Error("stop reading");
-  const caught = await run((function* () {
-    yield* spawn((function* () {
+  const caught = await run((async function* () {
+    yield* spawn((async function* () {
       yield* delay(5);
       controller.abort(reason);
     })());
@@ -465,7 +467,7 @@ Deno.test("recv() with a signal throws the abort reason unchanged", async () => 
 
 Deno.test("recv() with timeout 0 returns buffered bytes and times out when there are none", async () => {
   const [a, b] = memoryConnPair();
-  await run((function* () {
+  await run((async function* () {
     yield* a.send("know");
     assert.equal(text(yield* b.recvExact(1)), "k");
     assert.equal(text(yield* b.recv({ timeout: 0 })), "now");
@@ -482,8 +484,8 @@ Deno.test("recv() with timeout 0 returns buffered bytes and times out when there
 
 Deno.test("recvLine() buffers no more than the limit plus one read", async () => {
   const [a, b] = memoryConnPair({ maxLineLength: 4096 });
-  await run((function* () {
-    const writer = yield* spawn((function* () {
+  await run((async function* () {
+    const writer = yield* spawn((async function* () {
       try {
         for (let i = 0; i < 1000; i++) {
           yield* a.send(new Uint8Array(1024).fill(120));
@@ -517,7 +519,7 @@ Deno.test("bad arguments throw RangeError", () => {
 Deno.test("an idle connection's read buffer is small and grows for bulk data", async () => {
   const [a, b] = memoryConnPair({ capacity: 1 << 20 });
   const total = 512 * 1024;
-  const [idle, largest] = await run((function* () {
+  const [idle, largest] = await run((async function* () {
     const idle = (b as unknown as { buf: Uint8Array }).buf.length;
     yield* a.send(new Uint8Array(total));
     let got = 0;
@@ -540,7 +542,7 @@ export type { Connection };
 
 Deno.test("recv({ borrow: true }) returns a view that stays valid until the next receive", async () => {
   const [a, b] = memoryConnPair();
-  const result = await run((function* () {
+  const result = await run((async function* () {
     yield* a.send("first");
     const borrowed = (yield* b.recv({ borrow: true }))!;
     const before = text(borrowed);
@@ -557,8 +559,8 @@ Deno.test("an aborted send leaves the send queue, and later sends go through", a
   const [a, b] = memoryConnPair({ capacity: 8 });
   const controller = new AbortController();
   const reason = new Error("never mind");
-  const received = await run((function* () {
-    const first = yield* spawn((function* () {
+  const received = await run((async function* () {
+    const first = yield* spawn((async function* () {
       yield* a.send("0123456789abcdef"); // fills the pipe: the writer slot stays busy
     })());
     yield* delay(1);
@@ -568,7 +570,7 @@ Deno.test("an aborted send leaves the send queue, and later sends go through", a
     } catch (error) {
       assert.equal(error, reason);
     }
-    const reader = yield* spawn((function* () {
+    const reader = yield* spawn((async function* () {
       return text(yield* b.recvExact(20));
     })());
     yield* a.send("tail");

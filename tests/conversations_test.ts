@@ -18,7 +18,7 @@ Deno.test("Conversations.dispatch() starts a conversation for a new key and deli
   const calls = new Conversations<Message, string>({
     key,
     clock: new VirtualClock(),
-    handler: function* (inbox, first, k) {
+    handler: async function* (inbox, first, k) {
       seen.push(`${k}:first:${first!.n}`);
       for (let i = 0; i < 3; i++) seen.push(`${k}:${(yield* inbox.recv()).n}`);
     },
@@ -50,12 +50,12 @@ Deno.test("Conversations removes an ended conversation; its key then starts a ne
   const calls = new Conversations<Message, string>({
     key,
     // deno-lint-ignore require-yield
-    handler: function* () {
+    handler: async function* () {
       starts++;
     },
   });
   assert.equal(calls.dispatch({ key: "a", n: 0 }), "started");
-  await calls.scheduler.spawn((function* () {
+  await calls.scheduler.spawn((async function* () {
     yield* delay(0);
   })()).finished;
   assert.equal(calls.has("a"), false);
@@ -72,7 +72,7 @@ Deno.test("Conversations refuses a new key at maxConversations and calls onRefus
     clock: new VirtualClock(),
     maxConversations: 2,
     onRefuse: (_, k, reason) => refused.push([k, reason]),
-    handler: function* (inbox) {
+    handler: async function* (inbox) {
       yield* inbox.recv();
     },
   });
@@ -95,7 +95,7 @@ Deno.test("Conversations drops messages to a full inbox without blocking the oth
     key,
     clock: new VirtualClock(),
     inboxCapacity: 2,
-    handler: function* (inbox, first) {
+    handler: async function* (inbox, first) {
       if (first!.key === "slow") {
         yield* delay(10_000); // never reads in time
         return;
@@ -125,7 +125,7 @@ Deno.test("Conversations cancels a conversation idle for idleTimeout; its finall
     key,
     clock,
     idleTimeout: 5000,
-    handler: function* (inbox) {
+    handler: async function* (inbox) {
       try {
         for (;;) yield* inbox.recv();
       } finally {
@@ -143,7 +143,7 @@ Deno.test("Inbox.recv() throws TimeoutError at the deadline; poll() gives undefi
   const clock = new VirtualClock();
   const inbox = new Inbox<string>({ name: "call-1" });
   const result = await run(
-    (function* () {
+    (async function* () {
       const polled = yield* inbox.poll({ timeout: 500 });
       const at = clock.now();
       try {
@@ -166,7 +166,7 @@ Deno.test("Conversations reports a handler's error with its key and serves the o
     key,
     onError: (error, k) => errors.push([error, k]),
     // deno-lint-ignore require-yield
-    handler: function* (_, first) {
+    handler: async function* (_, first) {
       if (first!.key === "bad") throw new Error("boom");
     },
   });
@@ -184,7 +184,7 @@ Deno.test("Conversations.shutdown() refuses new keys and cancels what outlives t
   const calls = new Conversations<Message, string>({
     key,
     clock,
-    handler: function* () {
+    handler: async function* () {
       try {
         yield* delay(60_000);
       } finally {
@@ -204,7 +204,7 @@ Deno.test("Conversations.start() begins a conversation from this side; replies r
     key,
     clock: new VirtualClock(),
   });
-  const task = calls.start("call", function* (inbox) {
+  const task = calls.start("call", async function* (inbox) {
     return (yield* inbox.recv({ timeout: 1000 })).n;
   });
   assert.equal(calls.dispatch({ key: "call", n: 42 }), "delivered");
@@ -231,10 +231,10 @@ Deno.test("Conversations validates its options", () => {
 Deno.test("VirtualClock autojumps when the last busy coroutine ends instead of parking", async () => {
   const clock = new VirtualClock();
   const scheduler = new Scheduler({ clock });
-  const sleeper = scheduler.spawn((function* () {
+  const sleeper = scheduler.spawn((async function* () {
     yield* delay(1000);
     return clock.now();
   })());
-  scheduler.spawn((function* () {})());
+  scheduler.spawn((async function* () {})());
   assert.equal(await sleeper.finished, 1000);
 });

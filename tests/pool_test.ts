@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import {
   ConnectError,
   type Connection,
+  type Coroutine,
   delay,
   type Effect,
   type Lease,
+  type Operation,
   Pool,
   PoolClosedError,
   PoolExhaustedError,
@@ -17,7 +19,7 @@ import {
 } from "../mod.ts";
 import { memoryConnPair, VirtualClock } from "../testing.ts";
 
-function* echo(conn: Connection): Generator<Effect, void, unknown> {
+async function* echo(conn: Connection): AsyncGenerator<Effect, void, unknown> {
   for (let chunk; (chunk = yield* conn.recv()) !== null;) {
     yield* conn.send(chunk);
   }
@@ -29,7 +31,7 @@ function* echo(conn: Connection): Generator<Effect, void, unknown> {
  */
 function memoryServer(
   clock: VirtualClock,
-  handler: (conn: Connection) => Generator<Effect, void, unknown> = echo,
+  handler: (conn: Connection) => Coroutine<void> = echo,
 ) {
   const scheduler = new Scheduler({ clock });
   const peers: Connection[] = [];
@@ -50,7 +52,7 @@ function memoryServer(
   };
 }
 
-function* roundTrip(lease: Lease, text: string) {
+async function* roundTrip(lease: Lease, text: string) {
   yield* lease.conn.send(text + "\n");
   return yield* lease.conn.recvLine({ timeout: 1000 });
 }
@@ -60,7 +62,7 @@ Deno.test("Pool reuses a returned connection instead of dialling again", async (
   const server = memoryServer(clock);
   const pool = new Pool({ max: 2, dial: server.dial });
   const conns = await run(
-    (function* () {
+    (async function* () {
       const seen: Connection[] = [];
       for (let i = 0; i < 3; i++) {
         using lease = yield* pool.acquire();
@@ -102,11 +104,11 @@ Deno.test("Pool never has more than max connections open or dialling", async () 
     peak = Math.max(peak, open + connecting);
   };
   await run(
-    (function* () {
+    (async function* () {
       const tasks = [];
       for (let id = 0; id < 20; id++) {
         tasks.push(
-          yield* spawn((function* () {
+          yield* spawn((async function* () {
             observe();
             using lease = yield* pool.acquire();
             observe();
@@ -133,12 +135,12 @@ Deno.test("Pool serves waiting coroutines first come, first served", async () =>
   const pool = new Pool({ max: 1, dial: server.dial });
   const order: string[] = [];
   await run(
-    (function* () {
+    (async function* () {
       const held = yield* pool.acquire();
       const tasks = [];
       for (const name of ["a", "b", "c", "d"]) {
         tasks.push(
-          yield* spawn((function* () {
+          yield* spawn((async function* () {
             using lease = yield* pool.acquire();
             order.push(name);
             yield* roundTrip(lease, name);
@@ -163,7 +165,7 @@ Deno.test("acquire() throws TimeoutError exactly at its deadline", async () => {
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial, acquireTimeout: 400 });
   const [byOption, byDefault] = await run(
-    (function* () {
+    (async function* () {
       using _held = yield* pool.acquire();
       const failedAt = [];
       for (const options of [{ timeout: 250 }, undefined]) {
@@ -194,12 +196,12 @@ Deno.test("acquire() over maxWaiting fails at once with PoolExhaustedError", asy
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, maxWaiting: 2, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       const held = yield* pool.acquire();
       const waiters = [];
       for (let i = 0; i < 2; i++) {
         waiters.push(
-          yield* spawn((function* () {
+          yield* spawn((async function* () {
             using _lease = yield* pool.acquire();
           })()),
         );
@@ -229,7 +231,7 @@ Deno.test("acquire() with maxWaiting 0 never waits", async () => {
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, maxWaiting: 0, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       using _held = yield* pool.acquire();
       yield* assertThrows(pool.acquire(), PoolExhaustedError);
     })(),
@@ -244,7 +246,7 @@ Deno.test("Pool closes a connection idle for idleTimeout, not before", async () 
   const server = memoryServer(clock);
   const pool = new Pool({ max: 2, idleTimeout: 1000, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       let conn: Connection;
       {
         using lease = yield* pool.acquire();
@@ -272,7 +274,7 @@ Deno.test("Pool keeps the most recently used connection and lets the others expi
   const server = memoryServer(clock);
   const pool = new Pool({ max: 2, idleTimeout: 1000, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       const a = yield* pool.acquire();
       const b = yield* pool.acquire();
       a.release();
@@ -294,13 +296,13 @@ Deno.test("Pool keeps the most recently used connection and lets the others expi
 
 Deno.test("Pool discards a connection whose receive timed out", async () => {
   const clock = new VirtualClock();
-  const server = memoryServer(clock, function* (conn) {
+  const server = memoryServer(clock, async function* (conn) {
     yield* conn.recvLine(); // reads the request, never answers
     yield* delay(Infinity);
   });
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       {
         using lease = yield* pool.acquire();
         yield* lease.conn.send("request\n");
@@ -319,14 +321,14 @@ Deno.test("Pool discards a connection taken from idle whose receive timed out", 
   // While idle, the pool keeps a read in flight (to see the server hang
   // up); a borrower's timed-out receive on that same read must still count.
   const clock = new VirtualClock();
-  const server = memoryServer(clock, function* (conn) {
+  const server = memoryServer(clock, async function* (conn) {
     for (let line; (line = yield* conn.recvLine()) !== null;) {
       if (line === "ping") yield* conn.send("pong\n"); // ignores anything else
     }
   });
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       {
         using lease = yield* pool.acquire();
         yield* lease.conn.send("ping\n");
@@ -356,14 +358,14 @@ Deno.test("Pool hands a returned connection straight to the first waiter", async
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       {
         using lease = yield* pool.acquire();
         yield* roundTrip(lease, "warm");
       }
       yield* delay(5); // idle, watched
       const held = yield* pool.acquire();
-      const waiter = yield* spawn((function* () {
+      const waiter = yield* spawn((async function* () {
         using lease = yield* pool.acquire();
         assert.equal(lease.conn, held.conn);
         return yield* roundTrip(lease, "handed over");
@@ -382,13 +384,13 @@ Deno.test("Pool hands a returned connection straight to the first waiter", async
 
 Deno.test("Pool discards a connection that saw end of stream or an error", async () => {
   const clock = new VirtualClock();
-  const server = memoryServer(clock, function* (conn) {
+  const server = memoryServer(clock, async function* (conn) {
     yield* conn.recvLine();
     // hang up without answering
   });
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       {
         using lease = yield* pool.acquire();
         yield* lease.conn.send("request\n");
@@ -413,7 +415,7 @@ Deno.test("lease.discard() closes the connection instead of returning it", async
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       using lease = yield* pool.acquire();
       yield* roundTrip(lease, "x");
       lease.discard();
@@ -433,13 +435,13 @@ Deno.test("lease.discard() closes the connection instead of returning it", async
 
 Deno.test("Pool replaces a connection the server closed while it was idle", async () => {
   const clock = new VirtualClock();
-  const server = memoryServer(clock, function* (conn) {
+  const server = memoryServer(clock, async function* (conn) {
     const line = yield* conn.recvLine();
     yield* conn.send(`${line}\n`); // one answer, then the server hangs up
   });
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       let first: Connection;
       {
         using lease = yield* pool.acquire();
@@ -466,7 +468,7 @@ Deno.test("Pool replaces a dead idle connection found on acquire", async () => {
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       let first: Connection;
       {
         using lease = yield* pool.acquire();
@@ -489,13 +491,13 @@ Deno.test("close() closes idle connections, fails waiters, and closes leased one
   const server = memoryServer(clock);
   const pool = new Pool({ max: 2, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       const idle = yield* pool.acquire();
       const leased = yield* pool.acquire();
       idle.release();
       const other = yield* pool.acquire(); // takes the idle one back
       other.release();
-      const waiter = yield* spawn((function* () {
+      const waiter = yield* spawn((async function* () {
         const a = yield* pool.acquire();
         const b = yield* pool.acquire(); // pool full: waits
         a.release();
@@ -528,7 +530,7 @@ Deno.test("Pool is async-disposable and close() is idempotent", async () => {
   {
     await using pool = new Pool({ max: 1, dial: server.dial });
     conn = await run(
-      (function* () {
+      (async function* () {
         using lease = yield* pool.acquire();
         return lease.conn;
       })(),
@@ -546,7 +548,7 @@ Deno.test("a lease its coroutine never disposed is discarded when the coroutine 
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial });
   const conn = await run(
-    (function* () {
+    (async function* () {
       const lease = yield* pool.acquire(); // no `using`
       return lease.conn;
     })(),
@@ -560,14 +562,14 @@ Deno.test("a lease its coroutine never disposed is discarded when the coroutine 
 
 Deno.test("a coroutine cancelled while holding a lease gives its slot back", async () => {
   const clock = new VirtualClock();
-  const server = memoryServer(clock, function* (conn) {
+  const server = memoryServer(clock, async function* (conn) {
     yield* conn.recvLine();
     yield* delay(Infinity); // never answers
   });
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
-      const task = yield* spawn((function* () {
+    (async function* () {
+      const task = yield* spawn((async function* () {
         using lease = yield* pool.acquire();
         yield* lease.conn.send("x\n");
         yield* lease.conn.recv();
@@ -589,13 +591,13 @@ Deno.test("a waiter that is cancelled or aborted leaves the queue", async () => 
   const server = memoryServer(clock);
   const pool = new Pool({ max: 1, dial: server.dial });
   await run(
-    (function* () {
+    (async function* () {
       const held = yield* pool.acquire();
-      const cancelled = yield* spawn((function* () {
+      const cancelled = yield* spawn((async function* () {
         yield* pool.acquire();
       })());
       const abort = new AbortController();
-      const aborted = yield* spawn((function* () {
+      const aborted = yield* spawn((async function* () {
         yield* pool.acquire({ signal: abort.signal });
       })());
       yield* delay(1);
@@ -629,11 +631,11 @@ Deno.test("a failed dial frees its slot for the next waiter", async () => {
     },
   });
   await run(
-    (function* () {
-      const first = yield* spawn((function* () {
+    (async function* () {
+      const first = yield* spawn((async function* () {
         yield* pool.acquire();
       })());
-      const second = yield* spawn((function* () {
+      const second = yield* spawn((async function* () {
         using lease = yield* pool.acquire();
         return yield* roundTrip(lease, "ok");
       })());
@@ -665,7 +667,7 @@ Deno.test("acquire() deadline bounds a slow dial too", async () => {
     },
   });
   await run(
-    (function* () {
+    (async function* () {
       const error = yield* assertThrows(
         pool.acquire({ timeout: 300 }),
         TimeoutError,
@@ -743,7 +745,7 @@ Deno.test("Pool over TCP: a refused port fails acquire with ConnectError and fre
   const port = listener.addr.port;
   listener.close(); // nothing listens there now
   await using pool = new Pool({ connect: { port }, max: 1 });
-  await run((function* () {
+  await run((async function* () {
     for (let i = 0; i < 2; i++) {
       const error = yield* assertThrows(pool.acquire(), ConnectError);
       assert.equal(error.port, port);
@@ -763,7 +765,7 @@ Deno.test("Pool over TCP: many clients share a few connections", async () => {
     const tasks = [];
     for (let id = 0; id < 50; id++) {
       tasks.push(
-        yield* spawn((function* () {
+        yield* spawn((async function* () {
           let count = 0;
           for (let i = 0; i < 10; i++) {
             using lease = yield* pool.acquire({ timeout: 5000 });
@@ -784,11 +786,11 @@ Deno.test("Pool over TCP: many clients share a few connections", async () => {
 });
 
 /** Runs `op`, asserting that it throws an instance of `type`; returns it. */
-function* assertThrows<E extends Error>(
-  op: { [Symbol.iterator](): Iterator<Effect, unknown, unknown> },
+async function* assertThrows<E extends Error>(
+  op: Operation<unknown>,
   type: abstract new (...args: never[]) => E,
   message?: RegExp,
-): Generator<Effect, E, unknown> {
+): AsyncGenerator<Effect, E, unknown> {
   try {
     yield* op;
   } catch (error) {
@@ -808,7 +810,7 @@ Deno.test("an idle pool that was never closed does not keep the process alive", 
   const script = `
     import { Pool, run } from "${mod}";
     const pool = new Pool({ connect: { port: ${server.addr.port} }, max: 2, idleTimeout: 600000 });
-    await run((function* () {
+    await run((async function* () {
       using lease = yield* pool.acquire({ timeout: 5000 });
       yield* lease.conn.send("x\\n");
       yield* lease.conn.recvLine({ timeout: 5000 });
