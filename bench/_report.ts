@@ -195,6 +195,8 @@ function burstTable(r: Results): string {
     "\n\nraw Deno listens with Deno's default backlog, node:net with Node's (511); corio's default is 4096.";
 }
 
+const fix = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "–";
+
 /** The targets of issues 2 and 5, each with its measured figure. */
 function targets(r: Results): string[][] {
   const s = r.scenarios;
@@ -253,6 +255,17 @@ function targets(r: Results): string[][] {
     m("B2", "corio", (f) => f.jain) / m("B2", "raw", (f) => f.jain),
   );
   for (const id of ["B1", "B2"]) {
+    // Context for B1/B2: what typed yield* in an async function* costs over
+    // Deno's promises with no scheduler at all (bench/servers/floor_echo.ts).
+    rows.push([
+      id,
+      "floor (typed `yield*` in an async function* over Deno's promises, nothing else) / raw Deno msgs/s; corio / floor",
+      "report",
+      `${fix(m(id, "floor") / m(id, "raw"))}; ${
+        fix(m(id, "corio") / m(id, "floor"))
+      }`,
+      "–",
+    ]);
     add(
       "B3",
       `corio with 30 s recv timeout / raw Deno, ${id} (issue 2)`,
@@ -553,7 +566,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios are medians against raw Deno from the same run.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message.",
-      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`).",
+      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), and `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost.",
     ].join("\n"),
     "## Targets",
     table(["id", "what", "target", "measured", "met"], targets(r)),

@@ -72,6 +72,10 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
   },
   "corio-sync": { label: "corio, function*", cmd: corio("sync") },
   "corio-copy": { label: "corio, recv() copying", cmd: corio("copy") },
+  floor: {
+    label: "floor: bare typed yield*, no library",
+    cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`],
+  },
   "corio-untyped": {
     label: "corio, plain yield (untyped)",
     cmd: corio("untyped"),
@@ -101,6 +105,7 @@ const ECHO_SERVERS = [
   "corio-sync",
   "corio-copy",
   "corio-untyped",
+  "floor",
 ];
 
 interface Scenario {
