@@ -159,7 +159,9 @@ async function idle(id: string, client: string) {
       duration: 60,
     });
     try {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Idle means idle for a while: corio moves handlers that have waited
+      // in place for 0.25-0.5 s to the compact way of waiting.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       const after = await server.ask("mem");
       const rssAfter = await rssOf(server.pid);
       return {

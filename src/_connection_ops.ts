@@ -25,6 +25,7 @@ abstract class ReadOp<T> extends Op<T> {
   constructor(readonly conn: Connection, options?: OperationOptions) {
     super(options, conn.recvTimeout);
     this.external = conn.isExternal;
+    this.isRepark = true;
   }
   protected override begin(): void {
     this.isRunning = true;

@@ -76,6 +76,8 @@ export class Coroutine implements DeadlineEntry {
    * (parked in place), and how to resume it; null otherwise.
    */
   heldBy: Op<unknown> | null = null;
+  /** The scheduler's epoch when it parked in place (see `_compact`). */
+  heldSince = 0;
   resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
   rejectHeld: ((error: unknown) => void) | null = null;
   /** Told when the coroutine is done: cheaper than a promise per task. */

@@ -101,6 +101,11 @@ export class Slots {
     return undefined;
   }
 
+  /** Calls `fn` for every running slot, oldest first; `fn` must not end one. */
+  each(fn: (slot: Slot) => void): void {
+    for (let slot = this.#head; slot !== null; slot = slot.next) fn(slot);
+  }
+
   /** The running slots, oldest first (a copy: safe to end them meanwhile). */
   list(): Slot[] {
     const slots: Slot[] = [];

@@ -151,6 +151,12 @@ export abstract class Op<T>
   external = false;
   /** True when the scheduler should `perform()` it and resume at once. */
   immediate = false;
+  /**
+   * True when parking it again after a wake-up that found it still pending
+   * is harmless (`park()` is idempotent), so the scheduler may move a long
+   * wait from in place to a yield (see `Scheduler._compact`).
+   */
+  isRepark = false;
   /** Run by `yield*` in an `async function*` (else in a `function*`). */
   #isAsyncRun = false;
   #pending: IteratorResult<Effect, T> | null = null;

@@ -105,6 +105,7 @@ export class Server implements AsyncDisposable {
   #acceptLoop: Promise<void>;
   #shutdown: Promise<void> | null = null;
   #resolveFinished!: () => void;
+  #compactor: ReturnType<typeof setInterval> | undefined = undefined;
 
   /** @internal Use {@linkcode serve}. */
   constructor(options: ServeOptions, handler: Handler) {
@@ -278,6 +279,11 @@ export class Server implements AsyncDisposable {
     );
     stats.active++;
     this.#slots.add(slot);
+    if (this.#compactor === undefined) {
+      const compactor = setInterval(this.#compact, COMPACT_INTERVAL);
+      Deno.unrefTimer(compactor);
+      this.#compactor = compactor;
+    }
     try {
       slot.task = this.#scheduler._spawnSettled(
         handler(connection, info),
@@ -293,6 +299,10 @@ export class Server implements AsyncDisposable {
   #ended(slot: Slot, isOk: boolean, error: unknown): void {
     const stats = this.stats;
     this.#slots.remove(slot);
+    if (this.#slots.size === 0 && this.#compactor !== undefined) {
+      clearInterval(this.#compactor);
+      this.#compactor = undefined;
+    }
     stats.active--;
     if (isOk) stats.completed++;
     else if (error instanceof CancelledError) {
@@ -305,6 +315,19 @@ export class Server implements AsyncDisposable {
     }
     this.#wake?.();
   }
+
+  /**
+   * Handlers waiting in place on a receive since before the last run move
+   * to the compact way of waiting (`Scheduler._compact`): an idle
+   * connection then costs ~0.8 KiB less, a busy one nothing.
+   */
+  #compact = (): void => {
+    const scheduler = this.#scheduler;
+    this.#slots.each((slot) => {
+      if (slot.task !== null) scheduler._compact(slot.task);
+    });
+    scheduler._nextEpoch();
+  };
 
   #report(error: unknown, info?: ConnectionInfo): void {
     try {
@@ -366,6 +389,8 @@ export class Server implements AsyncDisposable {
 }
 
 const NO_TRANSPORT = {} as unknown as Deno.Conn;
+/** Real-time ms between two passes of `#compact`: idle 0.25–0.5 s. */
+const COMPACT_INTERVAL = 250;
 
 /**
  * Serves TCP connections: each is handled by a coroutine, `handler(conn,

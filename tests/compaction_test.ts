@@ -1,0 +1,122 @@
+// A coroutine waiting in place on a receive for a while is moved to the
+// compact way of waiting (Scheduler._compact, which servers run a few times
+// a second). Nothing a user relies on may change when that happens: the
+// bytes arrive, the deadline fires exactly, a cancel runs `finally`.
+
+import assert from "node:assert/strict";
+import {
+  CancelledError,
+  type Connection,
+  type Coroutine,
+  run,
+  Scheduler,
+  serve,
+  TimeoutError,
+} from "@corio/corio";
+import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+import type { Coroutine as Record } from "../src/scheduler.ts";
+
+/** Starts `body(conn)`, waits until it waits in place, then compacts it. */
+async function startCompacted(
+  scheduler: Scheduler,
+  conn: Connection,
+  body: (conn: Connection) => Coroutine<unknown>,
+): Promise<{ co: Record; outcome: Promise<[boolean, unknown]> }> {
+  let settle!: (outcome: [boolean, unknown]) => void;
+  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
+  const co = scheduler._spawnSettled(body(conn), conn, {
+    onSettled: (isOk, result) => settle([isOk, result]),
+  });
+  while (co.heldBy === null) await Promise.resolve();
+  scheduler._compact(co); // parked in this epoch: stays in place
+  assert.notEqual(co.heldBy, null);
+  scheduler._nextEpoch();
+  scheduler._compact(co);
+  assert.equal(co.heldBy, null);
+  while (co.effect === null) await Promise.resolve(); // parked after a yield
+  return { co, outcome };
+}
+
+Deno.test("a compacted receive still gets the bytes", async () => {
+  const [a, b] = memoryConnPair();
+  const { outcome } = await startCompacted(
+    new Scheduler(),
+    b,
+    async function* (conn) {
+      return new TextDecoder().decode((yield* conn.recv())!);
+    },
+  );
+  await run((async function* () {
+    yield* a.send("late");
+  })());
+  assert.deepEqual(await outcome, [true, "late"]);
+  a.close();
+});
+
+Deno.test("a compacted receive times out exactly at its deadline", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair();
+  const { outcome } = await startCompacted(
+    new Scheduler({ clock }),
+    b,
+    async function* (conn) {
+      try {
+        yield* conn.recv({ timeout: 2500 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        return clock.now();
+      }
+    },
+  );
+  assert.deepEqual(await outcome, [true, 2500]);
+  a.close();
+});
+
+Deno.test("a compacted receive is cancelled at its wait, and finally runs", async () => {
+  const scheduler = new Scheduler();
+  const [a, b] = memoryConnPair();
+  const log: string[] = [];
+  const { co, outcome } = await startCompacted(
+    scheduler,
+    b,
+    async function* (conn) {
+      try {
+        yield* conn.recv();
+        log.push("received");
+      } catch {
+        log.push("caught"); // never: cancellation is not an error
+      } finally {
+        log.push("finally");
+      }
+    },
+  );
+  scheduler._cancel(co);
+  const [isOk, result] = await outcome;
+  assert.equal(isOk, false);
+  assert.ok(result instanceof CancelledError);
+  assert.deepEqual(log, ["finally"]);
+  a.close();
+});
+
+Deno.test("a server connection idle past the compaction interval still echoes", async () => {
+  const server = serve(
+    { hostname: "127.0.0.1", port: 0 },
+    async function* (conn) {
+      for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+        yield* conn.send(chunk);
+      }
+    },
+  );
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  // Two compaction passes (250 ms apart) move the handler's wait.
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  await client.write(new TextEncoder().encode("still here"));
+  const buf = new Uint8Array(64);
+  const n = await client.read(buf);
+  assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "still here");
+  client.close();
+  await server.shutdown();
+});
