@@ -196,6 +196,10 @@ export class RecvLineOp extends ReadOp<string | null> {
 export class SendOp extends Op<void> {
   readonly op: string = "send";
   readonly bytes: Uint8Array;
+  /** The connection's `sendTimeout` when made: reused only while it holds. */
+  readonly sendTimeout: number;
+  /** From the start of a run to its end (see `Connection.send`). */
+  isRunning = false;
   waiter: Coroutine | null = null;
   #offset = 0;
   #isWriting = false;
@@ -205,18 +209,20 @@ export class SendOp extends Op<void> {
 
   constructor(
     readonly conn: Connection,
-    data: Uint8Array | string,
-    options: OperationOptions | undefined,
+    readonly data: Uint8Array | string,
+    readonly options: OperationOptions | undefined,
     readonly isCloseWrite: boolean,
   ) {
     super(options, conn.sendTimeout);
     this.external = conn.isExternal;
+    this.sendTimeout = conn.sendTimeout;
     this.bytes = typeof data === "string" ? encoder.encode(data) : data;
   }
   get where(): string {
     return `to ${this.conn.peer}`;
   }
   protected override begin(): void {
+    this.isRunning = true;
     this.#offset = 0;
     this.#error = null;
     this.#finState = 0;
@@ -312,6 +318,7 @@ export class SendOp extends Op<void> {
   /** Gives the writer slot to the next queued send. */
   #release(): void {
     const conn = this.conn;
+    this.isRunning = false;
     if (this.#isQueued) {
       const index = conn.writeQueue!.indexOf(this);
       if (index >= 0) conn.writeQueue!.splice(index, 1);

@@ -160,6 +160,7 @@ export class Connection {
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
+  #sendOp: SendOp | null = null;
   #view: Uint8Array | null = null;
   #isClosed = false;
   #settled: Promise<void> | null = null;
@@ -287,7 +288,15 @@ export class Connection {
    * @param options Deadline and signal.
    */
   send(data: Uint8Array | string, options?: OperationOptions): Operation<void> {
-    return new SendOp(this, data, options, false);
+    // Sending the same bytes object (a borrowed view echoed back) or the
+    // same string again reuses the idle operation, as recv() does: it would
+    // send exactly what a new one would.
+    const last = this.#sendOp;
+    if (
+      last !== null && last.data === data && last.options === options &&
+      !last.isRunning && last.sendTimeout === this.sendTimeout
+    ) return last;
+    return this.#sendOp = new SendOp(this, data, options, false);
   }
 
   /**

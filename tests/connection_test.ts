@@ -335,6 +335,53 @@ Deno.test("a recvTimeout changed between receives applies to the next recv", asy
   b.close();
 });
 
+Deno.test("the same bytes sent from two coroutines at once arrive twice", async () => {
+  const [a, b] = memoryConnPair({ capacity: 4 });
+  const bytes = new TextEncoder().encode("same");
+  const got = await run((async function* () {
+    const reader = yield* spawn((async function* () {
+      let text = "";
+      for (let chunk; (chunk = yield* b.recv()) !== null;) {
+        text += new TextDecoder().decode(chunk);
+      }
+      return text;
+    })());
+    const first = yield* spawn((async function* () {
+      yield* a.send(bytes);
+    })());
+    yield* a.send(bytes); // queued behind the first, not merged with it
+    yield* first.join();
+    yield* a.closeWrite();
+    return yield* reader.join();
+  })());
+  assert.equal(got, "samesame");
+  a.close();
+  b.close();
+});
+
+Deno.test("a sendTimeout changed between sends applies to the next send", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair({ capacity: 4 });
+  const bytes = new TextEncoder().encode("four");
+  const took = await run(
+    (async function* () {
+      a.sendTimeout = 5000;
+      yield* a.send(bytes); // fits the peer's buffer
+      a.sendTimeout = 700;
+      const started = clock.now();
+      try {
+        yield* a.send(bytes); // the peer reads nothing: it waits
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError);
+        return clock.now() - started;
+      }
+    })(),
+    { clock },
+  );
+  assert.equal(took, 700);
+  b.close();
+});
+
 Deno.test("recvLine() deadline bounds the whole line against a 1-byte trickle", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
