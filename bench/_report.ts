@@ -127,6 +127,7 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
       fmt(stat(runs[server], (f) => f.p50Ms).median, 3),
       fmt(stat(runs[server], (f) => f.p99Ms).median, 3),
       fmt(stat(runs[server], (f) => f.jain).median, 4),
+      range(stat(runs[server], (f) => f.served ?? NaN), 0),
       `${
         fmt(stat(runs[server], (f) => f.clientCpu / f.seconds * 100).median)
       }%`,
@@ -141,9 +142,13 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
     "p50 ms",
     "p99 ms",
     "Jain",
+    "connections served",
     "client CPU",
-  ], rows);
+  ], rows) + (id === "B2" ? B2_NOTE : "");
 }
+
+const B2_NOTE =
+  "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections under Deno 2.9.6 some connections get no reply for seconds while the rest are echoed, and this happens under every Deno server: in side-by-side runs of 2.5 s (3 each) raw Deno served 701–1000 of 1000, the floor 805–1000 and corio (borrowed views) 619–936, where the C server and Node always serve 1000. On corio's stalled connections the read was in flight and `ss` showed the client's message waiting in the socket's receive queue (450 of 450 in one run): the runtime had not completed a read whose data had arrived. corio copying each chunk (`recv()` without `borrow`) served all 1000 in 3 of 3 runs; why the borrowed form starves more is not established. The Jain index measures this starvation above all.";
 
 function idleTable(r: Results): string {
   const scenario = r.scenarios.B8;
