@@ -255,7 +255,9 @@ async function main() {
   SERVERS.c.cmd = [server, "0"];
   const results: Results = {
     machine: await describeMachine(),
-    command: `deno task bench${isQuick ? " --quick" : ""}`,
+    command: `deno task bench${isQuick ? " --quick" : ""}${
+      values.rounds ? ` --rounds ${rounds}` : ""
+    }`,
     date: new Date().toISOString(),
     rounds,
     warmup: WARMUP,
