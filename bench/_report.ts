@@ -148,7 +148,7 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
 }
 
 const B2_NOTE =
-  "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections under Deno 2.9.6 some connections get no reply for seconds while the rest are echoed, and this happens under every Deno server: in side-by-side runs of 2.5 s (3 each) raw Deno served 701–1000 of 1000, the floor 805–1000 and corio (borrowed views) 619–936, where the C server and Node always serve 1000. On corio's stalled connections the read was in flight and `ss` showed the client's message waiting in the socket's receive queue (450 of 450 in one run): the runtime had not completed a read whose data had arrived. corio copying each chunk (`recv()` without `borrow`) served all 1000 in 3 of 3 runs; why the borrowed form starves more is not established. The Jain index measures this starvation above all.";
+  "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections under Deno 2.9.6 some connections get no reply for seconds while the rest are echoed, under every Deno server (the ranges above; side by side, 2.5 s runs: raw Deno 701–1000, the floor 805–1000, corio 619–936), where the C server and Node always serve 1000. On corio's stalled connections the read was in flight and `ss` showed the client's message waiting in the socket's receive queue (450 of 450 in one run): the runtime had not completed a read whose data had arrived. The cause is not established; the Jain index measures this starvation above all.";
 
 function idleTable(r: Results): string {
   const scenario = r.scenarios.B8;
