@@ -20,15 +20,10 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 abstract class ReadOp<T> extends Op<T> {
-  /** From the start of a run to its end (see `Connection.recv`). */
-  isRunning = false;
   constructor(readonly conn: Connection, options?: OperationOptions) {
     super(options, conn.recvTimeout);
     this.external = conn.isExternal;
     this.isRepark = true;
-  }
-  protected override begin(): void {
-    this.isRunning = true;
   }
   get where(): string {
     return `from ${this.conn.peer}`;
@@ -38,7 +33,6 @@ abstract class ReadOp<T> extends Op<T> {
   protected poll(): T | typeof PENDING {
     const conn = this.conn;
     if (conn.readOwner !== null && conn.readOwner !== this) {
-      this.isRunning = false;
       throw new BusyError(this.op, this.where);
     }
     let result: T | typeof PENDING;
@@ -74,11 +68,9 @@ abstract class ReadOp<T> extends Op<T> {
     this.conn.readOwner = null;
   }
   protected done(): void {
-    this.isRunning = false;
     if (this.conn.readOwner === this) this.conn.readOwner = null;
   }
   protected override cancelled(): void {
-    this.isRunning = false;
     if (this.conn.readOwner === this) this.unpark();
   }
   protected timedOut(): T {
@@ -153,7 +145,6 @@ export class RecvLineOp extends ReadOp<string | null> {
     super(conn, options);
   }
   protected override begin(): void {
-    super.begin();
     this.#scanned = 0;
   }
   protected read(): string | null | typeof PENDING {
@@ -198,8 +189,6 @@ export class SendOp extends Op<void> {
   readonly bytes: Uint8Array;
   /** The connection's `sendTimeout` when made: reused only while it holds. */
   readonly sendTimeout: number;
-  /** From the start of a run to its end (see `Connection.send`). */
-  isRunning = false;
   waiter: Coroutine | null = null;
   #offset = 0;
   #isWriting = false;
@@ -222,7 +211,6 @@ export class SendOp extends Op<void> {
     return `to ${this.conn.peer}`;
   }
   protected override begin(): void {
-    this.isRunning = true;
     this.#offset = 0;
     this.#error = null;
     this.#finState = 0;
@@ -318,7 +306,6 @@ export class SendOp extends Op<void> {
   /** Gives the writer slot to the next queued send. */
   #release(): void {
     const conn = this.conn;
-    this.isRunning = false;
     if (this.#isQueued) {
       const index = conn.writeQueue!.indexOf(this);
       if (index >= 0) conn.writeQueue!.splice(index, 1);

@@ -157,6 +157,12 @@ export abstract class Op<T>
    * wait from in place to a yield (see `Scheduler._compact`).
    */
   isRepark = false;
+  /**
+   * From the start of a run (`yield*` takes its iterator) to its end (a
+   * result, an error, or a cancel): `Connection.recv()` and `send()` reuse
+   * an idle operation, never a running one.
+   */
+  isRunning = false;
   /** Run by `yield*` in an `async function*` (else in a `function*`). */
   #isAsyncRun = false;
   #pending: IteratorResult<Effect, T> | null = null;
@@ -219,6 +225,18 @@ export abstract class Op<T>
    * it must wait. The scheduler steps operations it parked in place.
    */
   _step(signal: unknown): IteratorResult<Effect, T> {
+    let r: IteratorResult<Effect, T>;
+    try {
+      r = this.#settle(signal);
+    } catch (error) {
+      this.isRunning = false;
+      throw error;
+    }
+    if (r.done) this.isRunning = false;
+    return r;
+  }
+
+  #settle(signal: unknown): IteratorResult<Effect, T> {
     if (signal === TIMED_OUT) return { done: true, value: this.timedOut() };
     if (signal === ABORTED) {
       // As for a cancel: leave no trace in queues joined by poll().
@@ -248,6 +266,7 @@ export abstract class Op<T>
   }
 
   return(value?: unknown): IteratorResult<Effect, T> {
+    this.isRunning = false;
     this.cancelled();
     return { done: true, value: value as T };
   }
@@ -258,6 +277,7 @@ export abstract class Op<T>
 
   [Symbol.iterator](): Iterator<Effect, T, unknown> {
     this.activeDeadline = NaN;
+    this.isRunning = true;
     this.#isAsyncRun = false;
     this.begin();
     return this;
@@ -265,6 +285,7 @@ export abstract class Op<T>
 
   [Symbol.asyncIterator](): AsyncIterator<Effect, T, unknown> {
     this.activeDeadline = NaN;
+    this.isRunning = true;
     this.#isAsyncRun = true;
     this.begin();
     return this as unknown as AsyncIterator<Effect, T, unknown>;

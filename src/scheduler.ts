@@ -279,9 +279,7 @@ export class Scheduler {
     if (op === null || !op.isRepark || co.heldSince === this.#epoch) return;
     this.#unpark(co);
     this.#busy++;
-    const resolve = co.resolveHeld!;
-    co.heldBy = co.resolveHeld = co.rejectHeld = null;
-    resolve({ done: false, value: op });
+    settleHeld(co, { done: false, value: op });
   }
 
   /** @internal Starts a new epoch for `_compact`. */
@@ -351,16 +349,12 @@ export class Scheduler {
           input = why === EXPIRED ? TIMED_OUT : why;
         }
       } catch (error) {
-        const reject = co.rejectHeld!;
-        co.heldBy = co.resolveHeld = co.rejectHeld = null;
-        reject(error);
+        settleHeld(co, error, true);
         return;
       }
     }
     // RETURN: the coroutine yields CANCEL_EFFECT, and #afterYield returns it.
-    const resolve = co.resolveHeld!;
-    co.heldBy = co.resolveHeld = co.rejectHeld = null;
-    resolve(result);
+    settleHeld(co, result);
   }
 
   #step(co: Coroutine): void {
@@ -607,6 +601,13 @@ export class Scheduler {
     else if (co.outcome === FAILED) co.settle!.reject(co.result);
     else co.settle!.reject(new CancelledError());
   }
+}
+
+/** Ends a wait in place: its `yield*` gets `value`, or `value` thrown. */
+function settleHeld(co: Coroutine, value: unknown, isError = false): void {
+  const settle = isError ? co.rejectHeld! : co.resolveHeld!;
+  co.heldBy = co.resolveHeld = co.rejectHeld = null;
+  settle(value as IteratorResult<unknown, unknown>);
 }
 
 function stepAsync(co: Coroutine): void {
