@@ -268,7 +268,7 @@ export class Scheduler {
   /**
    * @internal Moves `co`'s wait from in place to a yield, if it has waited
    * in place on a receive since before the last call: a coroutine parked in
-   * place holds ~0.8 KiB more (the promise `yield*` awaits, its resolving
+   * place holds more (the promise `yield*` awaits, its resolving
    * functions, the pending `agen.next()` and the async context) than one
    * that yielded. The operation stays registered meanwhile, so no wake-up
    * is lost; the coroutine yields it, and the scheduler parks it again.
