@@ -9,6 +9,7 @@
 
 import type { Operation, OperationOptions } from "./effects.ts";
 import { ConnectionClosedError, ConnectionResetError } from "./errors.ts";
+import { deferRead, isOverBudget, readCompleted } from "./_read_pacer.ts";
 import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,
@@ -393,6 +394,21 @@ export class Connection {
       this.end = buffered;
     }
     this.hasPendingRead = true;
+    if (this.isExternal && isOverBudget()) deferRead(this);
+    else this.issueRead();
+  }
+
+  /**
+   * @internal Reads into buf[end..]. A read the pacer deferred counts as in
+   * flight from `startRead` on: nothing touches those bytes meanwhile.
+   */
+  issueRead(): void {
+    if (this.#isClosed) {
+      this.hasPendingRead = false;
+      this.maybeSettle();
+      return;
+    }
+    const buf = this.buf;
     this.transport.read(this.end === 0 ? buf : buf.subarray(this.end)).then(
       this.#onRead,
       this.#onReadError,
@@ -401,6 +417,7 @@ export class Connection {
 
   #readDone(n: number | null): void {
     this.hasPendingRead = false;
+    if (this.isExternal) readCompleted();
     if (n === null) {
       this.isEof = true;
     } else {
