@@ -1,19 +1,21 @@
 // Fair reads when the server is overloaded.
 //
 // Measured on Deno 2.9.6, 1000 ping-pong connections, raw `Deno.listen`
-// echo: when more socket reads complete in one event-loop iteration than
-// about 128 (tokio's cooperative budget per poll), the runtime keeps
-// completing the reads of the connections that are answered fastest, and
-// reads whose bytes already sit in the socket wait: 360–1000 of 1000
-// connections got a reply in a 2 s run, gaps between two replies to one
-// connection were 1.6 s at the median, Jain's index 0.30–0.51. The stalls
-// all ended at once when the load stopped.
+// echo: once more socket reads complete in one event-loop iteration than
+// about 128 (strace: 128 reads per epoll_wait, tokio's cooperative budget),
+// the runtime keeps completing the reads of the connections answered
+// fastest, and reads whose bytes already sit in the socket wait. In 2 s
+// runs 585–1000 of 1000 connections got any reply, the median connection's
+// longest gap between replies was 1.4–1.7 s, Jain's index 0.30–0.51; the
+// stalls ended together when the load stopped.
 //
 // So past READS_PER_ITERATION completions in one iteration, the next reads
-// of real sockets are not started at once but on the next timer turn
-// (~1 ms), after the runtime has gone back to its reads already waiting.
-// Same run with this rule: 1000 of 1000 served, Jain 0.97–0.98. Below the
-// budget (every run at 50–200 connections) nothing is deferred.
+// of real sockets start on the next timer turn (Deno's setTimeout(0), about
+// 2 ms), so the runtime gets to the reads that were waiting first.
+// corio with this rule (BENCHMARKS.md, B2): 1000 of 1000 served, Jain 0.99,
+// but 0.79x raw Deno's msgs/s (0.92x without it) and a p99 near 100 ms, since
+// fair service takes more runtime round trips. At 50 connections it never
+// deferred a read (counted over a 2 s run); at 200 it deferred 27% of them.
 
 import type { Connection } from "./connection.ts";
 
