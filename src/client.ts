@@ -72,6 +72,7 @@ class ConnectOp extends Op<Connection> {
         if (abort.signal.aborted) return conn.close();
         if (this.options.noDelay !== false) conn.setNoDelay(true);
         const connection = new Connection(conn, this.options);
+        connection.isPaced = true;
         if (this.isOwned) co.adopt(connection);
         this.#connection = connection;
         this.#wake();

@@ -123,6 +123,11 @@ export const MAX_READ_SIZE = 64 * 1024;
 export class Connection {
   /** @internal */ readonly transport: Transport;
   /** @internal */ readonly isExternal: boolean;
+  /**
+   * @internal A socket of Deno's own (set by `serve` and `connect`): its reads
+   * go through the read pacer (src/_read_pacer.ts).
+   */
+  isPaced = false;
   /** Default recv timeout in ms (`Infinity` for none). */
   recvTimeout: number;
   /** Default send timeout in ms (`Infinity` for none). */
@@ -394,7 +399,7 @@ export class Connection {
       this.end = buffered;
     }
     this.hasPendingRead = true;
-    if (this.isExternal && isOverBudget()) deferRead(this);
+    if (this.isPaced && isOverBudget()) deferRead(this);
     else this.issueRead();
   }
 
@@ -417,7 +422,7 @@ export class Connection {
 
   #readDone(n: number | null): void {
     this.hasPendingRead = false;
-    if (this.isExternal) readCompleted();
+    if (this.isPaced) readCompleted();
     if (n === null) {
       this.isEof = true;
     } else {

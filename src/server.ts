@@ -91,6 +91,8 @@ export class Server implements AsyncDisposable {
   readonly finished: Promise<void>;
 
   #listener: Listener;
+  /** Deno's own sockets, whose reads go through the read pacer. */
+  readonly #isRealListener: boolean;
   #handler: Handler;
   #options: ServeOptions;
   #onError: (error: unknown, info?: ConnectionInfo) => void;
@@ -130,6 +132,7 @@ export class Server implements AsyncDisposable {
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
+    this.#isRealListener = injectedListener === null;
     this.#listener = injectedListener ?? Deno.listen({
       port: options.port ?? DEFAULTS.port,
       hostname: options.hostname ?? DEFAULTS.hostname,
@@ -271,6 +274,7 @@ export class Server implements AsyncDisposable {
       (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
     }
     const connection = new Connection(conn, this.#options);
+    connection.isPaced = this.#isRealListener;
     const slot = new Slot(
       this.#slots,
       info,

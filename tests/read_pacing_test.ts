@@ -45,6 +45,13 @@ class InstantTransport implements Transport {
   }
 }
 
+/** A connection paced as `serve` and `connect` pace Deno's sockets. */
+function pacedConnection(transport: Transport): Connection {
+  const connection = new Connection(transport);
+  connection.isPaced = true;
+  return connection;
+}
+
 /** Lets the pacer's own immediate and timer run before the leak checks. */
 function nextTimerTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
@@ -52,7 +59,7 @@ function nextTimerTurn(): Promise<void> {
 
 Deno.test("past 128 reads in one iteration the next waits a turn, losing no bytes", async () => {
   const transport = new InstantTransport();
-  const conn = new Connection(transport);
+  const conn = pacedConnection(transport);
   transport.markTurn();
   const got = await run((async function* () {
     const bytes: number[] = [];
@@ -72,9 +79,9 @@ Deno.test("past 128 reads in one iteration the next waits a turn, losing no byte
 });
 
 Deno.test("a connection closed while its read waits for the turn settles unread", async () => {
-  const busyConn = new Connection(new InstantTransport());
+  const busyConn = pacedConnection(new InstantTransport());
   const idle = new InstantTransport();
-  const idleConn = new Connection(idle);
+  const idleConn = pacedConnection(idle);
   await run((async function* () {
     for (let i = 0; i < 128; i++) yield* busyConn.recv();
     // The budget is spent: this receive's read is deferred, not started.
