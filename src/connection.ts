@@ -95,6 +95,11 @@ const DEFAULTS = {
 export const INITIAL_READ_SIZE = 1024;
 /** Reads grow (doubling when one fills its buffer) up to this size. */
 export const MAX_READ_SIZE = 64 * 1024;
+/**
+ * Address space a grown read buffer reserves: a line at the default limit
+ * plus one read, twice over (pages are committed only as the buffer grows).
+ */
+const GROWN_RESERVE = 4 * MAX_READ_SIZE;
 
 /**
  * One connection, as its coroutine sees it. Operations are used with
@@ -391,9 +396,7 @@ export class Connection {
       } else {
         let size = buf.length * 2;
         while (size < buffered + want) size *= 2;
-        const grown = new Uint8Array(size);
-        grown.set(buf.subarray(this.start, this.end));
-        this.buf = buf = grown;
+        this.buf = buf = grow(buf, this.start, this.end, size);
       }
       this.start = 0;
       this.end = buffered;
@@ -470,6 +473,36 @@ export class Connection {
     ) return new ConnectionClosedError(op, where);
     return new ConnectionResetError(op, where, { cause: error });
   }
+}
+
+/**
+ * A buffer of `size` bytes holding buf[start, end) at its front. Past the
+ * first buffer it grows in place: a resizable `ArrayBuffer` reserves
+ * `GROWN_RESERVE` of address space and commits pages only as it grows, so a
+ * connection that grows step by step to a line at the limit leaves no
+ * outgrown buffers behind for the collector (each step allocating anew put
+ * the peak RSS near twice the live bytes).
+ */
+function grow(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  size: number,
+): Uint8Array {
+  const backing = buf.buffer as ArrayBuffer;
+  if (backing.resizable && size <= backing.maxByteLength) {
+    if (start > 0) buf.copyWithin(0, start, end);
+    backing.resize(size);
+    return new Uint8Array(backing, 0, size);
+  }
+  const reserve = size > GROWN_RESERVE ? size : GROWN_RESERVE;
+  const grown = new Uint8Array(
+    new ArrayBuffer(size, { maxByteLength: reserve }),
+    0,
+    size,
+  );
+  grown.set(buf.subarray(start, end));
+  return grown;
 }
 
 function checkTimeout(name: string, value: number | undefined): number {

@@ -6,11 +6,12 @@ Deno.test("R4: 200 clients each sending 1 MiB without a newline get LineTooLongE
   console.log("R4 (CI):", JSON.stringify(result));
   assert.equal(result.lineTooLong, 200);
   assert.equal(result.closedByServer, 200);
-  // The live bound is clients × (limit + one read); the peak RSS also holds
-  // the buffers outgrown on the way up (1, 2, ... 64 KiB) until V8 collects
-  // them, measured at ~1.7× the live bound: hence the factor 2.
+  // The live bound is clients × (limit + one read). Read buffers grow in
+  // place, so the peak holds no outgrown buffers: measured 1.38–1.42× the
+  // bound (the runtime's own per-connection memory), against 1.65–2.04×
+  // when each growth step allocated anew. 1.6× tells the two apart.
   assert.ok(
-    result.growth < 2 * result.bound,
-    `RSS grew ${result.growth} bytes, bound ${2 * result.bound}`,
+    result.growth < 1.6 * result.bound,
+    `RSS grew ${result.growth} bytes, bound ${1.6 * result.bound}`,
   );
 });
