@@ -25,7 +25,7 @@ import {
   runClient,
   startServer,
 } from "./_procs.ts";
-import { type Results, writeReport } from "./_report.ts";
+import { type MicroFigures, type Results, writeReport } from "./_report.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -296,7 +296,9 @@ async function main() {
     results.scenarios[scenario.id] = { title: scenario.title, runs };
   }
   if (!only || only.has("B5") || only.has("B6") || only.has("B7")) {
-    results.micro = await micro();
+    const figures = await microFigures();
+    results.microFigures = figures;
+    results.micro = microTables(figures);
   }
   if (!only || only.has("B12")) results.pool = await pool();
   if (!only || only.has("B13")) results.sip = await sip();
@@ -404,20 +406,23 @@ async function sip(): Promise<Results["sip"]> {
   }
 }
 
-/** B5, B6, B7: the micro-benchmarks' own reports, as table rows. */
-async function micro(): Promise<Results["micro"]> {
-  const ns = (x: number) => x.toFixed(0);
-  const ops: Record<string, number | string>[] = await runJson(
-    "ops_bench.ts",
-    ["--report"],
-  );
+/** B5, B6, B7: the micro-benchmarks' own reports. */
+async function microFigures(): Promise<MicroFigures> {
+  const ops: MicroFigures["ops"] = await runJson("ops_bench.ts", ["--report"]);
   console.log("B5", JSON.stringify(ops));
   const timers = await runJson("timers_bench.ts", [
     "--report",
     String(isQuick ? 1 : 3),
   ]);
   console.log("B6/B7", JSON.stringify(timers));
-  const b6 = timers.b6, b7 = timers.b7;
+  return { ops, b6: timers.b6, b7: timers.b7 };
+}
+
+/** B5, B6, B7 as table rows. */
+function microTables(
+  { ops, b6, b7 }: MicroFigures,
+): Results["micro"] {
+  const ns = (x: number) => x.toFixed(0);
   const b7row = (name: string, f: Record<string, number>) => [
     name,
     ns(f.firesPerSec),
