@@ -4,8 +4,9 @@
  * Starts each server as its own process, drives it with the C load client,
  * alternates servers within every scenario over several rounds, and reads
  * the server's CPU time from /proc/PID/stat. Writes BENCHMARKS.md and
- * BENCHMARKS.svg at the repository root (a quick run writes them under
- * bench/results/ instead), and the raw figures to bench/results/.
+ * BENCHMARKS.svg at the repository root (a quick run, or a partial one with
+ * `--only`, writes them under bench/results/ instead, so it never replaces
+ * the full report), and the raw figures to bench/results/.
  *
  *     deno task bench [--quick] [--rounds N] [--only B1,B2]
  *
@@ -304,10 +305,10 @@ async function main() {
   if (!only || only.has("B13")) results.sip = await sip();
   results.elapsedSeconds = (performance.now() - started) / 1000;
   Deno.writeTextFileSync(
-    `${resultsDir}/results${isQuick ? ".quick" : ""}.json`,
+    `${resultsDir}/results${isQuick ? ".quick" : only ? ".only" : ""}.json`,
     JSON.stringify(results, null, 1),
   );
-  const outDir = isQuick ? resultsDir : rootDir;
+  const outDir = isQuick || only ? resultsDir : rootDir;
   writeReport(results, outDir, resultsDir);
   console.log(
     `wrote ${outDir}/BENCHMARKS.md and BENCHMARKS.svg in ${

@@ -173,6 +173,8 @@ export class Connection {
   #recvOp: RecvOp | null = null;
   #sendOp: SendOp | null = null;
   #view: Uint8Array | null = null;
+  #viewOf: Uint8Array | null = null;
+  #viewAt = 0;
   #isClosed = false;
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
@@ -365,17 +367,31 @@ export class Connection {
   }
 
   /**
+   * @internal Forgets what is kept only to be reused by the next message
+   * (the idle send and its result, the last borrowed view): the server
+   * calls it for connections that have waited a while, so an idle
+   * connection does not hold them.
+   */
+  compact(): void {
+    if (this.#sendOp !== null && !this.#sendOp.isRunning) this.#sendOp = null;
+    this.#view = this.#viewOf = null;
+  }
+
+  /**
    * @internal A view of buf[start, end). The last one is handed out again
    * when it covers the same bytes (fixed-size messages): a borrowed view is
    * valid only until the next receive anyway.
    */
   view(start: number, end: number): Uint8Array {
     const last = this.#view;
+    // Compared by the buffer object and offset it was cut at: reading a
+    // view's `buffer` and `byteOffset` cost more than the subarray saved.
     if (
-      last !== null && last.buffer === this.buf.buffer &&
-      last.byteOffset === this.buf.byteOffset + start &&
+      last !== null && this.#viewOf === this.buf && this.#viewAt === start &&
       last.length === end - start
     ) return last;
+    this.#viewOf = this.buf;
+    this.#viewAt = start;
     return this.#view = this.buf.subarray(start, end);
   }
 

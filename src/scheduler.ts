@@ -273,13 +273,17 @@ export class Scheduler {
    * that yielded. The operation stays registered meanwhile, so no wake-up
    * is lost; the coroutine yields it, and the scheduler parks it again.
    * A server calls this for its idle handlers a few times a second.
+   * Returns true when it moved the wait.
    */
-  _compact(co: Coroutine): void {
+  _compact(co: Coroutine): boolean {
     const op = co.heldBy;
-    if (op === null || !op.isRepark || co.heldSince === this.#epoch) return;
+    if (op === null || !op.isRepark || co.heldSince === this.#epoch) {
+      return false;
+    }
     this.#unpark(co);
     this.#busy++;
     settleHeld(co, { done: false, value: op });
+    return true;
   }
 
   /** @internal Starts a new epoch for `_compact`. */

@@ -329,7 +329,9 @@ export class Server implements AsyncDisposable {
   #compact = (): void => {
     const scheduler = this.#scheduler;
     this.#slots.each((slot) => {
-      if (slot.task !== null) scheduler._compact(slot.task);
+      if (slot.task !== null && scheduler._compact(slot.task)) {
+        slot.connection.compact();
+      }
     });
     scheduler._nextEpoch();
   };
