@@ -2,7 +2,12 @@
 // figure is a median over the rounds with min..max, and every ratio is
 // against a baseline measured in the same run.
 
-type Figures = Record<string, number>;
+type Figures = Record<string, number> & {
+  /** Ping-pong: median over connections of each one's longest wait, ms. */
+  maxWaitMedianMs?: number;
+  /** Ping-pong: the worst connection's longest wait, ms. */
+  maxWaitMs?: number;
+};
 
 /** Everything one run of the suite measured. */
 export interface Results {
@@ -136,6 +141,9 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
       fmt(stat(runs[server], (f) => f.p50Ms).median, 3),
       fmt(stat(runs[server], (f) => f.p99Ms).median, 3),
       fmt(stat(runs[server], (f) => f.jain).median, 4),
+      `${
+        fmt(stat(runs[server], (f) => f.maxWaitMedianMs ?? NaN).median, 1)
+      } / ${fmt(stat(runs[server], (f) => f.maxWaitMs ?? NaN).median, 1)}`,
       range(stat(runs[server], (f) => f.served ?? NaN), 0),
       `${
         fmt(stat(runs[server], (f) => f.clientCpu / f.seconds * 100).median)
@@ -151,13 +159,14 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
     "p50 ms",
     "p99 ms",
     "Jain",
+    "longest wait per connection, median / worst ms",
     "connections served",
     "client CPU",
   ], rows) + (id === "B2" ? B2_NOTE : "");
 }
 
 const B2_NOTE =
-  "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections Deno 2.9.6 starves connections under a plain `Deno.listen` server: once more reads complete in one event-loop iteration than about 128 (`strace`: 128 reads per `epoll_wait`, tokio's cooperative budget), it keeps completing the reads of the connections answered fastest, and reads whose bytes already sit in the socket wait (`ss` showed the message in the receive queue of every stalled connection). In a 2 s run of the raw server the median connection's longest gap between two replies was 1.6 s, 360–1000 of 1000 connections got any reply, and the stalls ended together when the load stopped; the C server and Node serve all 1000. corio counts reads per iteration and, past 128, starts the next reads on the next timer turn (`src/_read_pacer.ts`), so it serves all 1000 evenly. The price, at 1000 connections only: fewer messages/s and more CPU per message (raw Deno's figure comes partly from serving the same fast connections over and over, their reads completing at once without a round trip through the runtime's queue), and a p99 near 100 ms. p99 counts messages, so a connection left waiting 2 s adds one sample. Measured outside this run, in side-by-side 2 s runs of the raw server instrumented to time each connection's replies, the median connection's longest wait for a reply was 1.4–1.7 s while the client's p99 stayed near 20 ms; with corio's rule added to the same raw server, the median longest wait was 0.14–0.15 s and the worst 0.22–0.29 s. At 50 connections the rule never deferred a read (counted in a 2 s run; at 200 connections it deferred 27% of them).";
+  "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections Deno 2.9.6 starves connections under a plain `Deno.listen` server: once more reads complete in one event-loop iteration than about 128 (`strace`: 128 reads per `epoll_wait`, tokio's cooperative budget), it keeps completing the reads of the connections answered fastest, and reads whose bytes already sit in the socket wait (`ss` showed the message in the receive queue of every stalled connection). In a 2 s run of the raw server the median connection's longest gap between two replies was 1.6 s, 360–1000 of 1000 connections got any reply, and the stalls ended together when the load stopped; the C server and Node serve all 1000. corio counts reads per iteration and, past 128, starts the next reads on the next timer turn (`src/_read_pacer.ts`), so it serves all 1000 evenly. The price, at 1000 connections only: fewer messages/s and more CPU per message (raw Deno's figure comes partly from serving the same fast connections over and over, their reads completing at once without a round trip through the runtime's queue), and a p99 near 100 ms. p99 counts messages, so a connection left waiting 2 s adds one sample to it; the column \"longest wait per connection\" shows starvation instead: each connection's longest wait for a reply within the measured window (an unanswered message counts by its age at the window's end, so the window's length is the most it can show). At 50 connections the rule never deferred a read (counted in a 2 s run; at 200 connections it deferred 27% of them).";
 
 function idleTable(r: Results): string {
   const scenario = r.scenarios.B8;
@@ -267,6 +276,14 @@ function targets(r: Results): string[][] {
     "corio / raw Deno Jain index",
     0.995,
     m("B2", "corio", (f) => f.jain) / m("B2", "raw", (f) => f.jain),
+  );
+  add(
+    "B2",
+    "corio / raw Deno longest wait per connection (median over connections)",
+    1.0,
+    m("B2", "corio", (f) => f.maxWaitMedianMs ?? NaN) /
+      m("B2", "raw", (f) => f.maxWaitMedianMs ?? NaN),
+    true,
   );
   for (const id of ["B1", "B2"]) {
     // Context for B1/B2: what typed yield* in an async function* costs over
@@ -652,7 +669,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios are medians against raw Deno from the same run.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
-      "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message.",
+      "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
       "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), and `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost.",
     ].join("\n"),
     "## Targets",

@@ -11,7 +11,10 @@
 //   the warm-up (and once `min-replied` of the connections had a reply) it
 //   measures for `duration` s and prints one JSON line: messages/s, MB/s,
 //   p50/p99 round trip, Jain's fairness index over per-connection counts,
-//   its own CPU time and the server's (from /proc/PID/stat).
+//   each connection's longest wait for a reply (median over connections
+//   and worst; see `longest_wait` below), its own CPU time and the server's
+//   (from /proc/PID/stat). p99 counts messages, so a connection left waiting
+//   2 s adds one sample to it; the longest wait per connection shows it.
 // idle: connects all, one echo each, prints "ready" and a JSON line, then
 //   holds the connections until stdin closes (or `duration` s pass).
 // burst: opens all connections at once, one echo each, closes; prints the
@@ -51,6 +54,7 @@ typedef struct {
   int in_flight;
   double sent_at[MAX_DEPTH]; // ring of send times, oldest first
   int head;
+  double longest_wait; // s, longest wait for a reply (see `waited`)
 } conn_t;
 
 static const char *host = "127.0.0.1";
@@ -62,6 +66,7 @@ static int ep;
 static char *out_buf, *in_buf;
 static uint32_t fine[FINE_US], coarse[COARSE_MS];
 static int is_measuring;
+static double window_start; // s, when the measured window began; 0 before
 static uint64_t errors;
 
 static double now_s(void) {
@@ -124,6 +129,23 @@ static double percentile(double q, uint64_t total) {
     if (seen >= rank) return (double)i + 0.5;
   }
   return NAN;
+}
+
+// How long a message sent at `sent_at` had waited by `t`, counted inside
+// the measured window only: a message sent before the window starts waits
+// from the window start. So every wait is part of the window (at most its
+// length) and a connection is not charged for time spent in the warm-up.
+static double waited(double sent_at, double t) {
+  return t - (sent_at > window_start ? sent_at : window_start);
+}
+
+static void note_wait(conn_t *c, double wait) {
+  if (wait > c->longest_wait) c->longest_wait = wait;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
 }
 
 static void watch(conn_t *c, uint32_t events, int op) {
@@ -199,7 +221,10 @@ static int on_readable(conn_t *c, double t) {
     c->received += (uint64_t)n;
     while (c->received >= (uint64_t)size && c->in_flight > 0) {
       c->received -= (uint64_t)size;
-      if (is_measuring) record_rtt(t - c->sent_at[c->head]);
+      if (is_measuring) {
+        record_rtt(t - c->sent_at[c->head]);
+        note_wait(c, waited(c->sent_at[c->head], t));
+      }
       c->head = (c->head + 1) % MAX_DEPTH;
       c->in_flight--;
       c->count++;
@@ -260,7 +285,7 @@ int main(int argc, char **argv) {
     if (open_conn(&cs[i]) < 0) return 1;
   }
   int connected = 0, replied = 0, done = 0;
-  double window_start = 0, measure_end = 0;
+  double measure_end = 0;
   double cpu0 = 0, server_cpu0 = 0;
   int is_ready = 0; // idle: reported "ready"
   double limit = t0 + warmup + duration + 30; // hard bound on any run
@@ -363,14 +388,31 @@ int main(int argc, char **argv) {
     if (n > 0) served++;
   }
   double jain = sum_sq > 0 ? sum * sum / ((double)conns * sum_sq) : 0;
+  // Longest wait per connection: its longest round trip replied in the
+  // window, or, if longer, the age at the window's end of its oldest message
+  // still unanswered. Both count from the window start at the earliest (see
+  // `waited`). A connection that broke keeps only its replied waits.
+  double *longest = malloc((size_t)conns * sizeof *longest);
+  for (int i = 0; i < conns; i++) {
+    conn_t *c = &cs[i];
+    if (!c->is_done && c->in_flight > 0) {
+      note_wait(c, waited(c->sent_at[c->head], t_end));
+    }
+    longest[i] = c->longest_wait * 1000; // ms
+  }
+  qsort(longest, (size_t)conns, sizeof *longest, by_value);
+  int mid = conns / 2;
+  double wait_median =
+      conns % 2 ? longest[mid] : (longest[mid - 1] + longest[mid]) / 2;
   printf("{\"mode\":\"pingpong\",\"conns\":%d,\"size\":%d,\"depth\":%d,"
          "\"seconds\":%.4f,\"messages\":%llu,\"msgsPerSec\":%.1f,"
          "\"mbPerSec\":%.3f,\"p50Ms\":%.4f,\"p99Ms\":%.4f,\"jain\":%.4f,"
-         "\"served\":%d,\"clientCpu\":%.4f,\"serverCpu\":%.4f,"
-         "\"errors\":%llu}\n",
+         "\"served\":%d,\"maxWaitMedianMs\":%.3f,\"maxWaitMs\":%.3f,"
+         "\"clientCpu\":%.4f,\"serverCpu\":%.4f,\"errors\":%llu}\n",
          conns, size, depth, elapsed, (unsigned long long)total,
          (double)total / elapsed, (double)total * size / elapsed / 1e6,
-         percentile(0.5, total), percentile(0.99, total), jain, served, cpu,
-         server_cpu, (unsigned long long)errors);
+         percentile(0.5, total), percentile(0.99, total), jain, served,
+         wait_median, longest[conns - 1], cpu, server_cpu,
+         (unsigned long long)errors);
   return 0;
 }
