@@ -585,6 +585,39 @@ Deno.test("an idle connection's read buffer is small and grows for bulk data", a
   b.close();
 });
 
+Deno.test("lines that outgrow the read buffer, after shorter ones, come back intact", async () => {
+  // Sent at once, 6000 grows the buffer to 8 KiB; 200 straddles a refill
+  // and ends early in the full buffer; 50000 then grows it (in place, past
+  // the first 1 KiB) while 7991 of its bytes sit at offset 201, which must
+  // move to the front. In 777-byte chunks the growth steps differ.
+  for (const chunk of [Infinity, 777]) {
+    const [a, b] = memoryConnPair({ capacity: 1 << 20 });
+    const lengths = [6000, 100, 2000, 200, 50000, 10, 3000, 30000, 5];
+    const lines = lengths.map((n, i) =>
+      Array.from(
+        { length: n },
+        (_, k) => String.fromCharCode(97 + (i + k) % 26),
+      ).join("")
+    );
+    const all = new TextEncoder().encode(lines.join("\n") + "\n");
+    const got = await run((async function* () {
+      const writer = yield* spawn((async function* () {
+        for (let at = 0; at < all.length; at += chunk) {
+          yield* a.send(all.subarray(at, at + chunk));
+        }
+      })());
+      const got: string[] = [];
+      for (const _ of lines) got.push((yield* b.recvLine())!);
+      yield* writer.join();
+      return got;
+    })());
+    assert.deepEqual(got.map((l) => l.length), lengths);
+    assert.deepEqual(got, lines, `sent in chunks of ${chunk}`);
+    a.close();
+    b.close();
+  }
+});
+
 export type { Connection };
 
 Deno.test("recv({ borrow: true }) returns a view that stays valid until the next receive", async () => {
