@@ -82,12 +82,9 @@ abstract class ReadOp<T> extends Op<T> {
 export class RecvOp extends ReadOp<Uint8Array | null> {
   readonly op = "recv";
   readonly isBorrowed: boolean;
-  /** The connection's `recvTimeout` when made: reused only while it holds. */
-  readonly recvTimeout: number;
-  constructor(conn: Connection, readonly options: RecvOptions | undefined) {
+  constructor(conn: Connection, options: RecvOptions | undefined) {
     super(conn, options);
     this.isBorrowed = options?.borrow === true;
-    this.recvTimeout = conn.recvTimeout;
   }
   protected read(): Uint8Array | null | typeof PENDING {
     const conn = this.conn;
@@ -187,8 +184,6 @@ export class RecvLineOp extends ReadOp<string | null> {
 export class SendOp extends Op<void> {
   readonly op: string = "send";
   readonly bytes: Uint8Array;
-  /** The connection's `sendTimeout` when made: reused only while it holds. */
-  readonly sendTimeout: number;
   waiter: Coroutine | null = null;
   #offset = 0;
   #isWriting = false;
@@ -199,12 +194,11 @@ export class SendOp extends Op<void> {
   constructor(
     readonly conn: Connection,
     readonly data: Uint8Array | string,
-    readonly options: OperationOptions | undefined,
+    options: OperationOptions | undefined,
     readonly isCloseWrite: boolean,
   ) {
     super(options, conn.sendTimeout);
     this.external = conn.isExternal;
-    this.sendTimeout = conn.sendTimeout;
     this.bytes = typeof data === "string" ? encoder.encode(data) : data;
   }
   get where(): string {

@@ -237,13 +237,14 @@ export class Connection {
    * @returns The bytes, or `null` at end of stream.
    */
   recv(options?: RecvOptions): Operation<Uint8Array | null> {
-    // The usual loop, `recv()` or `recv(sameOptions)` once per message,
+    // The usual loop, `recv()` once per message with the same options,
     // reuses one operation: an allocation less per message. One that is
     // running is never handed out again, so two readers still get BusyError.
     const last = this.#recvOp;
     if (
-      last !== null && last.options === options && !last.isRunning &&
-      last.recvTimeout === this.recvTimeout
+      last !== null && !last.isRunning &&
+      last.isBorrowed === (options?.borrow === true) &&
+      last.hasOptions(options, this.recvTimeout)
     ) return last;
     return this.#recvOp = new RecvOp(this, options);
   }
@@ -306,8 +307,8 @@ export class Connection {
     // send exactly what a new one would.
     const last = this.#sendOp;
     if (
-      last !== null && last.data === data && last.options === options &&
-      !last.isRunning && last.sendTimeout === this.sendTimeout
+      last !== null && last.data === data && !last.isRunning &&
+      last.hasOptions(options, this.sendTimeout)
     ) return last;
     return this.#sendOp = new SendOp(this, data, options, false);
   }

@@ -131,6 +131,16 @@ const DONE_VOID: IteratorResult<Effect, undefined> = Object.freeze({
   value: undefined,
 });
 
+/** The relative timeout `options` give, `undefined` for none. */
+function effectiveTimeout(
+  options: OperationOptions | undefined,
+  defaultTimeout: number | undefined,
+): number | undefined {
+  const timeout = options?.timeout ??
+    (options?.deadline === undefined ? defaultTimeout : undefined);
+  return timeout === Infinity ? undefined : timeout;
+}
+
 /**
  * The base of every operation. Subclasses implement `poll()` (is the result
  * at hand?), `park()`/`unpark()` (register and forget a waiter) and, where
@@ -168,7 +178,7 @@ export abstract class Op<T>
   #pending: IteratorResult<Effect, T> | null = null;
 
   constructor(options: OperationOptions | undefined, defaultTimeout?: number) {
-    let timeout = options?.timeout;
+    const timeout = options?.timeout;
     const deadline = options?.deadline ?? Infinity;
     if (timeout !== undefined && !(timeout >= 0)) {
       throw new RangeError(
@@ -178,12 +188,23 @@ export abstract class Op<T>
     if (Number.isNaN(deadline)) {
       throw new RangeError("Cannot start operation: deadline is NaN");
     }
-    if (timeout === undefined && options?.deadline === undefined) {
-      timeout = defaultTimeout;
-    }
-    this.timeout = timeout === Infinity ? undefined : timeout;
+    this.timeout = effectiveTimeout(options, defaultTimeout);
     this.deadline = deadline;
     this.signal = options?.signal;
+  }
+
+  /**
+   * @internal True when `options` (with `defaultTimeout`) give this
+   * operation's timeout, deadline and signal now. An idle operation is
+   * reused only then: an options object can change between calls.
+   */
+  hasOptions(
+    options: OperationOptions | undefined,
+    defaultTimeout?: number,
+  ): boolean {
+    return this.timeout === effectiveTimeout(options, defaultTimeout) &&
+      this.deadline === (options?.deadline ?? Infinity) &&
+      this.signal === options?.signal;
   }
 
   /** The value if the operation can complete now, else `PENDING`. */

@@ -6,6 +6,7 @@ import {
   delay,
   IncompleteReadError,
   LineTooLongError,
+  type Operation,
   run,
   spawn,
   TimeoutError,
@@ -263,6 +264,39 @@ Deno.test("recv() times out at exactly its deadline", async () => {
     { clock },
   );
   assert.equal(at, 4000);
+  a.close();
+  b.close();
+});
+
+Deno.test("recv() and send() with one options object read its timeout at each call", async () => {
+  const clock = new VirtualClock({ start: 0 });
+  const [a, b] = memoryConnPair({ capacity: 4 });
+  const options = { timeout: 1000 };
+  const data = new Uint8Array(4);
+  const timedOut = async function* (op: Operation<unknown>) {
+    const started = clock.now();
+    try {
+      yield* op;
+    } catch (error) {
+      assert.ok(error instanceof TimeoutError);
+      return [error.timeout, clock.now() - started];
+    }
+  };
+  const result = await run(
+    (async function* () {
+      yield* a.send(data, options); // fills the capacity
+      yield* b.recv(options);
+      options.timeout = 3000;
+      const recv = yield* timedOut(b.recv(options));
+      yield* a.send(data, options); // into b's read left in flight
+      yield* a.send(data, options); // fills the capacity
+      options.timeout = 2000;
+      const send = yield* timedOut(a.send(data, options)); // capacity full
+      return [recv, send];
+    })(),
+    { clock },
+  );
+  assert.deepEqual(result, [[3000, 3000], [2000, 2000]]);
   a.close();
   b.close();
 });
