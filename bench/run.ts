@@ -460,7 +460,7 @@ function microTables(
         `${(b6.queueArmAndFireNs / b6.timerFireNs).toFixed(3)}×`,
       ],
       [
-        "bytes per pending entry (JS heap; entry object included)",
+        "bytes per pending entry (JS heap and off-heap; entry object included)",
         ns(b6.queueBytesPerEntry),
         `${ns(b6.timerHeapBytesPerEntry)} heap, ${
           ns(b6.timerRssBytesPerEntry)

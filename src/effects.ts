@@ -258,7 +258,11 @@ export abstract class Op<T>
   }
 
   #settle(signal: unknown): IteratorResult<Effect, T> {
-    if (signal === TIMED_OUT) return { done: true, value: this.timedOut() };
+    if (signal === TIMED_OUT) {
+      const value = this.timedOut();
+      if (value === undefined) return DONE_VOID as IteratorResult<Effect, T>;
+      return { done: true, value };
+    }
     if (signal === ABORTED) {
       // As for a cancel: leave no trace in queues joined by poll().
       this.cancelled();

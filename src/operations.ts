@@ -27,7 +27,9 @@ class DelayOp extends Op<void> {
     if (Number.isNaN(ms)) {
       throw new RangeError("Cannot delay: ms is NaN");
     }
-    super({ timeout: Math.max(0, ms), signal: options?.signal });
+    // The delay is the timeout; no options object per delay for B7's loops.
+    const signal = options?.signal;
+    super(signal === undefined ? undefined : { signal }, Math.max(0, ms));
   }
   protected poll(): typeof PENDING {
     return PENDING;

@@ -91,37 +91,43 @@ export interface DeadlineEntry {
 }
 
 /**
- * A binary min-heap of entries by deadline. Entries carry their own index,
+ * A 4-ary min-heap of entries by deadline. Entries carry their own index,
  * so removal and re-keying are O(log n) and allocate nothing: one scheduler
  * keeps every deadline here and arms one host timer for the earliest.
+ *
+ * The deadlines are also kept in a `Float64Array` beside the entries, so a
+ * sift compares numbers that sit together in memory instead of reading each
+ * child's object, and four children per node halve the depth (B7: 10k
+ * looping delays spent a fifth of their JS time sifting a binary heap of
+ * objects).
  */
 export class DeadlineQueue<E extends DeadlineEntry> {
-  #heap: E[] = [];
+  #entries: E[] = [];
+  #keys = new Float64Array(64);
+  #size = 0;
 
   /** How many entries are queued. */
   get size(): number {
-    return this.#heap.length;
+    return this.#size;
   }
 
   /** The entry with the earliest deadline, if any. */
   peek(): E | undefined {
-    return this.#heap[0];
+    return this.#size > 0 ? this.#entries[0] : undefined;
   }
 
   /** Queues `entry` at `deadline`, or moves it there if already queued. */
   set(entry: E, deadline: number): void {
-    const heap = this.#heap;
-    if (entry.heapIndex < 0) {
-      entry.deadline = deadline;
-      entry.heapIndex = heap.length;
-      heap.push(entry);
-      this.#up(entry.heapIndex);
-    } else if (deadline < entry.deadline) {
-      entry.deadline = deadline;
-      this.#up(entry.heapIndex);
+    const index = entry.heapIndex;
+    entry.deadline = deadline;
+    if (index < 0) {
+      const at = this.#size++;
+      if (at === this.#keys.length) this.#grow();
+      this.#up(entry, deadline, at);
+    } else if (deadline < this.#keys[index]) {
+      this.#up(entry, deadline, index);
     } else {
-      entry.deadline = deadline;
-      this.#down(entry.heapIndex);
+      this.#down(entry, deadline, index);
     }
   }
 
@@ -129,55 +135,78 @@ export class DeadlineQueue<E extends DeadlineEntry> {
   delete(entry: E): void {
     const index = entry.heapIndex;
     if (index < 0) return;
-    const heap = this.#heap;
-    const last = heap.pop()!;
     entry.heapIndex = -1;
-    if (last === entry) return;
-    heap[index] = last;
-    last.heapIndex = index;
-    this.#down(index);
-    this.#up(last.heapIndex);
+    const lastIndex = --this.#size;
+    const entries = this.#entries;
+    const last = entries[lastIndex];
+    entries[lastIndex] = undefined as unknown as E; // let it be collected
+    if (index === lastIndex) return;
+    const deadline = this.#keys[lastIndex];
+    if (index > 0 && deadline < this.#keys[(index - 1) >> 2]) {
+      this.#up(last, deadline, index);
+    } else {
+      this.#down(last, deadline, index);
+    }
   }
 
   /** Removes and returns the earliest entry if its deadline is `<= now`. */
   popExpired(now: number): E | undefined {
-    const top = this.#heap[0];
-    if (top === undefined || top.deadline > now) return undefined;
+    if (this.#size === 0 || this.#keys[0] > now) return undefined;
+    const top = this.#entries[0];
     this.delete(top);
     return top;
   }
 
-  #up(index: number): void {
-    const heap = this.#heap;
-    const entry = heap[index];
+  #grow(): void {
+    const keys = new Float64Array(this.#keys.length * 2);
+    keys.set(this.#keys);
+    this.#keys = keys;
+  }
+
+  /** Places `entry` (key `deadline`) at `index` or above it. */
+  #up(entry: E, deadline: number, index: number): void {
+    const entries = this.#entries;
+    const keys = this.#keys;
     while (index > 0) {
-      const parentIndex = (index - 1) >> 1;
-      const parent = heap[parentIndex];
-      if (parent.deadline <= entry.deadline) break;
-      heap[index] = parent;
+      const parentIndex = (index - 1) >> 2;
+      if (keys[parentIndex] <= deadline) break;
+      const parent = entries[parentIndex];
+      entries[index] = parent;
+      keys[index] = keys[parentIndex];
       parent.heapIndex = index;
       index = parentIndex;
     }
-    heap[index] = entry;
+    entries[index] = entry;
+    keys[index] = deadline;
     entry.heapIndex = index;
   }
 
-  #down(index: number): void {
-    const heap = this.#heap;
-    const length = heap.length;
-    const entry = heap[index];
+  /** Places `entry` (key `deadline`) at `index` or below it. */
+  #down(entry: E, deadline: number, index: number): void {
+    const entries = this.#entries;
+    const keys = this.#keys;
+    const size = this.#size;
     for (;;) {
-      let child = 2 * index + 1;
-      if (child >= length) break;
-      if (
-        child + 1 < length && heap[child + 1].deadline < heap[child].deadline
-      ) child++;
-      if (heap[child].deadline >= entry.deadline) break;
-      heap[index] = heap[child];
-      heap[index].heapIndex = index;
+      const first = 4 * index + 1;
+      if (first >= size) break;
+      let child = first;
+      let childKey = keys[first];
+      const end = first + 4 < size ? first + 4 : size;
+      for (let i = first + 1; i < end; i++) {
+        if (keys[i] < childKey) {
+          child = i;
+          childKey = keys[i];
+        }
+      }
+      if (childKey >= deadline) break;
+      const moved = entries[child];
+      entries[index] = moved;
+      keys[index] = childKey;
+      moved.heapIndex = index;
       index = child;
     }
-    heap[index] = entry;
+    entries[index] = entry;
+    keys[index] = deadline;
     entry.heapIndex = index;
   }
 }
