@@ -21,9 +21,9 @@ const chunkedBytes = fc.tuple(
       fc.constant(13),
       fc.integer({ min: 0, max: 255 }),
     ),
-    { maxLength: 400 },
+    { maxLength: 400, size: "max" },
   ),
-  fc.array(fc.nat({ max: 400 }), { maxLength: 20 }),
+  fc.array(fc.nat({ max: 400 }), { maxLength: 20, size: "max" }),
   fc.integer({ min: 1, max: 64 }),
 ).map(([bytes, cuts, capacity]) => {
   const data = new Uint8Array(bytes);
@@ -85,7 +85,7 @@ Deno.test(`R9: any byte string in any chunking comes out of recvExact in the ask
   await fc.assert(
     fc.asyncProperty(
       chunkedBytes,
-      fc.array(fc.nat({ max: 100 }), { maxLength: 30 }),
+      fc.array(fc.nat({ max: 100 }), { maxLength: 30, size: "max" }),
       async ({ data, chunks, capacity }, sizes) => {
         const [a, b] = memoryConnPair({ capacity });
         try {
@@ -203,7 +203,7 @@ Deno.test(`R9: random interleavings of connect, line, reset, timeout and evictio
   let peerRefusals = 0;
   await fc.assert(
     fc.asyncProperty(
-      fc.array(command, { minLength: 1, maxLength: 40 }),
+      fc.array(command, { minLength: 1, maxLength: 40, size: "max" }),
       async (commands) => {
         const clock = new VirtualClock({ autojump: false });
         const listener = new MemoryListener();
