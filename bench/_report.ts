@@ -37,7 +37,9 @@ export interface Results {
 export interface MicroFigures {
   ops: { name: string; nsPerOp: number; turnsPerOp: number }[];
   b6: Record<string, number>;
-  b7: Record<"corio" | "setTimeout", Record<string, number>>;
+  b7:
+    & Record<"corio" | "setTimeout", Record<string, number>>
+    & { floor?: Record<string, number> };
 }
 
 /** B12: requests/s of each round, pool vs one connection per request. */
@@ -193,7 +195,31 @@ function idleTable(r: Results): string {
     "external KiB/conn",
     "V8 young generation MiB after",
   ], rows) +
-    "\n\nRSS is read after a full GC, and still holds heap pages V8 keeps committed: old-space pages that are not full, and the young generation, which grows while the burst of long-lived connection objects survives scavenges and is not given back (its size after the run: last column). That growth is a step function of the bytes that survived: at 10,000 connections the same corio server has shown 26.8 and 44.8 MiB of young generation in two runs, 1.8 KiB of RSS per connection apart.";
+    "\n\nRSS is read after a full GC, and still holds heap pages V8 keeps committed: old-space pages that are not full, and the young generation, which grows while the burst of long-lived connection objects survives scavenges and is not given back (its size after the run: last column). That growth is a step function of the bytes that survived: at 10,000 connections the same corio server has shown 26.8 and 44.8 MiB of young generation in two runs, 1.8 KiB of RSS per connection apart." +
+    idleFloorNote(runs);
+}
+
+/** What the floor server says about B8's ≤ 1.05× raw target. */
+function idleFloorNote(runs: Record<string, Figures[]>): string {
+  if (!runs.floor || !runs.raw || !runs.corio) return "";
+  const med = (id: string, f: (x: Figures) => number) =>
+    stat(runs[id], f).median;
+  const heap = (id: string) => med(id, (f) => f.heapPerConn);
+  const rss = (id: string) => med(id, (f) => f.rssPerConn);
+  const kib = (bytes: number) => (bytes / 1024).toFixed(2);
+  return `\n\nThe floor server is no library at all: an \`async function*\` per connection whose typed \`yield*\` reads and writes are bare promise wrappers. It already holds ${
+    kib(heap("floor") - heap("raw"))
+  } KiB more JS heap per idle connection than raw Deno's \`async function\` (the async generator, its queued request and the promise its \`yield*\` awaits) and ${
+    ratio(rss("floor"), rss("raw"))
+  } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio adds ${
+    kib(heap("corio") - heap("floor"))
+  } KiB of heap on top of the floor: the connection, the coroutine record, the reusable receive, the server's slot and connection info.${
+    runs["corio-sync"]
+      ? ` A \`function*\` handler holds ${
+        kib(heap("corio-sync"))
+      } KiB of heap against ${kib(heap("corio"))} for \`async function*\`.`
+      : ""
+  }`;
 }
 
 function burstTable(r: Results): string {
@@ -370,7 +396,25 @@ function b7Note(figures: MicroFigures | undefined): string {
     share(setTimeout)
   } of that and corio ${
     share(corio)
-  }, so B7's "≥ 3× the fires/s" cannot be met by any timer in this benchmark; what a cheaper timer buys here is CPU. CPU counts every thread of the process (V8's collector included), as \`process.cpuUsage()\` does.`;
+  }, so B7's "≥ 3× the fires/s" cannot be met by any timer in this benchmark; what a cheaper timer buys here is CPU. CPU counts every thread of the process (V8's collector included), as \`process.cpuUsage()\` does.${
+    floorNote(corio, setTimeout, figures.b7.floor)
+  }`;
+}
+
+function floorNote(
+  corio: Record<string, number>,
+  setTimeout: Record<string, number>,
+  floor: Record<string, number> | undefined,
+): string {
+  if (!floor) return "";
+  const us = (f: Record<string, number>) => f.cpuUsPerFire.toFixed(2);
+  return `\n\nThe floor row is what the CPU goal asks of the mechanism itself: bare generators that yield a number, on the same deadline queue, with one \`setTimeout\`, use ${
+    us(floor)
+  } µs per fire, ${
+    (floor.cpuPerSec / setTimeout.cpuPerSec).toFixed(2)
+  }× \`setTimeout\`'s CPU. corio uses ${
+    us(corio)
+  } µs: the rest is the operation protocol around each delay (a \`DelayOp\` allocated per \`delay()\`, \`yield*\` calling its iterator and \`next()\` twice, the checks for signals, cancellation and idle clocks when it parks).`;
 }
 
 /** B5, B6 and B7's targets. */

@@ -221,7 +221,7 @@ const SCENARIOS: Scenario[] = [
     title: `${IDLE_CONNS} idle connections parked in recv`,
     // Not the C server: its per-connection memory is kernel socket memory,
     // which RSS does not show.
-    servers: ["raw", "node", "corio"],
+    servers: ["raw", "node", "corio", "corio-sync", "floor"],
     run: idle,
   },
   {
@@ -482,6 +482,12 @@ function microTables(
       ],
       b7row("corio `yield* delay(ms)`", b7.corio),
       b7row("`await new Promise((r) => setTimeout(r, ms))`", b7.setTimeout),
+      ...(b7.floor
+        ? [b7row(
+          "floor: bare generators on the same heap, no library (not a corio form)",
+          b7.floor,
+        )]
+        : []),
     ],
   }];
 }

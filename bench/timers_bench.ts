@@ -180,6 +180,67 @@ export async function corioDelays(seconds: number) {
   return result(fires, t0, cpu0);
 }
 
+/**
+ * B7 floor, not a corio form: 10k generators that yield their delay as a
+ * number, the same deadline queue, one setTimeout for the earliest. No
+ * operations, options, signals or cancellation: what a coroutine scheduler
+ * on this heap costs before any library around it.
+ */
+export function floorDelays(seconds: number) {
+  class Loop implements DeadlineEntry {
+    deadline = Infinity;
+    heapIndex = -1;
+    constructor(readonly gen: Generator<number, void>) {}
+  }
+  return new Promise<ReturnType<typeof result>>((resolve) => {
+    const queue = new DeadlineQueue<Loop>();
+    const stop = performance.now() + seconds * 1000;
+    let fires = 0;
+    let live = LOOPS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timerAt = Infinity;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const arm = (at: number) => {
+      if (timer !== undefined) clearTimeout(timer);
+      timerAt = at;
+      timer = setTimeout(
+        onTimer,
+        Math.max(0, Math.ceil(at - performance.now())),
+      );
+    };
+    const park = (loop: Loop, r: IteratorResult<number, void>, now: number) => {
+      if (r.done) {
+        if (--live === 0) resolve(result(fires, t0, cpu0));
+        return;
+      }
+      queue.set(loop, now + r.value);
+      if (now + r.value < timerAt) arm(now + r.value);
+    };
+    const onTimer = () => {
+      timer = undefined;
+      timerAt = Infinity;
+      const now = performance.now();
+      for (let loop; (loop = queue.popExpired(now));) {
+        park(loop, loop.gen.next(), now);
+      }
+      const next = queue.peek();
+      if (next !== undefined) arm(next.deadline);
+    };
+    const now = performance.now();
+    for (let i = 0; i < LOOPS; i++) {
+      const loop = new Loop((function* () {
+        let k = 0;
+        do {
+          yield msFor(i, k++);
+          fires++;
+        } while (performance.now() < stop);
+      })());
+      park(loop, loop.gen.next(), now);
+    }
+  });
+}
+
 /** B7 baseline: 10k async loops awaiting a setTimeout promise. */
 export async function setTimeoutDelays(seconds: number) {
   const stop = performance.now() + seconds * 1000;
@@ -233,6 +294,7 @@ if (import.meta.main && Deno.args.includes("--report")) {
     b7: {
       corio: await corioDelays(seconds),
       setTimeout: await setTimeoutDelays(seconds),
+      floor: await floorDelays(seconds),
     },
   }));
 }
