@@ -40,6 +40,8 @@ export interface MicroFigures {
   b7:
     & Record<"corio" | "setTimeout", Record<string, number>>
     & { floor?: Record<string, number> };
+  /** Every B7 run by form (b7 holds their medians). */
+  b7Runs?: Record<string, Record<string, number>[]>;
 }
 
 /** B12: requests/s of each round, pool vs one connection per request. */

@@ -42,6 +42,8 @@ const only = values.only ? new Set(values.only.split(",")) : null;
 const WARMUP = isQuick ? 0.5 : 1;
 const DURATION = isQuick ? 1 : 2.5;
 const IDLE_CONNS = isQuick ? 2000 : 10_000;
+// B7: seconds per run of each form.
+const B7_SECONDS = isQuick ? 1 : 3;
 const BURST_CONNS = isQuick ? 2000 : 10_000;
 // B12: total requests per round and mode (rounds: --rounds).
 const POOL_REQUESTS = isQuick ? 1000 : 5000;
@@ -411,26 +413,67 @@ async function sip(): Promise<Results["sip"]> {
 async function microFigures(): Promise<MicroFigures> {
   const ops: MicroFigures["ops"] = await runJson("ops_bench.ts", ["--report"]);
   console.log("B5", JSON.stringify(ops));
-  const timers = await runJson("timers_bench.ts", [
-    "--report",
-    String(isQuick ? 1 : 3),
-  ]);
-  console.log("B6/B7", JSON.stringify(timers));
-  return { ops, b6: timers.b6, b7: timers.b7 };
+  const { b6 } = await runJson("timers_bench.ts", ["--report"]);
+  console.log("B6", JSON.stringify(b6));
+  // B7: a process per run, forms alternated and rotated like the servers.
+  const forms = ["corio", "setTimeout", "floor"] as const;
+  const b7Runs: MicroFigures["b7Runs"] = {};
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < forms.length; i++) {
+      const form = forms[(i + round) % forms.length];
+      const figures = await runJson("timers_bench.ts", [
+        "--b7",
+        form,
+        String(B7_SECONDS),
+      ]);
+      (b7Runs[form] ??= []).push(figures);
+      console.log(
+        `B7 round ${round + 1} ${form.padEnd(10)} ${
+          Math.round(figures.firesPerSec)
+        } fires/s, ${figures.cpuUsPerFire.toFixed(2)} µs CPU/fire`,
+      );
+    }
+  }
+  const b7 = Object.fromEntries(
+    Object.entries(b7Runs).map(([form, runs]) => [form, medians(runs)]),
+  ) as MicroFigures["b7"];
+  return { ops, b6, b7, b7Runs };
+}
+
+/** Field by field, the median over `runs`. */
+function medians(runs: Record<string, number>[]): Record<string, number> {
+  return Object.fromEntries(
+    Object.keys(runs[0]).map((key) => {
+      const xs = runs.map((r) => r[key]).sort((a, b) => a - b);
+      const mid = xs.length >> 1;
+      return [key, xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2];
+    }),
+  );
 }
 
 /** B5, B6, B7 as table rows. */
 function microTables(
-  { ops, b6, b7 }: MicroFigures,
+  { ops, b6, b7, b7Runs }: MicroFigures,
 ): Results["micro"] {
   const ns = (x: number) => x.toFixed(0);
-  const b7row = (name: string, f: Record<string, number>) => [
-    name,
-    ns(f.firesPerSec),
-    ns(f.idealFiresPerSec),
-    f.cpuPerSec.toFixed(2),
-    f.cpuUsPerFire.toFixed(2),
-  ];
+  const spread = (form: string, key: string, digits: number) => {
+    const xs = (b7Runs?.[form] ?? []).map((r) => r[key]);
+    return xs.length > 1
+      ? ` (${Math.min(...xs).toFixed(digits)}..${
+        Math.max(...xs).toFixed(digits)
+      })`
+      : "";
+  };
+  const b7row = (name: string, form: string) => {
+    const f = b7[form as keyof typeof b7]!;
+    return [
+      name,
+      ns(f.firesPerSec) + spread(form, "firesPerSec", 0),
+      ns(f.idealFiresPerSec),
+      f.cpuPerSec.toFixed(2) + spread(form, "cpuPerSec", 2),
+      f.cpuUsPerFire.toFixed(2) + spread(form, "cpuUsPerFire", 2),
+    ];
+  };
   return [{
     title:
       "B5: one operation without I/O (`bench/ops_bench.ts`; best of 5 × 100k)",
@@ -469,9 +512,10 @@ function microTables(
       ],
     ],
   }, {
-    title: `B7: 10k coroutines looping delay(1..100 ms), ${
-      isQuick ? 1 : 3
-    } s (\`bench/timers_bench.ts\`)`,
+    title:
+      `B7: 10k coroutines looping delay(1..100 ms), ${B7_SECONDS} s per run, ${
+        b7Runs?.corio?.length ?? 1
+      } runs each, a process per run (\`bench/timers_bench.ts\`; median (min..max))`,
     rows: [
       [
         "form",
@@ -480,12 +524,12 @@ function microTables(
         "CPU s per s",
         "CPU µs per fire",
       ],
-      b7row("corio `yield* delay(ms)`", b7.corio),
-      b7row("`await new Promise((r) => setTimeout(r, ms))`", b7.setTimeout),
+      b7row("corio `yield* delay(ms)`", "corio"),
+      b7row("`await new Promise((r) => setTimeout(r, ms))`", "setTimeout"),
       ...(b7.floor
         ? [b7row(
           "floor: bare generators on the same heap, no library (not a corio form)",
-          b7.floor,
+          "floor",
         )]
         : []),
     ],

@@ -5,7 +5,8 @@
  * awaiting `new Promise((r) => setTimeout(r, ms))`: fires/s and CPU.
  *
  *     deno bench --v8-flags=--expose-gc bench/timers_bench.ts
- *     deno run --v8-flags=--expose-gc bench/timers_bench.ts --report   # JSON
+ *     deno run --v8-flags=--expose-gc bench/timers_bench.ts --report   # B6 JSON
+ *     deno run bench/timers_bench.ts --b7 corio 3   # one B7 run (corio, setTimeout, floor)
  *
  * @module
  */
@@ -44,12 +45,14 @@ function noop() {}
 
 // ---- B6 as deno bench cases (1000 pairs per iteration)
 
-const b6 = filledQueue();
+// Filled on first use: `deno run` of this file (the runner's B6/B7 reports)
+// must not carry 100k entries it does not measure.
+let b6: ReturnType<typeof filledQueue> | null = null;
 Deno.bench("DeadlineQueue arm+cancel ×1000, 100k pending", {
   group: "B6 arm+cancel",
   baseline: true,
 }, () => {
-  const { queue, spares } = b6;
+  const { queue, spares } = b6 ??= filledQueue();
   for (const entry of spares) {
     queue.set(entry, 1e6 + Math.random() * 1e6);
     queue.delete(entry);
@@ -287,14 +290,21 @@ Deno.bench("setTimeout: 10k async loops × one setTimeout promise", {
   await setTimeoutDelays(0);
 });
 
+const B7_FORMS = {
+  corio: corioDelays,
+  setTimeout: setTimeoutDelays,
+  floor: floorDelays,
+};
+
+// `--report`: B6 as JSON. `--b7 FORM SECONDS`: one B7 run of one form as
+// JSON; the runner starts a process per run, so no form inherits another's
+// heap, and alternates them over its rounds.
 if (import.meta.main && Deno.args.includes("--report")) {
-  const seconds = Number(Deno.args[Deno.args.indexOf("--report") + 1]) || 3;
-  console.log(JSON.stringify({
-    b6: await reportB6(),
-    b7: {
-      corio: await corioDelays(seconds),
-      setTimeout: await setTimeoutDelays(seconds),
-      floor: await floorDelays(seconds),
-    },
-  }));
+  console.log(JSON.stringify({ b6: await reportB6() }));
+}
+if (import.meta.main && Deno.args.includes("--b7")) {
+  const [form, seconds] = Deno.args.slice(Deno.args.indexOf("--b7") + 1);
+  const run = B7_FORMS[form as keyof typeof B7_FORMS];
+  if (!run) throw new TypeError(`unknown B7 form ${form}`);
+  console.log(JSON.stringify(await run(Number(seconds) || 3)));
 }
