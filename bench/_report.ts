@@ -243,7 +243,7 @@ function burstTable(r: Results): string {
     "echoed",
     "connect retries",
   ], rows) +
-    "\n\nraw Deno listens with Deno's default backlog, node:net with Node's (511); corio's default is 4096.";
+    "\n\nraw Deno listens with Deno's default backlog, node:net with Node's (511); corio's default is 4096. The times come in steps of about one second (1.2, 2.2, 3.2 s): 10,000 connects arrive faster than any of the JS servers accepts them, the listen queue overflows (`netstat -s`: \"SYNs to LISTEN sockets dropped\"), and a connection whose handshake was dropped completes when the kernel retries it a second later. A round's time is how many retries its slowest connection needed, so the median of a server can move a whole step between runs; only the C server, which accepts in a tight loop, drains the queue in time.";
 }
 
 const fix = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "–";
