@@ -140,8 +140,11 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     const entries = this.#entries;
     const last = entries[lastIndex];
     entries[lastIndex] = undefined as unknown as E; // let it be collected
-    if (index === lastIndex) return;
     const deadline = this.#keys[lastIndex];
+    if (lastIndex <= this.#keys.length >> 2 && this.#keys.length > 64) {
+      this.#shrink();
+    }
+    if (index === lastIndex) return;
     if (index > 0 && deadline < this.#keys[(index - 1) >> 2]) {
       this.#up(last, deadline, index);
     } else {
@@ -161,6 +164,13 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     const keys = new Float64Array(this.#keys.length * 2);
     keys.set(this.#keys);
     this.#keys = keys;
+  }
+
+  /** Halves the arrays once a quarter is used: a burst leaves no big heap. */
+  #shrink(): void {
+    const length = this.#keys.length >> 1;
+    this.#keys = this.#keys.slice(0, length);
+    if (this.#entries.length > length) this.#entries.length = length;
   }
 
   /** Places `entry` (key `deadline`) at `index` or above it. */
