@@ -1,6 +1,7 @@
 // Turns the runner's figures into BENCHMARKS.md and its SVG chart. Every
 // figure is a median over the rounds with min..max, and every ratio is
-// against a baseline measured in the same run.
+// against a baseline measured in the same run: within each round, then the
+// median over the rounds (see `paired`).
 
 type Figures = Record<string, number> & {
   /** Ping-pong: median over connections of each one's longest wait, ms. */
@@ -116,6 +117,30 @@ function ratio(a: number, b: number): string {
   return Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "–";
 }
 
+/**
+ * `a` against `b` in one scenario: the median over rounds of the ratio
+ * within each round, whose servers ran back to back. The machine's speed
+ * drifts between rounds (B1's raw Deno has ranged 137k-174k msgs/s in one
+ * run), and a ratio of two medians taken from different rounds carries that
+ * drift; a ratio within a round does not. Runs without a round number (older
+ * results) fall back to the ratio of the medians.
+ */
+function paired(
+  a: Figures[] | undefined,
+  b: Figures[] | undefined,
+  pick: (f: Figures) => number,
+): number {
+  if (!a || !b) return NaN;
+  if (a.some((f) => f.round === undefined)) {
+    return stat(a, pick).median / stat(b, pick).median;
+  }
+  const ratios = a.flatMap((fa) => {
+    const fb = b.find((f) => f.round === fa.round);
+    return fb ? [pick(fa) / pick(fb)] : [];
+  });
+  return median(ratios);
+}
+
 const msgs = (f: Figures) => f.msgsPerSec;
 const cpuPerMsg = (f: Figures) => f.serverCpu / f.messages * 1e6;
 
@@ -131,17 +156,15 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
   if (!scenario) return "";
   const runs = scenario.runs;
   const raw = runs.raw;
-  const rawRate = stat(raw, isBytes ? (f) => f.mbPerSec : msgs).median;
-  const rawCpu = stat(raw, cpuPerMsg).median;
   const rows = Object.keys(runs).map((server) => {
     const rate = stat(runs[server], isBytes ? (f) => f.mbPerSec : msgs);
     const cpu = stat(runs[server], cpuPerMsg);
     return [
       r.labels[server] ?? server,
       range(rate, isBytes ? 1 : 0),
-      ratio(rate.median, rawRate),
+      ratio(paired(runs[server], raw, isBytes ? (f) => f.mbPerSec : msgs), 1),
       range(cpu, 2),
-      ratio(cpu.median, rawCpu),
+      ratio(paired(runs[server], raw, cpuPerMsg), 1),
       fmt(stat(runs[server], (f) => f.p50Ms).median, 3),
       fmt(stat(runs[server], (f) => f.p99Ms).median, 3),
       fmt(stat(runs[server], (f) => f.jain).median, 4),
@@ -176,12 +199,11 @@ function idleTable(r: Results): string {
   const scenario = r.scenarios.B8;
   if (!scenario) return "";
   const runs = scenario.runs;
-  const rss = (id: string) => stat(runs[id], (f) => f.rssPerConn).median;
   const rows = Object.keys(runs).map((id) => [
     r.labels[id] ?? id,
     range(stat(runs[id], (f) => f.rssPerConn / 1024), 2),
-    ratio(rss(id), rss("raw")),
-    ratio(rss(id), rss("node")),
+    ratio(paired(runs[id], runs.raw, (f) => f.rssPerConn), 1),
+    ratio(paired(runs[id], runs.node, (f) => f.rssPerConn), 1),
     id === "c" ? "–" : range(stat(runs[id], (f) => f.heapPerConn / 1024), 2),
     id === "c"
       ? "–"
@@ -207,12 +229,11 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
   const med = (id: string, f: (x: Figures) => number) =>
     stat(runs[id], f).median;
   const heap = (id: string) => med(id, (f) => f.heapPerConn);
-  const rss = (id: string) => med(id, (f) => f.rssPerConn);
   const kib = (bytes: number) => (bytes / 1024).toFixed(2);
   return `\n\nThe floor server is no library at all: an \`async function*\` per connection whose typed \`yield*\` reads and writes are bare promise wrappers. It already holds ${
     kib(heap("floor") - heap("raw"))
   } KiB more JS heap per idle connection than raw Deno's \`async function\` (the async generator, its queued request and the promise its \`yield*\` awaits) and ${
-    ratio(rss("floor"), rss("raw"))
+    ratio(paired(runs.floor, runs.raw, (f) => f.rssPerConn), 1)
   } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio adds ${
     kib(heap("corio") - heap("floor"))
   } KiB of heap on top of the floor: the connection, the coroutine record, the reusable receive, the server's slot and connection info.${
@@ -228,11 +249,10 @@ function burstTable(r: Results): string {
   const scenario = r.scenarios.B9;
   if (!scenario) return "";
   const runs = scenario.runs;
-  const node = stat(runs.node, (f) => f.seconds).median;
   const rows = Object.keys(runs).map((id) => [
     r.labels[id] ?? id,
     range(stat(runs[id], (f) => f.seconds), 3),
-    ratio(stat(runs[id], (f) => f.seconds).median, node),
+    ratio(paired(runs[id], runs.node, (f) => f.seconds), 1),
     fmt(stat(runs[id], (f) => f.completed).median),
     fmt(stat(runs[id], (f) => f.errors).median),
   ]);
@@ -251,8 +271,8 @@ const fix = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "–";
 /** The targets of issues 2 and 5, each with its measured figure. */
 function targets(r: Results): string[][] {
   const s = r.scenarios;
-  const m = (id: string, server: string, pick = msgs) =>
-    stat(s[id]?.runs[server], pick).median;
+  const p = (id: string, a: string, b: string, pick = msgs) =>
+    paired(s[id]?.runs[a], s[id]?.runs[b], pick);
   const rows: string[][] = [];
   const add = (
     id: string,
@@ -276,26 +296,26 @@ function targets(r: Results): string[][] {
     "B1",
     "corio / raw Deno msgs/s, 50 conns (issue 2: 0.90)",
     0.95,
-    m("B1", "corio") / m("B1", "raw"),
+    p("B1", "corio", "raw"),
   );
   add(
     "B1",
     "corio / raw Deno CPU per msg",
     1.05,
-    m("B1", "corio", cpuPerMsg) / m("B1", "raw", cpuPerMsg),
+    p("B1", "corio", "raw", cpuPerMsg),
     true,
   );
   add(
     "B2",
     "corio / raw Deno msgs/s, 1000 conns (issue 2: 0.95)",
     1.0,
-    m("B2", "corio") / m("B2", "raw"),
+    p("B2", "corio", "raw"),
   );
   add(
     "B2",
     "corio / raw Deno p99",
     1.0,
-    m("B2", "corio", (f) => f.p99Ms) / m("B2", "raw", (f) => f.p99Ms),
+    p("B2", "corio", "raw", (f) => f.p99Ms),
     true,
   );
   // "No worse" with the index's third decimal as noise.
@@ -303,14 +323,13 @@ function targets(r: Results): string[][] {
     "B2",
     "corio / raw Deno Jain index",
     0.995,
-    m("B2", "corio", (f) => f.jain) / m("B2", "raw", (f) => f.jain),
+    p("B2", "corio", "raw", (f) => f.jain),
   );
   add(
     "B2",
     "corio / raw Deno longest wait per connection (median over connections)",
     1.0,
-    m("B2", "corio", (f) => f.maxWaitMedianMs ?? NaN) /
-      m("B2", "raw", (f) => f.maxWaitMedianMs ?? NaN),
+    p("B2", "corio", "raw", (f) => f.maxWaitMedianMs ?? NaN),
     true,
   );
   for (const id of ["B1", "B2"]) {
@@ -320,43 +339,41 @@ function targets(r: Results): string[][] {
       id,
       "floor (typed `yield*` in an async function* over Deno's promises, nothing else) / raw Deno msgs/s; corio / floor",
       "report",
-      `${fix(m(id, "floor") / m(id, "raw"))}; ${
-        fix(m(id, "corio") / m(id, "floor"))
-      }`,
+      `${fix(p(id, "floor", "raw"))}; ${fix(p(id, "corio", "floor"))}`,
       "–",
     ]);
     add(
       "B3",
       `corio with 30 s recv timeout / raw Deno, ${id} (issue 2)`,
       id === "B1" ? 0.90 : 0.95,
-      m(id, "corio-timeout") / m(id, "raw"),
+      p(id, "corio-timeout", "raw"),
     );
     add(
       "B3",
       `corio with / without recv timeout, ${id}`,
       0.97,
-      m(id, "corio-timeout") / m(id, "corio"),
+      p(id, "corio-timeout", "corio"),
     );
     add(
       "B4",
       `typed async function* / plain-yield untyped, ${id}`,
       0.97,
-      m(id, "corio") / m(id, "corio-untyped"),
+      p(id, "corio", "corio-untyped"),
     );
   }
-  const rss = (id: string) => m("B8", id, (f) => f.rssPerConn);
+  const rss = (f: Figures) => f.rssPerConn;
   add(
     "B8",
     "corio / raw Deno RSS per idle connection",
     1.05,
-    rss("corio") / rss("raw"),
+    p("B8", "corio", "raw", rss),
     true,
   );
   add(
     "B8",
     "corio / Node RSS per idle connection",
     2.0,
-    rss("corio") / rss("node"),
+    p("B8", "corio", "node", rss),
     true,
   );
   const secs = (f: Figures) => f.seconds;
@@ -364,14 +381,14 @@ function targets(r: Results): string[][] {
     "B9",
     "corio / Node accept-burst time",
     1.0,
-    m("B9", "corio", secs) / m("B9", "node", secs),
+    p("B9", "corio", "node", secs),
     true,
   );
   add(
     "B10",
-    "capped (1000 of 2000) / uncapped corio at 1000 (B2)",
+    "capped (1000 of 2000) / uncapped corio at 1000, same round",
     0.95,
-    m("B10", "corio-cap") / m("B2", "corio"),
+    p("B10", "corio-cap", "corio"),
   );
   const mb = (f: Figures) => f.mbPerSec;
   for (const id of ["B11-1k", "B11-16k"]) {
@@ -379,7 +396,7 @@ function targets(r: Results): string[][] {
       "B11",
       `corio / raw Deno MB/s, ${id.slice(4)}`,
       0.95,
-      m(id, "corio", mb) / m(id, "raw", mb),
+      p(id, "corio", "raw", mb),
     );
   }
   if (r.microFigures) microTargets(r.microFigures, add);
@@ -713,7 +730,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
     [
       `- Machine:\n${machine.replace(/^/gm, "  ")}`,
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
-      `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios are medians against raw Deno from the same run.`,
+      `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine\'s speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
       "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), and `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost.",
