@@ -77,20 +77,24 @@ export type SipResults =
   | { skipped: string }
   | { error: string };
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-interface Stat {
+/** A median with the min and max it came from. */
+export interface Stat {
   median: number;
   min: number;
   max: number;
 }
 
-function stat(runs: Figures[] | undefined, pick: (f: Figures) => number): Stat {
+export function stat(
+  runs: Figures[] | undefined,
+  pick: (f: Figures) => number,
+): Stat {
   const xs = (runs ?? []).map(pick).filter((x) => Number.isFinite(x));
   return {
     median: median(xs),
@@ -416,21 +420,33 @@ function b7Note(figures: MicroFigures | undefined): string {
   } of that and corio ${
     share(corio)
   }, so B7's "≥ 3× the fires/s" cannot be met by any timer in this benchmark; what a cheaper timer buys here is CPU. CPU counts every thread of the process (V8's collector included), as \`process.cpuUsage()\` does.${
-    floorNote(corio, setTimeout, figures.b7.floor)
+    floorNote(figures)
   }`;
 }
 
-function floorNote(
-  corio: Record<string, number>,
-  setTimeout: Record<string, number>,
-  floor: Record<string, number> | undefined,
-): string {
+/**
+ * `form` against `setTimeout` in B7: paired by round like the servers'
+ * ratios, or the ratio of the medians for results without rounds.
+ */
+function b7Ratio(
+  { b7, b7Runs }: MicroFigures,
+  key: string,
+  form = "corio",
+): number {
+  const runs = b7Runs?.[form];
+  return runs
+    ? paired(runs, b7Runs!.setTimeout, (f) => f[key])
+    : b7[form as "corio"][key] / b7.setTimeout[key];
+}
+
+function floorNote(figures: MicroFigures): string {
+  const { corio, floor } = figures.b7;
   if (!floor) return "";
   const us = (f: Record<string, number>) => f.cpuUsPerFire.toFixed(2);
   return `\n\nThe floor row is what the CPU goal asks of the mechanism itself: bare generators that yield a number, on the same deadline queue, with one \`setTimeout\`, use ${
     us(floor)
   } µs per fire, ${
-    (floor.cpuPerSec / setTimeout.cpuPerSec).toFixed(2)
+    b7Ratio(figures, "cpuPerSec", "floor").toFixed(2)
   }× \`setTimeout\`'s CPU. corio uses ${
     us(corio)
   } µs: the rest is the operation protocol around each delay (a \`DelayOp\` allocated per \`delay()\`, \`yield*\` calling its iterator and \`next()\` twice, the checks for signals, cancellation and idle clocks when it parks).`;
@@ -438,7 +454,7 @@ function floorNote(
 
 /** B5, B6 and B7's targets. */
 function microTargets(
-  { ops, b6, b7 }: MicroFigures,
+  figures: MicroFigures,
   add: (
     id: string,
     what: string,
@@ -447,6 +463,7 @@ function microTargets(
     isMax?: boolean,
   ) => void,
 ): void {
+  const { ops, b6 } = figures;
   // The worst of the documented form's cases: immediate, parked, ready.
   const typedAsync = ops.filter((o) =>
     o.name.startsWith("async function*, yield*")
@@ -483,13 +500,13 @@ function microTargets(
     "B7",
     "corio / `setTimeout` fires/s, 10k loops of delay(1..100 ms) (see B7)",
     3,
-    b7.corio.firesPerSec / b7.setTimeout.firesPerSec,
+    b7Ratio(figures, "firesPerSec"),
   );
   add(
     "B7",
     "corio / `setTimeout` CPU per second, same loops",
     1 / 3,
-    b7.corio.cpuPerSec / b7.setTimeout.cpuPerSec,
+    b7Ratio(figures, "cpuPerSec"),
     true,
   );
 }
@@ -730,7 +747,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
     [
       `- Machine:\n${machine.replace(/^/gm, "  ")}`,
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
-      `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine\'s speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
+      `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
       "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), and `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost.",

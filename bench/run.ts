@@ -26,7 +26,13 @@ import {
   runClient,
   startServer,
 } from "./_procs.ts";
-import { type MicroFigures, type Results, writeReport } from "./_report.ts";
+import {
+  median,
+  type MicroFigures,
+  type Results,
+  stat,
+  writeReport,
+} from "./_report.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -433,7 +439,7 @@ async function microFigures(): Promise<MicroFigures> {
         form,
         String(B7_SECONDS),
       ]);
-      (b7Runs[form] ??= []).push(figures);
+      (b7Runs[form] ??= []).push({ ...figures, round: round + 1 });
       console.log(
         `B7 round ${round + 1} ${form.padEnd(10)} ${
           Math.round(figures.firesPerSec)
@@ -450,11 +456,7 @@ async function microFigures(): Promise<MicroFigures> {
 /** Field by field, the median over `runs`. */
 function medians(runs: Record<string, number>[]): Record<string, number> {
   return Object.fromEntries(
-    Object.keys(runs[0]).map((key) => {
-      const xs = runs.map((r) => r[key]).sort((a, b) => a - b);
-      const mid = xs.length >> 1;
-      return [key, xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2];
-    }),
+    Object.keys(runs[0]).map((key) => [key, median(runs.map((r) => r[key]))]),
   );
 }
 
@@ -464,12 +466,10 @@ function microTables(
 ): Results["micro"] {
   const ns = (x: number) => x.toFixed(0);
   const spread = (form: string, key: string, digits: number) => {
-    const xs = (b7Runs?.[form] ?? []).map((r) => r[key]);
-    return xs.length > 1
-      ? ` (${Math.min(...xs).toFixed(digits)}..${
-        Math.max(...xs).toFixed(digits)
-      })`
-      : "";
+    const runs = b7Runs?.[form] ?? [];
+    if (runs.length < 2) return "";
+    const { min, max } = stat(runs, (f) => f[key]);
+    return ` (${min.toFixed(digits)}..${max.toFixed(digits)})`;
   };
   const b7row = (name: string, form: string) => {
     const f = b7[form as keyof typeof b7]!;
