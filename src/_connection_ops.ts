@@ -23,7 +23,6 @@ abstract class ReadOp<T> extends Op<T> {
   constructor(readonly conn: Connection, options?: OperationOptions) {
     super(options, conn.recvTimeout);
     this.external = conn.isExternal;
-    this.isRepark = true;
   }
   get where(): string {
     return `from ${this.conn.peer}`;
@@ -39,11 +38,11 @@ abstract class ReadOp<T> extends Op<T> {
     try {
       result = this.read();
     } catch (error) {
-      this.done();
+      this.release();
       throw error;
     }
     if (result !== PENDING) {
-      this.done();
+      this.release();
       if (result !== null) conn.hasReceived = true;
     }
     return result;
@@ -67,20 +66,24 @@ abstract class ReadOp<T> extends Op<T> {
     this.conn.readWaiter = null;
     this.conn.readOwner = null;
   }
-  protected done(): void {
+  protected release(): void {
     if (this.conn.readOwner === this) this.conn.readOwner = null;
   }
   protected override cancelled(): void {
     if (this.conn.readOwner === this) this.unpark();
   }
   protected timedOut(): T {
-    this.done();
+    this.release();
     throw new TimeoutError(this.op, this.timeout, this.where);
   }
 }
 
+ReadOp.prototype.isRepark = true;
+
 export class RecvOp extends ReadOp<Uint8Array | null> {
-  readonly op = "recv";
+  get op(): string {
+    return "recv";
+  }
   readonly isBorrowed: boolean;
   constructor(conn: Connection, options: RecvOptions | undefined) {
     super(conn, options);
@@ -104,7 +107,9 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
 }
 
 export class RecvExactOp extends ReadOp<Uint8Array> {
-  readonly op = "recvExact";
+  get op(): string {
+    return "recvExact";
+  }
   constructor(
     conn: Connection,
     readonly n: number,
@@ -132,7 +137,9 @@ export class RecvExactOp extends ReadOp<Uint8Array> {
 }
 
 export class RecvLineOp extends ReadOp<string | null> {
-  readonly op = "recvLine";
+  get op(): string {
+    return "recvLine";
+  }
   #scanned = 0; // bytes after conn.start already known to hold no LF
   constructor(
     conn: Connection,
@@ -182,7 +189,9 @@ export class RecvLineOp extends ReadOp<string | null> {
 }
 
 export class SendOp extends Op<void> {
-  readonly op: string = "send";
+  get op(): string {
+    return "send";
+  }
   readonly bytes: Uint8Array;
   waiter: Coroutine | null = null;
   #offset = 0;
@@ -345,7 +354,9 @@ export class SendOp extends Op<void> {
 }
 
 export class CloseWriteOp extends SendOp {
-  override readonly op = "closeWrite";
+  override get op(): string {
+    return "closeWrite";
+  }
   constructor(conn: Connection, options?: OperationOptions) {
     super(conn, new Uint8Array(0), options, true);
   }

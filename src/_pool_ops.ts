@@ -84,7 +84,9 @@ export class LeaseOwner implements Resource {
 
 /** Internal: gives the running coroutine's record, without waiting. */
 export class CurrentCoroutineOp extends Op<CoroutineRecord> {
-  readonly op = "acquire";
+  get op(): string {
+    return "acquire";
+  }
   #co: CoroutineRecord | null = null;
   constructor() {
     super(undefined);
@@ -111,7 +113,9 @@ export class CurrentCoroutineOp extends Op<CoroutineRecord> {
  * first waiter (`give`), so nobody can barge in between.
  */
 class WaitForConnectionOp extends Op<Grant> {
-  readonly op = "acquire";
+  get op(): string {
+    return "acquire";
+  }
   waiter: CoroutineRecord | null = null;
   #grant: Grant | Error | null = null;
   #isExhausted = false;

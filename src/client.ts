@@ -36,7 +36,9 @@ export interface ConnectOptions
 }
 
 class ConnectOp extends Op<Connection> {
-  readonly op = "connect";
+  get op(): string {
+    return "connect";
+  }
   #connection: Connection | null = null;
   #error: unknown = null;
   #waiter: CoroutineRecord | null = null;

@@ -34,7 +34,9 @@ const DEFAULTS = {
 } as const;
 
 class RecvOp<M, R> extends Op<M | R> {
-  readonly op = "recv";
+  get op(): string {
+    return "recv";
+  }
   constructor(
     readonly inbox: Inbox<M>,
     options: OperationOptions | undefined,

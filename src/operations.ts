@@ -22,7 +22,9 @@ export interface DelayOptions {
 }
 
 class DelayOp extends Op<void> {
-  readonly op = "delay";
+  get op(): string {
+    return "delay";
+  }
   constructor(ms: number, options?: DelayOptions) {
     if (Number.isNaN(ms)) {
       throw new RangeError("Cannot delay: ms is NaN");
@@ -69,7 +71,9 @@ export function delay(ms: number, options?: DelayOptions): Operation<void> {
 }
 
 class WaitOp<T> extends Op<T> {
-  readonly op = "wait";
+  get op(): string {
+    return "wait";
+  }
   #state = 0; // 0 pending, 1 fulfilled, 2 rejected
   #result: unknown = undefined;
   #waiter: Coroutine | null = null;
@@ -137,7 +141,9 @@ export function wait<T>(
 }
 
 class SpawnOp<T> extends Op<Task<T>> {
-  readonly op = "spawn";
+  get op(): string {
+    return "spawn";
+  }
   #task: Task<T> | null = null;
   constructor(readonly coroutine: Generator<T>) {
     super(undefined);

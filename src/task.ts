@@ -68,7 +68,9 @@ export class TaskHandle<T> implements Task<T> {
 }
 
 class JoinOp<T> extends Op<T> {
-  readonly op = "join";
+  get op(): string {
+    return "join";
+  }
   constructor(readonly target: Coroutine, options?: OperationOptions) {
     super(options);
   }
