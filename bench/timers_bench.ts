@@ -18,7 +18,6 @@ import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
 const PENDING_ENTRIES = 100_000;
 
 class Entry implements DeadlineEntry {
-  deadline = Infinity;
   heapIndex = -1;
 }
 
@@ -191,7 +190,6 @@ export async function corioDelays(seconds: number) {
  */
 export function floorDelays(seconds: number) {
   class Loop implements DeadlineEntry {
-    deadline = Infinity;
     heapIndex = -1;
     constructor(readonly gen: Generator<number, void>) {}
   }
@@ -227,8 +225,8 @@ export function floorDelays(seconds: number) {
       for (let loop; (loop = queue.popExpired(now));) {
         park(loop, loop.gen.next(), now);
       }
-      const next = queue.peek();
-      if (next !== undefined) arm(next.deadline);
+      const next = queue.peekDeadline();
+      if (next !== Infinity) arm(next);
     };
     const now = performance.now();
     for (let i = 0; i < LOOPS; i++) {

@@ -53,7 +53,6 @@ export const CANCELLED = 2;
  * {@linkcode Task}. Operations receive it in `park()` and call `wake()`.
  */
 export class Coroutine implements DeadlineEntry {
-  deadline = Infinity;
   heapIndex = -1;
   state = STARTING;
   mode: Mode = NEXT;

@@ -513,10 +513,8 @@ export class Scheduler {
       this.#unpark(co);
       this.#resume(co, NEXT, TIMED_OUT);
     }
-    const next = this.#timers.peek();
-    if (next !== undefined && next.deadline < this.#timerAt) {
-      this.#armHostTimer(next.deadline);
-    }
+    const next = this.#timers.peekDeadline();
+    if (next < this.#timerAt) this.#armHostTimer(next);
   };
 
   // ---- ending

@@ -82,10 +82,11 @@ export const systemClock: Clock = {
   },
 };
 
-/** An entry in a {@linkcode DeadlineQueue}: anything with these two fields. */
+/**
+ * An entry in a {@linkcode DeadlineQueue}: anything with this field. Its
+ * deadline lives in the queue alone.
+ */
 export interface DeadlineEntry {
-  /** Absolute time on the scheduler's clock. */
-  deadline: number;
   /** Position in the queue's heap, -1 when not queued. Owned by the queue. */
   heapIndex: number;
 }
@@ -111,15 +112,14 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     return this.#size;
   }
 
-  /** The entry with the earliest deadline, if any. */
-  peek(): E | undefined {
-    return this.#size > 0 ? this.#entries[0] : undefined;
+  /** The earliest deadline queued, or `Infinity` when none is. */
+  peekDeadline(): number {
+    return this.#size > 0 ? this.#keys[0] : Infinity;
   }
 
   /** Queues `entry` at `deadline`, or moves it there if already queued. */
   set(entry: E, deadline: number): void {
     const index = entry.heapIndex;
-    entry.deadline = deadline;
     if (index < 0) {
       const at = this.#size++;
       if (at === this.#keys.length) this.#grow();

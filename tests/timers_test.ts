@@ -2,39 +2,53 @@ import assert from "node:assert/strict";
 import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
 import fc from "fast-check";
 
-function entry(): DeadlineEntry {
-  return { deadline: Infinity, heapIndex: -1 };
+/** An entry that remembers the deadline it was last set to (the queue does not). */
+interface Entry extends DeadlineEntry {
+  at: number;
+}
+
+function entry(): Entry {
+  return { heapIndex: -1, at: NaN };
+}
+
+function setAt(queue: DeadlineQueue<Entry>, e: Entry, deadline: number) {
+  e.at = deadline;
+  queue.set(e, deadline);
 }
 
 Deno.test("DeadlineQueue pops entries in deadline order", () => {
-  const queue = new DeadlineQueue<DeadlineEntry>();
+  const queue = new DeadlineQueue<Entry>();
   const deadlines = Array.from({ length: 500 }, (_, i) => (i * 7919) % 1000);
-  for (const deadline of deadlines) queue.set(entry(), deadline);
+  for (const deadline of deadlines) setAt(queue, entry(), deadline);
   const popped: number[] = [];
-  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.deadline);
+  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.at);
   assert.deepEqual(popped, [...deadlines].sort((a, b) => a - b));
 });
 
 Deno.test("DeadlineQueue pops only what has expired", () => {
-  const queue = new DeadlineQueue<DeadlineEntry>();
-  for (const deadline of [10, 20, 30]) queue.set(entry(), deadline);
+  const queue = new DeadlineQueue<Entry>();
+  for (const deadline of [10, 20, 30]) setAt(queue, entry(), deadline);
   assert.equal(queue.popExpired(9), undefined);
-  assert.equal(queue.popExpired(20)?.deadline, 10);
-  assert.equal(queue.popExpired(20)?.deadline, 20);
+  assert.equal(queue.peekDeadline(), 10);
+  assert.equal(queue.popExpired(20)?.at, 10);
+  assert.equal(queue.popExpired(20)?.at, 20);
   assert.equal(queue.popExpired(20), undefined);
   assert.equal(queue.size, 1);
+  assert.equal(queue.peekDeadline(), 30);
+  queue.popExpired(30);
+  assert.equal(queue.peekDeadline(), Infinity);
 });
 
 Deno.test("DeadlineQueue removes and re-keys entries in place", () => {
-  const queue = new DeadlineQueue<DeadlineEntry>();
+  const queue = new DeadlineQueue<Entry>();
   const entries = Array.from({ length: 100 }, entry);
-  entries.forEach((e, i) => queue.set(e, i));
+  entries.forEach((e, i) => setAt(queue, e, i));
   for (let i = 0; i < 100; i += 2) queue.delete(entries[i]);
-  queue.set(entries[99], -1); // earlier
-  queue.set(entries[1], 1000); // later
+  setAt(queue, entries[99], -1); // earlier
+  setAt(queue, entries[1], 1000); // later
   queue.delete(entries[0]); // already removed: no-op
   const popped: number[] = [];
-  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.deadline);
+  for (let e; (e = queue.popExpired(Infinity));) popped.push(e.at);
   const expected = [
     -1,
     ...Array.from({ length: 48 }, (_, i) => 3 + 2 * i),
@@ -57,38 +71,36 @@ Deno.test("DeadlineQueue agrees with a sorted list under random set, re-key, del
         { maxLength: 400, size: "max" },
       ),
       (steps) => {
-        const queue = new DeadlineQueue<DeadlineEntry>();
+        const queue = new DeadlineQueue<Entry>();
         const entries = Array.from({ length: 100 }, entry);
-        const queued = new Set<DeadlineEntry>();
+        const queued = new Set<Entry>();
         for (const [kind, which, time] of steps) {
           const e = entries[which];
           if (kind === "set") {
-            queue.set(e, time);
+            setAt(queue, e, time);
             queued.add(e);
           } else if (kind === "delete") {
             queue.delete(e);
             queued.delete(e);
           } else {
-            const earliest = Math.min(...[...queued].map((q) => q.deadline));
+            const earliest = Math.min(...[...queued].map((q) => q.at));
             const popped = queue.popExpired(time);
             if (earliest <= time) {
-              assert.equal(popped?.deadline, earliest);
+              assert.equal(popped?.at, earliest);
               queued.delete(popped!);
             } else assert.equal(popped, undefined);
           }
           assert.equal(queue.size, queued.size);
           assert.equal(
-            queue.peek()?.deadline,
-            queued.size === 0
-              ? undefined
-              : Math.min(...[...queued].map((q) => q.deadline)),
+            queue.peekDeadline(),
+            Math.min(...[...queued].map((q) => q.at)),
           );
         }
         const rest: number[] = [];
-        for (let e; (e = queue.popExpired(Infinity));) rest.push(e.deadline);
+        for (let e; (e = queue.popExpired(Infinity));) rest.push(e.at);
         assert.deepEqual(
           rest,
-          [...queued].map((q) => q.deadline).sort((a, b) => a - b),
+          [...queued].map((q) => q.at).sort((a, b) => a - b),
         );
         assert.ok(entries.every((e) => e.heapIndex === -1));
       },
