@@ -14,10 +14,12 @@
 // 2 ms), so the runtime gets to the reads that were waiting first.
 // corio with this rule (BENCHMARKS.md, B2): 1000 of 1000 served, Jain 0.99,
 // each connection's longest wait for a reply 0.11 s median against raw
-// Deno's 1.65 s, but 0.79-0.83x raw Deno's msgs/s (0.92x without it) and a
+// Deno's 1.65 s, but 0.78-0.84x raw Deno's msgs/s (0.92x without it) and a
 // p99 of 50-100 ms, since fair service takes more runtime round trips. At
 // 50 connections it never deferred a read (counted over a 2 s run); at 200
-// it deferred 27% of them.
+// it deferred 27% of them, at 1000 about half. The threshold is the budget,
+// not a tuning choice: with 192 or 256 in its place corio starved
+// connections again (Jain 0.30-0.45, 3 rounds each).
 
 import type { Connection } from "./connection.ts";
 
