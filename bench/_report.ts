@@ -271,6 +271,11 @@ function burstTable(r: Results): string {
 }
 
 const fix = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "–";
+/** `got` to 2 decimals, or 3 where 2 would read as the target itself. */
+const onTheLine = (got: number, target: number) =>
+  got !== target && got.toFixed(2) === target.toFixed(2)
+    ? got.toFixed(3)
+    : got.toFixed(2);
 
 /** The targets of issues 2 and 5, each with its measured figure. */
 function targets(r: Results): string[][] {
@@ -289,7 +294,7 @@ function targets(r: Results): string[][] {
       id,
       what,
       `${isMax ? "≤" : "≥"} ${target.toFixed(2)}`,
-      Number.isFinite(got) ? got.toFixed(2) : "–",
+      Number.isFinite(got) ? onTheLine(got, target) : "–",
       !Number.isFinite(got)
         ? "–"
         : (isMax ? got <= target : got >= target)
