@@ -57,7 +57,8 @@ export interface SchedulerOptions {
   clock?: Clock;
   /**
    * Receives errors nobody else will see: a top-level task that failed with
-   * no one awaiting `finished`.
+   * no one awaiting `finished`. If it throws, that is logged with
+   * `console.error` and the scheduler goes on.
    * @default {console.error}
    */
   onError?: (error: unknown) => void;
@@ -106,7 +107,16 @@ export class Scheduler {
    */
   constructor(options: SchedulerOptions = {}) {
     this.clock = options.clock ?? systemClock;
-    this.#onError = options.onError ?? ((error) => console.error(error));
+    const onError = options.onError ?? ((error) => console.error(error));
+    // Called in the middle of the scheduler's own bookkeeping (a timer
+    // firing, a coroutine ending), which an error thrown back must not cut.
+    this.#onError = (error) => {
+      try {
+        onError(error);
+      } catch (failure) {
+        console.error("corio: onError threw", failure);
+      }
+    };
   }
 
   /** The current time on this scheduler's clock, in ms. */

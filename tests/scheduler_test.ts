@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   CancelledError,
+  type Clock,
   type Coroutine,
   delay,
   run,
@@ -339,6 +340,54 @@ Deno.test("a failed top-level task nobody awaits goes to onError", async () => {
   })());
   while (!task.isDone) await new Promise((resolve) => setTimeout(resolve, 1));
   assert.equal((errors[0] as Error).message, "unseen");
+});
+
+Deno.test("an onError that throws while timers fire is logged, and later deadlines still fire", async () => {
+  // A hand-driven clock: fire() runs the armed host timer, so anything
+  // thrown out of it would reach the test instead of the event loop.
+  type Timer = { at: number; callback: () => void };
+  const host = { now: 0, armed: null as Timer | null };
+  const clock: Clock = {
+    now: () => host.now,
+    setTimer: (at, callback) => host.armed = { at, callback },
+    clearTimer: (handle) => {
+      if (host.armed === handle) host.armed = null;
+    },
+  };
+  const fire = () => {
+    const timer = host.armed!;
+    host.armed = null;
+    host.now = timer.at;
+    timer.callback();
+  };
+  const scheduler = new Scheduler({
+    clock,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  scheduler.spawn((function* () {
+    yield* delay(10);
+    throw new Error("boom");
+  })());
+  const later = scheduler.spawn((function* () {
+    yield* delay(20);
+    return "later";
+  })());
+  await Promise.resolve(); // both start and park
+  const logged: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    fire();
+  } finally {
+    console.error = consoleError;
+  }
+  assert.equal(logged[0][0], "corio: onError threw");
+  assert.equal((logged[0][1] as Error).message, "boom");
+  assert.equal(host.armed?.at, 20);
+  fire();
+  assert.equal(await later.finished, "later");
 });
 
 Deno.test("an operation's signal ends delay() with the reason", async () => {
