@@ -14,6 +14,7 @@ import { Inbox } from "./inbox.ts";
 import { spawn } from "./operations.ts";
 import { Scheduler, type Task } from "./scheduler.ts";
 import type { Clock } from "./timers.ts";
+import { callOnError } from "./_on_error.ts";
 
 /** How {@linkcode Conversations.dispatch} disposed of a message. */
 export type DispatchStatus =
@@ -381,11 +382,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       }
     } catch (error) {
       this.stats.failed++;
-      try {
-        this.#onError(error, key);
-      } catch (failure) {
-        console.error("corio: onError threw", failure);
-      }
+      callOnError(this.#onError, error, key);
     } finally {
       this.stats.active--;
       if (this.#table.get(key) === entry) this.#table.delete(key);

@@ -18,6 +18,7 @@ import {
 import type { Inbox } from "./inbox.ts";
 import type { Coroutine } from "./effects.ts";
 import type { Clock } from "./timers.ts";
+import { callOnError } from "./_on_error.ts";
 
 /** One received datagram. */
 export interface Datagram {
@@ -350,11 +351,7 @@ export class DatagramServer<M = Datagram, K = string>
   }
 
   #report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (failure) {
-      console.error("corio: onError threw", failure);
-    }
+    callOnError(this.#onError, error);
   }
 
   /** True once `shutdown()` was called. */

@@ -36,6 +36,7 @@ import {
 import { CancelledError } from "./errors.ts";
 import { type Task, TaskHandle } from "./task.ts";
 import { type Clock, DeadlineQueue, systemClock } from "./timers.ts";
+import { callOnError } from "./_on_error.ts";
 
 export { Coroutine, type Resource, type Task };
 
@@ -108,15 +109,7 @@ export class Scheduler {
   constructor(options: SchedulerOptions = {}) {
     this.clock = options.clock ?? systemClock;
     const onError = options.onError ?? ((error) => console.error(error));
-    // Called in the middle of the scheduler's own bookkeeping (a timer
-    // firing, a coroutine ending), which an error thrown back must not cut.
-    this.#onError = (error) => {
-      try {
-        onError(error);
-      } catch (failure) {
-        console.error("corio: onError threw", failure);
-      }
-    };
+    this.#onError = (error) => callOnError(onError, error);
   }
 
   /** The current time on this scheduler's clock, in ms. */

@@ -31,6 +31,7 @@ export type {
   ServerStats,
   ShutdownOptions,
 } from "./_serve_options.ts";
+import { callOnError } from "./_on_error.ts";
 
 let injectedListener: Listener | null = null;
 
@@ -338,11 +339,7 @@ export class Server implements AsyncDisposable {
   };
 
   #report(error: unknown, info?: ConnectionInfo): void {
-    try {
-      this.#onError(error, info);
-    } catch (failure) {
-      console.error("corio: onError threw", failure);
-    }
+    callOnError(this.#onError, error, info);
   }
 
   /** Waits until a slot frees, the server stops, or the clock reaches `at`. */
