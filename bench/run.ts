@@ -81,6 +81,10 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
   },
   "corio-sync": { label: "corio, function*", cmd: corio("sync") },
   "corio-copy": { label: "corio, recv() copying", cmd: corio("copy") },
+  "raw-paced": {
+    label: "raw Deno, paced (corio's read pacing, no library)",
+    cmd: [...denoRun, `${benchDir}/servers/raw_paced_echo.ts`],
+  },
   floor: {
     label: "floor: bare typed yield*, no library",
     cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`],
@@ -221,7 +225,9 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B2",
     title: "echo 64 B ping-pong, 1000 connections",
-    servers: ECHO_SERVERS,
+    // Raw Deno made fair by corio's read pacing: at 50 connections the rule
+    // never defers a read, so only B2 runs it.
+    servers: [...ECHO_SERVERS, "raw-paced"],
     run: pingpong(1000),
   },
   {

@@ -21,13 +21,17 @@
 // not a tuning choice: with 192 or 256 in its place corio starved
 // connections again (Jain 0.30-0.45, 3 rounds each).
 
-import type { Connection } from "./connection.ts";
+/** What the pacer can start later: a connection (or a bench baseline). */
+export interface PacedReader {
+  /** Starts the read the pacer held back. */
+  issueRead(): void;
+}
 
 const READS_PER_ITERATION = 128;
 
 let completed = 0;
 let isCounting = false;
-let deferred: Connection[] = [];
+let deferred: PacedReader[] = [];
 let isReleaseArmed = false;
 
 function endIteration(): void {
@@ -49,9 +53,9 @@ export function isOverBudget(): boolean {
   return completed >= READS_PER_ITERATION;
 }
 
-/** Starts `connection`'s read on the next timer turn. */
-export function deferRead(connection: Connection): void {
-  deferred.push(connection);
+/** Starts `reader`'s read on the next timer turn. */
+export function deferRead(reader: PacedReader): void {
+  deferred.push(reader);
   if (!isReleaseArmed) {
     isReleaseArmed = true;
     setTimeout(release, 0);
@@ -60,7 +64,7 @@ export function deferRead(connection: Connection): void {
 
 function release(): void {
   isReleaseArmed = false;
-  const connections = deferred;
+  const readers = deferred;
   deferred = [];
-  for (const connection of connections) connection.issueRead();
+  for (const reader of readers) reader.issueRead();
 }

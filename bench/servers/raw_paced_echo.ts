@@ -1,0 +1,57 @@
+// Baseline for B2: raw_deno_echo.ts made fair by corio's own read-pacing
+// rule (src/_read_pacer.ts), with no other library code: past 128 read
+// completions in one event-loop iteration, the next reads start on the next
+// timer turn. At 1000 connections it shows what fair service costs a
+// hand-written Deno server, apart from what corio costs on top.
+
+import { answerCommands, flags } from "./_control.ts";
+import {
+  deferRead,
+  isOverBudget,
+  readCompleted,
+} from "../../src/_read_pacer.ts";
+
+const INITIAL_READ_SIZE = 1024;
+const MAX_READ_SIZE = 64 * 1024;
+
+async function echo(conn: Deno.Conn): Promise<void> {
+  let buf = new Uint8Array(INITIAL_READ_SIZE);
+  let resume = () => {};
+  const reader = { issueRead: () => resume() };
+  const held = (resolve: () => void) => {
+    resume = resolve;
+    deferRead(reader);
+  };
+  try {
+    for (;;) {
+      if (isOverBudget()) await new Promise<void>(held);
+      const n = await conn.read(buf);
+      readCompleted();
+      if (n === null) break;
+      for (let offset = 0; offset < n;) {
+        offset += await conn.write(buf.subarray(offset, n));
+      }
+      if (n === buf.length && buf.length < MAX_READ_SIZE) {
+        buf = new Uint8Array(buf.length * 2);
+      }
+    }
+  } catch {
+    // reset by the peer: done
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+const options = flags();
+// Deno's default backlog, as raw_deno_echo.ts.
+const listener = Deno.listen({
+  hostname: "127.0.0.1",
+  port: Number(options.port),
+});
+console.log(`listening on 127.0.0.1:${listener.addr.port}`);
+answerCommands();
+for await (const conn of listener) echo(conn);
