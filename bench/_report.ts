@@ -584,10 +584,14 @@ function sipTarget(sip: SipResults | undefined): string[] {
   if ("skipped" in sip) return row(`not run: ${sip.skipped}`);
   if ("error" in sip) return row(`failed: ${sip.error}`);
   const isTop = sip.best === sip.rates[sip.rates.length - 1];
+  const completed = sip.runs.find((run) => run.rate === sip.best)
+    ?.completedPerSec;
   return row(
-    `${fmt(sip.best)} calls/s${isTop ? " (highest tried)" : ""}; RSS ${
-      fmt(sip.rssBeforeMiB, 1)
-    } → ${fmt(sip.rssAfterMiB, 1)} MiB`,
+    `${fmt(sip.best)} calls/s offered${isTop ? " (highest tried)" : ""}, ${
+      fmt(completed ?? NaN)
+    } completed/s; RSS ${fmt(sip.rssBeforeMiB, 1)} → ${
+      fmt(sip.rssAfterMiB, 1)
+    } MiB`,
     sip.best >= 1000 ? "yes" : "**no**",
   );
 }
@@ -626,8 +630,14 @@ function sipSection(r: Results): string {
   if ("skipped" in sip) return `${title}\n\nNot run: ${sip.skipped}.`;
   if ("error" in sip) return `${title}\n\nFailed: ${sip.error}`;
   const last = sip.runs[sip.runs.length - 1];
+  const bestRun = sip.runs.find((run) => run.rate === sip.best);
+  // Below 90% of the offered rate, calls queue: the server is saturated.
+  const isSaturated = bestRun !== undefined &&
+    bestRun.completedPerSec < 0.9 * bestRun.rate;
   const stopped = last && last.rate !== sip.best
     ? `; ${fmt(last.rate)} calls/s failed, so higher rates were not tried`
+    : isSaturated
+    ? " (the highest rate tried; calls completed slower than offered there, so that is about the server's limit)"
     : sip.best === sip.rates[sip.rates.length - 1]
     ? " (the highest rate tried: the limit may be higher)"
     : "";
@@ -654,7 +664,9 @@ function sipSection(r: Results): string {
     ) +
     `\n\nHighest offered rate completed with 0 failures: **${
       fmt(sip.best)
-    } calls/s**${stopped}. Server RSS ${
+    } calls/s**${stopped}, at ${
+      fmt(bestRun?.completedPerSec ?? NaN)
+    } completed calls/s. Server RSS ${
       fmt(sip.rssBeforeMiB, 1)
     } MiB before the first run, ${
       fmt(sip.rssAfterMiB, 1)

@@ -54,7 +54,7 @@ const BURST_CONNS = isQuick ? 2000 : 10_000;
 // B12: total requests per round and mode (rounds: --rounds).
 const POOL_REQUESTS = isQuick ? 1000 : 5000;
 // B13: offered call rates, stepped up until one fails, and seconds each.
-const SIP_RATES = isQuick ? "500,1000" : "500,1000,2000";
+const SIP_RATES = isQuick ? "500,1000" : "500,1000,2000,4000,8000";
 const SIP_SECONDS = isQuick ? 2 : 5;
 
 const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
