@@ -200,7 +200,7 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
 function pacedNote(runs: Record<string, Figures[]>): string {
   if (!runs["raw-paced"] || !runs.raw || !runs.corio) return "";
   const vs = (a: string, b: string, pick = msgs) =>
-    paired(runs[a], runs[b], pick).toFixed(2);
+    fix(paired(runs[a], runs[b], pick));
   return `\n\nThe paced raw row is \`bench/servers/raw_deno_echo.ts\` with that same rule (it imports \`src/_read_pacer.ts\`) and no other library code: fair service alone takes a hand-written Deno server to ${
     vs("raw-paced", "raw")
   }× raw Deno's msgs/s at ${
@@ -572,6 +572,11 @@ function poolTarget(pool: PoolResults | undefined): string[] {
   );
 }
 
+/** The run at the highest offered rate with 0 failures. */
+function bestRun(sip: Extract<SipResults, { runs: unknown }>) {
+  return sip.runs.find((run) => run.rate === sip.best);
+}
+
 function sipTarget(sip: SipResults | undefined): string[] {
   const row = (measured: string, met = "–") => [
     "B13",
@@ -584,8 +589,7 @@ function sipTarget(sip: SipResults | undefined): string[] {
   if ("skipped" in sip) return row(`not run: ${sip.skipped}`);
   if ("error" in sip) return row(`failed: ${sip.error}`);
   const isTop = sip.best === sip.rates[sip.rates.length - 1];
-  const completed = sip.runs.find((run) => run.rate === sip.best)
-    ?.completedPerSec;
+  const completed = bestRun(sip)?.completedPerSec;
   return row(
     `${fmt(sip.best)} calls/s offered${isTop ? " (highest tried)" : ""}, ${
       fmt(completed ?? NaN)
@@ -630,10 +634,10 @@ function sipSection(r: Results): string {
   if ("skipped" in sip) return `${title}\n\nNot run: ${sip.skipped}.`;
   if ("error" in sip) return `${title}\n\nFailed: ${sip.error}`;
   const last = sip.runs[sip.runs.length - 1];
-  const bestRun = sip.runs.find((run) => run.rate === sip.best);
+  const best = bestRun(sip);
   // Below 90% of the offered rate, calls queue: the server is saturated.
-  const isSaturated = bestRun !== undefined &&
-    bestRun.completedPerSec < 0.9 * bestRun.rate;
+  const isSaturated = best !== undefined &&
+    best.completedPerSec < 0.9 * best.rate;
   const stopped = last && last.rate !== sip.best
     ? `; ${fmt(last.rate)} calls/s failed, so higher rates were not tried`
     : isSaturated
@@ -665,7 +669,7 @@ function sipSection(r: Results): string {
     `\n\nHighest offered rate completed with 0 failures: **${
       fmt(sip.best)
     } calls/s**${stopped}, at ${
-      fmt(bestRun?.completedPerSec ?? NaN)
+      fmt(best?.completedPerSec ?? NaN)
     } completed calls/s. Server RSS ${
       fmt(sip.rssBeforeMiB, 1)
     } MiB before the first run, ${

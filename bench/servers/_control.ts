@@ -20,6 +20,23 @@ export function flags(): Record<string, string> {
   return values as Record<string, string>;
 }
 
+/**
+ * The hand-written servers' accept loop: listens on 127.0.0.1 at `--port`
+ * with Deno's default backlog (as hand-written code gets it), prints the
+ * "listening on" line, answers commands, and hands over each connection.
+ */
+export async function acceptEach(
+  handle: (conn: Deno.Conn) => void,
+): Promise<void> {
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: Number(flags().port),
+  });
+  console.log(`listening on 127.0.0.1:${listener.addr.port}`);
+  answerCommands();
+  for await (const conn of listener) handle(conn);
+}
+
 /** Reports memory on "mem" lines from stdin until stdin closes. */
 export async function answerCommands(): Promise<void> {
   const decoder = new TextDecoder();

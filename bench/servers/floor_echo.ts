@@ -4,7 +4,7 @@
 // cancellation, no buffering: what any library pays for typed `yield*` in an
 // `async function*` over Deno's promises, and nothing else.
 
-import { answerCommands, flags } from "./_control.ts";
+import { acceptEach } from "./_control.ts";
 
 const done = <T>(value: T) => ({ done: true as const, value });
 
@@ -44,13 +44,6 @@ async function* echo(conn: Deno.Conn): AsyncGenerator<never, void> {
   }
 }
 
-const options = flags();
-const listener = Deno.listen({
-  hostname: "127.0.0.1",
-  port: Number(options.port),
-});
-console.log(`listening on 127.0.0.1:${listener.addr.port}`);
-answerCommands();
-for await (const conn of listener) {
+await acceptEach((conn) => {
   echo(conn).next().catch(() => {}).finally(() => conn.close());
-}
+});

@@ -2,7 +2,7 @@
 // corio's read-buffer policy (start at 1 KiB, double when a read fills it,
 // up to 64 KiB) so both hold the same bytes per connection.
 
-import { answerCommands, flags } from "./_control.ts";
+import { acceptEach } from "./_control.ts";
 
 const INITIAL_READ_SIZE = 1024;
 const MAX_READ_SIZE = 64 * 1024;
@@ -31,12 +31,4 @@ async function echo(conn: Deno.Conn): Promise<void> {
   }
 }
 
-const options = flags();
-// Deno's default backlog, as hand-written code gets it.
-const listener = Deno.listen({
-  hostname: "127.0.0.1",
-  port: Number(options.port),
-});
-console.log(`listening on 127.0.0.1:${listener.addr.port}`);
-answerCommands();
-for await (const conn of listener) echo(conn);
+await acceptEach(echo);

@@ -4,7 +4,7 @@
 // timer turn. At 1000 connections it shows what fair service costs a
 // hand-written Deno server, apart from what corio costs on top.
 
-import { answerCommands, flags } from "./_control.ts";
+import { acceptEach } from "./_control.ts";
 import {
   deferRead,
   isOverBudget,
@@ -46,12 +46,4 @@ async function echo(conn: Deno.Conn): Promise<void> {
   }
 }
 
-const options = flags();
-// Deno's default backlog, as raw_deno_echo.ts.
-const listener = Deno.listen({
-  hostname: "127.0.0.1",
-  port: Number(options.port),
-});
-console.log(`listening on 127.0.0.1:${listener.addr.port}`);
-answerCommands();
-for await (const conn of listener) echo(conn);
+await acceptEach(echo);
