@@ -3,6 +3,7 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Coroutine as Generator, Op } from "./effects.ts";
+import { CancelledError } from "./errors.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { Task } from "./task.ts";
 import type { DeadlineEntry } from "./timers.ts";
@@ -137,5 +138,80 @@ export class Coroutine implements DeadlineEntry {
   /** True once the coroutine and its children have ended. */
   get isDone(): boolean {
     return this.state === DONE;
+  }
+
+  // ---- ending: the scheduler calls these in this order
+
+  /**
+   * Closes what it owns, reporting errors from `close()` to `onError`.
+   * Returns what is still settling in the runtime, or null.
+   */
+  closeOwned(onError: (error: unknown) => void): Promise<void>[] | null {
+    if (this.resources === null) return null;
+    let pending: Promise<void>[] | null = null;
+    for (const resource of this.resources) {
+      try {
+        resource.close();
+      } catch (error) {
+        onError(error);
+      }
+      if (resource.settled) (pending ??= []).push(resource.settled);
+    }
+    return pending;
+  }
+
+  /**
+   * Once done: takes an unobserved child's failure as its own outcome, and
+   * leaves its parent's children. Returns the parent when it was ending
+   * and waited only for this child, to be completed now.
+   */
+  leaveParent(): Coroutine | null {
+    if (this.outcome === OK && this.failedChildren !== null) {
+      const failed = this.failedChildren.find((child) => !child.isObserved);
+      if (failed) {
+        failed.isObserved = true;
+        this.outcome = FAILED;
+        this.result = failed.result;
+      }
+    }
+    const parent = this.parent;
+    if (parent === null) return null;
+    parent.children!.delete(this);
+    if (this.outcome === FAILED && this.joiners === null) {
+      (parent.failedChildren ??= []).push(this);
+    }
+    return parent.state === ENDING && parent.children!.size === 0
+      ? parent
+      : null;
+  }
+
+  /**
+   * Tells whoever waits for it (joiners, a listener, `finished`) how it
+   * ended. Returns false when it failed and no one will ever see the error.
+   */
+  notifyWaiters(): boolean {
+    if (this.joiners !== null) {
+      if (this.outcome !== OK) this.isObserved = true;
+      for (const joiner of this.joiners.splice(0)) joiner.wake();
+    }
+    if (this.listener !== null) {
+      this.isObserved = true;
+      this.listener.onSettled(
+        this.outcome === OK,
+        this.outcome === CANCELLED ? new CancelledError() : this.result,
+      );
+    }
+    if (this.promise !== null) this.resolvePromise();
+    else if (this.parent === null && this.outcome === FAILED) {
+      return this.isObserved;
+    }
+    return true;
+  }
+
+  /** Settles the promise behind `finished` by the outcome. */
+  resolvePromise(): void {
+    if (this.outcome === OK) this.settle!.resolve(this.result);
+    else if (this.outcome === FAILED) this.settle!.reject(this.result);
+    else this.settle!.reject(new CancelledError());
   }
 }

@@ -33,9 +33,8 @@ import {
   type Resume,
   TIMED_OUT,
 } from "./effects.ts";
-import { CancelledError } from "./errors.ts";
 import { type Task, TaskHandle } from "./task.ts";
-import { type Clock, DeadlineQueue, systemClock } from "./timers.ts";
+import { Alarm, type Clock, systemClock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
 
 export { Coroutine, type Resource, type Task };
@@ -89,9 +88,7 @@ export class Scheduler {
   /** The clock this scheduler reads and arms. */
   readonly clock: Clock;
   #onError: (error: unknown) => void;
-  #timers = new DeadlineQueue<Coroutine>();
-  #timerHandle: unknown = undefined;
-  #timerAt = Infinity;
+  #timers: Alarm<Coroutine>;
   #live = 0;
   #busy = 0;
   #externalWaits = 0;
@@ -110,6 +107,7 @@ export class Scheduler {
     this.clock = options.clock ?? systemClock;
     const onError = options.onError ?? ((error) => console.error(error));
     this.#onError = (error) => callOnError(onError, error);
+    this.#timers = new Alarm(this.clock, this.#onTimeout);
   }
 
   /** The current time on this scheduler's clock, in ms. */
@@ -186,7 +184,7 @@ export class Scheduler {
         co.settle = { resolve, reject };
       });
       co.isObserved = true;
-      if (co.state === DONE) this.#resolvePromise(co);
+      if (co.state === DONE) co.resolvePromise();
     }
     return co.promise;
   }
@@ -468,7 +466,6 @@ export class Scheduler {
     co.effect = effect;
     if (deadline !== Infinity) {
       this.#timers.set(co, deadline);
-      if (deadline < this.#timerAt) this.#armHostTimer(deadline);
     }
     if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
     if (effect.external) this.#externalWaits++;
@@ -491,37 +488,10 @@ export class Scheduler {
 
   // ---- time
 
-  #armHostTimer(at: number): void {
-    if (this.#timerHandle !== undefined) {
-      this.clock.clearTimer(this.#timerHandle);
-    }
-    this.#timerAt = at;
-    this.#timerHandle = this.clock.setTimer(at, this.#onHostTimer);
-  }
-
-  #clearHostTimer(): void {
-    if (this.#timerHandle !== undefined) {
-      this.clock.clearTimer(this.#timerHandle);
-    }
-    this.#timerHandle = undefined;
-    this.#timerAt = Infinity;
-  }
-
-  #onHostTimer = (): void => {
-    this.#timerHandle = undefined;
-    // The coroutines resumed here mostly park again at once. Arm the host
-    // timer once, after them, not at each new earliest deadline: a
-    // setTimeout and clearTimeout pair costs about 4 µs.
-    this.#timerAt = -Infinity;
-    const now = this.clock.now();
-    for (let co; (co = this.#timers.popExpired(now));) {
-      co.effect!.unpark(co);
-      this.#unpark(co);
-      this.#resume(co, NEXT, TIMED_OUT);
-    }
-    if (this.#timerAt === -Infinity) this.#timerAt = Infinity;
-    const next = this.#timers.peekDeadline();
-    if (next < this.#timerAt) this.#armHostTimer(next);
+  #onTimeout = (co: Coroutine): void => {
+    co.effect!.unpark(co);
+    this.#unpark(co);
+    this.#resume(co, NEXT, TIMED_OUT);
   };
 
   // ---- ending
@@ -543,17 +513,7 @@ export class Scheduler {
   }
 
   #complete(co: Coroutine): void {
-    const resources = co.resources;
-    if (resources === null) return this.#settle(co);
-    let pending: Promise<void>[] | null = null;
-    for (const resource of resources) {
-      try {
-        resource.close();
-      } catch (error) {
-        this.#onError(error);
-      }
-      if (resource.settled) (pending ??= []).push(resource.settled);
-    }
+    const pending = co.closeOwned(this.#onError);
     if (pending === null) return this.#settle(co);
     this.#busy++; // finishing is work: keep virtual time still meanwhile
     Promise.all(pending).then(() => {
@@ -569,46 +529,10 @@ export class Scheduler {
     co.state = DONE;
     this.#live--;
     if (co.heapIndex >= 0) this.#timers.delete(co);
-    if (co.outcome === OK && co.failedChildren !== null) {
-      const failed = co.failedChildren.find((child) => !child.isObserved);
-      if (failed) {
-        failed.isObserved = true;
-        co.outcome = FAILED;
-        co.result = failed.result;
-      }
-    }
-    const parent = co.parent;
-    if (parent !== null) {
-      parent.children!.delete(co);
-      if (co.outcome === FAILED && co.joiners === null) {
-        (parent.failedChildren ??= []).push(co);
-      }
-      if (parent.state === ENDING && parent.children!.size === 0) {
-        this.#complete(parent);
-      }
-    }
-    if (co.joiners !== null) {
-      if (co.outcome !== OK) co.isObserved = true;
-      for (const joiner of co.joiners.splice(0)) joiner.wake();
-    }
-    if (co.listener !== null) {
-      co.isObserved = true;
-      co.listener.onSettled(
-        co.outcome === OK,
-        co.outcome === CANCELLED ? new CancelledError() : co.result,
-      );
-    }
-    if (co.promise !== null) this.#resolvePromise(co);
-    else if (parent === null && co.outcome === FAILED && !co.isObserved) {
-      this.#onError(co.result);
-    }
-    if (this.#live === 0) this.#clearHostTimer();
-  }
-
-  #resolvePromise(co: Coroutine): void {
-    if (co.outcome === OK) co.settle!.resolve(co.result);
-    else if (co.outcome === FAILED) co.settle!.reject(co.result);
-    else co.settle!.reject(new CancelledError());
+    const parent = co.leaveParent();
+    if (parent !== null) this.#complete(parent);
+    if (!co.notifyWaiters()) this.#onError(co.result);
+    if (this.#live === 0) this.#timers.stop();
   }
 }
 

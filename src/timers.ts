@@ -220,3 +220,66 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     entry.heapIndex = index;
   }
 }
+
+/**
+ * A {@linkcode DeadlineQueue} with the one host timer it needs: armed for
+ * the earliest deadline only, and, when it fires, re-armed once after the
+ * whole batch of expired entries is handled (their handlers mostly queue
+ * new deadlines at once, and a `setTimeout` and `clearTimeout` pair costs
+ * about 4 µs).
+ */
+export class Alarm<E extends DeadlineEntry> {
+  readonly #queue = new DeadlineQueue<E>();
+  readonly #clock: Clock;
+  readonly #onExpired: (entry: E) => void;
+  #handle: unknown = undefined;
+  /** When the host timer fires; -Infinity while a batch is handled. */
+  #armedAt = Infinity;
+
+  /**
+   * @param clock Read and armed.
+   * @param onExpired Called with each entry whose deadline has passed,
+   * after it is removed from the queue.
+   */
+  constructor(clock: Clock, onExpired: (entry: E) => void) {
+    this.#clock = clock;
+    this.#onExpired = onExpired;
+  }
+
+  /** Queues `entry` at `deadline` (or moves it there). */
+  set(entry: E, deadline: number): void {
+    this.#queue.set(entry, deadline);
+    if (deadline < this.#armedAt) this.#arm(deadline);
+  }
+
+  /** Removes `entry` if queued. The host timer stays; it finds nothing. */
+  delete(entry: E): void {
+    this.#queue.delete(entry);
+  }
+
+  /** Clears the host timer (nothing is left to time). */
+  stop(): void {
+    if (this.#handle !== undefined) this.#clock.clearTimer(this.#handle);
+    this.#handle = undefined;
+    this.#armedAt = Infinity;
+  }
+
+  #arm(at: number): void {
+    if (this.#handle !== undefined) this.#clock.clearTimer(this.#handle);
+    this.#armedAt = at;
+    this.#handle = this.#clock.setTimer(at, this.#fire);
+  }
+
+  #fire = (): void => {
+    this.#handle = undefined;
+    this.#armedAt = -Infinity;
+    const now = this.#clock.now();
+    for (let entry; (entry = this.#queue.popExpired(now));) {
+      this.#onExpired(entry);
+    }
+    // (stop() in the batch leaves Infinity.) Arm once, for what is left.
+    if (this.#armedAt === -Infinity) this.#armedAt = Infinity;
+    const next = this.#queue.peekDeadline();
+    if (next < this.#armedAt) this.#arm(next);
+  };
+}

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
+import {
+  Alarm,
+  type Clock,
+  type DeadlineEntry,
+  DeadlineQueue,
+} from "../src/timers.ts";
 import fc from "fast-check";
 
 /** An entry that remembers the deadline it was last set to (the queue does not). */
@@ -107,4 +112,83 @@ Deno.test("DeadlineQueue agrees with a sorted list under random set, re-key, del
     ),
     { numRuns: 300 },
   );
+});
+
+/** A clock driven by hand that records every host timer it arms. */
+function handClock() {
+  const host = {
+    now: 0,
+    armed: [] as number[],
+    pending: null as { at: number; callback: () => void } | null,
+  };
+  const clock: Clock = {
+    now: () => host.now,
+    setTimer(at, callback) {
+      host.armed.push(at);
+      return host.pending = { at, callback };
+    },
+    clearTimer(handle) {
+      if (host.pending === handle) host.pending = null;
+    },
+  };
+  const fire = () => {
+    const timer = host.pending!;
+    host.pending = null;
+    host.now = timer.at;
+    timer.callback();
+  };
+  return { host, clock, fire };
+}
+
+Deno.test("Alarm keeps one host timer, armed for the earliest deadline", () => {
+  const { host, clock, fire } = handClock();
+  const fired: number[] = [];
+  const alarm = new Alarm<Entry>(clock, (e) => fired.push(e.at));
+  const [a, b, c] = [entry(), entry(), entry()];
+  a.at = 30;
+  alarm.set(a, 30);
+  b.at = 10;
+  alarm.set(b, 10); // earlier: re-armed
+  c.at = 20;
+  alarm.set(c, 20); // later than armed: no new timer
+  assert.deepEqual(host.armed, [30, 10]);
+  fire();
+  assert.deepEqual(fired, [10]);
+  assert.equal(host.pending?.at, 20);
+  alarm.delete(c); // the timer stays armed and finds nothing due
+  fire();
+  assert.deepEqual(fired, [10]);
+  assert.equal(host.pending?.at, 30);
+  fire();
+  assert.deepEqual(fired, [10, 30]);
+  assert.equal(host.pending, null);
+});
+
+Deno.test("Alarm re-arms once after a batch, for what the batch queued", () => {
+  const { host, clock, fire } = handClock();
+  const entries = Array.from({ length: 100 }, entry);
+  // Each expiry queues its entry again 100 ms later, as a looping delay does.
+  const alarm: Alarm<Entry> = new Alarm(clock, (e) => {
+    e.at = host.now + 100 + entries.indexOf(e);
+    alarm.set(e, e.at);
+  });
+  entries.forEach((e, i) => alarm.set(e, (e.at = 100 - i)));
+  assert.equal(host.armed.length, 100); // each set was earlier than the last
+  host.armed.length = 0;
+  fire(); // at 1: only the entry due at 1 expires
+  fire(); // at 2 ...
+  assert.deepEqual(host.armed, [2, 3]);
+  host.now = 1000;
+  host.pending!.callback(); // late: all 100 are due, and expire in one batch
+  assert.deepEqual(host.armed, [2, 3, 1100]);
+});
+
+Deno.test("Alarm.stop clears the host timer", () => {
+  const { host, clock } = handClock();
+  const alarm = new Alarm<Entry>(clock, () => {});
+  alarm.set(entry(), 5);
+  alarm.stop();
+  assert.equal(host.pending, null);
+  alarm.set(entry(), 7);
+  assert.deepEqual(host.armed, [5, 7]);
 });
