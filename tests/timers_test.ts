@@ -172,7 +172,7 @@ Deno.test("Alarm re-arms once after a batch, for what the batch queued", () => {
     e.at = host.now + 100 + entries.indexOf(e);
     alarm.set(e, e.at);
   });
-  entries.forEach((e, i) => alarm.set(e, (e.at = 100 - i)));
+  entries.forEach((e, i) => alarm.set(e, e.at = 100 - i));
   assert.equal(host.armed.length, 100); // each set was earlier than the last
   host.armed.length = 0;
   fire(); // at 1: only the entry due at 1 expires
