@@ -19,10 +19,11 @@
 // 50 connections it never deferred a read (counted over a 2 s run); at 200
 // it deferred 27% of them, at 1000 about half. The threshold is the budget,
 // not a tuning choice: with 192 or 256 in its place corio starved
-// connections again (Jain 0.30-0.45, 3 rounds each). Most of the price is
+// connections again (Jain 0.30-0.45, 3 rounds each). Much of the price is
 // fairness itself: the raw server with this rule and nothing else
 // (bench/servers/raw_paced_echo.ts) gets 0.85-0.88x raw Deno's msgs/s at
-// 1.15-1.18x its CPU per message.
+// 1.15-1.18x its CPU per message in paired 2 s runs, 0.85x and 0.98x in
+// two full bench runs: the price moves with the machine's noise.
 
 /** What the pacer can start later: a connection (or a bench baseline). */
 export interface PacedReader {
