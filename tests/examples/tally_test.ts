@@ -56,6 +56,27 @@ Deno.test("tally session: HELLO first, then a running total, errors answered, BY
   client.close();
 });
 
+Deno.test("tally session: pipelined commands in one write are answered in order", async () => {
+  const [client, server] = memoryConnPair();
+  const replies = await run((function* () {
+    yield* spawn(owning(server, tallySession(server)));
+    yield* client.send("HELLO carol\nADD 40\r\nADD 2\nSUM\nBYE\n");
+    const lines: (string | null)[] = [];
+    for (let line; (line = yield* client.recvLine()) !== null;) {
+      lines.push(line);
+    }
+    return lines;
+  })());
+  assert.deepEqual(replies, [
+    "200 hello carol",
+    "210 40",
+    "210 42",
+    "211 42",
+    "221 bye carol: 42 from 2 adds",
+  ]);
+  client.close();
+});
+
 Deno.test("tally session: idle for the receive timeout gets 421 at exactly that time, then EOF", async () => {
   const clock = new VirtualClock();
   const [client, server] = memoryConnPair();
