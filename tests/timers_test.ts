@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  Alarm,
-  type Clock,
-  type DeadlineEntry,
-  DeadlineQueue,
-} from "../src/timers.ts";
+import { Alarm, type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
+import { handClock } from "./_hand_clock.ts";
 import fc from "fast-check";
 
 /** An entry that remembers the deadline it was last set to (the queue does not). */
@@ -113,32 +109,6 @@ Deno.test("DeadlineQueue agrees with a sorted list under random set, re-key, del
     { numRuns: 300 },
   );
 });
-
-/** A clock driven by hand that records every host timer it arms. */
-function handClock() {
-  const host = {
-    now: 0,
-    armed: [] as number[],
-    pending: null as { at: number; callback: () => void } | null,
-  };
-  const clock: Clock = {
-    now: () => host.now,
-    setTimer(at, callback) {
-      host.armed.push(at);
-      return host.pending = { at, callback };
-    },
-    clearTimer(handle) {
-      if (host.pending === handle) host.pending = null;
-    },
-  };
-  const fire = () => {
-    const timer = host.pending!;
-    host.pending = null;
-    host.now = timer.at;
-    timer.callback();
-  };
-  return { host, clock, fire };
-}
 
 Deno.test("Alarm keeps one host timer, armed for the earliest deadline", () => {
   const { host, clock, fire } = handClock();
