@@ -89,6 +89,10 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "floor: bare typed yield*, no library",
     cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`],
   },
+  "floor-paced": {
+    label: "floor, paced (corio's read pacing, no library)",
+    cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--paced"],
+  },
   "corio-untyped": {
     label: "corio, plain yield (untyped)",
     cmd: corio("untyped"),
@@ -225,9 +229,9 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B2",
     title: "echo 64 B ping-pong, 1000 connections",
-    // Raw Deno made fair by corio's read pacing: at 50 connections the rule
-    // never defers a read, so only B2 runs it.
-    servers: [...ECHO_SERVERS, "raw-paced"],
+    // Raw Deno and the floor made fair by corio's read pacing: at 50
+    // connections the rule never defers a read, so only B2 runs them.
+    servers: [...ECHO_SERVERS, "raw-paced", "floor-paced"],
     run: pingpong(1000),
   },
   {

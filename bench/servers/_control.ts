@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { getHeapSpaceStatistics } from "node:v8";
 
 /** The flags every Deno benchmark server takes. */
-export function flags(): Record<string, string> {
+export function flags(): Record<string, string | boolean> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
@@ -15,9 +15,10 @@ export function flags(): Record<string, string> {
       variant: { type: "string", default: "async" },
       "max-connections": { type: "string", default: "20000" },
       "recv-timeout": { type: "string", default: "" },
+      paced: { type: "boolean", default: false }, // floor_echo.ts only
     },
   });
-  return values as Record<string, string>;
+  return values as Record<string, string | boolean>;
 }
 
 /**

@@ -3,8 +3,18 @@
 // promise mapped to an IteratorResult. No scheduler, no deadlines, no
 // cancellation, no buffering: what any library pays for typed `yield*` in an
 // `async function*` over Deno's promises, and nothing else.
+//
+// --paced: the same, with corio's read pacing (src/_read_pacer.ts) and
+// nothing else, as in raw_paced_echo.ts: at 1000 connections (B2) it is the
+// least a fair server of typed `async function*` handlers can cost, so
+// corio against it is corio's own cost there.
 
-import { acceptEach } from "./_control.ts";
+import { acceptEach, flags } from "./_control.ts";
+import {
+  deferRead,
+  isOverBudget,
+  readCompleted,
+} from "../../src/_read_pacer.ts";
 
 const done = <T>(value: T) => ({ done: true as const, value });
 
@@ -14,8 +24,30 @@ class Read implements AsyncIterableIterator<never, number | null> {
   [Symbol.asyncIterator]() {
     return this;
   }
-  next() {
+  next(): Promise<IteratorResult<never, number | null>> {
     return this.conn.read(this.buf).then(done);
+  }
+}
+
+const counted = (n: number | null) => {
+  readCompleted();
+  return { done: true as const, value: n };
+};
+
+/** Read, with the pacer: past the budget, the read starts on a timer turn. */
+class PacedRead extends Read {
+  #resume = () => {};
+  readonly #reader = { issueRead: () => this.#resume() };
+  readonly #held = (resolve: () => void) => {
+    this.#resume = resolve;
+    deferRead(this.#reader);
+  };
+  readonly #read = () => this.conn.read(this.buf);
+  override next(): Promise<IteratorResult<never, number | null>> {
+    if (isOverBudget()) {
+      return new Promise<void>(this.#held).then(this.#read).then(counted);
+    }
+    return this.conn.read(this.buf).then(counted);
   }
 }
 
@@ -30,9 +62,11 @@ class Write implements AsyncIterableIterator<never, number> {
   }
 }
 
+const ReadOp = flags().paced ? PacedRead : Read;
+
 async function* echo(conn: Deno.Conn): AsyncGenerator<never, void> {
   const buf = new Uint8Array(1024);
-  const read = new Read(conn, buf);
+  const read = new ReadOp(conn, buf);
   const write = new Write(conn);
   for (;;) {
     const n = yield* read;
