@@ -126,7 +126,7 @@ export type Coroutine<T = unknown> =
   | AsyncGenerator<Effect, T, unknown>;
 
 /** The result of every operation that gives nothing (send, delay). */
-const DONE_VOID: IteratorResult<Effect, undefined> = Object.freeze({
+export const DONE_VOID: IteratorResult<Effect, undefined> = Object.freeze({
   done: true,
   value: undefined,
 });

@@ -258,6 +258,44 @@ Deno.test("the virtual clock fires concurrent delays in deadline order", async (
   assert.deepEqual(order, [100, 100, 200, 300]);
 });
 
+Deno.test("coroutines waiting the same delay each wake at their own deadline", async () => {
+  const clock = new VirtualClock();
+  const log = await run(
+    (function* () {
+      const log: string[] = [];
+      const at = (name: string) => log.push(`${name} ${clock.now()}`);
+      const a = yield* spawn((function* () {
+        yield* delay(100);
+        at("a");
+      })());
+      const b = yield* spawn((async function* () {
+        yield* delay(30);
+        yield* delay(100);
+        at("b");
+      })());
+      const c = yield* spawn((async function* () {
+        try {
+          yield* delay(100);
+        } finally {
+          at("c ended");
+        }
+      })());
+      const d = yield* spawn((function* () {
+        const wait = delay(100);
+        yield* wait;
+        yield* wait;
+        at("d");
+      })());
+      yield* delay(50);
+      c.cancel();
+      for (const task of [a, b, d]) yield* task.join();
+      return log;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(log, ["c ended 50", "a 100", "b 130", "d 200"]);
+});
+
 Deno.test("VirtualClock without autojump moves only with advance()", async () => {
   const clock = new VirtualClock({ autojump: false });
   let isDone = false;
