@@ -25,11 +25,12 @@ export interface DelayOptions {
 }
 
 // A delay of whole milliseconds under a second, with no signal, is one
-// operation per value, shared by every coroutine that waits it: a delay
-// keeps nothing of a wait but its deadline, which is computed when it parks
-// (in the same step as `yield*` starts it) and then lives in the
-// scheduler's queue, per coroutine. B7 (10k loops of delay(1..100 ms)):
-// allocating one per wait cost a quarter of the scheduler's time per fire.
+// operation per value, shared by every coroutine that waits it. A delay
+// keeps nothing of a wait but its deadline: `yield*` clears it, the
+// scheduler computes it when the coroutine parks (a delay parks once per
+// wait) and keeps it in its queue, per coroutine. B7 (10k loops of
+// delay(1..100 ms), hand-driven clock): allocating one per wait cost a
+// quarter of the scheduler's time per fire.
 const SHARED_DELAYS = 1000;
 const sharedDelays: (DelayOp | undefined)[] = [];
 
