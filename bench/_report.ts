@@ -247,6 +247,22 @@ function pacedFloorNote(
   }.`;
 }
 
+/** Baselines reported against raw Deno and corio in B1/B2, with their rows' text. */
+const BASELINES = [
+  [
+    "floor",
+    "floor (typed `yield*` in an async function* over Deno's promises, nothing else) / raw Deno msgs/s; corio / floor",
+  ],
+  [
+    "raw-paced",
+    "raw Deno paced by corio's read pacing (fair, no library) / raw Deno msgs/s; corio / paced raw",
+  ],
+  [
+    "floor-paced",
+    "floor paced the same way (fair typed `yield*`, no library) / raw Deno msgs/s; corio / paced floor",
+  ],
+] as const;
+
 const B2_NOTE =
   "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections Deno 2.9.6 starves connections under a plain `Deno.listen` server: once more reads complete in one event-loop iteration than about 128 (`strace`: 128 reads per `epoll_wait`, tokio's cooperative budget), it keeps completing the reads of the connections answered fastest, and reads whose bytes already sit in the socket wait (`ss` showed the message in the receive queue of every stalled connection). In a 2 s run of the raw server the median connection's longest gap between two replies was 1.6 s, 360–1000 of 1000 connections got any reply, and the stalls ended together when the load stopped; the C server and Node serve all 1000. corio counts reads per iteration and, past 128, starts the next reads on the next timer turn (`src/_read_pacer.ts`), so it serves all 1000 evenly. The price, at 1000 connections only: fewer messages/s and more CPU per message (raw Deno's figure comes partly from serving the same fast connections over and over, their reads completing at once without a round trip through the runtime's queue), and a p99 of 50–100 ms. p99 counts messages, so a connection left waiting 2 s adds one sample to it; the column \"longest wait per connection\" shows starvation instead: each connection's longest wait for a reply within the measured window (an unanswered message counts by its age at the window's end, so the window's length is the most it can show). At 50 connections the rule never deferred a read (counted in a 2 s run; at 200 connections it deferred 27% of them). At 1000 it defers about half of them (60–64k of 107–129k reads a second), and 128 is the runtime's budget, not a tuning choice: with 192 or 256 in its place corio starved connections again (3 alternated rounds each: 777–1000 of 1000 served, Jain 0.30–0.45, against 1000 served and Jain 0.98–0.99 with 128).";
 
@@ -401,34 +417,17 @@ function targets(r: Results): string[][] {
     true,
   );
   for (const id of ["B1", "B2"]) {
-    // Context for B1/B2: what typed yield* in an async function* costs over
-    // Deno's promises with no scheduler at all (bench/servers/floor_echo.ts).
-    rows.push([
-      id,
-      "floor (typed `yield*` in an async function* over Deno's promises, nothing else) / raw Deno msgs/s; corio / floor",
-      "report",
-      `${fix(p(id, "floor", "raw"))}; ${fix(p(id, "corio", "floor"))}`,
-      "–",
-    ]);
-    if (s[id]?.runs["raw-paced"]) {
+    // Context for B1/B2: each baseline against raw Deno, and corio against
+    // it. The floor: typed yield* in an async function* over Deno's promises
+    // with no scheduler at all (bench/servers/floor_echo.ts); the paced ones
+    // (B2): the same servers made fair by corio's read pacing.
+    for (const [baseline, what] of BASELINES) {
+      if (!s[id]?.runs[baseline]) continue;
       rows.push([
         id,
-        "raw Deno paced by corio's read pacing (fair, no library) / raw Deno msgs/s; corio / paced raw",
+        what,
         "report",
-        `${fix(p(id, "raw-paced", "raw"))}; ${
-          fix(p(id, "corio", "raw-paced"))
-        }`,
-        "–",
-      ]);
-    }
-    if (s[id]?.runs["floor-paced"]) {
-      rows.push([
-        id,
-        "floor paced the same way (fair typed `yield*`, no library) / raw Deno msgs/s; corio / paced floor",
-        "report",
-        `${fix(p(id, "floor-paced", "raw"))}; ${
-          fix(p(id, "corio", "floor-paced"))
-        }`,
+        `${fix(p(id, baseline, "raw"))}; ${fix(p(id, "corio", baseline))}`,
         "–",
       ]);
     }

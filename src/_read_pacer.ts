@@ -22,8 +22,8 @@
 // connections again (Jain 0.30-0.45, 3 rounds each). Much of the price is
 // fairness itself: the raw server with this rule and nothing else
 // (bench/servers/raw_paced_echo.ts) gets 0.85-0.88x raw Deno's msgs/s at
-// 1.15-1.18x its CPU per message in paired 2 s runs, 0.85x and 0.98x in
-// two full bench runs: the price moves with the machine's noise.
+// 1.15-1.18x its CPU per message in paired 2 s runs, 0.85x, 0.98x and
+// 0.99x in three full bench runs: the price moves with the machine's noise.
 
 /** What the pacer can start later: a connection (or a bench baseline). */
 export interface PacedReader {
