@@ -196,6 +196,8 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
   ], rows) +
     (id === "B2"
       ? B2_NOTE + pacedNote(scenario.runs, r.scenarios.B1?.runs)
+      : id === "B1"
+      ? cancellableNote(scenario.runs)
       : "");
 }
 
@@ -244,7 +246,7 @@ function pacedFloorNote(
         fix(paired(b1Runs.corio, b1Runs.floor, msgs))
       }× the floor at 50`
       : ""
-  }.`;
+  }.${pacedCancellableNote(runs)}`;
 }
 
 /** Baselines reported against raw Deno and corio in B1/B2, with their rows' text. */
@@ -261,7 +263,56 @@ const BASELINES = [
     "floor-paced",
     "floor paced the same way (fair typed `yield*`, no library) / raw Deno msgs/s; corio / paced floor",
   ],
+  [
+    "floor-cancellable",
+    "floor with cancellable waits (a promise of its own per wait, as timeouts and cancellation need; no library) / raw Deno msgs/s; corio / it",
+  ],
+  [
+    "floor-paced-cancellable",
+    "paced floor with cancellable waits (fair, no library) / raw Deno msgs/s; corio / it",
+  ],
 ] as const;
+
+/**
+ * What the cancellable floor says about B1's target: the least any library
+ * whose waits a deadline or a cancel can end pays in the documented form.
+ */
+function cancellableNote(runs: Record<string, Figures[]>): string {
+  const id = "floor-cancellable";
+  if (!runs[id] || !runs.raw || !runs.corio) return "";
+  const vs = (a: string, b: string, pick = msgs) =>
+    fix(paired(runs[a], runs[b], pick));
+  const floorVsRaw = paired(runs[id], runs.raw, msgs);
+  const verdict = floorVsRaw < 0.95
+    ? "below B1's ≥ 0.95 with no library code at all, so in this run no library whose waits can time out or be cancelled could meet B1 with `async function*` handlers"
+    : `so B1's ≥ 0.95 leaves a library with timeouts and cancellation ${
+      ((floorVsRaw - 0.95) * 100).toFixed(1)
+    }% of raw Deno's msgs/s for its own work`;
+  return `\n\nThe cancellable floor row is \`bench/servers/floor_echo.ts --cancellable\`: the floor, with each wait a promise of the server's own that the socket's promise settles. A wait that a deadline or a cancel can end while its read stays in flight (so no bytes are lost) needs one, because only its holder can settle what the generator awaits; nothing ends a wait early here, so the row is what that promise costs. It reaches ${
+    vs(id, "raw")
+  }× raw Deno's msgs/s (CPU per message ${
+    vs(id, "raw", cpuPerMsg)
+  }×), ${verdict}. corio is ${vs("corio", id)}× it (CPU per message ${
+    vs("corio", id, cpuPerMsg)
+  }×): its own work beyond what any such library pays.`;
+}
+
+/** The same for B2: the least a fair server with timeouts can cost. */
+function pacedCancellableNote(runs: Record<string, Figures[]>): string {
+  const id = "floor-paced-cancellable";
+  if (!runs[id] || !runs.raw || !runs.corio) return "";
+  const floorVsRaw = paired(runs[id], runs.raw, msgs);
+  const verdict = floorVsRaw < 0.95
+    ? "below issue 2's 0.95 and B2's 1.0 with no library code at all"
+    : floorVsRaw < 1
+    ? "between issue 2's 0.95 and B2's 1.0"
+    : "at or above B2's 1.0";
+  return ` With cancellable waits as well (\`--paced --cancellable\`), the least a fair server whose waits can time out or be cancelled can cost, it reaches ${
+    fix(floorVsRaw)
+  }×, ${verdict}; corio is ${
+    fix(paired(runs.corio, runs[id], msgs))
+  }× that floor.`;
+}
 
 const B2_NOTE =
   "\n\nConnections served = those with at least one reply in the measured window. At 1000 connections Deno 2.9.6 starves connections under a plain `Deno.listen` server: once more reads complete in one event-loop iteration than about 128 (`strace`: 128 reads per `epoll_wait`, tokio's cooperative budget), it keeps completing the reads of the connections answered fastest, and reads whose bytes already sit in the socket wait (`ss` showed the message in the receive queue of every stalled connection). In a 2 s run of the raw server the median connection's longest gap between two replies was 1.6 s, 360–1000 of 1000 connections got any reply, and the stalls ended together when the load stopped; the C server and Node serve all 1000. corio counts reads per iteration and, past 128, starts the next reads on the next timer turn (`src/_read_pacer.ts`), so it serves all 1000 evenly. The price, at 1000 connections only: fewer messages/s and more CPU per message (raw Deno's figure comes partly from serving the same fast connections over and over, their reads completing at once without a round trip through the runtime's queue), and a p99 of 50–100 ms. p99 counts messages, so a connection left waiting 2 s adds one sample to it; the column \"longest wait per connection\" shows starvation instead: each connection's longest wait for a reply within the measured window (an unanswered message counts by its age at the window's end, so the window's length is the most it can show). At 50 connections the rule never deferred a read (counted in a 2 s run; at 200 connections it deferred 27% of them). At 1000 it defers about half of them (60–64k of 107–129k reads a second), and 128 is the runtime's budget, not a tuning choice: with 192 or 256 in its place corio starved connections again (3 alternated rounds each: 777–1000 of 1000 served, Jain 0.30–0.45, against 1000 served and Jain 0.98–0.99 with 128).";
@@ -851,7 +902,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
-      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way.",
+      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1, and paced in B2).",
     ].join("\n"),
     "## Targets",
     table(["id", "what", "target", "measured", "met"], targets(r)),

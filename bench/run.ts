@@ -93,6 +93,19 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "floor, paced (corio's read pacing, no library)",
     cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--paced"],
   },
+  "floor-cancellable": {
+    label: "floor, cancellable waits (a promise per wait, no library)",
+    cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--cancellable"],
+  },
+  "floor-paced-cancellable": {
+    label: "floor, paced, cancellable waits (no library)",
+    cmd: [
+      ...denoRun,
+      `${benchDir}/servers/floor_echo.ts`,
+      "--paced",
+      "--cancellable",
+    ],
+  },
   "corio-untyped": {
     label: "corio, plain yield (untyped)",
     cmd: corio("untyped"),
@@ -223,15 +236,22 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B1",
     title: "echo 64 B ping-pong, 50 connections",
-    servers: ECHO_SERVERS,
+    servers: [...ECHO_SERVERS, "floor-cancellable"],
     run: pingpong(50),
   },
   {
     id: "B2",
     title: "echo 64 B ping-pong, 1000 connections",
     // Raw Deno and the floor made fair by corio's read pacing: at 50
-    // connections the rule never defers a read, so only B2 runs them.
-    servers: [...ECHO_SERVERS, "raw-paced", "floor-paced"],
+    // connections the rule never defers a read, so only B2 runs them. The
+    // cancellable floor runs paced here, unpaced in B1: the least a fair
+    // server with timeouts and cancellation can cost, and the least any.
+    servers: [
+      ...ECHO_SERVERS,
+      "raw-paced",
+      "floor-paced",
+      "floor-paced-cancellable",
+    ],
     run: pingpong(1000),
   },
   {

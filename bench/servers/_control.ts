@@ -15,7 +15,9 @@ export function flags(): Record<string, string | boolean> {
       variant: { type: "string", default: "async" },
       "max-connections": { type: "string", default: "20000" },
       "recv-timeout": { type: "string", default: "" },
-      paced: { type: "boolean", default: false }, // floor_echo.ts only
+      // floor_echo.ts only:
+      paced: { type: "boolean", default: false },
+      cancellable: { type: "boolean", default: false },
     },
   });
   return values as Record<string, string | boolean>;

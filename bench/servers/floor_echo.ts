@@ -8,6 +8,13 @@
 // nothing else, as in raw_paced_echo.ts: at 1000 connections (B2) it is the
 // least a fair server of typed `async function*` handlers can cost, so
 // corio against it is corio's own cost there.
+//
+// --cancellable: each wait is a promise of the server's own, settled by the
+// socket's. A wait that a deadline or a cancel can end while the read stays
+// in flight (no lost bytes) needs one: the generator awaits it, and only
+// its holder can settle it early. Nothing here ends a wait early; what it
+// measures is what that promise costs, the least a library with timeouts
+// and cancellation pays for each wait of an `async function*` handler.
 
 import { acceptEach, flags } from "./_control.ts";
 import {
@@ -62,12 +69,73 @@ class Write implements AsyncIterableIterator<never, number> {
   }
 }
 
-const ReadOp = flags().paced ? PacedRead : Read;
+/** A wait settled through a promise of its own (see --cancellable). */
+abstract class Held<T> implements AsyncIterableIterator<never, T> {
+  #resolve: (r: IteratorResult<never, T>) => void = () => {};
+  #reject: (error: unknown) => void = () => {};
+  readonly #hold = (
+    resolve: (r: IteratorResult<never, T>) => void,
+    reject: (error: unknown) => void,
+  ) => {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  };
+  protected readonly onDone = (value: T) => {
+    this.#resolve({ done: true, value });
+  };
+  protected readonly onError = (error: unknown) => this.#reject(error);
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+  next(): Promise<IteratorResult<never, T>> {
+    const held = new Promise(this.#hold);
+    this.start();
+    return held;
+  }
+  protected abstract start(): void;
+}
+
+class HeldRead extends Held<number | null> {
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly buf: Uint8Array,
+    readonly isPaced: boolean,
+  ) {
+    super();
+  }
+  readonly #onRead = (n: number | null) => {
+    if (this.isPaced) readCompleted();
+    this.onDone(n);
+  };
+  protected start(): void {
+    if (this.isPaced && isOverBudget()) deferRead(this);
+    else this.issueRead();
+  }
+  issueRead(): void {
+    this.conn.read(this.buf).then(this.#onRead, this.onError);
+  }
+}
+
+class HeldWrite extends Held<number> {
+  bytes = new Uint8Array(0);
+  constructor(readonly conn: Deno.Conn) {
+    super();
+  }
+  protected start(): void {
+    this.conn.write(this.bytes).then(this.onDone, this.onError);
+  }
+}
+
+const { paced, cancellable } = flags();
 
 async function* echo(conn: Deno.Conn): AsyncGenerator<never, void> {
   const buf = new Uint8Array(1024);
-  const read = new ReadOp(conn, buf);
-  const write = new Write(conn);
+  const read = cancellable
+    ? new HeldRead(conn, buf, paced === true)
+    : paced
+    ? new PacedRead(conn, buf)
+    : new Read(conn, buf);
+  const write = cancellable ? new HeldWrite(conn) : new Write(conn);
   for (;;) {
     const n = yield* read;
     if (n === null) return;
