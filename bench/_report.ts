@@ -195,10 +195,49 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
     "client CPU",
   ], rows) +
     (id === "B2"
-      ? B2_NOTE + pacedNote(scenario.runs, r.scenarios.B1?.runs)
+      ? B2_NOTE + pacedNote(scenario.runs, r.scenarios.B1?.runs) +
+        denoNodeNote(scenario.runs, r.scenarios.B1?.runs)
       : id === "B1"
       ? cancellableNote(scenario.runs)
       : "");
+}
+
+/**
+ * What Deno's own node:net says about B2's p99 and fairness: whether a fair
+ * server with a low tail exists on this runtime.
+ */
+function denoNodeNote(
+  runs: Record<string, Figures[]>,
+  b1Runs: Record<string, Figures[]> | undefined,
+): string {
+  const id = "deno-node";
+  if (!runs[id] || !runs.raw || !runs.corio) return "";
+  const med = (server: string, pick: (f: Figures) => number) =>
+    stat(runs[server], pick).median;
+  const p99 = (f: Figures) => f.p99Ms;
+  const jain = med(id, (f) => f.jain);
+  const isFairAndQuick = jain >= 0.99 && med(id, p99) <= med("raw", p99);
+  const verdict = isFairAndQuick
+    ? "so a fair server whose p99 is no worse than raw Deno's exists on this runtime, through that path rather than `Deno.Conn.read`"
+    : "so in this run it did not show a fair server with raw Deno's p99";
+  const atFifty = b1Runs?.[id] && b1Runs.raw
+    ? ` At 50 connections it does ${
+      fix(paired(b1Runs[id], b1Runs.raw, msgs))
+    }× raw Deno's msgs/s at ${
+      fix(paired(b1Runs[id], b1Runs.raw, cpuPerMsg))
+    }× its CPU per message (corio ${
+      fix(paired(b1Runs.corio, b1Runs.raw, msgs))
+    }× and ${fix(paired(b1Runs.corio, b1Runs.raw, cpuPerMsg))}×).`
+    : "";
+  return `\n\nThe node:net under Deno row is \`bench/servers/node_echo.mjs\` run by Deno: Deno's node:net reads through a native stream wrap that calls back for each socket with data, with no promise per read. At 1000 connections it serves ${
+    fmt(med(id, (f) => f.served ?? NaN), 0)
+  } of 1000 with Jain ${fmt(jain, 4)} and a p99 of ${
+    fmt(med(id, p99), 1)
+  } ms (corio ${fmt(med("corio", p99), 1)} ms, raw Deno ${
+    fmt(med("raw", p99), 1)
+  } ms) at ${
+    fix(paired(runs[id], runs.raw, msgs))
+  }× raw Deno's msgs/s, ${verdict}.${atFifty}`;
 }
 
 /** What the paced raw server says about B2's ≥ 1.0× raw target. */

@@ -74,6 +74,12 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "node:net",
     cmd: ["node", "--expose-gc", `${benchDir}/servers/node_echo.mjs`],
   },
+  // The same file under Deno: Deno's node:net reads through a native stream
+  // wrap that calls back for every ready socket, with no promise per read.
+  "deno-node": {
+    label: "node:net under Deno",
+    cmd: [...denoRun, `${benchDir}/servers/node_echo.mjs`],
+  },
   corio: { label: "corio", cmd: corio("async") },
   "corio-timeout": {
     label: "corio, 30 s recv timeout",
@@ -236,7 +242,7 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B1",
     title: "echo 64 B ping-pong, 50 connections",
-    servers: [...ECHO_SERVERS, "floor-cancellable"],
+    servers: [...ECHO_SERVERS, "floor-cancellable", "deno-node"],
     run: pingpong(50),
   },
   {
@@ -251,6 +257,7 @@ const SCENARIOS: Scenario[] = [
       "raw-paced",
       "floor-paced",
       "floor-paced-cancellable",
+      "deno-node",
     ],
     run: pingpong(1000),
   },

@@ -1,4 +1,5 @@
-// Baseline: the idiomatic node:net echo server, run under Node.
+// Baseline: the idiomatic node:net echo server, run under Node, and under
+// Deno (B1, B2) to show Deno's own node:net.
 // Same stdin "mem" command as the Deno servers (run with --expose-gc).
 import net from "node:net";
 import readline from "node:readline";
