@@ -8,7 +8,20 @@ import type { Scheduler } from "./scheduler.ts";
 import type { Task } from "./task.ts";
 import type { DeadlineEntry } from "./timers.ts";
 
-/** Something a coroutine owns and closes when it ends (its connection). */
+/**
+ * Something a coroutine owns and closes when it ends (its connection).
+ *
+ * @example Anything with close() can be owned by a coroutine
+ * ```ts
+ * import { delay, type Resource, Scheduler } from "@corio/corio";
+ *
+ * let isClosed = false;
+ * const handle: Resource = { close: () => isClosed = true };
+ * const scheduler = new Scheduler();
+ * await scheduler.spawn((function* () { yield* delay(1); })(), { owns: [handle] }).finished;
+ * console.log(isClosed); // true
+ * ```
+ */
 export interface Resource {
   /** Closes it; must be idempotent. */
   close(): void;

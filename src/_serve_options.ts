@@ -5,7 +5,23 @@ import type { Connection } from "./connection.ts";
 import type { Coroutine } from "./effects.ts";
 import type { Clock } from "./timers.ts";
 
-/** What the server knows about a connection when it admits it. */
+/**
+ * What the server knows about a connection when it admits it.
+ *
+ * @example The second argument of every handler
+ * ```ts
+ * import { connect, type ConnectionInfo, run, serve } from "@corio/corio";
+ *
+ * await using server = serve({ hostname: "127.0.0.1" }, function* (conn, info: ConnectionInfo) {
+ *   yield* conn.send(`client ${info.id} from ${info.remoteAddr.hostname}\n`);
+ * });
+ * const line = await run((async function* () {
+ *   const conn = yield* connect({ port: server.addr.port, timeout: 1000 });
+ *   return yield* conn.recvLine({ timeout: 1000 });
+ * })());
+ * console.log(line); // client 1 from 127.0.0.1
+ * ```
+ */
 export interface ConnectionInfo {
   /** A number unique within this server, counting from 1. */
   readonly id: number;
@@ -15,13 +31,48 @@ export interface ConnectionInfo {
   readonly localAddr: Deno.NetAddr;
 }
 
-/** A connection handler: a coroutine function that gets the connection. */
+/**
+ * A connection handler: a coroutine function that gets the connection.
+ *
+ * @example A handler declared on its own, then served
+ * ```ts
+ * import { type Handler, serve } from "@corio/corio";
+ *
+ * const greet: Handler = function* (conn, info) {
+ *   yield* conn.send(`hello, client ${info.id}\n`);
+ * };
+ * await using server = serve({ hostname: "127.0.0.1" }, greet);
+ * console.log(server.addr.port > 0); // true
+ * ```
+ */
 export type Handler = (
   conn: Connection,
   info: ConnectionInfo,
 ) => Coroutine<unknown>;
 
-/** Options for {@linkcode serve}. */
+/**
+ * Options for {@linkcode serve}.
+ *
+ * @example Limits and timeouts, and a signal that shuts it down
+ * ```ts
+ * import { serve, type ServeOptions } from "@corio/corio";
+ *
+ * const controller = new AbortController();
+ * const options: ServeOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0, // any free port: see server.addr
+ *   maxConnections: 100,
+ *   recvTimeout: 3000,
+ *   sendTimeout: 3000,
+ *   signal: controller.signal,
+ * };
+ * const server = serve(options, function* (conn) {
+ *   for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ * });
+ * controller.abort();
+ * await server.finished;
+ * ```
+ */
 export interface ServeOptions {
   /**
    * Port to listen on; 0 picks a free one (see `server.addr`).
@@ -121,7 +172,23 @@ export interface ServeOptions {
   clock?: Clock;
 }
 
-/** Counters of a {@linkcode Server}; a live view. */
+/**
+ * Counters of a {@linkcode Server}; a live view.
+ *
+ * @example Read the counters from server.stats
+ * ```ts
+ * import { connect, run, serve } from "@corio/corio";
+ *
+ * const server = serve({ hostname: "127.0.0.1" }, function* () {});
+ * await run((async function* () {
+ *   const conn = yield* connect({ port: server.addr.port, timeout: 1000 });
+ *   yield* conn.recv({ timeout: 1000 }); // null: the handler returned
+ * })());
+ * await server.shutdown();
+ * const { accepted, completed, active } = server.stats;
+ * console.log(accepted, completed, active); // 1 1 0
+ * ```
+ */
 export interface ServerStats {
   /** Handlers running now. */
   active: number;
@@ -148,7 +215,19 @@ export interface ServerStats {
   acceptErrors: number;
 }
 
-/** Options for {@linkcode Server.shutdown}. */
+/**
+ * Options for {@linkcode Server.shutdown}.
+ *
+ * @example Give running handlers 5 s to finish
+ * ```ts
+ * import { serve } from "@corio/corio";
+ *
+ * const server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+ *   yield* conn.send("bye\n");
+ * });
+ * await server.shutdown({ grace: 5000 }); // at once here: no handler is running
+ * ```
+ */
 export interface ShutdownOptions {
   /**
    * How long running handlers may go on before they are cancelled, in ms

@@ -17,7 +17,29 @@ import { CancelledError, ConnectError, TimeoutError } from "./errors.ts";
 import { type Coroutine as CoroutineRecord, Scheduler } from "./scheduler.ts";
 import type { Clock } from "./timers.ts";
 
-/** Options for {@linkcode connect}. */
+/**
+ * Options for {@linkcode connect}.
+ *
+ * @example Address, handshake timeout and the connection's defaults
+ * ```ts
+ * import { connect, type ConnectOptions, run, serve } from "@corio/corio";
+ *
+ * await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+ *   yield* conn.send("hi\n");
+ * });
+ * const options: ConnectOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: server.addr.port,
+ *   timeout: 1000, // the handshake
+ *   recvTimeout: 1000, // each receive on the connection
+ * };
+ * const line = await run((async function* () {
+ *   const conn = yield* connect(options);
+ *   return yield* conn.recvLine();
+ * })());
+ * console.log(line); // hi
+ * ```
+ */
 export interface ConnectOptions
   extends OperationOptions, Omit<ConnectionOptions, "isExternal"> {
   /** The server's port. */
@@ -161,7 +183,21 @@ export function checkPort(port: number): void {
   }
 }
 
-/** Options for {@linkcode run}. */
+/**
+ * Options for {@linkcode run}.
+ *
+ * @example Cancel a run from outside with a signal
+ * ```ts
+ * import { delay, run, type RunOptions } from "@corio/corio";
+ *
+ * const controller = new AbortController();
+ * const options: RunOptions = { signal: controller.signal };
+ * const running = run((function* () { yield* delay(Infinity); })(), options);
+ * controller.abort(new Error("stopped"));
+ * const reason = await running.catch((error) => error.message);
+ * console.log(reason); // stopped
+ * ```
+ */
 export interface RunOptions {
   /**
    * The clock: `VirtualClock` in tests.

@@ -22,6 +22,29 @@ import {
 /**
  * What a {@linkcode Connection} runs on: a `Deno.Conn` fits as is; the test
  * kit's memory connections are another.
+ *
+ * @example A transport over canned bytes
+ * ```ts
+ * import { Connection, run, type Transport } from "@corio/corio";
+ *
+ * const bytes = new TextEncoder().encode("220 ready\r\n");
+ * let offset = 0;
+ * const canned: Transport = {
+ *   read(buffer) {
+ *     const n = Math.min(buffer.length, bytes.length - offset);
+ *     buffer.set(bytes.subarray(offset, offset += n));
+ *     return Promise.resolve(n === 0 ? null : n);
+ *   },
+ *   write: (data) => Promise.resolve(data.length),
+ *   closeWrite: () => Promise.resolve(),
+ *   close() {},
+ *   localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2525 },
+ *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 25 },
+ * };
+ * const conn = new Connection(canned, { isExternal: false });
+ * console.log(await run((function* () { return yield* conn.recvLine(); })())); // 220 ready
+ * conn.close();
+ * ```
  */
 export interface Transport {
   /** Reads into `buffer`; `null` at end of stream. */
@@ -38,7 +61,21 @@ export interface Transport {
   readonly remoteAddr: Deno.Addr;
 }
 
-/** Options for a {@linkcode Connection}; `serve` and `connect` set them. */
+/**
+ * Options for a {@linkcode Connection}; `serve` and `connect` set them.
+ *
+ * @example A connection's defaults, here on memory connections
+ * ```ts
+ * import type { ConnectionOptions } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const defaults: ConnectionOptions = { recvTimeout: 3000, maxLineLength: 1024 };
+ * const [conn, peer] = memoryConnPair(defaults);
+ * console.log(conn.recvTimeout, conn.maxLineLength, conn.sendTimeout); // 3000 1024 Infinity
+ * conn.close();
+ * peer.close();
+ * ```
+ */
 export interface ConnectionOptions {
   /**
    * Default timeout of `recv`, `recvExact` and `recvLine`, in ms.
@@ -63,7 +100,26 @@ export interface ConnectionOptions {
   isExternal?: boolean;
 }
 
-/** Options for {@linkcode Connection.recv}. */
+/**
+ * Options for {@linkcode Connection.recv}.
+ *
+ * @example Echo a borrowed view before receiving again
+ * ```ts
+ * import { run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const echoed = await run((function* () {
+ *   yield* peer.send("ping");
+ *   const view = yield* conn.recv({ borrow: true, timeout: 1000 }); // no copy
+ *   yield* conn.send(view!); // used before the next recv: still valid
+ *   return new TextDecoder().decode((yield* peer.recv({ timeout: 1000 }))!);
+ * })());
+ * conn.close();
+ * peer.close();
+ * console.log(echoed); // ping
+ * ```
+ */
 export interface RecvOptions extends OperationOptions {
   /**
    * Return a view into the connection's read buffer instead of a copy: no
@@ -75,7 +131,27 @@ export interface RecvOptions extends OperationOptions {
   borrow?: boolean;
 }
 
-/** Options for {@linkcode Connection.recvLine}. */
+/**
+ * Options for {@linkcode Connection.recvLine}.
+ *
+ * @example A tighter line limit for one receive
+ * ```ts
+ * import { LineTooLongError, run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const error = await run((function* () {
+ *   yield* peer.send("GET /a-rather-long-path HTTP/1.1\r\n");
+ *   try {
+ *     yield* conn.recvLine({ maxLineLength: 16, timeout: 1000 });
+ *   } catch (error) {
+ *     return error;
+ *   }
+ * })());
+ * peer.close();
+ * console.log(error instanceof LineTooLongError, conn.isClosed); // true true
+ * ```
+ */
 export interface RecvLineOptions extends OperationOptions {
   /**
    * Longest line accepted, in bytes; overrides the connection's.

@@ -16,7 +16,23 @@ import { Scheduler, type Task } from "./scheduler.ts";
 import type { Clock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
 
-/** How {@linkcode Conversations.dispatch} disposed of a message. */
+/**
+ * How {@linkcode Conversations.dispatch} disposed of a message.
+ *
+ * @example What became of each message
+ * ```ts
+ * import { Conversations, type DispatchStatus } from "@corio/corio";
+ *
+ * const calls = new Conversations<string, string>({
+ *   key: (message) => message,
+ *   handler: function* (inbox) { yield* inbox.recv(); },
+ * });
+ * const statuses: DispatchStatus[] = [calls.dispatch("a"), calls.dispatch("a")];
+ * await calls.shutdown();
+ * statuses.push(calls.dispatch("b"));
+ * console.log(statuses); // ["started", "delivered", "closed"]
+ * ```
+ */
 export type DispatchStatus =
   /** A new conversation was started with it. */
   | "started"
@@ -29,14 +45,54 @@ export type DispatchStatus =
   /** New key while shutting down, or no handler for new keys. */
   | "closed";
 
-/** A conversation handler: a coroutine function. */
+/**
+ * A conversation handler: a coroutine function.
+ *
+ * @example A handler declared on its own, then used for every new key
+ * ```ts
+ * import { type ConversationHandler, Conversations } from "@corio/corio";
+ *
+ * type Message = { callId: string; method: string };
+ * const log: string[] = [];
+ * const call: ConversationHandler<Message, string> = function* (inbox, first, key) {
+ *   log.push(`${key}: ${first!.method}`);
+ *   log.push(`${key}: ${(yield* inbox.recv({ timeout: 32_000 })).method}`);
+ * };
+ * const calls = new Conversations({ key: (message: Message) => message.callId, handler: call });
+ * calls.dispatch({ callId: "a", method: "INVITE" });
+ * calls.dispatch({ callId: "a", method: "BYE" });
+ * await calls.shutdown({ grace: 1000 });
+ * console.log(log); // ["a: INVITE", "a: BYE"]
+ * ```
+ */
 export type ConversationHandler<M, K> = (
   inbox: Inbox<M>,
   first: M | undefined,
   key: K,
 ) => Coroutine<unknown>;
 
-/** Options for {@linkcode Conversations}. */
+/**
+ * Options for {@linkcode Conversations}.
+ *
+ * @example Idle conversations expire, on a virtual clock
+ * ```ts
+ * import { Conversations, type ConversationsOptions, delay, run } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const options: ConversationsOptions<string, string> = {
+ *   key: (message) => message,
+ *   handler: function* (inbox) { yield* inbox.recv(); }, // waits for a second message
+ *   idleTimeout: 30_000,
+ *   maxConversations: 1000,
+ *   clock: new VirtualClock(),
+ * };
+ * const calls = new Conversations(options);
+ * calls.dispatch("a");
+ * await run((function* () { yield* delay(31_000); })(), { scheduler: calls.scheduler });
+ * console.log(calls.stats.expired); // 1
+ * await calls.shutdown();
+ * ```
+ */
 export interface ConversationsOptions<M, K> {
   /** The conversation a message belongs to (a SIP Call-ID). */
   key: (message: M) => K;
@@ -82,7 +138,26 @@ export interface ConversationsOptions<M, K> {
   clock?: Clock;
 }
 
-/** Counters of a {@linkcode Conversations}; a live view. */
+/**
+ * Counters of a {@linkcode Conversations}; a live view.
+ *
+ * @example Read the counters from conversations.stats
+ * ```ts
+ * import { Conversations } from "@corio/corio";
+ *
+ * const calls = new Conversations<string, string>({
+ *   key: (message) => message,
+ *   handler: function* (inbox) { yield* inbox.recv(); },
+ *   maxConversations: 1,
+ * });
+ * calls.dispatch("a"); // started
+ * calls.dispatch("a"); // delivered
+ * calls.dispatch("b"); // refused: one conversation at most
+ * await calls.shutdown();
+ * const { started, delivered, refused } = calls.stats;
+ * console.log(started, delivered, refused); // 1 1 1
+ * ```
+ */
 export interface ConversationStats {
   /** Conversations running now. */
   active: number;
@@ -100,7 +175,24 @@ export interface ConversationStats {
   failed: number;
 }
 
-/** Options for {@linkcode Conversations.shutdown}. */
+/**
+ * Options for {@linkcode Conversations.shutdown}.
+ *
+ * @example Cancel what still runs after 5 virtual seconds
+ * ```ts
+ * import { Conversations, delay } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const calls = new Conversations<string, string>({
+ *   key: (message) => message,
+ *   handler: function* () { yield* delay(60_000); }, // a long call
+ *   clock: new VirtualClock(),
+ * });
+ * calls.dispatch("a");
+ * await calls.shutdown({ grace: 5000 });
+ * console.log(calls.scheduler.now(), calls.stats.active); // 5000 0
+ * ```
+ */
 export interface ConversationsShutdownOptions {
   /**
    * How long running conversations may go on (on the scheduler's clock)

@@ -20,7 +20,24 @@ import type { Coroutine } from "./effects.ts";
 import type { Clock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
 
-/** One received datagram. */
+/**
+ * One received datagram.
+ *
+ * @example What parse receives
+ * ```ts
+ * import type { Datagram } from "@corio/corio";
+ *
+ * function parse(datagram: Datagram) {
+ *   const [method, callId] = new TextDecoder().decode(datagram.data).split(" ");
+ *   return { method, callId, from: datagram.remoteAddr };
+ * }
+ * const datagram: Datagram = {
+ *   data: new TextEncoder().encode("INVITE 42"),
+ *   remoteAddr: { transport: "udp", hostname: "127.0.0.1", port: 5060 },
+ * };
+ * console.log(parse(datagram).callId); // 42
+ * ```
+ */
 export interface Datagram {
   /** Its bytes. */
   readonly data: Uint8Array;
@@ -28,14 +45,55 @@ export interface Datagram {
   readonly remoteAddr: Deno.NetAddr;
 }
 
-/** A datagram conversation handler: it also gets the server, to send. */
+/**
+ * A datagram conversation handler: it also gets the server, to send.
+ *
+ * @example A handler declared on its own, then served
+ * ```ts
+ * import { type Datagram, type DatagramHandler, serveDatagram } from "@corio/corio";
+ *
+ * const answer: DatagramHandler<Datagram, string> = function* (_inbox, first, server) {
+ *   server.send(`got ${first!.data.length} bytes`, first!.remoteAddr);
+ * };
+ * await using server = serveDatagram({
+ *   hostname: "127.0.0.1",
+ *   key: (datagram) => `${datagram.remoteAddr.hostname}:${datagram.remoteAddr.port}`,
+ * }, answer);
+ * console.log(server.addr.port > 0); // true
+ * ```
+ */
 export type DatagramHandler<M, K> = (
   inbox: Inbox<M>,
   first: M | undefined,
   server: DatagramServer<M, K>,
 ) => Coroutine<unknown>;
 
-/** Options for {@linkcode serveDatagram}. */
+/**
+ * Options for {@linkcode serveDatagram}.
+ *
+ * @example Parse, key, limits, and a signal that shuts it down
+ * ```ts
+ * import { serveDatagram, type ServeDatagramOptions } from "@corio/corio";
+ *
+ * type Message = { callId: string; text: string; from: Deno.NetAddr };
+ * const controller = new AbortController();
+ * const options: ServeDatagramOptions<Message, string> = {
+ *   hostname: "127.0.0.1",
+ *   parse: (datagram) => {
+ *     const text = new TextDecoder().decode(datagram.data);
+ *     return { callId: text.split(" ")[1], text, from: datagram.remoteAddr };
+ *   },
+ *   key: (message) => message.callId,
+ *   maxConversations: 1000,
+ *   signal: controller.signal,
+ * };
+ * const server = serveDatagram(options, function* (_inbox, first, server) {
+ *   server.send(`OK ${first!.callId}`, first!.from);
+ * });
+ * controller.abort();
+ * await server.finished;
+ * ```
+ */
 export interface ServeDatagramOptions<M, K> extends
   Pick<
     ConversationsOptions<M, K>,
@@ -89,7 +147,24 @@ export interface ServeDatagramOptions<M, K> extends
   shutdownGrace?: number;
 }
 
-/** Counters of a {@linkcode DatagramServer}; a live view. */
+/**
+ * Counters of a {@linkcode DatagramServer}; a live view.
+ *
+ * @example Read the counters from server.stats
+ * ```ts
+ * import { serveDatagram } from "@corio/corio";
+ *
+ * const { promise: received, resolve } = Promise.withResolvers<void>();
+ * const server = serveDatagram({ hostname: "127.0.0.1", key: () => "self" }, function* () {
+ *   resolve();
+ * });
+ * server.send("ping", server.addr); // to itself
+ * await received;
+ * await server.shutdown(); // flushes the send queue
+ * const { sent, received: count, malformed } = server.stats;
+ * console.log(sent, count, malformed); // 1 1 0
+ * ```
+ */
 export interface DatagramStats {
   /** Datagrams received. */
   received: number;
@@ -103,7 +178,17 @@ export interface DatagramStats {
   socketErrors: number;
 }
 
-/** Options for {@linkcode DatagramServer.shutdown}. */
+/**
+ * Options for {@linkcode DatagramServer.shutdown}.
+ *
+ * @example Give running conversations 5 s to finish
+ * ```ts
+ * import { serveDatagram } from "@corio/corio";
+ *
+ * const server = serveDatagram({ hostname: "127.0.0.1", key: () => "all" }, function* () {});
+ * await server.shutdown({ grace: 5000 }); // at once here: no conversation is running
+ * ```
+ */
 export interface DatagramShutdownOptions {
   /**
    * How long running conversations may go on (still receiving their

@@ -44,6 +44,24 @@ export const PENDING: unique symbol = Symbol("corio.pending");
  * Options every blocking operation takes. `timeout` is relative,
  * `deadline` absolute (on the scheduler's clock); when both are given the
  * earlier one wins. `Infinity` disables.
+ *
+ * @example A relative timeout and an absolute deadline: the earlier wins
+ * ```ts
+ * import { Inbox, type OperationOptions, run, TimeoutError } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock();
+ * const inbox = new Inbox<string>();
+ * const options: OperationOptions = { timeout: 5000, deadline: 1000 };
+ * const error = await run((function* () {
+ *   try {
+ *     yield* inbox.recv(options);
+ *   } catch (error) {
+ *     return error;
+ *   }
+ * })(), { clock });
+ * console.log(error instanceof TimeoutError, clock.now()); // true 1000
+ * ```
  */
 export interface OperationOptions {
   /**

@@ -15,7 +15,17 @@ import {
 import { TimeoutError } from "./errors.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 
-/** Options for an {@linkcode Inbox}. */
+/**
+ * Options for an {@linkcode Inbox}.
+ *
+ * @example A small inbox refuses what it cannot hold
+ * ```ts
+ * import { Inbox } from "@corio/corio";
+ *
+ * const inbox = new Inbox<string>({ capacity: 2, name: "call 42" });
+ * console.log(inbox.push("a"), inbox.push("b"), inbox.push("c")); // true true false
+ * ```
+ */
 export interface InboxOptions {
   /**
    * Messages the inbox holds before it refuses more (see `push`).

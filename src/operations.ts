@@ -18,7 +18,25 @@ import { TimeoutError } from "./errors.ts";
 import type { Coroutine as Generator } from "./effects.ts";
 import type { Coroutine, Task } from "./scheduler.ts";
 
-/** Options for {@linkcode delay}. */
+/**
+ * Options for {@linkcode delay}.
+ *
+ * @example Cut a delay short with a signal
+ * ```ts
+ * import { delay, run, spawn } from "@corio/corio";
+ *
+ * const controller = new AbortController();
+ * const reason = await run((function* () {
+ *   yield* spawn((function* () { yield* delay(10); controller.abort("enough"); })());
+ *   try {
+ *     yield* delay(60_000, { signal: controller.signal });
+ *   } catch (reason) {
+ *     return reason;
+ *   }
+ * })());
+ * console.log(reason); // enough
+ * ```
+ */
 export interface DelayOptions {
   /** Aborting it ends the delay early: its `reason` is thrown, unchanged. */
   signal?: AbortSignal;

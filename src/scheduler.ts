@@ -48,7 +48,25 @@ const CANCEL_RESULT: IteratorResult<Effect> = {
 /** `#park` could not park: the deadline has passed already. */
 const EXPIRED = Symbol("corio.expired");
 
-/** Options for {@linkcode Scheduler}. */
+/**
+ * Options for {@linkcode Scheduler}.
+ *
+ * @example A virtual clock, and a sink for errors nobody awaits
+ * ```ts
+ * import { delay, Scheduler, type SchedulerOptions } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const errors: unknown[] = [];
+ * const options: SchedulerOptions = {
+ *   clock: new VirtualClock(),
+ *   onError: (error) => errors.push(error),
+ * };
+ * const scheduler = new Scheduler(options);
+ * scheduler.spawn((function* () { throw new Error("nobody awaits this task"); })());
+ * await scheduler.spawn((function* () { yield* delay(1000); })()).finished;
+ * console.log(errors.length, scheduler.now()); // 1 1000
+ * ```
+ */
 export interface SchedulerOptions {
   /**
    * The clock for deadlines and delays.
@@ -64,7 +82,21 @@ export interface SchedulerOptions {
   onError?: (error: unknown) => void;
 }
 
-/** Options for {@linkcode Scheduler.spawn}. */
+/**
+ * Options for {@linkcode Scheduler.spawn}.
+ *
+ * @example A coroutine that owns its connection
+ * ```ts
+ * import { Scheduler, type SpawnOptions } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const options: SpawnOptions = { owns: [conn] }; // closed when the coroutine ends
+ * await new Scheduler().spawn((function* () { yield* conn.send("bye"); })(), options).finished;
+ * peer.close();
+ * console.log(conn.isClosed); // true
+ * ```
+ */
 export interface SpawnOptions {
   /** Resources the new coroutine owns: closed when it ends. */
   owns?: Resource[];

@@ -7,7 +7,27 @@
 
 import { Connection, type ConnectionOptions } from "../connection.ts";
 
-/** Options for {@linkcode memoryConnPair}. */
+/**
+ * Options for {@linkcode memoryConnPair}.
+ *
+ * @example A 4-byte pipe and a 1 s send timeout: backpressure, tested
+ * ```ts
+ * import { run, TimeoutError } from "@corio/corio";
+ * import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair({ capacity: 4, sendTimeout: 1000 });
+ * const clock = new VirtualClock();
+ * const error = await run((function* () {
+ *   try {
+ *     yield* conn.send("12345678"); // the peer never reads
+ *   } catch (error) {
+ *     return error;
+ *   }
+ * })(), { clock });
+ * peer.close();
+ * console.log(error instanceof TimeoutError, conn.isClosed, clock.now()); // true true 1000
+ * ```
+ */
 export interface MemoryConnPairOptions extends ConnectionOptions {
   /**
    * Bytes each direction holds before a send must wait for the peer to

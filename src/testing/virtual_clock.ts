@@ -6,7 +6,22 @@
 
 import type { Clock } from "../timers.ts";
 
-/** Options for {@linkcode VirtualClock}. */
+/**
+ * Options for {@linkcode VirtualClock}.
+ *
+ * @example A clock that starts at 1000 and moves only by advance()
+ * ```ts
+ * import { delay, run } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock({ start: 1000, autojump: false });
+ * const done = run((function* () { yield* delay(500); })(), { clock });
+ * await new Promise((resolve) => setTimeout(resolve, 0)); // let it start waiting
+ * clock.advance(500);
+ * await done;
+ * console.log(clock.now()); // 1500
+ * ```
+ */
 export interface VirtualClockOptions {
   /**
    * The starting time, in ms.
