@@ -54,12 +54,12 @@ export class AcceptFailures {
   constructor(readonly where: string, readonly backoff: number) {}
 
   /**
-   * Records a failure. Returns what to report now, or null while within
-   * the back-off of the last report.
+   * Records a failure at `now` (the scheduler's clock, so a virtual clock
+   * paces reports as it paces the back-off). Returns what to report now, or
+   * null while within the back-off of the last report.
    */
-  record(error: unknown): AcceptError | null {
+  record(error: unknown, now: number): AcceptError | null {
     this.#unreported++;
-    const now = performance.now();
     if (now - this.#lastReport < this.backoff) return null;
     this.#lastReport = now;
     const cause = error instanceof Error ? error : new Error(String(error));

@@ -199,7 +199,7 @@ export class Server implements AsyncDisposable {
         // EMFILE and kin (or anything unforeseen): back off, report at most
         // once per back-off, and never let the loop die.
         this.stats.acceptErrors++;
-        const report = failures.record(error);
+        const report = failures.record(error, this.#scheduler.now());
         if (report !== null) this.#report(report);
         // A handler that ends frees a descriptor: retry then, or after the
         // back-off, whichever comes first.
