@@ -66,21 +66,31 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 50; i++) await null;
 }
 
-Deno.test("serve() retries an aborted accept at once, without counting it as a failure", async () => {
+/**
+ * Serves `steps` on a scripted listener and the virtual clock (moved by
+ * hand), with handlers that wait until their peer closes; collects what
+ * reaches `onError`.
+ */
+async function serveScript(...steps: ("connection" | Error)[]) {
   const clock = new VirtualClock({ autojump: false });
   const listener = new ScriptedListener();
-  listener.script(
-    new Deno.errors.ConnectionAborted("peer gave up while queued"),
-    "connection",
-  );
-  const reports: unknown[] = [];
+  listener.script(...steps);
+  const reports: AcceptError[] = [];
   const server = serveOn(listener, {
     clock,
-    onError: (error) => reports.push(error),
+    onError: (error) => reports.push(error as AcceptError),
   }, function* (conn) {
     yield* conn.recv();
   });
   await settle();
+  return { clock, listener, reports, server };
+}
+
+Deno.test("serve() retries an aborted accept at once, without counting it as a failure", async () => {
+  const { clock, listener, reports, server } = await serveScript(
+    new Deno.errors.ConnectionAborted("peer gave up while queued"),
+    "connection",
+  );
   assert.equal(clock.now(), 0);
   assert.equal(listener.accepts, 3); // aborted, accepted, waiting
   assert.equal(server.stats.accepted, 1);
@@ -90,22 +100,12 @@ Deno.test("serve() retries an aborted accept at once, without counting it as a f
 });
 
 Deno.test("serve() backs off 100 ms after ENFILE, ENOBUFS and ENOMEM, reports once per back-off, and serves afterwards", async () => {
-  const clock = new VirtualClock({ autojump: false });
-  const listener = new ScriptedListener();
-  listener.script(
+  const { clock, reports, server } = await serveScript(
     osError("ENFILE", "Too many open files in system"),
     osError("ENOBUFS", "No buffer space available"),
     osError("ENOMEM", "Cannot allocate memory"),
     "connection",
   );
-  const reports: unknown[] = [];
-  const server = serveOn(listener, {
-    clock,
-    onError: (error) => reports.push(error),
-  }, function* (conn) {
-    yield* conn.recv();
-  });
-  await settle();
   // Each failure waits out the back-off before the next accept.
   for (const [at, failures] of [[0, 1], [100, 2], [200, 3]]) {
     assert.equal(clock.now(), at);
@@ -125,25 +125,21 @@ Deno.test("serve() backs off 100 ms after ENFILE, ENOBUFS and ENOMEM, reports on
     assert.equal(report.failures, 1);
   }
   assert.match(
-    (reports[0] as Error).message,
+    reports[0].message,
     /^Cannot accept on .*: 1 failure \(Too many open files in system/,
   );
   await server.shutdown();
 });
 
 Deno.test("serve() cuts a back-off short when a handler ends, and reports the failures in it together", async () => {
-  const clock = new VirtualClock({ autojump: false });
-  const listener = new ScriptedListener();
   const tooMany = () => osError("EMFILE", "Too many open files");
-  listener.script("connection", tooMany(), tooMany(), tooMany(), "connection");
-  const reports: AcceptError[] = [];
-  const server = serveOn(listener, {
-    clock,
-    onError: (error) => reports.push(error as AcceptError),
-  }, function* (conn) {
-    yield* conn.recv();
-  });
-  await settle();
+  const { clock, listener, reports, server } = await serveScript(
+    "connection",
+    tooMany(),
+    tooMany(),
+    tooMany(),
+    "connection",
+  );
   assert.deepEqual(reports.map((report) => report.failures), [1]);
   // A handler that ends frees a descriptor: the loop retries at once, and
   // that failure falls within the back-off of the last report.
