@@ -1,5 +1,6 @@
-// Runs an example as a user would: `deno run <flags> examples/<file> --port 0`,
-// waits for its `listening on HOST:PORT` line, and stops it with SIGTERM.
+// Runs an example as a user would: `deno run <flags> examples/<file> --port 0`
+// (or with no --port, to use its default), waits for its
+// `listening on HOST:PORT` line, and stops it with SIGTERM.
 
 export interface RunningExample {
   hostname: string;
@@ -14,6 +15,7 @@ export async function startExample(
   file: string,
   flags: string[],
   args: string[] = [],
+  { isDefaultPort = false } = {},
 ): Promise<RunningExample> {
   const path = new URL(`../../examples/${file}`, import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
@@ -21,8 +23,7 @@ export async function startExample(
       "run",
       ...flags,
       path,
-      "--port",
-      "0",
+      ...(isDefaultPort ? [] : ["--port", "0"]),
       "--hostname",
       "127.0.0.1",
       ...args,

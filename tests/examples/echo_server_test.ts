@@ -27,3 +27,46 @@ Deno.test("examples/echo_server.ts echoes, drops a silent client after 3 s, and 
     assert.match(lines.join("\n"), /stopped: .*"timeouts":1/);
   }
 });
+
+Deno.test("examples/echo_server.ts serves at most 100 connections at once; the next is served when one leaves", async () => {
+  const server = await startExample("echo_server.ts", ["--allow-net"]);
+  const clients: Deno.Conn[] = [];
+  const byte = new Uint8Array(1);
+  /** Sends one byte and resolves when it comes back (or at EOF). */
+  const ping = async (conn: Deno.Conn) => {
+    await conn.write(new Uint8Array([42]));
+    return await conn.read(byte);
+  };
+  try {
+    for (let i = 0; i < 100; i++) {
+      clients.push(
+        await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      );
+    }
+    // All 100 are served: each gets its echo.
+    assert.deepEqual(
+      await Promise.all(clients.map(ping)),
+      clients.map(() => 1),
+    );
+    const waiting = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    clients.push(waiting);
+    const echo = ping(waiting);
+    // Well inside the 3 s receive timeout that would free a slot by itself.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const early = await Promise.race([
+      echo.then(() => "echoed"),
+      new Promise((resolve) => timer = setTimeout(resolve, 500, "waiting")),
+    ]);
+    clearTimeout(timer);
+    assert.equal(early, "waiting", "the 101st connection was served at once");
+    clients.shift()!.close();
+    assert.equal(await echo, 1);
+  } finally {
+    for (const conn of clients) conn.close();
+    const { code } = await server.stop();
+    assert.equal(code, 0);
+  }
+});
