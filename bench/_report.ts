@@ -310,6 +310,11 @@ const BASELINES = [
     "floor-paced-cancellable",
     "paced floor with cancellable waits (fair, no library) / raw Deno msgs/s; corio / it",
   ],
+  [
+    "floor-sync",
+    "floor for `function*` handlers (a bare generator driven by a loop over Deno's promises; no library) / raw Deno msgs/s; corio `function*` / it",
+    "corio-sync",
+  ],
 ] as const;
 
 /**
@@ -511,13 +516,13 @@ function targets(r: Results): string[][] {
     // it. The floor: typed yield* in an async function* over Deno's promises
     // with no scheduler at all (bench/servers/floor_echo.ts); the paced ones
     // (B2): the same servers made fair by corio's read pacing.
-    for (const [baseline, what] of BASELINES) {
+    for (const [baseline, what, against = "corio"] of BASELINES) {
       if (!s[id]?.runs[baseline]) continue;
       rows.push([
         id,
         what,
         "report",
-        `${fix(p(id, baseline, "raw"))}; ${fix(p(id, "corio", baseline))}`,
+        `${fix(p(id, baseline, "raw"))}; ${fix(p(id, against, baseline))}`,
         "–",
       ]);
     }
@@ -941,7 +946,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
-      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1, and paced in B2).",
+      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1, and paced in B2); `floor_echo.ts --sync` is the floor of `function*` handlers, a bare generator whose yields a loop performs on the socket (B1).",
     ].join("\n"),
     "## Targets",
     table(["id", "what", "target", "measured", "met"], targets(r)),

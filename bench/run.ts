@@ -103,6 +103,10 @@ const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "floor, cancellable waits (a promise per wait, no library)",
     cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--cancellable"],
   },
+  "floor-sync": {
+    label: "floor, function*: a bare generator driven by a loop, no library",
+    cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--sync"],
+  },
   "floor-paced-cancellable": {
     label: "floor, paced, cancellable waits (no library)",
     cmd: [
@@ -242,7 +246,7 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B1",
     title: "echo 64 B ping-pong, 50 connections",
-    servers: [...ECHO_SERVERS, "floor-cancellable", "deno-node"],
+    servers: [...ECHO_SERVERS, "floor-cancellable", "floor-sync", "deno-node"],
     run: pingpong(50),
   },
   {

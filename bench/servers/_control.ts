@@ -18,6 +18,7 @@ export function flags(): Record<string, string | boolean> {
       // floor_echo.ts only:
       paced: { type: "boolean", default: false },
       cancellable: { type: "boolean", default: false },
+      sync: { type: "boolean", default: false },
     },
   });
   return values as Record<string, string | boolean>;

@@ -9,6 +9,12 @@
 // least a fair server of typed `async function*` handlers can cost, so
 // corio against it is corio's own cost there.
 //
+// --sync: the floor of `function*` handlers instead: a bare generator whose
+// plain `yield`s name a read or a write, driven by a loop that performs each
+// on the socket and resumes it with the result. No promise of its own, no
+// async generator: the least a scheduler of `function*` handlers can cost,
+// so corio's `function*` handlers against it are corio's own cost.
+//
 // --cancellable: each wait is a promise of the server's own, settled by the
 // socket's. A wait that a deadline or a cancel can end while the read stays
 // in flight (no lost bytes) needs one: the generator awaits it, and only
@@ -126,7 +132,48 @@ class HeldWrite extends Held<number> {
   }
 }
 
-const { paced, cancellable } = flags();
+/** What a `--sync` handler yields: read into its buffer, or write bytes. */
+interface Io {
+  isRead: boolean;
+  bytes: Uint8Array;
+}
+
+function* syncEcho(buf: Uint8Array): Generator<Io, void, number | null> {
+  const read: Io = { isRead: true, bytes: buf };
+  const write: Io = { isRead: false, bytes: buf };
+  for (;;) {
+    const n = yield read;
+    if (n === null) return;
+    for (let offset = 0; offset < n;) {
+      write.bytes = buf.subarray(offset, n);
+      offset += (yield write)!;
+    }
+  }
+}
+
+/** Drives one `syncEcho`: performs what it yields, resumes it with that. */
+class SyncDriver {
+  readonly #gen: Generator<Io, void, number | null>;
+  constructor(readonly conn: Deno.Conn) {
+    this.#gen = syncEcho(new Uint8Array(1024));
+  }
+  readonly step = (result: number | null): void => {
+    const r = this.#gen.next(result);
+    if (r.done) return this.close();
+    const io = r.value;
+    (io.isRead ? this.conn.read(io.bytes) : this.conn.write(io.bytes))
+      .then(this.step, this.close);
+  };
+  readonly close = (): void => {
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  };
+}
+
+const { paced, cancellable, sync } = flags();
 
 async function* echo(conn: Deno.Conn): AsyncGenerator<never, void> {
   const buf = new Uint8Array(1024);
@@ -147,5 +194,6 @@ async function* echo(conn: Deno.Conn): AsyncGenerator<never, void> {
 }
 
 await acceptEach((conn) => {
+  if (sync) return new SyncDriver(conn).step(null);
   echo(conn).next().catch(() => {}).finally(() => conn.close());
 });
