@@ -29,15 +29,7 @@ class ScriptedListener {
       }
       const [serverEnd, clientEnd] = memoryConnPair();
       this.peers.push(clientEnd);
-      const t = serverEnd.transport;
-      this.#script.push({
-        read: (buffer) => t.read(buffer),
-        write: (bytes) => t.write(bytes),
-        closeWrite: () => t.closeWrite(),
-        close: () => t.close(),
-        localAddr: t.localAddr,
-        remoteAddr: { transport: "tcp", hostname: "10.0.0.1", port: 1 },
-      });
+      this.#script.push(serverEnd.transport);
     }
   }
 

@@ -9,7 +9,7 @@ import {
   delay,
   Inbox,
   type Lease,
-  type Pool,
+  Pool,
   run,
   spawn,
   type Task,
@@ -54,14 +54,12 @@ function* child() {
   return "child";
 }
 
-// Pool leases are typed too (not run here: a pool dials real sockets).
 function* borrow(pool: Pool) {
   using lease = exactly<Lease>()(yield* pool.acquire());
   return exactly<Connection>()(lease.conn);
 }
 
 Deno.test("yield* gives each operation's own result type, in async function* and function*", async () => {
-  assert.equal(typeof borrow, "function");
   const clock = new VirtualClock();
   const [conn, peer] = memoryConnPair();
   const inbox = new Inbox<number>();
@@ -95,4 +93,18 @@ Deno.test("yield* gives each operation's own result type, in async function* and
     line: null,
   });
   conn.close();
+});
+
+Deno.test("yield* pool.acquire() gives a Lease whose conn is a Connection", async () => {
+  const [conn, peer] = memoryConnPair();
+  const pool = new Pool({
+    max: 1,
+    // deno-lint-ignore require-yield
+    *dial() {
+      return conn;
+    },
+  });
+  assert.equal(await run(borrow(pool)), conn);
+  await pool.close();
+  peer.close();
 });
