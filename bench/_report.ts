@@ -103,7 +103,8 @@ export function stat(
   };
 }
 
-function fmt(x: number, digits = 0): string {
+/** `x` with thousands separators and `digits` decimals; "–" for none. */
+export function fmt(x: number, digits = 0): string {
   if (!Number.isFinite(x)) return "–";
   return x.toLocaleString("en-US", {
     minimumFractionDigits: digits,
@@ -111,7 +112,8 @@ function fmt(x: number, digits = 0): string {
   });
 }
 
-function range(s: Stat, digits = 0): string {
+/** "median (min..max)". */
+export function range(s: Stat, digits = 0): string {
   return `${fmt(s.median, digits)} (${fmt(s.min, digits)}..${
     fmt(s.max, digits)
   })`;

@@ -1,11 +1,16 @@
 /**
  * The JavaScript cost of one echo message, without a socket: a transport
  * whose reads return 64 bytes and whose writes complete at once, driven by
- * a raw `async function` loop and by corio's echo handler in both forms.
- * What is left of corio's gap to raw Deno in B1 beyond this is not in
- * corio's own code.
+ * a raw `async function` loop, by the `function*` floor (a bare generator
+ * driven by a loop, as `servers/floor_echo.ts --sync`) and by corio's echo
+ * handler in both forms. What is left of corio's gap to raw Deno in B1
+ * beyond this is not in corio's own code.
  *
- *     deno run bench/echo_js_bench.ts
+ *     deno run bench/echo_js_bench.ts                      # ns per message
+ *     deno run bench/echo_js_bench.ts --case corio-sync 1000   # one run
+ *
+ * `--case` runs one case over that many messages and prints nothing:
+ * `instructions.ts` counts its instructions under callgrind.
  *
  * @module
  */
@@ -32,7 +37,6 @@ class InstantTransport {
   remoteAddr = addr;
 }
 
-const MESSAGES = 300_000;
 const borrow = { borrow: true };
 
 async function rawEcho(transport: InstantTransport): Promise<void> {
@@ -42,6 +46,40 @@ async function rawEcho(transport: InstantTransport): Promise<void> {
     if (n === null) break;
     await transport.write(buf.subarray(0, n));
   }
+}
+
+/** What the floor's generator yields: read into its buffer, or write. */
+interface Io {
+  isRead: boolean;
+  bytes: Uint8Array;
+}
+
+function* floorEcho(buf: Uint8Array): Generator<Io, void, number | null> {
+  const read: Io = { isRead: true, bytes: buf };
+  const write: Io = { isRead: false, bytes: buf };
+  for (;;) {
+    const n = yield read;
+    if (n === null) return;
+    for (let offset = 0; offset < n;) {
+      write.bytes = buf.subarray(offset, n);
+      offset += (yield write)!;
+    }
+  }
+}
+
+/** Drives `floorEcho` on `transport` until it ends. */
+function floorSync(transport: InstantTransport): Promise<void> {
+  return new Promise((resolve) => {
+    const gen = floorEcho(new Uint8Array(1024));
+    const step = (result: number | null): void => {
+      const r = gen.next(result);
+      if (r.done) return resolve();
+      const io = r.value;
+      (io.isRead ? transport.read(io.bytes) : transport.write(io.bytes))
+        .then(step);
+    };
+    step(null);
+  });
 }
 
 async function* asyncEcho(conn: Connection) {
@@ -56,33 +94,45 @@ function* syncEcho(conn: Connection) {
   }
 }
 
-async function nsPerMessage(body: () => Promise<void>): Promise<number> {
-  const started = performance.now();
-  await body();
-  return (performance.now() - started) * 1e6 / MESSAGES;
-}
-
-const rows: Record<string, number[]> = {
-  "raw async function": [],
-  "corio async function*": [],
-  "corio function*": [],
+/** Each case echoes `messages` messages and resolves when done. */
+export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
+  "raw": (messages) => rawEcho(new InstantTransport(messages)),
+  "floor-sync": (messages) => floorSync(new InstantTransport(messages)),
+  "corio": async (messages) => {
+    await run(asyncEcho(new Connection(new InstantTransport(messages))));
+  },
+  "corio-sync": async (messages) => {
+    await run(syncEcho(new Connection(new InstantTransport(messages))));
+  },
 };
-for (let round = 0; round < 5; round++) {
-  rows["raw async function"].push(
-    await nsPerMessage(() => rawEcho(new InstantTransport(MESSAGES))),
-  );
-  rows["corio async function*"].push(
-    await nsPerMessage(() =>
-      run(asyncEcho(new Connection(new InstantTransport(MESSAGES))))
-    ),
-  );
-  rows["corio function*"].push(
-    await nsPerMessage(() =>
-      run(syncEcho(new Connection(new InstantTransport(MESSAGES))))
-    ),
-  );
-}
-console.log(`ns per echo message, best of 5 x ${MESSAGES}:`);
-for (const [name, values] of Object.entries(rows)) {
-  console.log(`  ${name.padEnd(24)} ${Math.min(...values).toFixed(0)}`);
+
+const LABELS: Record<string, string> = {
+  "raw": "raw async function",
+  "floor-sync": "function* floor",
+  "corio": "corio async function*",
+  "corio-sync": "corio function*",
+};
+
+if (import.meta.main && Deno.args[0] === "--case") {
+  const body = ECHO_CASES[Deno.args[1]];
+  if (!body) throw new TypeError(`unknown case ${Deno.args[1]}`);
+  await body(Number(Deno.args[2]));
+} else if (import.meta.main) {
+  const MESSAGES = 300_000;
+  const rows: Record<string, number[]> = {};
+  for (let round = 0; round < 5; round++) {
+    for (const [name, body] of Object.entries(ECHO_CASES)) {
+      const started = performance.now();
+      await body(MESSAGES);
+      (rows[name] ??= []).push(
+        (performance.now() - started) * 1e6 / MESSAGES,
+      );
+    }
+  }
+  console.log(`ns per echo message, best of 5 x ${MESSAGES}:`);
+  for (const [name, values] of Object.entries(rows)) {
+    console.log(
+      `  ${LABELS[name].padEnd(24)} ${Math.min(...values).toFixed(0)}`,
+    );
+  }
 }

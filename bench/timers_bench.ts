@@ -7,6 +7,7 @@
  *     deno bench --v8-flags=--expose-gc bench/timers_bench.ts
  *     deno run --v8-flags=--expose-gc bench/timers_bench.ts --report   # B6 JSON
  *     deno run bench/timers_bench.ts --b7 corio 3   # one B7 run (corio, setTimeout, floor)
+ *     deno run bench/timers_bench.ts --manual corio 100000   # B7 on a hand-moved clock
  *
  * @module
  */
@@ -242,6 +243,80 @@ export function floorDelays(seconds: number) {
   });
 }
 
+/** A clock moved by hand: `fire()` jumps to the armed time and fires. */
+class ManualClock {
+  #now = 0;
+  #at = Infinity;
+  #callback: (() => void) | null = null;
+  #handles = 0;
+  now(): number {
+    return this.#now;
+  }
+  setTimer(at: number, callback: () => void): number {
+    this.#at = at;
+    this.#callback = callback;
+    return ++this.#handles;
+  }
+  clearTimer(handle: unknown): void {
+    if (handle === this.#handles) this.#callback = null;
+  }
+  fire(): void {
+    const callback = this.#callback!;
+    this.#callback = null;
+    this.#now = this.#at;
+    callback();
+  }
+}
+
+/**
+ * B7's loops on a hand-moved clock until `fires` delays have ended: corio's
+ * scheduler, or the floor's bare generators on the same deadline queue. No
+ * host timer and no idle time, so what remains is the scheduler's own work
+ * per fire (`instructions.ts` counts it). The loops are left parked: run it
+ * in a process of its own.
+ */
+export async function manualDelays(
+  form: "corio" | "floor",
+  fires: number,
+): Promise<void> {
+  let fired = 0;
+  if (form === "corio") {
+    const clock = new ManualClock();
+    const scheduler = new Scheduler({ clock });
+    for (let i = 0; i < LOOPS; i++) {
+      scheduler.spawn((function* () {
+        for (let k = 0;;) {
+          yield* delay(msFor(i, k++));
+          fired++;
+        }
+      })());
+    }
+    await Promise.resolve(); // the loops start on a microtask
+    while (fired < fires) clock.fire();
+    return;
+  }
+  class Loop implements DeadlineEntry {
+    heapIndex = -1;
+    constructor(readonly gen: Generator<number, void>) {}
+  }
+  const queue = new DeadlineQueue<Loop>();
+  for (let i = 0; i < LOOPS; i++) {
+    const loop = new Loop((function* () {
+      for (let k = 0;;) {
+        yield msFor(i, k++);
+        fired++;
+      }
+    })());
+    queue.set(loop, loop.gen.next().value!);
+  }
+  while (fired < fires) {
+    const now = queue.peekDeadline();
+    for (let loop; (loop = queue.popExpired(now));) {
+      queue.set(loop, now + loop.gen.next().value!);
+    }
+  }
+}
+
 /** B7 baseline: 10k async loops awaiting a setTimeout promise. */
 export async function setTimeoutDelays(seconds: number) {
   const stop = performance.now() + seconds * 1000;
@@ -299,6 +374,13 @@ const B7_FORMS = {
 // heap, and alternates them over its rounds.
 if (import.meta.main && Deno.args.includes("--report")) {
   console.log(JSON.stringify({ b6: await reportB6() }));
+}
+if (import.meta.main && Deno.args.includes("--manual")) {
+  const [form, fires] = Deno.args.slice(Deno.args.indexOf("--manual") + 1);
+  if (form !== "corio" && form !== "floor") {
+    throw new TypeError(`unknown manual form ${form}`);
+  }
+  await manualDelays(form, Number(fires));
 }
 if (import.meta.main && Deno.args.includes("--b7")) {
   const [form, seconds] = Deno.args.slice(Deno.args.indexOf("--b7") + 1);
