@@ -31,14 +31,26 @@ import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 
 /** Why the scheduler resumes a parked operation. */
 export type Resume = typeof RESUME | typeof TIMED_OUT | typeof ABORTED;
+
+// The sentinels are frozen objects typed as unique symbols (so `=== PENDING`
+// still narrows a union). V8 compiles `x === OBJECT` to one pointer compare
+// when x has only ever been an object, null or undefined; a Symbol against
+// undefined or a Uint8Array is a call to its generic StrictEqual instead, on
+// every step of every operation. Measured (`deno task instructions`): an
+// echo message in a function* handler 4,753-4,865 -> 3,935 instructions, in
+// an async function* 5,945-6,055 -> 5,394.
+function sentinel(name: string): never {
+  return Object.freeze({ sentinel: name }) as never;
+}
+
 /** The awaited event happened: poll again. */
-export const RESUME: unique symbol = Symbol("corio.resume");
+export const RESUME: unique symbol = sentinel("corio.resume");
 /** The operation's deadline passed. */
-export const TIMED_OUT: unique symbol = Symbol("corio.timedOut");
+export const TIMED_OUT: unique symbol = sentinel("corio.timedOut");
 /** The operation's `signal` was aborted. */
-export const ABORTED: unique symbol = Symbol("corio.aborted");
+export const ABORTED: unique symbol = sentinel("corio.aborted");
 /** Returned by `poll()` when the operation must wait. */
-export const PENDING: unique symbol = Symbol("corio.pending");
+export const PENDING: unique symbol = sentinel("corio.pending");
 
 /**
  * Options every blocking operation takes. `timeout` is relative,

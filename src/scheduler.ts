@@ -335,13 +335,24 @@ export class Scheduler {
     if (this.#isDriving) return;
     this.#isDriving = true;
     try {
-      const ready = this.#ready;
-      for (let i = 0; i < ready.length; i++) this.#step(ready[i]);
-      ready.length = 0;
+      this.#stepReady();
     } finally {
       this.#isDriving = false;
     }
   };
+
+  /**
+   * Steps the coroutines queued while driving, then empties the queue. An
+   * empty queue is left alone: `length = 0` is a call into the runtime even
+   * then, and it cost an echo message about 700 instructions of 4,000
+   * (`deno task instructions`).
+   */
+  #stepReady(): void {
+    const ready = this.#ready;
+    if (ready.length === 0) return;
+    for (let i = 0; i < ready.length; i++) this.#step(ready[i]);
+    ready.length = 0;
+  }
 
   /**
    * Resumes `co`. Re-entrant calls (a coroutine waking another while it
@@ -359,9 +370,7 @@ export class Scheduler {
     this.#isDriving = true;
     try {
       this.#step(co);
-      const ready = this.#ready;
-      for (let i = 0; i < ready.length; i++) this.#step(ready[i]);
-      ready.length = 0;
+      this.#stepReady();
     } finally {
       this.#isDriving = false;
     }
