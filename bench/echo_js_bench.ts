@@ -2,8 +2,9 @@
  * The JavaScript cost of one echo message, without a socket: a transport
  * whose reads return 64 bytes and whose writes complete at once, driven by
  * a raw `async function` loop, by the `function*` floor (a bare generator
- * driven by a loop, as `servers/floor_echo.ts --sync`) and by corio's echo
- * handler in both forms. What is left of corio's gap to raw Deno in B1
+ * driven by a loop, as `servers/floor_echo.ts --sync`), by the `async
+ * function*` floor with cancellable waits (`floor_echo.ts --cancellable`)
+ * and by corio's echo handler in both forms. What is left of corio's gap to raw Deno in B1
  * beyond this is not in corio's own code.
  *
  *     deno run bench/echo_js_bench.ts                      # ns per message
@@ -82,6 +83,50 @@ function floorSync(transport: InstantTransport): Promise<void> {
   });
 }
 
+/**
+ * A wait of the `async function*` floor with cancellable waits: a promise
+ * of its own per wait, settled by the transport's (as `floor_echo.ts
+ * --cancellable`), the least a library whose waits can end early pays.
+ */
+class HeldIo implements AsyncIterableIterator<never, number | null> {
+  bytes = new Uint8Array(0);
+  #resolve: (r: IteratorResult<never, number | null>) => void = () => {};
+  readonly #hold = (
+    resolve: (r: IteratorResult<never, number | null>) => void,
+  ) => this.#resolve = resolve;
+  readonly #onDone = (value: number | null) =>
+    this.#resolve({ done: true, value });
+  constructor(
+    readonly transport: InstantTransport,
+    readonly isRead: boolean,
+  ) {}
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+  next(): Promise<IteratorResult<never, number | null>> {
+    const held = new Promise(this.#hold);
+    (this.isRead
+      ? this.transport.read(this.bytes)
+      : this.transport.write(this.bytes)).then(this.#onDone);
+    return held;
+  }
+}
+
+async function* floorAsync(transport: InstantTransport) {
+  const buf = new Uint8Array(1024);
+  const read = new HeldIo(transport, true);
+  const write = new HeldIo(transport, false);
+  read.bytes = buf;
+  for (;;) {
+    const n = yield* read;
+    if (n === null) return;
+    for (let offset = 0; offset < n;) {
+      write.bytes = buf.subarray(offset, n);
+      offset += (yield* write)!;
+    }
+  }
+}
+
 async function* asyncEcho(conn: Connection) {
   for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
     yield* conn.send(chunk);
@@ -98,6 +143,9 @@ function* syncEcho(conn: Connection) {
 export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "raw": (messages) => rawEcho(new InstantTransport(messages)),
   "floor-sync": (messages) => floorSync(new InstantTransport(messages)),
+  "floor-cancellable": async (messages) => {
+    await floorAsync(new InstantTransport(messages)).next();
+  },
   "corio": async (messages) => {
     await run(asyncEcho(new Connection(new InstantTransport(messages))));
   },
@@ -109,6 +157,7 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
 const LABELS: Record<string, string> = {
   "raw": "raw async function",
   "floor-sync": "function* floor",
+  "floor-cancellable": "async function* floor",
   "corio": "corio async function*",
   "corio-sync": "corio function*",
 };

@@ -13,8 +13,9 @@
  * `large - small` is the count per unit, without the runtime's start-up.
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
- * - `echo:raw`, `echo:floor-sync`, `echo:corio`, `echo:corio-sync`: one
- *   64-byte echo message over a transport that completes at once.
+ * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
+ *   `echo:corio-sync`: one 64-byte echo message over a transport that
+ *   completes at once.
  * - `b7:floor`, `b7:corio`: one fire of B7's 10k looping delays on a
  *   hand-moved clock.
  *
@@ -41,7 +42,11 @@ const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 const CASES: Record<string, { baseline: string; args: string[] }> = {
   "echo:raw": { baseline: "echo:raw", args: echo("raw") },
   "echo:floor-sync": { baseline: "echo:raw", args: echo("floor-sync") },
-  "echo:corio": { baseline: "echo:raw", args: echo("corio") },
+  "echo:floor-cancellable": {
+    baseline: "echo:raw",
+    args: echo("floor-cancellable"),
+  },
+  "echo:corio": { baseline: "echo:floor-cancellable", args: echo("corio") },
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
     args: echo("corio-sync"),
