@@ -4,7 +4,7 @@
  * a raw `async function` loop, by the `function*` floor (a bare generator
  * driven by a loop, as `servers/floor_echo.ts --sync`), by the `async
  * function*` floor with cancellable waits (`floor_echo.ts --cancellable`)
- * and by corio's echo handler in both forms. What is left of corio's gap to raw Deno in B1
+ * and by corio's echo handler in both forms (and with a recv timeout). What is left of corio's gap to raw Deno in B1
  * beyond this is not in corio's own code.
  *
  *     deno run bench/echo_js_bench.ts                      # ns per message
@@ -149,6 +149,10 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "corio": async (messages) => {
     await run(asyncEcho(new Connection(new InstantTransport(messages))));
   },
+  "corio-timeout": async (messages) => {
+    const transport = new InstantTransport(messages);
+    await run(asyncEcho(new Connection(transport, { recvTimeout: 30_000 })));
+  },
   "corio-sync": async (messages) => {
     await run(syncEcho(new Connection(new InstantTransport(messages))));
   },
@@ -159,6 +163,7 @@ const LABELS: Record<string, string> = {
   "floor-sync": "function* floor",
   "floor-cancellable": "async function* floor",
   "corio": "corio async function*",
+  "corio-timeout": "corio, 30 s recv timeout",
   "corio-sync": "corio function*",
 };
 

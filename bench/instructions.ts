@@ -14,8 +14,8 @@
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
- *   `echo:corio-sync`: one 64-byte echo message over a transport that
- *   completes at once.
+ *   `echo:corio-timeout` (a 30 s recv timeout), `echo:corio-sync`: one
+ *   64-byte echo message over a transport that completes at once.
  * - `b7:floor`, `b7:corio`: one fire of B7's 10k looping delays on a
  *   hand-moved clock.
  *
@@ -47,6 +47,7 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
     args: echo("floor-cancellable"),
   },
   "echo:corio": { baseline: "echo:floor-cancellable", args: echo("corio") },
+  "echo:corio-timeout": { baseline: "echo:corio", args: echo("corio-timeout") },
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
     args: echo("corio-sync"),
