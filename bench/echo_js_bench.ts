@@ -17,6 +17,7 @@
  */
 
 import { Connection, run } from "@corio/corio";
+import { syncEcho as floorEcho } from "./servers/_floor_sync.ts";
 
 const addr = { transport: "tcp" as const, hostname: "fake", port: 1 };
 
@@ -49,26 +50,7 @@ async function rawEcho(transport: InstantTransport): Promise<void> {
   }
 }
 
-/** What the floor's generator yields: read into its buffer, or write. */
-interface Io {
-  isRead: boolean;
-  bytes: Uint8Array;
-}
-
-function* floorEcho(buf: Uint8Array): Generator<Io, void, number | null> {
-  const read: Io = { isRead: true, bytes: buf };
-  const write: Io = { isRead: false, bytes: buf };
-  for (;;) {
-    const n = yield read;
-    if (n === null) return;
-    for (let offset = 0; offset < n;) {
-      write.bytes = buf.subarray(offset, n);
-      offset += (yield write)!;
-    }
-  }
-}
-
-/** Drives `floorEcho` on `transport` until it ends. */
+/** Drives the floor's `syncEcho` on `transport` until it ends. */
 function floorSync(transport: InstantTransport): Promise<void> {
   return new Promise((resolve) => {
     const gen = floorEcho(new Uint8Array(1024));

@@ -23,6 +23,7 @@
 // and cancellation pays for each wait of an `async function*` handler.
 
 import { acceptEach, flags } from "./_control.ts";
+import { type Io, syncEcho } from "./_floor_sync.ts";
 import {
   deferRead,
   isOverBudget,
@@ -129,25 +130,6 @@ class HeldWrite extends Held<number> {
   }
   protected start(): void {
     this.conn.write(this.bytes).then(this.onDone, this.onError);
-  }
-}
-
-/** What a `--sync` handler yields: read into its buffer, or write bytes. */
-interface Io {
-  isRead: boolean;
-  bytes: Uint8Array;
-}
-
-function* syncEcho(buf: Uint8Array): Generator<Io, void, number | null> {
-  const read: Io = { isRead: true, bytes: buf };
-  const write: Io = { isRead: false, bytes: buf };
-  for (;;) {
-    const n = yield read;
-    if (n === null) return;
-    for (let offset = 0; offset < n;) {
-      write.bytes = buf.subarray(offset, n);
-      offset += (yield write)!;
-    }
   }
 }
 
