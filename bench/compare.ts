@@ -32,7 +32,9 @@ const { values, positionals } = parseArgs({
   },
 });
 if (positionals.length < 2) {
-  console.error("usage: compare.ts [--conns N] [--rounds N] SERVER SERVER...");
+  console.error(
+    "usage: compare.ts [--conns N] [--rounds N] [--seconds S] SERVER SERVER...",
+  );
   Deno.exit(2);
 }
 

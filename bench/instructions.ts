@@ -1,16 +1,18 @@
 /**
  * Instructions per echo message and per B7 fire, counted by valgrind's
  * callgrind: unlike a time, a count does not move with whatever else the
- * machine is doing, so it can tell a 2% change in corio's own code apart
- * on a host whose speed swings by more than that between runs.
+ * machine is doing, so it can see a change in corio's own code on a host
+ * whose speed swings by a third between runs.
  *
  *     deno task instructions [--small N] [--large N] [CASE...]
  *
  * Each case runs in a process of its own under
  * `valgrind --tool=callgrind` with V8's `--predictable` (no concurrent
- * compilation or collection, so the JIT does the same work every run),
- * once at `small` and once at `large` units; the difference divided by
- * `large - small` is the count per unit, without the runtime's start-up.
+ * compilation or collection), once at `small` and once at `large` units;
+ * the difference divided by `large - small` is the count per unit, without
+ * the runtime's start-up. Counts still differ between runs, mostly by a few
+ * percent and now and then by 15% (when the JIT tiers up at another
+ * moment): run a case two or three times before reading a change into it.
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,

@@ -14,6 +14,7 @@
 
 import process from "node:process";
 import { delay, Scheduler } from "@corio/corio";
+import { VirtualClock } from "@corio/corio/testing";
 import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
 
 const PENDING_ENTRIES = 100_000;
@@ -243,31 +244,6 @@ export function floorDelays(seconds: number) {
   });
 }
 
-/** A clock moved by hand: `fire()` jumps to the armed time and fires. */
-class ManualClock {
-  #now = 0;
-  #at = Infinity;
-  #callback: (() => void) | null = null;
-  #handles = 0;
-  now(): number {
-    return this.#now;
-  }
-  setTimer(at: number, callback: () => void): number {
-    this.#at = at;
-    this.#callback = callback;
-    return ++this.#handles;
-  }
-  clearTimer(handle: unknown): void {
-    if (handle === this.#handles) this.#callback = null;
-  }
-  fire(): void {
-    const callback = this.#callback!;
-    this.#callback = null;
-    this.#now = this.#at;
-    callback();
-  }
-}
-
 /**
  * B7's loops on a hand-moved clock until `fires` delays have ended: corio's
  * scheduler, or the floor's bare generators on the same deadline queue. No
@@ -281,7 +257,8 @@ export async function manualDelays(
 ): Promise<void> {
   let fired = 0;
   if (form === "corio") {
-    const clock = new ManualClock();
+    // Deadlines are whole ms from 0, so stepping 1 ms fires each on time.
+    const clock = new VirtualClock({ autojump: false });
     const scheduler = new Scheduler({ clock });
     for (let i = 0; i < LOOPS; i++) {
       scheduler.spawn((function* () {
@@ -292,7 +269,7 @@ export async function manualDelays(
       })());
     }
     await Promise.resolve(); // the loops start on a microtask
-    while (fired < fires) clock.fire();
+    while (fired < fires) clock.advance(1);
     return;
   }
   class Loop implements DeadlineEntry {
