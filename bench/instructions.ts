@@ -4,7 +4,7 @@
  * machine is doing, so it can see a change in corio's own code on a host
  * whose speed swings by a third between runs.
  *
- *     deno task instructions [--small N] [--large N] [CASE...]
+ *     deno task instructions [--small N] [--large N] [--cache] [CASE...]
  *
  * Each case runs in a process of its own under
  * `valgrind --tool=callgrind` with V8's `--predictable` (no concurrent
@@ -21,6 +21,12 @@
  * - `b7:floor`, `b7:corio`: one fire of B7's 10k looping delays on a
  *   hand-moved clock.
  *
+ * `--cache` adds callgrind's cache simulation (about half again slower):
+ * first-level instruction and data cache misses per unit, on the cache
+ * sizes valgrind reads off this CPU. A count of instructions cannot see a
+ * hot path whose code outgrows the instruction cache; this can (B7: corio
+ * 30 instruction-cache misses per fire, the floor 0.2).
+ *
  * What it leaves out: the kernel and the runtime's own I/O, which the
  * socket benchmarks measure. Needs valgrind on PATH.
  *
@@ -35,6 +41,7 @@ const { values, positionals } = parseArgs({
   options: {
     small: { type: "string", default: "100000" },
     large: { type: "string", default: "300000" },
+    cache: { type: "boolean", default: false },
   },
 });
 
@@ -66,12 +73,22 @@ function b7(form: string): string[] {
   return [`${benchDir}/timers_bench.ts`, "--manual", form];
 }
 
-/** Instructions callgrind counts for `args` run over `units` units. */
-async function count(args: string[], units: number): Promise<number> {
+/** What callgrind counts for one run: instructions, and cache misses. */
+interface Counts {
+  instructions: number;
+  /** First-level instruction cache misses (with `--cache`, else NaN). */
+  i1Misses: number;
+  /** First-level data cache misses, reads and writes (else NaN). */
+  d1Misses: number;
+}
+
+/** What callgrind counts for `args` run over `units` units. */
+async function count(args: string[], units: number): Promise<Counts> {
   const output = await new Deno.Command("valgrind", {
     args: [
       "--tool=callgrind",
       "--callgrind-out-file=/dev/null",
+      ...(values.cache ? ["--cache-sim=yes"] : []),
       Deno.execPath(),
       "run",
       "--v8-flags=--predictable",
@@ -82,11 +99,19 @@ async function count(args: string[], units: number): Promise<number> {
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(output.stderr);
-  const refs = text.match(/I\s+refs:\s+([\d,]+)/);
-  if (!output.success || refs === null) {
+  const figure = (pattern: RegExp) => {
+    const match = text.match(pattern);
+    return match === null ? NaN : Number(match[1].replaceAll(",", ""));
+  };
+  const instructions = figure(/I\s+refs:\s+([\d,]+)/);
+  if (!output.success || Number.isNaN(instructions)) {
     throw new Error(`callgrind failed (${output.code}): ${text.slice(-500)}`);
   }
-  return Number(refs[1].replaceAll(",", ""));
+  return {
+    instructions,
+    i1Misses: figure(/I1\s+misses:\s+([\d,]+)/),
+    d1Misses: figure(/D1\s+misses:\s+([\d,]+)/),
+  };
 }
 
 const names = positionals.length > 0 ? positionals : Object.keys(CASES);
@@ -95,25 +120,37 @@ for (const name of names) {
 }
 const small = Number(values.small);
 const large = Number(values.large);
-const perUnit: Record<string, number> = {};
+const perUnit: Record<string, Counts> = {};
 // valgrind runs one thread at a time: run two processes at once.
 const queue = [...names];
 await Promise.all([0, 1].map(async () => {
   for (let name; (name = queue.shift()) !== undefined;) {
     const { args } = CASES[name];
     const [a, b] = [await count(args, small), await count(args, large)];
-    perUnit[name] = (b - a) / (large - small);
+    const per = (key: keyof Counts) => (b[key] - a[key]) / (large - small);
+    perUnit[name] = {
+      instructions: per("instructions"),
+      i1Misses: per("i1Misses"),
+      d1Misses: per("d1Misses"),
+    };
   }
 }));
 
-console.log(`instructions per unit (callgrind, ${large} - ${small} units):`);
-console.log("| case | instructions | vs |");
-console.log("| --- | --- | --- |");
+console.log(`per unit (callgrind, ${large} - ${small} units):`);
+const cacheColumns = values.cache ? " I1 misses | D1 misses |" : "";
+console.log(`| case | instructions | vs |${cacheColumns}`);
+console.log(`| --- | --- | --- |${values.cache ? " --- | --- |" : ""}`);
 for (const name of names) {
   const { baseline } = CASES[name];
+  const counts = perUnit[name];
   const base = perUnit[baseline];
   const vs = baseline === name || base === undefined
     ? "–"
-    : `${(perUnit[name] / base).toFixed(3)}× ${baseline}`;
-  console.log(`| ${name} | ${Math.round(perUnit[name])} | ${vs} |`);
+    : `${(counts.instructions / base.instructions).toFixed(3)}× ${baseline}`;
+  const misses = values.cache
+    ? ` ${counts.i1Misses.toFixed(1)} | ${counts.d1Misses.toFixed(1)} |`
+    : "";
+  console.log(
+    `| ${name} | ${Math.round(counts.instructions)} | ${vs} |${misses}`,
+  );
 }
