@@ -10,9 +10,11 @@
  * `valgrind --tool=callgrind` with V8's `--predictable` (no concurrent
  * compilation or collection), once at `small` and once at `large` units;
  * the difference divided by `large - small` is the count per unit, without
- * the runtime's start-up. Counts still differ between runs, mostly by a few
- * percent and now and then by 15% (when the JIT tiers up at another
- * moment): run a case two or three times before reading a change into it.
+ * the runtime's start-up and the JIT's warm-up. The defaults, 200k and
+ * 600k, gave b7:corio 3,349, 3,358 and 3,360 in three runs; 100k and 300k
+ * gave 3,039 to 3,349 (the JIT tiers up at another moment in each run, and
+ * at 100k that still shows). Even so, run a case two or three times before
+ * reading a change of a percent or two into it.
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
@@ -39,8 +41,8 @@ const { values, positionals } = parseArgs({
   args: Deno.args,
   allowPositionals: true,
   options: {
-    small: { type: "string", default: "100000" },
-    large: { type: "string", default: "300000" },
+    small: { type: "string", default: "200000" },
+    large: { type: "string", default: "600000" },
     cache: { type: "boolean", default: false },
   },
 });
