@@ -7,11 +7,14 @@
  */
 
 import {
+  ASYNC,
   CANCELLED,
   Coroutine,
   DONE,
   ENDING,
   FAILED,
+  GENERATOR,
+  generatorNext,
   type Mode,
   NEXT,
   OK,
@@ -407,7 +410,7 @@ export class Scheduler {
     if (co.state === DONE || co.state === ENDING) return;
     co.state = RUNNING;
     const gen = co.gen;
-    if (co.isAsync) {
+    if (co.kind === ASYNC) {
       // Entered as the running coroutine, which every await in the
       // generator then carries: its operations can park in place.
       running.run(co, stepAsync, co);
@@ -418,7 +421,9 @@ export class Scheduler {
       let r: IteratorResult<unknown, unknown>;
       try {
         r = co.mode === NEXT
-          ? sgen.next(co.input)
+          ? (co.kind === GENERATOR
+            ? generatorNext.call(sgen, co.input)
+            : sgen.next(co.input))
           : co.mode === RETURN
           ? sgen.return(undefined)
           : sgen.throw(co.input);

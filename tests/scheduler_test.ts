@@ -435,6 +435,47 @@ Deno.test("spawn() rejects what is not a generator object", async () => {
   );
 });
 
+Deno.test("a coroutine with a next() of its own is stepped through it, sync and async", async () => {
+  const clock = new VirtualClock();
+  const seen: unknown[] = [];
+  // A hand-written iterator around a generator.
+  const inner = (function* () {
+    yield* delay(5);
+    return "wrapped";
+  })();
+  const wrapper = {
+    next: (input: unknown) => (seen.push("wrapper"), inner.next(input)),
+    return: (value: string) => inner.return(value),
+    throw: (error: unknown) => inner.throw(error),
+    [Symbol.iterator]() {
+      return this;
+    },
+  };
+  assert.equal(
+    await run(wrapper as unknown as Coroutine<string>, { clock }),
+    "wrapped",
+  );
+  // Generator objects whose next was replaced after they were made.
+  const gen = (function* () {
+    yield* delay(5);
+    return "sync";
+  })();
+  const genNext = gen.next;
+  gen.next = (input) => (seen.push("sync"), genNext.call(gen, input));
+  assert.equal(await run(gen, { clock }), "sync");
+  const agen = (async function* () {
+    yield* delay(5);
+    return "async";
+  })();
+  const agenNext = agen.next;
+  agen.next = (input) => (seen.push("async"), agenNext.call(agen, input));
+  assert.equal(await run(agen, { clock }), "async");
+  // Each function* took two steps: to its delay, and on from it; the
+  // async function* one, as its delay parks in place.
+  assert.deepEqual(seen, ["wrapper", "wrapper", "sync", "sync", "async"]);
+  assert.equal(clock.now(), 15);
+});
+
 Deno.test("delay(0) lets the coroutines already started run first", async () => {
   const order = await run((function* () {
     const log: string[] = [];
