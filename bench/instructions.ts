@@ -11,9 +11,9 @@
  * compilation or collection), once at `small` and once at `large` units;
  * the difference divided by `large - small` is the count per unit, without
  * the runtime's start-up and the JIT's warm-up. The defaults, 200k and
- * 600k, gave b7:corio 3,349, 3,358 and 3,360 in three runs; 100k and 300k
- * gave 3,039 to 3,349 (the JIT tiers up at another moment in each run, and
- * at 100k that still shows). Even so, run a case two or three times before
+ * 600k, gave b7:corio within 0.4% in three runs; 100k and 300k spread it
+ * over 10% (the JIT tiers up at another moment in each run, and at 100k
+ * that still shows). Even so, run a case two or three times before
  * reading a change of a percent or two into it.
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
@@ -26,8 +26,9 @@
  * `--cache` adds callgrind's cache simulation (about half again slower):
  * first-level instruction and data cache misses per unit, on the cache
  * sizes valgrind reads off this CPU. A count of instructions cannot see a
- * hot path whose code outgrows the instruction cache; this can (B7: corio
- * 30 instruction-cache misses per fire, the floor 0.2).
+ * hot path whose code outgrows the instruction cache; this can (B7, while
+ * the scheduler still called each generator's own `next` megamorphically:
+ * corio 30 instruction-cache misses per fire, the floor 0.2; since, 0.5).
  *
  * What it leaves out: the kernel and the runtime's own I/O, which the
  * socket benchmarks measure. Needs valgrind on PATH.
