@@ -20,6 +20,9 @@
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
  *   `echo:corio-timeout` (a 30 s recv timeout), `echo:corio-sync`: one
  *   64-byte echo message over a transport that completes at once.
+ * - `echo:corio-sync-mixed`: the same, in a program that first waited on
+ *   ten kinds of operation (the code all operations share has then seen
+ *   their classes, as in a real server).
  * - `b7:floor`, `b7:corio`: one fire of B7's 10k looping delays on a
  *   hand-moved clock.
  *
@@ -63,6 +66,10 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
     args: echo("corio-sync"),
+  },
+  "echo:corio-sync-mixed": {
+    baseline: "echo:corio-sync",
+    args: echo("corio-sync-mixed"),
   },
   "b7:floor": { baseline: "b7:floor", args: b7("floor") },
   "b7:corio": { baseline: "b7:floor", args: b7("corio") },
