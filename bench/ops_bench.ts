@@ -28,19 +28,19 @@ class ImmediateOp extends Op<number> {
   #isDone = false;
   constructor() {
     super(undefined);
-    this.immediate = true;
+    this.effect.immediate = true;
   }
   override perform(): void {
     this.#isDone = true;
   }
-  protected poll(): number | typeof PENDING {
+  poll(): number | typeof PENDING {
     return this.#isDone ? 1 : PENDING;
   }
   park(): boolean {
     return true;
   }
   unpark(): void {}
-  protected timedOut(): number {
+  timedOut(): number {
     throw new Error("unreachable");
   }
 }
@@ -48,7 +48,7 @@ class ImmediateOp extends Op<number> {
 class ParkedOp extends Op<number> {
   readonly op = "parked";
   #isDone = false;
-  protected poll(): number | typeof PENDING {
+  poll(): number | typeof PENDING {
     return this.#isDone ? 1 : PENDING;
   }
   park(co: Coroutine): boolean {
@@ -59,21 +59,21 @@ class ParkedOp extends Op<number> {
     return false;
   }
   unpark(): void {}
-  protected timedOut(): number {
+  timedOut(): number {
     throw new Error("unreachable");
   }
 }
 
 class ReadyOp extends Op<number> {
   readonly op = "ready";
-  protected poll(): number {
+  poll(): number {
     return 1;
   }
   park(): boolean {
     return true;
   }
   unpark(): void {}
-  protected timedOut(): number {
+  timedOut(): number {
     throw new Error("unreachable");
   }
 }

@@ -22,14 +22,15 @@ const encoder = new TextEncoder();
 abstract class ReadOp<T> extends Op<T> {
   constructor(readonly conn: Connection, options?: OperationOptions) {
     super(options, conn.recvTimeout);
-    this.external = conn.isExternal;
+    this.effect.external = conn.isExternal;
+    this.effect.isRepark = true;
   }
   get where(): string {
     return `from ${this.conn.peer}`;
   }
   /** Takes what the buffer holds, or returns PENDING (a read started). */
   protected abstract read(): T | typeof PENDING;
-  protected poll(): T | typeof PENDING {
+  poll(): T | typeof PENDING {
     const conn = this.conn;
     if (conn.readOwner !== null && conn.readOwner !== this) {
       throw new BusyError(this.op, this.where);
@@ -69,16 +70,14 @@ abstract class ReadOp<T> extends Op<T> {
   protected release(): void {
     if (this.conn.readOwner === this) this.conn.readOwner = null;
   }
-  protected override cancelled(): void {
+  override cancelled(): void {
     if (this.conn.readOwner === this) this.unpark();
   }
-  protected timedOut(): T {
+  timedOut(): T {
     this.release();
-    throw new TimeoutError(this.op, this.timeout, this.where);
+    throw new TimeoutError(this.op, this.effect.timeout, this.where);
   }
 }
-
-ReadOp.prototype.isRepark = true;
 
 export class RecvOp extends ReadOp<Uint8Array | null> {
   get op(): string {
@@ -148,7 +147,7 @@ export class RecvLineOp extends ReadOp<string | null> {
   ) {
     super(conn, options);
   }
-  protected override begin(): void {
+  override begin(): void {
     this.#scanned = 0;
   }
   protected read(): string | null | typeof PENDING {
@@ -207,18 +206,18 @@ export class SendOp extends Op<void> {
     readonly isCloseWrite: boolean,
   ) {
     super(options, conn.sendTimeout);
-    this.external = conn.isExternal;
+    this.effect.external = conn.isExternal;
     this.bytes = typeof data === "string" ? encoder.encode(data) : data;
   }
   get where(): string {
     return `to ${this.conn.peer}`;
   }
-  protected override begin(): void {
+  override begin(): void {
     this.#offset = 0;
     this.#error = null;
     this.#finState = 0;
   }
-  protected poll(): void | typeof PENDING {
+  poll(): void | typeof PENDING {
     const conn = this.conn;
     if (this.#error !== null) {
       const error = this.#error;
@@ -334,7 +333,7 @@ export class SendOp extends Op<void> {
   unpark(): void {
     this.waiter = null;
   }
-  protected override cancelled(): void {
+  override cancelled(): void {
     // Bytes may be half written: the stream is broken for everyone after.
     const isPartial = this.#offset > 0 && this.#offset < this.bytes.length;
     if (this.conn.writer === this && (this.#isWriting || isPartial)) {
@@ -342,14 +341,14 @@ export class SendOp extends Op<void> {
     }
     this.#release();
   }
-  protected timedOut(): void {
+  timedOut(): void {
     // Once bytes may be on their way, how many reached the peer is unknown:
     // close. A send that timed out still queued wrote nothing: keep it open.
     if (this.#isWriting || this.#offset > 0 || this.#finState !== 0) {
       this.conn.close();
     }
     this.#release();
-    throw new TimeoutError(this.op, this.timeout, this.where);
+    throw new TimeoutError(this.op, this.effect.timeout, this.where);
   }
 }
 

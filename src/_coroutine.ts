@@ -2,7 +2,7 @@
 // Internal: shared by the scheduler, tasks and operations.
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { Coroutine as Generator, Op } from "./effects.ts";
+import type { Coroutine as Generator, OpEffect } from "./effects.ts";
 import { CancelledError } from "./errors.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { Task } from "./task.ts";
@@ -96,7 +96,7 @@ export class Coroutine implements DeadlineEntry {
   state = STARTING;
   mode: Mode = NEXT;
   input: unknown = undefined;
-  effect: Op<unknown> | null = null;
+  effect: OpEffect<unknown> | null = null;
   cancelRequested = false;
   isCancelled = false;
   outcome = OK;
@@ -113,7 +113,7 @@ export class Coroutine implements DeadlineEntry {
    * The operation an `async function*` awaits without having yielded it
    * (parked in place), and how to resume it; null otherwise.
    */
-  heldBy: Op<unknown> | null = null;
+  heldBy: OpEffect<unknown> | null = null;
   /** The scheduler's epoch when it parked in place (see `_compact`). */
   heldSince = 0;
   resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;

@@ -90,19 +90,19 @@ export class CurrentCoroutineOp extends Op<CoroutineRecord> {
   #co: CoroutineRecord | null = null;
   constructor() {
     super(undefined);
-    this.immediate = true;
+    this.effect.immediate = true;
   }
   override perform(co: CoroutineRecord): void {
     this.#co = co;
   }
-  protected poll(): CoroutineRecord | typeof PENDING {
+  poll(): CoroutineRecord | typeof PENDING {
     return this.#co ?? PENDING;
   }
   park(): boolean {
     return true;
   }
   unpark(): void {}
-  protected timedOut(): CoroutineRecord {
+  timedOut(): CoroutineRecord {
     throw new TimeoutError(this.op);
   }
 }
@@ -126,7 +126,7 @@ class WaitForConnectionOp extends Op<Grant> {
   ) {
     super(options);
   }
-  protected override begin(): void {
+  override begin(): void {
     this.#grant = null;
     this.#isExhausted = false;
   }
@@ -137,7 +137,7 @@ class WaitForConnectionOp extends Op<Grant> {
     this.waiter = null;
     waiter?.wake();
   }
-  protected poll(): Grant | typeof PENDING {
+  poll(): Grant | typeof PENDING {
     const grant = this.#grant;
     if (grant !== null) {
       this.#grant = null;
@@ -164,7 +164,7 @@ class WaitForConnectionOp extends Op<Grant> {
     this.waiter = null;
     this.pool.dequeue(this);
   }
-  protected timedOut(): Grant {
+  timedOut(): Grant {
     throw new TimeoutError(
       this.op,
       this.reportedTimeout,

@@ -72,14 +72,14 @@ class ConnectOp extends Op<Connection> {
    */
   constructor(readonly options: ConnectOptions, readonly isOwned: boolean) {
     super(options);
-    this.external = true;
+    this.effect.external = true;
   }
-  protected override begin(): void {
+  override begin(): void {
     this.#connection = null;
     this.#error = null;
     this.#abort = null;
   }
-  protected poll(): Connection | typeof PENDING {
+  poll(): Connection | typeof PENDING {
     if (this.#error !== null) throw this.#error;
     return this.#connection ?? PENDING;
   }
@@ -118,12 +118,16 @@ class ConnectOp extends Op<Connection> {
     this.#waiter = null;
     this.#abort?.abort();
   }
-  protected override cancelled(): void {
+  override cancelled(): void {
     this.#abort?.abort();
   }
-  protected timedOut(): Connection {
+  timedOut(): Connection {
     const { hostname = "127.0.0.1", port } = this.options;
-    throw new TimeoutError(this.op, this.timeout, `to ${hostname}:${port}`);
+    throw new TimeoutError(
+      this.op,
+      this.effect.timeout,
+      `to ${hostname}:${port}`,
+    );
   }
 }
 

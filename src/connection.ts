@@ -318,7 +318,7 @@ export class Connection {
     // running is never handed out again, so two readers still get BusyError.
     const last = this.#recvOp;
     if (
-      last !== null && !last.isRunning &&
+      last !== null && !last.effect.isRunning &&
       last.isBorrowed === (options?.borrow === true) &&
       last.hasOptions(options, this.recvTimeout)
     ) return last;
@@ -383,7 +383,7 @@ export class Connection {
     // send exactly what a new one would.
     const last = this.#sendOp;
     if (
-      last !== null && last.data === data && !last.isRunning &&
+      last !== null && last.data === data && !last.effect.isRunning &&
       last.hasOptions(options, this.sendTimeout)
     ) return last;
     return this.#sendOp = new SendOp(this, data, options, false);
@@ -450,7 +450,9 @@ export class Connection {
    * connection does not hold them.
    */
   compact(): void {
-    if (this.#sendOp !== null && !this.#sendOp.isRunning) this.#sendOp = null;
+    if (this.#sendOp !== null && !this.#sendOp.effect.isRunning) {
+      this.#sendOp = null;
+    }
     this.#view = this.#viewOf = null;
   }
 

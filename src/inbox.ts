@@ -54,7 +54,7 @@ class RecvOp<M, R> extends Op<M | R> {
   ) {
     super(options);
   }
-  protected poll(): M | typeof PENDING {
+  poll(): M | typeof PENDING {
     return this.inbox.size > 0 ? this.inbox._take() : PENDING;
   }
   park(co: CoroutineRecord): boolean {
@@ -65,9 +65,13 @@ class RecvOp<M, R> extends Op<M | R> {
   unpark(): void {
     this.inbox._waiter = null;
   }
-  protected timedOut(): M | R {
+  timedOut(): M | R {
     if (this.isOptional) return undefined as R;
-    throw new TimeoutError("recv", this.timeout, `from ${this.inbox.name}`);
+    throw new TimeoutError(
+      "recv",
+      this.effect.timeout,
+      `from ${this.inbox.name}`,
+    );
   }
 }
 

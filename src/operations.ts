@@ -6,13 +6,10 @@
  */
 
 import {
-  DONE_VOID,
-  type Effect,
   Op,
   type Operation,
   type OperationOptions,
   PENDING,
-  TIMED_OUT,
 } from "./effects.ts";
 import { TimeoutError } from "./errors.ts";
 import type { Coroutine as Generator } from "./effects.ts";
@@ -64,22 +61,14 @@ class DelayOp extends Op<void> {
     const signal = options?.signal;
     super(signal === undefined ? undefined : { signal }, Math.max(0, ms));
   }
-  protected poll(): typeof PENDING {
+  poll(): typeof PENDING {
     return PENDING;
-  }
-  override next(signal?: unknown): IteratorResult<Effect, void> {
-    // Its deadline is how a delay ends: straight to the result.
-    if (signal === TIMED_OUT) {
-      this.isRunning = false;
-      return DONE_VOID;
-    }
-    return super.next(signal);
   }
   park(): boolean {
     return false;
   }
   unpark(): void {}
-  protected timedOut(): void {}
+  timedOut(): void {}
 }
 
 /**
@@ -95,7 +84,7 @@ class DelayOp extends Op<void> {
  * @returns An operation to `yield*`.
  * @throws {RangeError} If `ms` is NaN.
  *
- * @example Wait three virtual seconds, instantly
+ * @example OpEffect three virtual seconds, instantly
  * ```ts
  * import { delay, run } from "@corio/corio";
  * import { VirtualClock } from "@corio/corio/testing";
@@ -122,7 +111,7 @@ class WaitOp<T> extends Op<T> {
   #waiter: Coroutine | null = null;
   constructor(promise: PromiseLike<T>, options?: OperationOptions) {
     super(options);
-    this.external = true;
+    this.effect.external = true;
     // Subscribe at once so a rejection after a timeout is still handled.
     Promise.resolve(promise).then(
       (value) => this.#settle(1, value),
@@ -136,7 +125,7 @@ class WaitOp<T> extends Op<T> {
     this.#waiter = null;
     waiter?.wake();
   }
-  protected poll(): T | typeof PENDING {
+  poll(): T | typeof PENDING {
     if (this.#state === 1) return this.#result as T;
     if (this.#state === 2) throw this.#result;
     return PENDING;
@@ -149,8 +138,8 @@ class WaitOp<T> extends Op<T> {
   unpark(): void {
     this.#waiter = null;
   }
-  protected timedOut(): T {
-    throw new TimeoutError("wait", this.timeout, "for promise");
+  timedOut(): T {
+    throw new TimeoutError("wait", this.effect.timeout, "for promise");
   }
 }
 
@@ -190,7 +179,7 @@ class SpawnOp<T> extends Op<Task<T>> {
   #task: Task<T> | null = null;
   constructor(readonly coroutine: Generator<T>) {
     super(undefined);
-    this.immediate = true;
+    this.effect.immediate = true;
   }
   override perform(co: Coroutine): void {
     const scheduler = co.scheduler;
@@ -198,14 +187,14 @@ class SpawnOp<T> extends Op<Task<T>> {
       scheduler._start(this.coroutine, co),
     ) as Task<T>;
   }
-  protected poll(): Task<T> | typeof PENDING {
+  poll(): Task<T> | typeof PENDING {
     return this.#task ?? PENDING;
   }
   park(): boolean {
     return true;
   }
   unpark(): void {}
-  protected timedOut(): Task<T> {
+  timedOut(): Task<T> {
     throw new TimeoutError("spawn");
   }
 }

@@ -31,7 +31,7 @@ import {
   ABORTED,
   type Coroutine as Generator,
   type Effect,
-  Op,
+  OpEffect,
   RESUME,
   type Resume,
   TIMED_OUT,
@@ -233,7 +233,7 @@ export class Scheduler {
   /** @internal */
   _abort(co: Coroutine): void {
     if (co.effect === null) return;
-    co.effect.unpark(co);
+    co.effect.owner.unpark(co);
     this.#unpark(co);
     this.#resume(co, NEXT, ABORTED);
   }
@@ -249,7 +249,7 @@ export class Scheduler {
         co.cancelRequested = true;
         return;
       case PARKED:
-        co.effect!.unpark(co);
+        co.effect!.owner.unpark(co);
         this.#unpark(co);
         co.isCancelled = true;
         this.#resume(co, RETURN, undefined);
@@ -276,7 +276,7 @@ export class Scheduler {
    */
   _parkHere(
     co: Coroutine,
-    op: Op<unknown>,
+    op: OpEffect<unknown>,
   ): IteratorResult<unknown> | Promise<IteratorResult<unknown>> | null {
     if (co.state !== RUNNING || co.cancelRequested || co.heldBy !== null) {
       return null;
@@ -284,7 +284,7 @@ export class Scheduler {
     for (;;) {
       let signal: Resume;
       if (op.immediate) {
-        op.perform(co);
+        op.owner.perform(co);
         signal = RESUME;
       } else {
         const why = this.#park(co, op);
@@ -451,7 +451,7 @@ export class Scheduler {
       co.mode = RETURN;
       return true;
     }
-    if (!(effect instanceof Op)) {
+    if (!(effect instanceof OpEffect)) {
       co.mode = THROW;
       co.input = new TypeError(
         `Cannot run coroutine: it yielded ${
@@ -469,7 +469,7 @@ export class Scheduler {
     co.mode = NEXT;
     if (effect.immediate) {
       try {
-        effect.perform(co);
+        effect.owner.perform(co);
         co.input = RESUME;
       } catch (error) {
         co.mode = THROW;
@@ -497,7 +497,10 @@ export class Scheduler {
    * why it cannot: its deadline passed (EXPIRED), its signal was aborted,
    * or it became ready meanwhile (RESUME: poll again).
    */
-  #park(co: Coroutine, effect: Op<unknown>): Resume | typeof EXPIRED | null {
+  #park(
+    co: Coroutine,
+    effect: OpEffect<unknown>,
+  ): Resume | typeof EXPIRED | null {
     // Read the clock only for operations that have a deadline.
     let deadline = Infinity;
     if (effect.timeout !== undefined || effect.deadline !== Infinity) {
@@ -507,7 +510,7 @@ export class Scheduler {
     }
     const signal = effect.signal;
     if (signal?.aborted) return ABORTED;
-    if (effect.park(co)) return RESUME;
+    if (effect.owner.park(co)) return RESUME;
     co.state = PARKED;
     co.effect = effect;
     if (deadline !== Infinity) {
@@ -535,7 +538,7 @@ export class Scheduler {
   // ---- time
 
   #onTimeout = (co: Coroutine): void => {
-    co.effect!.unpark(co);
+    co.effect!.owner.unpark(co);
     this.#unpark(co);
     this.#resume(co, NEXT, TIMED_OUT);
   };

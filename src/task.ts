@@ -74,7 +74,7 @@ class JoinOp<T> extends Op<T> {
   constructor(readonly target: Coroutine, options?: OperationOptions) {
     super(options);
   }
-  protected poll(): T | typeof PENDING {
+  poll(): T | typeof PENDING {
     const target = this.target;
     if (target.state !== DONE) return PENDING;
     if (target.outcome === OK) return target.result as T;
@@ -92,7 +92,7 @@ class JoinOp<T> extends Op<T> {
     const index = joiners ? joiners.indexOf(co) : -1;
     if (index >= 0) joiners!.splice(index, 1);
   }
-  protected timedOut(): T {
-    throw new TimeoutError("join", this.timeout);
+  timedOut(): T {
+    throw new TimeoutError("join", this.effect.timeout);
   }
 }
