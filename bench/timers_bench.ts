@@ -16,6 +16,7 @@ import process from "node:process";
 import { delay, Scheduler } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 import { type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
+import { generatorNext } from "../src/_coroutine.ts";
 
 const PENDING_ENTRIES = 100_000;
 
@@ -162,15 +163,12 @@ export async function reportB6(): Promise<Record<string, number>> {
 const LOOPS = 10_000;
 
 /**
- * The floor steps its generators as corio does: with the generator
- * prototype's own `next`, one known function, where `loop.gen.next` would
- * be a megamorphic load (each loop's closure gives its generator objects a
- * hidden class of their own).
+ * The floor steps its generators as corio does, with the generator
+ * prototype's own `next` (see `generatorNext` in `src/_coroutine.ts`).
  */
-const generatorNext: (
+const floorNext = generatorNext as unknown as (
   this: Generator<number, void>,
-) => IteratorResult<number, void> =
-  Object.getPrototypeOf(function* () {}).prototype.next;
+) => IteratorResult<number, void>;
 const msFor = (i: number, k: number) => 1 + (i * 37 + k * 11) % 100;
 
 /** B7: 10k coroutines looping delay(1..100 ms) for `seconds`. */
@@ -236,7 +234,7 @@ export function floorDelays(seconds: number) {
       timerAt = Infinity;
       const now = performance.now();
       for (let loop; (loop = queue.popExpired(now));) {
-        park(loop, generatorNext.call(loop.gen), now);
+        park(loop, floorNext.call(loop.gen), now);
       }
       const next = queue.peekDeadline();
       if (next !== Infinity) arm(next);
@@ -250,7 +248,7 @@ export function floorDelays(seconds: number) {
           fires++;
         } while (performance.now() < stop);
       })());
-      park(loop, generatorNext.call(loop.gen), now);
+      park(loop, floorNext.call(loop.gen), now);
     }
   });
 }
@@ -295,12 +293,12 @@ export async function manualDelays(
         fired++;
       }
     })());
-    queue.set(loop, generatorNext.call(loop.gen).value!);
+    queue.set(loop, floorNext.call(loop.gen).value!);
   }
   while (fired < fires) {
     const now = queue.peekDeadline();
     for (let loop; (loop = queue.popExpired(now));) {
-      queue.set(loop, now + generatorNext.call(loop.gen).value!);
+      queue.set(loop, now + floorNext.call(loop.gen).value!);
     }
   }
 }

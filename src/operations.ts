@@ -84,7 +84,7 @@ class DelayOp extends Op<void> {
  * @returns An operation to `yield*`.
  * @throws {RangeError} If `ms` is NaN.
  *
- * @example OpEffect three virtual seconds, instantly
+ * @example Wait three virtual seconds, instantly
  * ```ts
  * import { delay, run } from "@corio/corio";
  * import { VirtualClock } from "@corio/corio/testing";
