@@ -20,9 +20,12 @@
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
  *   `echo:corio-timeout` (a 30 s recv timeout), `echo:corio-sync`: one
  *   64-byte echo message over a transport that completes at once.
- * - `echo:corio-sync-mixed`: the same, in a program that first waited on
- *   ten kinds of operation (the code all operations share has then seen
- *   their classes, as in a real server).
+ * - `echo:corio-50`, `echo:corio-timeout-50`: `echo:corio` and
+ *   `echo:corio-timeout` over 50 connections served side by side, as in B1
+ *   and B3 (one clock read per round of connections, 50 deadlines pending).
+ * - `echo:corio-sync-mixed`: the `function*` echo, in a program that first
+ *   waited on ten kinds of operation (the code all operations share has
+ *   then seen their classes, as in a real server).
  * - `b7:floor`, `b7:corio`: one fire of B7's 10k looping delays on a
  *   hand-moved clock.
  *
@@ -63,6 +66,11 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
   },
   "echo:corio": { baseline: "echo:floor-cancellable", args: echo("corio") },
   "echo:corio-timeout": { baseline: "echo:corio", args: echo("corio-timeout") },
+  "echo:corio-50": { baseline: "echo:corio", args: echo("corio-50") },
+  "echo:corio-timeout-50": {
+    baseline: "echo:corio-50",
+    args: echo("corio-timeout-50"),
+  },
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
     args: echo("corio-sync"),

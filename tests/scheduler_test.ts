@@ -4,6 +4,7 @@ import {
   CancelledError,
   type Coroutine,
   delay,
+  Inbox,
   run,
   Scheduler,
   spawn,
@@ -294,6 +295,53 @@ Deno.test("coroutines waiting the same delay each wake at their own deadline", a
     { clock },
   );
   assert.deepEqual(log, ["c ended 50", "a 100", "b 130", "d 200"]);
+});
+
+Deno.test("a timeout renewed by each message fires at the last one's deadline, and a shorter one after it at its own", async () => {
+  const timeouts = [1000, 1000, 150, 1000, 1000];
+  for (const isAsync of [false, true]) {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>();
+    const log: string[] = [];
+    const got = (message: string) => log.push(`${message} ${clock.now()}`);
+    const timedOut = (error: unknown) => {
+      assert.ok(error instanceof TimeoutError);
+      log.push(`timeout ${clock.now()}`);
+    };
+    const scheduler = new Scheduler({ clock });
+    scheduler.spawn((function* () {
+      for (const at of [100, 500, 700]) {
+        yield* delay(at - clock.now());
+        inbox.push(`m${at}`);
+      }
+    })());
+    await scheduler.spawn(
+      isAsync
+        ? (async function* () {
+          for (const timeout of timeouts) {
+            try {
+              got(yield* inbox.recv({ timeout }));
+            } catch (error) {
+              timedOut(error);
+            }
+          }
+        })()
+        : (function* () {
+          for (const timeout of timeouts) {
+            try {
+              got(yield* inbox.recv({ timeout }));
+            } catch (error) {
+              timedOut(error);
+            }
+          }
+        })(),
+    ).finished;
+    assert.deepEqual(
+      log,
+      ["m100 100", "m500 500", "timeout 650", "m700 700", "timeout 1700"],
+      isAsync ? "async function*" : "function*",
+    );
+  }
 });
 
 Deno.test("VirtualClock without autojump moves only with advance()", async () => {
