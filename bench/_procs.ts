@@ -216,10 +216,11 @@ export async function describeMachine(): Promise<Record<string, string>> {
   const memTotal = (await readProc("/proc/meminfo")).match(
     /MemTotal:\s+(\d+)/,
   )?.[1];
-  // Other work on the machine skews every figure: say how much there was.
+  // Other work on the machine skews every figure: say how much there was
+  // (not counting this pipeline: ps rates itself by its own short life).
   const busy = (await version("sh", [
     "-c",
-    `ps -eo pid=,pcpu=,args= --sort=-pcpu | awk '$1 != ${Deno.pid} && $2 >= 20 && !/defunct/ { printf "%s%% %s %s %s %s; ", $2, $3, $4, $5, $6 }'`,
+    `ps -eo pid=,pcpu=,args= --sort=-pcpu | awk '$1 != ${Deno.pid} && $2 >= 20 && !/defunct/ && !/pcpu=|awk / { printf "%s%% %s %s %s %s; ", $2, $3, $4, $5, $6 }'`,
   ])) || "none";
   return {
     "other processes using ≥ 20% CPU at start": busy,
