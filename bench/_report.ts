@@ -147,6 +147,39 @@ function paired(
   return median(ratios);
 }
 
+/**
+ * The suite's check that the load client is not the limit, as measured: in
+ * how many rounds of each ping-pong scenario the C server echoed more
+ * messages than raw Deno did in the same round, and the client's highest
+ * CPU use. Null when the run has no C or raw Deno figures.
+ */
+export function clientCheck(
+  r: Results,
+): { text: string; isValid: boolean } | null {
+  const parts: string[] = [];
+  let isValid = true;
+  for (const id of ["B1", "B2"]) {
+    const runs = r.scenarios[id]?.runs;
+    if (!runs?.c || !runs.raw) continue;
+    const rounds = runs.c.flatMap((c) => {
+      const raw = runs.raw.find((f) => f.round === c.round);
+      return raw ? [c.msgsPerSec > raw.msgsPerSec] : [];
+    });
+    const wins = rounds.filter(Boolean).length;
+    if (wins < rounds.length) isValid = false;
+    parts.push(`${id}: ${wins} of ${rounds.length} rounds`);
+  }
+  if (parts.length === 0) return null;
+  const text = `Checked in this run: the C server echoed more than raw Deno ` +
+    `in the same round in ${parts.join("; ")}.`;
+  return {
+    isValid,
+    text: isValid ? text : `${text} **Where it did not, the client or the ` +
+      `machine, not the server, set the pace: this run's ratios are not ` +
+      `evidence for or against a target.**`,
+  };
+}
+
 const msgs = (f: Figures) => f.msgsPerSec;
 const cpuPerMsg = (f: Figures) => f.serverCpu / f.messages * 1e6;
 
@@ -946,7 +979,8 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       `- Machine:\n${machine.replace(/^/gm, "  ")}`,
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
-      "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window: it stays below one core, and the C server outruns every JS server, so the client is not the limit.",
+      "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window. The client is not the limit when the C server outruns every JS server. " +
+      (clientCheck(r)?.text ?? ""),
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
       "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1, and paced in B2); `floor_echo.ts --sync` is the floor of `function*` handlers, a bare generator whose yields a loop performs on the socket (B1).",
     ].join("\n"),

@@ -27,6 +27,7 @@ import {
   startServer,
 } from "./_procs.ts";
 import {
+  clientCheck,
   median,
   type MicroFigures,
   type Results,
@@ -293,6 +294,8 @@ async function main() {
   );
   const outDir = isQuick || only ? resultsDir : rootDir;
   writeReport(results, outDir, resultsDir);
+  const check = clientCheck(results);
+  if (check !== null && !check.isValid) console.error(`warning: ${check.text}`);
   console.log(
     `wrote ${outDir}/BENCHMARKS.md and BENCHMARKS.svg in ${
       results.elapsedSeconds.toFixed(0)
