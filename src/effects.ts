@@ -2,14 +2,14 @@
  * The effect vocabulary: what a coroutine yields to the scheduler, and the
  * {@linkcode Operation} shape that lets `yield*` return a typed result.
  *
- * An operation is an object that is both an iterator and (a)sync iterable
- * of itself. `yield* op` calls `op.next()`; when the result is already at
- * hand (bytes buffered, a task finished) it returns at once. Otherwise, in
- * a `function*`, it yields the operation itself as the effect: the
- * scheduler parks the coroutine on it, arms its deadline, and later resumes
- * the generator with one of the {@linkcode Resume} signals; `next()` then
- * polls again, or turns a timeout or abort into the error this operation
- * documents.
+ * An operation is (a)sync iterable: `yield* op` takes its
+ * {@linkcode OpEffect} as the iterator and calls its `next()`; when the
+ * result is already at hand (bytes buffered, a task finished) it returns
+ * at once. Otherwise, in a `function*`, it yields the `OpEffect` as the
+ * effect: the scheduler parks the coroutine on it, arms its deadline, and
+ * later resumes the generator with one of the {@linkcode Resume} signals;
+ * `next()` then polls the operation again, or turns a timeout or abort
+ * into the error this operation documents.
  *
  * In an `async function*`, `next()` parks the coroutine in place instead
  * and returns a promise of the result, which `yield*` awaits: one microtask
