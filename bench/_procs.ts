@@ -104,6 +104,19 @@ export async function runClient(
   args: Record<string, string | number>,
   timeout: number,
 ): Promise<Record<string, number>> {
+  const lines = await runClientLines(client, args, timeout);
+  return lines[lines.length - 1];
+}
+
+/**
+ * Runs the load client to its end and returns its JSON lines: one, or one
+ * per server with `--ports`, in that order (each with its `port`).
+ */
+export async function runClientLines(
+  client: string,
+  args: Record<string, string | number>,
+  timeout: number,
+): Promise<Record<string, number>[]> {
   const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
   const output = await new Deno.Command(client, {
     args: argv,
@@ -112,15 +125,54 @@ export async function runClient(
     signal: AbortSignal.timeout(timeout),
   }).output();
   const text = new TextDecoder().decode(output.stdout).trim();
-  const last = text.split("\n").pop() ?? "";
-  if (!last.startsWith("{")) {
+  const lines = text.split("\n").filter((line) => line.startsWith("{"));
+  if (lines.length === 0) {
     throw new Error(
       `load client failed (${output.code}): ${text} ${
         new TextDecoder().decode(output.stderr)
       }`,
     );
   }
-  return JSON.parse(last.replaceAll("nan", "null"));
+  return lines.map((line) => JSON.parse(line.replaceAll("nan", "null")));
+}
+
+/**
+ * Turns of an interleaved ping-pong (`runInterleaved`): seconds each, and
+ * how many of them at the start go unmeasured.
+ */
+export const TURN = { slice: 0.25, settle: 0.05 };
+
+/**
+ * Ping-pong against several servers at once: starts them all, gives each
+ * its own connections, and has the client drive them one server at a time
+ * in turns (`load_client --ports`) until each had `duration` seconds
+ * measured. A slow spell of the machine then falls on every server alike.
+ * Returns each server's figures, in the order of `cmds` (undefined for one
+ * the client reported nothing for).
+ */
+export async function runInterleaved(
+  client: string,
+  cmds: string[][],
+  args: { conns: number; size: number; depth: number } & {
+    warmup: number;
+    duration: number;
+  },
+): Promise<(Record<string, number> | undefined)[]> {
+  const servers: RunningServer[] = [];
+  try {
+    for (const cmd of cmds) servers.push(await startServer(cmd));
+    const turns = Math.ceil(args.duration / (TURN.slice - TURN.settle));
+    const lines = await runClientLines(client, {
+      ...args,
+      ports: servers.map((s) => s.port).join(","),
+      "server-pids": servers.map((s) => s.pid).join(","),
+      slice: TURN.slice,
+      settle: TURN.settle,
+    }, (cmds.length * (args.warmup + 10 + turns * TURN.slice) + 40) * 1000);
+    return servers.map((server) => lines.find((l) => l.port === server.port));
+  } finally {
+    for (const server of servers) await server.stop();
+  }
 }
 
 /** The load client in idle mode: resolves once all connections are up. */

@@ -18,6 +18,8 @@ export interface Results {
   rounds: number;
   warmup: number;
   duration: number;
+  /** Scenarios run interleaved (`load_client --ports`), and their turns. */
+  interleave?: { scenarios: string[]; slice: number; settle: number };
   isQuick: boolean;
   labels: Record<string, string>;
   scenarios: Record<
@@ -623,6 +625,15 @@ function targets(r: Results): string[][] {
   return rows;
 }
 
+function interleaveText(
+  { scenarios, slice, settle }: NonNullable<Results["interleave"]>,
+  duration: number,
+): string {
+  return `- ${
+    scenarios.join(", ")
+  } run interleaved: a round's servers start together, each with its own connections, and the one client drives them one server at a time in turns of ${slice} s (the first ${settle} s of a turn unmeasured: the last server's replies still in flight) until each had ${duration} s measured, its CPU and round trips counted in its own turns only. This machine's speed swings by a third from one second to the next; in turns, a slow spell falls on every server alike instead of on whichever ran through it. The other ping-pong scenarios run one server after another: B2's longest wait per connection needs a window longer than a turn.`;
+}
+
 function b7Note(figures: MicroFigures | undefined): string {
   if (!figures) return "";
   const { corio, setTimeout } = figures.b7;
@@ -979,6 +990,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       `- Machine:\n${machine.replace(/^/gm, "  ")}`,
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
+      ...(r.interleave ? [interleaveText(r.interleave, r.duration)] : []),
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window. The client is not the limit when the C server outruns every JS server. " +
       (clientCheck(r)?.text ?? ""),
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",

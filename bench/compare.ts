@@ -5,7 +5,12 @@
  * the ratio to the first server measured in the same round, so the drift
  * between rounds cancels; the summary is the median (min..max) of those.
  *
- *     deno task compare [--conns 50] [--rounds 6] [--seconds 2.5] SERVER...
+ *     deno task compare [--conns 50] [--rounds 6] [--seconds 2.5]
+ *       [--interleave] SERVER...
+ *
+ * `--interleave` runs each round's servers together, in turns of 0.25 s,
+ * as the suite runs B1 (`runInterleaved`): on a machine whose speed swings
+ * from one second to the next, the ratios then spread far less.
  *
  * A SERVER is an id from the suite (`raw`, `corio`, `corio-sync`,
  * `floor-sync`, ...: see `_servers.ts`), or `name=command words`, which
@@ -18,7 +23,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { compileC, runClient, startServer } from "./_procs.ts";
+import { compileC, runClient, runInterleaved, startServer } from "./_procs.ts";
 import { fmt, median, range, type Stat } from "./_report.ts";
 import { SERVERS } from "./_servers.ts";
 
@@ -29,11 +34,12 @@ const { values, positionals } = parseArgs({
     conns: { type: "string", default: "50" },
     rounds: { type: "string", default: "6" },
     seconds: { type: "string", default: "2.5" },
+    interleave: { type: "boolean", default: false },
   },
 });
 if (positionals.length < 2) {
   console.error(
-    "usage: compare.ts [--conns N] [--rounds N] [--seconds S] SERVER SERVER...",
+    "usage: compare.ts [--conns N] [--rounds N] [--seconds S] [--interleave] SERVER SERVER...",
   );
   Deno.exit(2);
 }
@@ -70,25 +76,41 @@ const runs = servers.map(() => [] as Run[]);
 
 for (let round = 0; round < Number(values.rounds); round++) {
   const results: Run[] = [];
-  for (let k = 0; k < servers.length; k++) {
-    const i = (k + round) % servers.length;
+  const order = servers.map((_, k) => (k + round) % servers.length);
+  const args = {
+    conns: Number(values.conns),
+    size: 64,
+    depth: 1,
+    warmup: 1,
+    duration: Number(values.seconds),
+  };
+  const toRun = (f: Record<string, number>): Run => ({
+    msgsPerSec: f.msgsPerSec,
+    cpuPerMsg: f.serverCpu / f.messages * 1e6,
+    p99Ms: f.p99Ms,
+    jain: f.jain,
+  });
+  if (values.interleave) {
+    const figures = await runInterleaved(
+      client,
+      order.map((i) => servers[i].cmd),
+      args,
+    );
+    order.forEach((i, k) => {
+      if (!figures[k]) throw new Error(`no figures for ${servers[i].name}`);
+      results[i] = toRun(figures[k]);
+    });
+  }
+  for (const i of values.interleave ? [] : order) {
     const server = await startServer(servers[i].cmd);
     try {
-      const f = await runClient(client, {
-        port: server.port,
-        conns: Number(values.conns),
-        size: 64,
-        depth: 1,
-        warmup: 1,
-        duration: Number(values.seconds),
-        "server-pid": server.pid,
-      }, 60_000);
-      results[i] = {
-        msgsPerSec: f.msgsPerSec,
-        cpuPerMsg: f.serverCpu / f.messages * 1e6,
-        p99Ms: f.p99Ms,
-        jain: f.jain,
-      };
+      results[i] = toRun(
+        await runClient(client, {
+          ...args,
+          port: server.port,
+          "server-pid": server.pid,
+        }, 60_000),
+      );
     } finally {
       await server.stop();
     }

@@ -24,7 +24,9 @@ import {
   holdIdle,
   rssOf,
   runClient,
+  runInterleaved,
   startServer,
+  TURN,
 } from "./_procs.ts";
 import {
   clientCheck,
@@ -80,7 +82,13 @@ interface Scenario {
   id: string;
   title: string;
   servers: string[];
-  run(server: string, client: string): Promise<Record<string, number>>;
+  /** Runs one server alone. */
+  run?(server: string, client: string): Promise<Record<string, number>>;
+  /** Runs all the round's servers together (`interleaved`), in this order. */
+  runRound?(
+    servers: string[],
+    client: string,
+  ): Promise<Record<string, Record<string, number>>>;
 }
 
 function pingpong(
@@ -88,7 +96,7 @@ function pingpong(
   size = 64,
   depth = 1,
   extra: Record<string, number> = {},
-): Scenario["run"] {
+): NonNullable<Scenario["run"]> {
   return async (id, client) => {
     const server = await startServer(SERVERS[id].cmd);
     try {
@@ -105,6 +113,28 @@ function pingpong(
     } finally {
       await server.stop();
     }
+  };
+}
+
+/**
+ * Ping-pong against all of a round's servers at once, in turns
+ * (`runInterleaved`). B2 is not run this way: its longest wait per
+ * connection would be cut to one turn, hiding the starvation it shows.
+ */
+function interleaved(
+  conns: number,
+  size = 64,
+  depth = 1,
+): NonNullable<Scenario["runRound"]> {
+  return async (ids, client) => {
+    const figures = await runInterleaved(
+      client,
+      ids.map((id) => SERVERS[id].cmd),
+      { conns, size, depth, warmup: WARMUP, duration: DURATION },
+    );
+    return Object.fromEntries(
+      ids.flatMap((id, i) => figures[i] ? [[id, figures[i]]] : []),
+    );
   };
 }
 
@@ -175,7 +205,7 @@ const SCENARIOS: Scenario[] = [
     id: "B1",
     title: "echo 64 B ping-pong, 50 connections",
     servers: [...ECHO_SERVERS, "floor-cancellable", "floor-sync", "deno-node"],
-    run: pingpong(50),
+    runRound: interleaved(50),
   },
   {
     id: "B2",
@@ -223,13 +253,13 @@ const SCENARIOS: Scenario[] = [
     id: "B11-1k",
     title: "1 KiB messages, 4 pipelined per connection, 50 connections",
     servers: ["c", "raw", "node", "corio"],
-    run: pingpong(50, 1024, 4),
+    runRound: interleaved(50, 1024, 4),
   },
   {
     id: "B11-16k",
     title: "16 KiB messages, 4 pipelined per connection, 50 connections",
     servers: ["c", "raw", "node", "corio"],
-    run: pingpong(50, 16384, 4),
+    runRound: interleaved(50, 16384, 4),
   },
 ];
 
@@ -246,6 +276,10 @@ async function main() {
     rounds,
     warmup: WARMUP,
     duration: DURATION,
+    interleave: {
+      scenarios: SCENARIOS.filter((s) => s.runRound).map((s) => s.id),
+      ...TURN,
+    },
     isQuick,
     labels: Object.fromEntries(
       Object.entries(SERVERS).map(([id, s]) => [id, s.label]),
@@ -260,15 +294,26 @@ async function main() {
       const order = scenario.servers.map((_, i) =>
         scenario.servers[(i + round) % scenario.servers.length]
       );
-      for (const id of order) {
-        const t0 = performance.now();
-        let figures: Record<string, number>;
+      let t0 = performance.now();
+      let together: Record<string, Record<string, number>> = {};
+      if (scenario.runRound) {
         try {
-          figures = await scenario.run(id, client);
+          together = await scenario.runRound(order, client);
         } catch (error) {
-          console.error(`${scenario.id} ${id}: ${error}`);
-          continue;
+          console.error(`${scenario.id} round ${round + 1}: ${error}`);
         }
+      }
+      for (const id of order) {
+        let figures: Record<string, number> | undefined = together[id];
+        if (scenario.run) {
+          t0 = performance.now();
+          try {
+            figures = await scenario.run(id, client);
+          } catch (error) {
+            console.error(`${scenario.id} ${id}: ${error}`);
+          }
+        }
+        if (!figures) continue;
         // The round pairs each server's run with its baseline's (ratios).
         (runs[id] ??= []).push({ ...figures, round: round + 1 });
         console.log(

@@ -5,6 +5,8 @@
 //   load_client --port P [--host 127.0.0.1] [--mode pingpong|idle|burst]
 //     [--conns 50] [--size 64] [--depth 1] [--warmup 1] [--duration 3]
 //     [--server-pid PID] [--min-replied 1.0]
+//   load_client --ports P1,P2,... [--server-pids PID1,PID2,...]
+//     [--slice 0.25] [--settle 0.05] [pingpong options as above]
 //
 // pingpong: each connection keeps `depth` messages of `size` bytes in
 //   flight and sends the next as soon as one is echoed back in full. After
@@ -15,6 +17,8 @@
 //   and worst; see `longest_wait` below), its own CPU time and the server's
 //   (from /proc/PID/stat). p99 counts messages, so a connection left waiting
 //   2 s adds one sample to it; the longest wait per connection shows it.
+// --ports: pingpong against several servers in turns (see run_slices);
+//   one JSON line per server, in the order given, each with its "port".
 // idle: connects all, one echo each, prints "ready" and a JSON line, then
 //   holds the connections until stdin closes (or `duration` s pass).
 // burst: opens all connections at once, one echo each, closes; prints the
@@ -56,6 +60,9 @@ typedef struct {
   int head;
   double longest_wait; // s, longest wait for a reply (see `waited`)
   uint32_t watching;   // the epoll events registered for fd
+  int port;            // the server it talks to
+  int target;          // that server's index in --ports (0 with --port)
+  uint64_t measured;   // messages echoed in measured windows (--ports)
 } conn_t;
 
 static const char *host = "127.0.0.1";
@@ -65,8 +72,9 @@ static const char *mode = "pingpong";
 static conn_t *cs;
 static int ep;
 static char *out_buf, *in_buf;
-static uint32_t fine[FINE_US], coarse[COARSE_MS];
+static uint32_t *fine, *coarse; // the measured server's round-trip histogram
 static int is_measuring;
+static int measuring_target; // whose replies count while is_measuring
 static double window_start; // s, when the measured window began; 0 before
 static uint64_t errors;
 
@@ -84,10 +92,10 @@ static double cpu_self(void) {
 }
 
 // utime + stime of every thread of the server, in seconds.
-static double cpu_server(void) {
-  if (server_pid <= 0) return 0;
+static double cpu_server_of(int pid) {
+  if (pid <= 0) return 0;
   char path[64], text[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", server_pid);
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   size_t n = fread(text, 1, sizeof text - 1, f);
@@ -108,6 +116,8 @@ static double cpu_server(void) {
   }
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
+
+static double cpu_server(void) { return cpu_server_of(server_pid); }
 
 static void record_rtt(double seconds) {
   double us = seconds * 1e6;
@@ -162,8 +172,10 @@ static void watch(conn_t *c, uint32_t events, int op) {
   c->watching = events;
 }
 
-static int open_conn(conn_t *c) {
+static int open_conn(conn_t *c, int to_port, int target) {
   memset(c, 0, sizeof *c);
+  c->port = to_port;
+  c->target = target;
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   if (c->fd < 0) {
     perror("socket");
@@ -173,7 +185,7 @@ static int open_conn(conn_t *c) {
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   struct sockaddr_in addr = {0};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
+  addr.sin_port = htons((uint16_t)to_port);
   inet_pton(AF_INET, host, &addr.sin_addr);
   if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
       errno != EINPROGRESS) {
@@ -230,7 +242,7 @@ static int on_readable(conn_t *c, double t) {
     c->received += (uint64_t)n;
     while (c->received >= (uint64_t)size && c->in_flight > 0) {
       c->received -= (uint64_t)size;
-      if (is_measuring) {
+      if (is_measuring && c->target == measuring_target) {
         record_rtt(t - c->sent_at[c->head]);
         note_wait(c, waited(c->sent_at[c->head], t));
       }
@@ -244,6 +256,47 @@ static int on_readable(conn_t *c, double t) {
   return completed;
 }
 
+// Prints one JSON line of figures for the connections set[0..n) (one
+// server's): messages echoed in the measured windows (`measured`), over
+// `seconds` of them. `port` is printed when it is not 0 (--ports).
+static void report(conn_t *set, int n, double seconds, double cpu,
+                   double server_cpu, uint64_t errs, int to_port) {
+  uint64_t total = 0;
+  double sum = 0, sum_sq = 0;
+  int served = 0;
+  for (int i = 0; i < n; i++) {
+    double m = (double)set[i].measured;
+    total += set[i].measured;
+    sum += m;
+    sum_sq += m * m;
+    if (m > 0) served++;
+  }
+  double jain = sum_sq > 0 ? sum * sum / ((double)n * sum_sq) : 0;
+  // Longest wait per connection: its longest round trip replied in a
+  // window, or, if longer, the age at a window's end of its oldest message
+  // still unanswered. Both count from the window start at the earliest (see
+  // `waited`). A connection that broke keeps only its replied waits.
+  double *longest = malloc((size_t)n * sizeof *longest);
+  for (int i = 0; i < n; i++) longest[i] = set[i].longest_wait * 1000; // ms
+  qsort(longest, (size_t)n, sizeof *longest, by_value);
+  int mid = n / 2;
+  double wait_median = n % 2 ? longest[mid] : (longest[mid - 1] + longest[mid]) / 2;
+  char port_field[32] = "";
+  if (to_port) snprintf(port_field, sizeof port_field, "\"port\":%d,", to_port);
+  printf("{%s\"mode\":\"pingpong\",\"conns\":%d,\"size\":%d,\"depth\":%d,"
+         "\"seconds\":%.4f,\"messages\":%llu,\"msgsPerSec\":%.1f,"
+         "\"mbPerSec\":%.3f,\"p50Ms\":%.4f,\"p99Ms\":%.4f,\"jain\":%.4f,"
+         "\"served\":%d,\"maxWaitMedianMs\":%.3f,\"maxWaitMs\":%.3f,"
+         "\"clientCpu\":%.4f,\"serverCpu\":%.4f,\"errors\":%llu}\n",
+         port_field, n, size, depth, seconds, (unsigned long long)total,
+         (double)total / seconds, (double)total * size / seconds / 1e6,
+         percentile(0.5, total), percentile(0.99, total), jain, served,
+         wait_median, longest[n - 1], cpu, server_cpu,
+         (unsigned long long)errs);
+  fflush(stdout);
+  free(longest);
+}
+
 static double stdin_closed(void) {
   struct pollfd p = {.fd = 0, .events = POLLIN};
   if (poll(&p, 1, 0) > 0) {
@@ -253,7 +306,171 @@ static double stdin_closed(void) {
   return 0;
 }
 
+// --ports: several servers, each with its own `conns` connections, driven
+// one at a time in turns of `slice` seconds until each had `duration`
+// seconds measured. The first `settle` seconds of a turn are not measured
+// (the last server's replies still in flight, this one waking up). A slow
+// spell of the machine then falls on every server's figures alike, instead
+// of on whichever server ran during it: on a 2-core VM whose speed swings
+// by a third from one second to the next, a server measured for 2.5 s
+// after another read up to 1.4x or 0.8x of it with no change in either.
+typedef struct {
+  int port, pid;
+  double seconds, cpu, server_cpu;
+  uint64_t errors;
+  uint32_t *fine, *coarse;
+} target_t;
+
+static int active = -1; // whose connections send: -1 none
+
+// Queues messages on the active server's connection `c` up to `depth` in
+// flight, and writes them; returns -1 when the connection broke.
+static int top_up(conn_t *c, double t) {
+  if (c->target != active || c->is_done || !c->is_connected) return 0;
+  while (c->in_flight < depth) queue_message(c, t);
+  return pump(c);
+}
+
+// Handles events until `until` (s). Counts connections that connected and
+// got a first reply. Returns -1 when the client cannot go on.
+static int serve_events(struct epoll_event *events, int max_events,
+                        double until, target_t *targets, int *replied) {
+  for (;;) {
+    double t = now_s();
+    if (t >= until) return 0;
+    int wait_ms = (int)((until - t) * 1000) + 1;
+    int count = epoll_wait(ep, events, max_events, wait_ms > 10 ? 10 : wait_ms);
+    t = now_s();
+    for (int e = 0; e < count; e++) {
+      conn_t *c = events[e].data.ptr;
+      if (c->is_done) continue;
+      uint32_t ev = events[e].events;
+      if (!c->is_connected) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+          targets[c->target].errors++;
+          close_conn(c);
+          if (open_conn(c, c->port, c->target) < 0) return -1;
+          continue;
+        }
+        c->is_connected = 1;
+        watch(c, EPOLLIN, EPOLL_CTL_MOD);
+        if (top_up(c, t) < 0) goto broken;
+        continue;
+      }
+      if (ev & EPOLLIN) {
+        uint64_t before = c->count;
+        if (on_readable(c, t) < 0) goto broken;
+        if (before == 0 && c->count > 0) replied[c->target]++;
+      }
+      if (top_up(c, t) < 0) goto broken;
+      if ((ev & EPOLLOUT) && c->unsent > 0 && pump(c) < 0) goto broken;
+      continue;
+    broken:
+      targets[c->target].errors++;
+      close_conn(c);
+    }
+  }
+}
+
+static int run_slices(const char *port_list, const char *pid_list,
+                      double slice, double settle) {
+  target_t targets[64];
+  int k = 0;
+  for (const char *p = port_list; *p && k < 64; k++) {
+    memset(&targets[k], 0, sizeof targets[k]);
+    targets[k].port = atoi(p);
+    targets[k].fine = calloc(FINE_US, sizeof(uint32_t));
+    targets[k].coarse = calloc(COARSE_MS, sizeof(uint32_t));
+    p = strchr(p, ',');
+    if (!p) {
+      k++;
+      break;
+    }
+    p++;
+  }
+  for (int j = 0; pid_list && *pid_list && j < k; j++) {
+    targets[j].pid = atoi(pid_list);
+    pid_list = strchr(pid_list, ',');
+    if (!pid_list) break;
+    pid_list++;
+  }
+  if (k < 1 || slice <= settle) {
+    fprintf(stderr, "bad --ports or --slice\n");
+    return 2;
+  }
+  cs = calloc((size_t)(k * conns), sizeof(conn_t));
+  int max_events = 4096, replied[64] = {0};
+  struct epoll_event *events = calloc((size_t)max_events, sizeof *events);
+  for (int j = 0; j < k; j++) {
+    for (int i = 0; i < conns; i++) {
+      if (open_conn(&cs[j * conns + i], targets[j].port, j) < 0) return 1;
+    }
+  }
+  // Warm-up: each server in turn, `warmup` s and until `min-replied` of its
+  // connections had a reply (10 s more at most).
+  for (int j = 0; j < k; j++) {
+    active = j;
+    double start = now_s();
+    for (int i = 0; i < conns; i++) {
+      if (top_up(&cs[j * conns + i], start) < 0) close_conn(&cs[j * conns + i]);
+    }
+    while (now_s() < start + warmup ||
+           (replied[j] < min_replied * conns && now_s() < start + warmup + 10)) {
+      if (serve_events(events, max_events, now_s() + 0.01, targets, replied) < 0)
+        return 1;
+    }
+  }
+  int turns = (int)ceil(duration / (slice - settle) - 1e-9);
+  for (int turn = 0; turn < turns; turn++) {
+    for (int j = 0; j < k; j++) {
+      target_t *g = &targets[j];
+      conn_t *set = &cs[j * conns];
+      active = j;
+      double start = now_s();
+      for (int i = 0; i < conns; i++) {
+        if (top_up(&set[i], start) < 0) close_conn(&set[i]);
+      }
+      if (serve_events(events, max_events, start + settle, targets, replied) < 0)
+        return 1;
+      double cpu0 = cpu_self(), server_cpu0 = cpu_server_of(g->pid);
+      fine = g->fine;
+      coarse = g->coarse;
+      window_start = now_s();
+      measuring_target = j;
+      is_measuring = 1;
+      for (int i = 0; i < conns; i++) set[i].window_start = set[i].count;
+      if (serve_events(events, max_events, start + slice, targets, replied) < 0)
+        return 1;
+      double t_end = now_s();
+      is_measuring = 0;
+      active = -1;
+      g->seconds += t_end - window_start;
+      g->cpu += cpu_self() - cpu0;
+      g->server_cpu += cpu_server_of(g->pid) - server_cpu0;
+      for (int i = 0; i < conns; i++) {
+        conn_t *c = &set[i];
+        c->measured += c->count - c->window_start;
+        if (!c->is_done && c->in_flight > 0) {
+          note_wait(c, waited(c->sent_at[c->head], t_end));
+        }
+      }
+    }
+  }
+  for (int j = 0; j < k; j++) {
+    fine = targets[j].fine;
+    coarse = targets[j].coarse;
+    report(&cs[j * conns], conns, targets[j].seconds, targets[j].cpu,
+           targets[j].server_cpu, targets[j].errors, targets[j].port);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  const char *ports = NULL, *server_pids = NULL;
+  double slice = 0.25, settle = 0.05;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--host")) host = v;
@@ -266,12 +483,17 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--duration")) duration = atof(v);
     else if (!strcmp(k, "--server-pid")) server_pid = atoi(v);
     else if (!strcmp(k, "--min-replied")) min_replied = atof(v);
+    else if (!strcmp(k, "--ports")) ports = v;
+    else if (!strcmp(k, "--server-pids")) server_pids = v;
+    else if (!strcmp(k, "--slice")) slice = atof(v);
+    else if (!strcmp(k, "--settle")) settle = atof(v);
     else {
       fprintf(stderr, "unknown option %s\n", k);
       return 2;
     }
   }
-  if (depth < 1 || depth > MAX_DEPTH || size < 1 || conns < 1 || !port) {
+  if (depth < 1 || depth > MAX_DEPTH || size < 1 || conns < 1 ||
+      (!port && !ports)) {
     fprintf(stderr, "bad options\n");
     return 2;
   }
@@ -284,14 +506,17 @@ int main(int argc, char **argv) {
   out_buf = malloc((size_t)size);
   memset(out_buf, 'x', (size_t)size);
   in_buf = malloc(256 * 1024);
-  cs = calloc((size_t)conns, sizeof(conn_t));
   ep = epoll_create1(0);
+  if (ports) return run_slices(ports, server_pids, slice, settle);
+  fine = calloc(FINE_US, sizeof(uint32_t));
+  coarse = calloc(COARSE_MS, sizeof(uint32_t));
+  cs = calloc((size_t)conns, sizeof(conn_t));
   int max_events = 4096;
   struct epoll_event *events = calloc((size_t)max_events, sizeof *events);
 
   double t0 = now_s();
   for (int i = 0; i < conns; i++) {
-    if (open_conn(&cs[i]) < 0) return 1;
+    if (open_conn(&cs[i], port, 0) < 0) return 1;
   }
   int connected = 0, replied = 0, done = 0;
   double measure_end = 0;
@@ -335,7 +560,8 @@ int main(int argc, char **argv) {
         if (err || (ev & (EPOLLERR | EPOLLHUP))) {
           errors++;
           close_conn(c);
-          if (open_conn(c) < 0) return 1; // retry: backlog overflow
+          // retry: backlog overflow
+          if (open_conn(c, c->port, c->target) < 0) return 1;
           continue;
         }
         c->is_connected = 1;
@@ -370,7 +596,7 @@ int main(int argc, char **argv) {
       // handshake lost to a full listen queue) is opened again, so the run
       // still reaches all its connections.
       if (is_idle && c->count == 0) {
-        if (open_conn(c) < 0) return 1;
+        if (open_conn(c, c->port, c->target) < 0) return 1;
         continue;
       }
       done++;
@@ -393,42 +619,13 @@ int main(int argc, char **argv) {
   }
   double elapsed = t_end - window_start;
   double cpu = cpu_self() - cpu0, server_cpu = cpu_server() - server_cpu0;
-  uint64_t total = 0;
-  double sum = 0, sum_sq = 0;
-  int served = 0;
-  for (int i = 0; i < conns; i++) {
-    double n = (double)(cs[i].count - cs[i].window_start);
-    total += cs[i].count - cs[i].window_start;
-    sum += n;
-    sum_sq += n * n;
-    if (n > 0) served++;
-  }
-  double jain = sum_sq > 0 ? sum * sum / ((double)conns * sum_sq) : 0;
-  // Longest wait per connection: its longest round trip replied in the
-  // window, or, if longer, the age at the window's end of its oldest message
-  // still unanswered. Both count from the window start at the earliest (see
-  // `waited`). A connection that broke keeps only its replied waits.
-  double *longest = malloc((size_t)conns * sizeof *longest);
   for (int i = 0; i < conns; i++) {
     conn_t *c = &cs[i];
+    c->measured = c->count - c->window_start;
     if (!c->is_done && c->in_flight > 0) {
       note_wait(c, waited(c->sent_at[c->head], t_end));
     }
-    longest[i] = c->longest_wait * 1000; // ms
   }
-  qsort(longest, (size_t)conns, sizeof *longest, by_value);
-  int mid = conns / 2;
-  double wait_median =
-      conns % 2 ? longest[mid] : (longest[mid - 1] + longest[mid]) / 2;
-  printf("{\"mode\":\"pingpong\",\"conns\":%d,\"size\":%d,\"depth\":%d,"
-         "\"seconds\":%.4f,\"messages\":%llu,\"msgsPerSec\":%.1f,"
-         "\"mbPerSec\":%.3f,\"p50Ms\":%.4f,\"p99Ms\":%.4f,\"jain\":%.4f,"
-         "\"served\":%d,\"maxWaitMedianMs\":%.3f,\"maxWaitMs\":%.3f,"
-         "\"clientCpu\":%.4f,\"serverCpu\":%.4f,\"errors\":%llu}\n",
-         conns, size, depth, elapsed, (unsigned long long)total,
-         (double)total / elapsed, (double)total * size / elapsed / 1e6,
-         percentile(0.5, total), percentile(0.99, total), jain, served,
-         wait_median, longest[conns - 1], cpu, server_cpu,
-         (unsigned long long)errors);
+  report(cs, conns, elapsed, cpu, server_cpu, errors, 0);
   return 0;
 }
