@@ -654,7 +654,7 @@ function interleaveText(
 ): string {
   return `- ${
     scenarios.join(", ")
-  } run interleaved: a round's servers start together, each with its own connections, and the one client drives them one server at a time in turns of ${slice} s (the first ${settle} s of a turn unmeasured: the last server's replies still in flight) until each had ${duration} s measured, its CPU and round trips counted in its own turns only. This machine's speed swings by a third from one second to the next; in turns, a slow spell falls on every server alike instead of on whichever ran through it. The other ping-pong scenarios run one server after another: B2's longest wait per connection needs a window longer than a turn.`;
+  } run interleaved: a round's servers start together, each with its own connections, and the one client drives them one server at a time in turns of ${slice} s (the first ${settle} s of a turn unmeasured: the last server's replies still in flight) until each had ${duration} s measured, its CPU and round trips counted in its own turns only. A shared machine's speed can swing from one second to the next (on the 2-core VM this suite was built on, 12 back-to-back 1 s runs of one raw Deno server gave 61k to 91k msgs/s); in turns, a slow spell falls on every server alike instead of on whichever ran through it. The other ping-pong scenarios run one server after another: B2's longest wait per connection needs a window longer than a turn.`;
 }
 
 function b7Note(figures: MicroFigures | undefined): string {
