@@ -205,10 +205,13 @@ static void close_conn(conn_t *c) {
   c->is_done = 1;
 }
 
-// Writes what is queued; returns -1 when the connection broke.
+// Writes what is queued, all of it in one write where the socket takes it
+// (pipelined messages, --depth > 1, go out together, as a pipelining
+// client sends them); returns -1 when the connection broke.
 static int pump(conn_t *c) {
+  size_t most = (size_t)size * MAX_DEPTH;
   while (c->unsent > 0) {
-    size_t chunk = c->unsent < (size_t)size ? c->unsent : (size_t)size;
+    size_t chunk = c->unsent < most ? c->unsent : most;
     ssize_t n = write(c->fd, out_buf, chunk);
     if (n > 0) {
       c->unsent -= (size_t)n;
@@ -504,8 +507,8 @@ int main(int argc, char **argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
   int is_burst = !strcmp(mode, "burst"), is_idle = !strcmp(mode, "idle");
-  out_buf = malloc((size_t)size);
-  memset(out_buf, 'x', (size_t)size);
+  out_buf = malloc((size_t)size * MAX_DEPTH);
+  memset(out_buf, 'x', (size_t)size * MAX_DEPTH);
   in_buf = malloc(256 * 1024);
   ep = epoll_create1(0);
   if (ports) return run_slices(ports, server_pids, slice, settle);
