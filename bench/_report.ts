@@ -186,8 +186,11 @@ export function clientCheck(
 
 /** The rows of the targets table that scenarios `ids` give. */
 function failedRows(ids: string[]): string {
-  return ids.map((id) => `${id} ratios (with B3's and B4's rows of ${id})`)
-    .join(" and ");
+  return ids.map((id) =>
+    id === "B1" || id === "B2"
+      ? `${id} ratios (with B3's and B4's rows of ${id})`
+      : `${id} ratios`
+  ).join(", ");
 }
 
 const msgs = (f: Figures) => f.msgsPerSec;
