@@ -2,6 +2,38 @@
 // a server and read its "listening on" line, run the load client, read a
 // process's CPU time and RSS from /proc.
 
+/**
+ * Where the load client and the servers run: on a machine with two or more
+ * cores and `taskset`, the client on CPU 0 and every server on CPU 1, each
+ * process with all its threads. Unpinned, the kernel sometimes put the
+ * single-threaded C server on the client's core, and the ratios of one
+ * round moved with where each process landed: 4 interleaved rounds of raw
+ * Deno, the C server, corio and corio `function*` pinned gave C 1.20-1.34x,
+ * corio 0.86-0.91x and `function*` 0.91-0.95x raw Deno (unpinned, another
+ * 3 rounds: corio 0.87-0.95x, `function*` 0.93-1.07x). Null when not pinned.
+ */
+export const PINNING: { client: string; server: string } | null =
+  await hasTaskset() && navigator.hardwareConcurrency >= 2
+    ? { client: "0", server: "1" }
+    : null;
+
+async function hasTaskset(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("taskset", {
+      args: ["-c", "0", "true"],
+      stdout: "null",
+      stderr: "null",
+    }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+/** `cmd` run on `cpu` (taskset execs it: the pid stays the command's). */
+function pinned(cmd: string[], cpu: string | undefined): string[] {
+  return cpu === undefined ? cmd : ["taskset", "-c", cpu, ...cmd];
+}
+
 /** A line reader over a child's stdout. */
 export class Lines {
   #reader: ReadableStreamDefaultReader<string>;
@@ -60,8 +92,9 @@ export interface RunningServer {
 
 /** Starts `cmd` and waits (up to 15 s) for "listening on HOST:PORT". */
 export async function startServer(cmd: string[]): Promise<RunningServer> {
-  const child = new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
+  const argv = pinned(cmd, PINNING?.server);
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
@@ -117,9 +150,12 @@ export async function runClientLines(
   args: Record<string, string | number>,
   timeout: number,
 ): Promise<Record<string, number>[]> {
-  const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  const output = await new Deno.Command(client, {
-    args: argv,
+  const argv = pinned([
+    client,
+    ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
+  ], PINNING?.client);
+  const output = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(timeout),
@@ -180,9 +216,12 @@ export async function holdIdle(
   client: string,
   args: Record<string, string | number>,
 ): Promise<{ ready: Record<string, number>; release(): Promise<void> }> {
-  const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  const child = new Deno.Command(client, {
-    args: argv,
+  const argv = pinned([
+    client,
+    ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
+  ], PINNING?.client);
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "piped",
     stdout: "piped",
     stderr: "null",

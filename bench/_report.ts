@@ -18,6 +18,8 @@ export interface Results {
   rounds: number;
   warmup: number;
   duration: number;
+  /** CPUs the load client and the servers were pinned to (taskset). */
+  pinning?: { client: string; server: string } | null;
   /** Scenarios run interleaved (`load_client --ports`), and their turns. */
   interleave?: { scenarios: string[]; slice: number; settle: number };
   isQuick: boolean;
@@ -1026,6 +1028,11 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       "- Loopback only. Each server is its own process; the load client (`bench/c/load_client.c`, epoll, one thread) is the same for all of them, compiled with `gcc -O2` at bench time, as is the C epoll echo server (`bench/c/echo_server.c`) that shows what the client can drive.",
       `- Servers alternate within each scenario (order rotated every round), ${r.rounds} round(s); each ping-pong run warms up ${r.warmup} s (and until every connection had a reply), then measures ${r.duration} s. Figures: median (min..max) over the rounds; ratios against a baseline (raw Deno, Node) are the median over rounds of the ratio within each round, whose servers ran back to back: the machine's speed drifts between rounds, and a ratio of medians taken from different rounds would carry that drift.`,
       ...(r.interleave ? [interleaveText(r.interleave, r.duration)] : []),
+      ...(r.pinning
+        ? [
+          `- The load client runs on CPU ${r.pinning.client} and every echo server (B1, B2, B8–B11) on CPU ${r.pinning.server} (\`taskset\`, all of a process's threads): unpinned, the kernel sometimes put a server on the client's core, and a round's ratios moved with where each process landed.`,
+        ]
+        : []),
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window. The client is not the limit when the C server outruns every JS server. " +
       (check?.text ?? ""),
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",

@@ -22,6 +22,7 @@ import {
   compileC,
   describeMachine,
   holdIdle,
+  PINNING,
   rssOf,
   runClient,
   runInterleaved,
@@ -276,6 +277,7 @@ async function main() {
     rounds,
     warmup: WARMUP,
     duration: DURATION,
+    pinning: PINNING,
     interleave: {
       scenarios: SCENARIOS.filter((s) => s.runRound).map((s) => s.id),
       ...TURN,
