@@ -5,12 +5,13 @@
 /**
  * Where the load client and the servers run: on a machine with two or more
  * cores and `taskset`, the client on CPU 0 and every server on CPU 1, each
- * process with all its threads. Unpinned, the kernel sometimes put the
- * single-threaded C server on the client's core, and the ratios of one
- * round moved with where each process landed: 4 interleaved rounds of raw
+ * process with all its threads, so that where the kernel places a process
+ * cannot differ from one server to the next. 4 interleaved rounds of raw
  * Deno, the C server, corio and corio `function*` pinned gave C 1.20-1.34x,
  * corio 0.86-0.91x and `function*` 0.91-0.95x raw Deno (unpinned, another
- * 3 rounds: corio 0.87-0.95x, `function*` 0.93-1.07x). Null when not pinned.
+ * 3 rounds: corio 0.87-0.95x, `function*` 0.93-1.07x); pinned, the C server
+ * still fell below raw Deno in one round of five in a full run. Null when
+ * not pinned.
  */
 export const PINNING: { client: string; server: string } | null =
   await hasTaskset() && navigator.hardwareConcurrency >= 2
@@ -32,6 +33,17 @@ async function hasTaskset(): Promise<boolean> {
 /** `cmd` run on `cpu` (taskset execs it: the pid stays the command's). */
 function pinned(cmd: string[], cpu: string | undefined): string[] {
   return cpu === undefined ? cmd : ["taskset", "-c", cpu, ...cmd];
+}
+
+/** The load client's command line for `args` (`--key value`), pinned. */
+function clientArgv(
+  client: string,
+  args: Record<string, string | number>,
+): string[] {
+  return pinned([
+    client,
+    ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
+  ], PINNING?.client);
 }
 
 /** A line reader over a child's stdout. */
@@ -145,15 +157,12 @@ export async function runClient(
  * Runs the load client to its end and returns its JSON lines: one, or one
  * per server with `--ports`, in that order (each with its `port`).
  */
-export async function runClientLines(
+async function runClientLines(
   client: string,
   args: Record<string, string | number>,
   timeout: number,
 ): Promise<Record<string, number>[]> {
-  const argv = pinned([
-    client,
-    ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
-  ], PINNING?.client);
+  const argv = clientArgv(client, args);
   const output = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdout: "piped",
@@ -216,10 +225,7 @@ export async function holdIdle(
   client: string,
   args: Record<string, string | number>,
 ): Promise<{ ready: Record<string, number>; release(): Promise<void> }> {
-  const argv = pinned([
-    client,
-    ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]),
-  ], PINNING?.client);
+  const argv = clientArgv(client, args);
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdin: "piped",

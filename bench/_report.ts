@@ -530,33 +530,22 @@ function targets(r: Results): string[][] {
         ? "yes"
         : "**no**",
     ]);
-  add(
-    "B1",
-    "corio / raw Deno msgs/s, 50 conns (issue 2: 0.90)",
-    0.95,
-    p("B1", "corio", "raw"),
-  );
-  add(
-    "B1",
-    "corio / raw Deno CPU per msg",
-    1.05,
-    p("B1", "corio", "raw", cpuPerMsg),
-    true,
-  );
-  // The same target for the other handler form a user can write.
-  add(
-    "B1",
-    "corio `function*` / raw Deno msgs/s",
-    0.95,
-    p("B1", "corio-sync", "raw"),
-  );
-  add(
-    "B1",
-    "corio `function*` / raw Deno CPU per msg",
-    1.05,
-    p("B1", "corio-sync", "raw", cpuPerMsg),
-    true,
-  );
+  // B1 for both handler forms a user can write.
+  for (
+    const [server, form, note] of [
+      ["corio", "corio", ", 50 conns (issue 2: 0.90)"],
+      ["corio-sync", "corio `function*`", ""],
+    ]
+  ) {
+    add("B1", `${form} / raw Deno msgs/s${note}`, 0.95, p("B1", server, "raw"));
+    add(
+      "B1",
+      `${form} / raw Deno CPU per msg`,
+      1.05,
+      p("B1", server, "raw", cpuPerMsg),
+      true,
+    );
+  }
   add(
     "B2",
     "corio / raw Deno msgs/s, 1000 conns (issue 2: 0.95)",
@@ -1030,7 +1019,7 @@ export function writeReport(r: Results, outDir: string, resultsDir: string) {
       ...(r.interleave ? [interleaveText(r.interleave, r.duration)] : []),
       ...(r.pinning
         ? [
-          `- The load client runs on CPU ${r.pinning.client} and every echo server (B1, B2, B8–B11) on CPU ${r.pinning.server} (\`taskset\`, all of a process's threads): unpinned, the kernel sometimes put a server on the client's core, and a round's ratios moved with where each process landed.`,
+          `- The load client runs on CPU ${r.pinning.client} and every echo server (B1, B2, B8–B11) on CPU ${r.pinning.server} (\`taskset\`, all of a process's threads), so that where the kernel places a process cannot differ from one server to the next.`,
         ]
         : []),
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window. The client is not the limit when the C server outruns every JS server. " +

@@ -74,7 +74,9 @@ static int ep;
 static char *out_buf, *in_buf;
 static uint32_t *fine, *coarse; // the measured server's round-trip histogram
 static int is_measuring;
-static int measuring_target; // whose replies count while is_measuring
+// The server whose connections send (and whose replies count while
+// is_measuring): 0 with --port, the current turn's with --ports, -1 none.
+static int active = -1;
 static double window_start; // s, when the measured window began; 0 before
 static uint64_t errors;
 
@@ -225,6 +227,14 @@ static int pump(conn_t *c) {
   return 0;
 }
 
+// True when c's connect, reported by epoll events `ev`, failed.
+static int connect_failed(conn_t *c, uint32_t ev) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  return err || (ev & (EPOLLERR | EPOLLHUP));
+}
+
 static void queue_message(conn_t *c, double t) {
   c->sent_at[(c->head + c->in_flight) % MAX_DEPTH] = t;
   c->in_flight++;
@@ -245,7 +255,7 @@ static int on_readable(conn_t *c, double t) {
     c->received += (uint64_t)n;
     while (c->received >= (uint64_t)size && c->in_flight > 0) {
       c->received -= (uint64_t)size;
-      if (is_measuring && c->target == measuring_target) {
+      if (is_measuring && c->target == active) {
         record_rtt(t - c->sent_at[c->head]);
         note_wait(c, waited(c->sent_at[c->head], t));
       }
@@ -325,8 +335,6 @@ typedef struct {
   uint32_t *fine, *coarse;
 } target_t;
 
-static int active = -1; // whose connections send: -1 none
-
 // Queues messages on the active server's connection `c` up to `depth` in
 // flight, and writes them; returns -1 when the connection broke.
 static int top_up(conn_t *c, double t) {
@@ -350,10 +358,7 @@ static int serve_events(struct epoll_event *events, int max_events,
       if (c->is_done) continue;
       uint32_t ev = events[e].events;
       if (!c->is_connected) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+        if (connect_failed(c, ev)) {
           targets[c->target].errors++;
           close_conn(c);
           if (open_conn(c, c->port, c->target) < 0) return -1;
@@ -443,7 +448,6 @@ static int run_slices(const char *port_list, const char *pid_list,
       fine = g->fine;
       coarse = g->coarse;
       window_start = now_s();
-      measuring_target = j;
       is_measuring = 1;
       for (int i = 0; i < conns; i++) set[i].window_start = set[i].count;
       if (serve_events(events, max_events, start + slice, targets, replied) < 0)
@@ -514,6 +518,7 @@ int main(int argc, char **argv) {
   if (ports) return run_slices(ports, server_pids, slice, settle);
   fine = calloc(FINE_US, sizeof(uint32_t));
   coarse = calloc(COARSE_MS, sizeof(uint32_t));
+  active = 0;
   cs = calloc((size_t)conns, sizeof(conn_t));
   int max_events = 4096;
   struct epoll_event *events = calloc((size_t)max_events, sizeof *events);
@@ -558,10 +563,7 @@ int main(int argc, char **argv) {
       if (c->is_done) continue;
       uint32_t ev = events[e].events;
       if (!c->is_connected) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+        if (connect_failed(c, ev)) {
           errors++;
           close_conn(c);
           // retry: backlog overflow
