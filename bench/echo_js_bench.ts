@@ -181,6 +181,17 @@ async function fiftyConnections(
   }));
 }
 
+/** Runs `echo` on 50 transports side by side, `messages` in all. */
+async function fiftyOf(
+  messages: number,
+  echo: (transport: InstantTransport) => Promise<unknown>,
+): Promise<void> {
+  const perConnection = Math.ceil(messages / 50);
+  await Promise.all(
+    Array.from({ length: 50 }, () => echo(new InstantTransport(perConnection))),
+  );
+}
+
 /** Each case echoes `messages` messages and resolves when done. */
 export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "raw": (messages) => rawEcho(new InstantTransport(messages)),
@@ -195,6 +206,9 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
     const transport = new InstantTransport(messages);
     await run(asyncEcho(new Connection(transport, { recvTimeout: 30_000 })));
   },
+  "raw-50": (messages) => fiftyOf(messages, rawEcho),
+  "floor-cancellable-50": (messages) =>
+    fiftyOf(messages, (transport) => floorAsync(transport).next()),
   "corio-50": (messages) => fiftyConnections(messages),
   "corio-timeout-50": (messages) =>
     fiftyConnections(messages, { recvTimeout: 30_000 }),
@@ -215,6 +229,8 @@ const LABELS: Record<string, string> = {
   "floor-cancellable": "async function* floor",
   "corio": "corio async function*",
   "corio-timeout": "corio, 30 s recv timeout",
+  "raw-50": "raw async function, 50 connections",
+  "floor-cancellable-50": "async function* floor, 50 connections",
   "corio-50": "corio async function*, 50 connections",
   "corio-timeout-50": "corio, 30 s recv timeout, 50 connections",
   "corio-sync": "corio function*",

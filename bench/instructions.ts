@@ -20,9 +20,10 @@
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
  *   `echo:corio-timeout` (a 30 s recv timeout), `echo:corio-sync`: one
  *   64-byte echo message over a transport that completes at once.
- * - `echo:corio-50`, `echo:corio-timeout-50`: `echo:corio` and
- *   `echo:corio-timeout` over 50 connections served side by side, as in B1
- *   and B3 (one clock read per round of connections, 50 deadlines pending).
+ * - `echo:raw-50`, `echo:floor-cancellable-50`, `echo:corio-50`,
+ *   `echo:corio-timeout-50`: the same over 50 connections served side by
+ *   side, as in B1 and B3 (one clock read per round of connections, 50
+ *   deadlines pending).
  * - `echo:corio-sync-mixed`: the `function*` echo, in a program that first
  *   waited on ten kinds of operation (the code all operations share has
  *   then seen their classes, as in a real server).
@@ -66,7 +67,15 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
   },
   "echo:corio": { baseline: "echo:floor-cancellable", args: echo("corio") },
   "echo:corio-timeout": { baseline: "echo:corio", args: echo("corio-timeout") },
-  "echo:corio-50": { baseline: "echo:corio", args: echo("corio-50") },
+  "echo:raw-50": { baseline: "echo:raw", args: echo("raw-50") },
+  "echo:floor-cancellable-50": {
+    baseline: "echo:raw-50",
+    args: echo("floor-cancellable-50"),
+  },
+  "echo:corio-50": {
+    baseline: "echo:floor-cancellable-50",
+    args: echo("corio-50"),
+  },
   "echo:corio-timeout-50": {
     baseline: "echo:corio-50",
     args: echo("corio-timeout-50"),
