@@ -7,6 +7,7 @@ import {
   IncompleteReadError,
   LineTooLongError,
   type Operation,
+  type RecvOptions,
   run,
   spawn,
   TimeoutError,
@@ -297,6 +298,48 @@ Deno.test("recv() and send() with one options object read its timeout at each ca
     { clock },
   );
   assert.deepEqual(result, [[3000, 3000], [2000, 2000]]);
+  a.close();
+  b.close();
+});
+
+Deno.test("recv() with one options object reads its deadline and signal at each call", async () => {
+  const clock = new VirtualClock({ start: 0 });
+  const [a, b] = memoryConnPair({ recvTimeout: 500 });
+  const options: RecvOptions = {};
+  const controller = new AbortController();
+  const reason = new Error("stop reading");
+  const ends = await run(
+    (async function* () {
+      const ends: unknown[] = [];
+      const end = async function* () {
+        try {
+          yield* b.recv(options);
+        } catch (error) {
+          const what = error instanceof TimeoutError
+            ? "timed out"
+            : error === reason
+            ? "aborted"
+            : error;
+          ends.push([what, clock.now()]);
+        }
+      };
+      yield* a.send("x");
+      yield* b.recv(options); // the connection's 500 ms applied, unused
+      // A deadline of its own: the connection's recvTimeout no longer applies.
+      options.deadline = 2000;
+      yield* end();
+      delete options.deadline;
+      options.signal = controller.signal;
+      yield* spawn((async function* () {
+        yield* delay(100);
+        controller.abort(reason);
+      })());
+      yield* end();
+      return ends;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(ends, [["timed out", 2000], ["aborted", 2100]]);
   a.close();
   b.close();
 });
