@@ -10,8 +10,8 @@
  * Deno, the C server, corio and corio `function*` pinned gave C 1.20-1.34x,
  * corio 0.86-0.91x and `function*` 0.91-0.95x raw Deno (unpinned, another
  * 3 rounds: corio 0.87-0.95x, `function*` 0.93-1.07x); pinned, the C server
- * still fell below raw Deno in one round of five in a full run. Null when
- * not pinned.
+ * still fell below raw Deno in one round of five in a full run (the report's
+ * client check leaves such a round out). Null when not pinned.
  */
 export const PINNING: { client: string; server: string } | null =
   await hasTaskset() && navigator.hardwareConcurrency >= 2
