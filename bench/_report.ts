@@ -172,8 +172,9 @@ const MIN_ROUNDS = 3;
  * The suite's check that the load client is not the limit, round by round:
  * in a round of a ping-pong scenario in which the C server did not echo
  * more than raw Deno, the client (its CPU, or the host slowing it) set the
- * pace, not the servers. In the committed runs such a round had the client
- * at 92-97% of a CPU while it drove raw Deno, against 71-86% in the others;
+ * pace, not the servers. In the run of 2026-12-05 (a5afd4b) such a round had
+ * the client at 90-97% of a CPU while it drove raw Deno, against 53-86% in
+ * the others (the C server itself is client-bound: the client at 99%);
  * it pulls every ratio of its round towards 1. So that round is left out of
  * every figure of its scenario (`results.json` keeps it); a scenario left
  * with fewer than `MIN_ROUNDS` (or all of a shorter run's) fails the check.
