@@ -227,12 +227,21 @@ static int pump(conn_t *c) {
   return 0;
 }
 
-// True when c's connect, reported by epoll events `ev`, failed.
-static int connect_failed(conn_t *c, uint32_t ev) {
+// Settles c's connect, reported by epoll events `ev`: 1 when it is up; 0
+// when it failed (counted in *errs) and a new connect is under way (a
+// listen backlog that overflows drops handshakes); -1 when no new socket
+// could be opened.
+static int finish_connect(conn_t *c, uint32_t ev, uint64_t *errs) {
   int err = 0;
   socklen_t len = sizeof err;
   getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-  return err || (ev & (EPOLLERR | EPOLLHUP));
+  if (!err && !(ev & (EPOLLERR | EPOLLHUP))) {
+    c->is_connected = 1;
+    return 1;
+  }
+  (*errs)++;
+  close_conn(c);
+  return open_conn(c, c->port, c->target) < 0 ? -1 : 0;
 }
 
 static void queue_message(conn_t *c, double t) {
@@ -358,13 +367,9 @@ static int serve_events(struct epoll_event *events, int max_events,
       if (c->is_done) continue;
       uint32_t ev = events[e].events;
       if (!c->is_connected) {
-        if (connect_failed(c, ev)) {
-          targets[c->target].errors++;
-          close_conn(c);
-          if (open_conn(c, c->port, c->target) < 0) return -1;
-          continue;
-        }
-        c->is_connected = 1;
+        int up = finish_connect(c, ev, &targets[c->target].errors);
+        if (up < 0) return -1;
+        if (up == 0) continue;
         watch(c, EPOLLIN, EPOLL_CTL_MOD);
         if (top_up(c, t) < 0) goto broken;
         continue;
@@ -563,14 +568,9 @@ int main(int argc, char **argv) {
       if (c->is_done) continue;
       uint32_t ev = events[e].events;
       if (!c->is_connected) {
-        if (connect_failed(c, ev)) {
-          errors++;
-          close_conn(c);
-          // retry: backlog overflow
-          if (open_conn(c, c->port, c->target) < 0) return 1;
-          continue;
-        }
-        c->is_connected = 1;
+        int up = finish_connect(c, ev, &errors);
+        if (up < 0) return 1;
+        if (up == 0) continue;
         connected++;
         int first = is_burst || is_idle ? 1 : depth;
         for (int k = 0; k < first; k++) queue_message(c, t);
