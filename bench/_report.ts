@@ -152,7 +152,7 @@ function paired(
 }
 
 /** What the client check found, and the figures the report then uses. */
-export interface ClientCheck {
+interface ClientCheck {
   /** The Method section's sentences on it. */
   text: string;
   /** False when a scenario kept too few rounds (see `failed`). */
