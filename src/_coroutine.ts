@@ -78,11 +78,6 @@ export type Kind = typeof GENERATOR | typeof ITERATOR | typeof ASYNC;
  */
 export const running: AsyncLocalStorage<Coroutine> = new AsyncLocalStorage();
 
-type Executor = (
-  resolve: (r: IteratorResult<unknown, unknown>) => void,
-  reject: (error: unknown) => void,
-) => void;
-
 export const OK = 0;
 export const FAILED = 1;
 export const CANCELLED = 2;
@@ -114,43 +109,18 @@ export class Coroutine implements DeadlineEntry {
    * (parked in place), and how to resume it; null otherwise.
    */
   heldBy: OpEffect<unknown> | null = null;
-  /** The scheduler's epoch when it parked in place (see `_compact`). */
-  heldSince = 0;
+  /** The scheduler's epoch when it last parked (see `_compact`). */
+  parkedSince = 0;
   resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
   rejectHeld: ((error: unknown) => void) | null = null;
   /** Told when the coroutine is done: cheaper than a promise per task. */
   listener: SettleListener | null = null;
   /** How the scheduler steps `gen`: {@linkcode GENERATOR} and the rest. */
   readonly kind: Kind;
-  // Callbacks are made once per coroutine, and only when needed (async
-  // steps; abort signals), to keep an idle connection's record small. The
-  // three an async coroutine needs are made together, in one context.
-  #onResult: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
-  #onFailure: ((error: unknown) => void) | null = null;
-  #hold: Executor | null = null;
+  // Made once, and only when a signal needs it, to keep an idle
+  // connection's record small. An async step's callbacks are shared by all
+  // coroutines (see `stepAsync`).
   #onAbort: (() => void) | null = null;
-  get onResult(): (r: IteratorResult<unknown, unknown>) => void {
-    if (this.#onResult === null) this.#makeAsyncCallbacks();
-    return this.#onResult!;
-  }
-  get onFailure(): (error: unknown) => void {
-    if (this.#onFailure === null) this.#makeAsyncCallbacks();
-    return this.#onFailure!;
-  }
-  /** The executor of the promise an operation parked in place returns. */
-  get hold(): Executor {
-    if (this.#hold === null) this.#makeAsyncCallbacks();
-    return this.#hold!;
-  }
-  #makeAsyncCallbacks(): void {
-    const scheduler = this.scheduler;
-    this.#onResult = (r) => scheduler._afterAsyncStep(this, r);
-    this.#onFailure = (error) => scheduler._afterAsyncFailure(this, error);
-    this.#hold = (resolve, reject) => {
-      this.resolveHeld = resolve;
-      this.rejectHeld = reject;
-    };
-  }
   get onAbort(): () => void {
     return this.#onAbort ??= () => this.scheduler._abort(this);
   }
@@ -175,7 +145,11 @@ export class Coroutine implements DeadlineEntry {
 
   /** Makes `resource` close when this coroutine ends. */
   adopt(resource: Resource): void {
-    (this.resources ??= []).push(resource);
+    // `[resource]`, not a push onto `[]`: a first push gives the array room
+    // for 17, and a handler owns one connection. Heap snapshot of 2,000 idle
+    // connections: 152 -> 24 B of elements per connection.
+    if (this.resources === null) this.resources = [resource];
+    else this.resources.push(resource);
   }
 
   /** True once the coroutine and its children have ended. */

@@ -290,8 +290,7 @@ export class Scheduler {
         const why = this.#park(co, op);
         if (why === null) {
           co.heldBy = op;
-          co.heldSince = this.#epoch;
-          return new Promise(co.hold);
+          return hold(co);
         }
         if (why === EXPIRED) return null; // delay(0): let the ready run first
         signal = why;
@@ -302,23 +301,24 @@ export class Scheduler {
   }
 
   /**
-   * @internal Moves `co`'s wait from in place to a yield, if it has waited
-   * in place on a receive since before the last call: a coroutine parked in
-   * place holds more (the promise `yield*` awaits, its resolving
-   * functions, the pending `agen.next()` and the async context) than one
-   * that yielded. The operation stays registered meanwhile, so no wake-up
-   * is lost; the coroutine yields it, and the scheduler parks it again.
-   * A server calls this for its idle handlers a few times a second.
-   * Returns true when it moved the wait.
+   * @internal Returns true when `co` has waited on a receive since before
+   * the last call, so that what its connection keeps for the next message
+   * can go. If it waits in place, also moves that wait to a yield: a
+   * coroutine parked in place holds more (the promise `yield*` awaits, its
+   * resolving functions, the pending `agen.next()`) than one that yielded.
+   * The operation stays registered meanwhile, so no wake-up is lost; the
+   * coroutine yields it, and the scheduler parks it again. A server calls
+   * this for its handlers a few times a second.
    */
   _compact(co: Coroutine): boolean {
-    const op = co.heldBy;
-    if (op === null || !op.isRepark || co.heldSince === this.#epoch) {
-      return false;
+    if (co.state !== PARKED || co.parkedSince === this.#epoch) return false;
+    const op = co.effect!;
+    if (!op.isRepark) return false;
+    if (co.heldBy !== null) {
+      this.#unpark(co);
+      this.#busy++;
+      settleHeld(co, { done: false, value: op });
     }
-    this.#unpark(co);
-    this.#busy++;
-    settleHeld(co, { done: false, value: op });
     return true;
   }
 
@@ -513,6 +513,7 @@ export class Scheduler {
     if (effect.owner.park(co)) return RESUME;
     co.state = PARKED;
     co.effect = effect;
+    co.parkedSince = this.#epoch;
     if (deadline !== Infinity) {
       this.#timers.set(co, deadline);
     }
@@ -585,6 +586,26 @@ export class Scheduler {
   }
 }
 
+// The executor of every wait in place, told its coroutine through
+// `holding`: it runs inside `new Promise`, at once. One closure per
+// coroutine instead measured 56 B of heap per idle connection.
+let holding: Coroutine | null = null;
+function holdExecutor(
+  resolve: (r: IteratorResult<unknown, unknown>) => void,
+  reject: (error: unknown) => void,
+): void {
+  holding!.resolveHeld = resolve;
+  holding!.rejectHeld = reject;
+}
+
+/** The promise `co`'s `yield*` awaits while it waits in place. */
+function hold(co: Coroutine): Promise<IteratorResult<unknown, unknown>> {
+  holding = co;
+  const promise = new Promise(holdExecutor);
+  holding = null;
+  return promise;
+}
+
 /** Ends a wait in place: its `yield*` gets `value`, or `value` thrown. */
 function settleHeld(co: Coroutine, value: unknown, isError = false): void {
   const settle = isError ? co.rejectHeld! : co.resolveHeld!;
@@ -600,7 +621,20 @@ function stepAsync(co: Coroutine): void {
     ? agen.return(undefined)
     : agen.throw(co.input);
   co.input = undefined;
-  pending.then(co.onResult, co.onFailure);
+  pending.then(afterAsyncStep, afterAsyncFailure);
+}
+
+// A step's callbacks run in the async context `.then()` was called in,
+// `co`'s: they find it there, so no coroutine needs closures of its own
+// for them (112 B of heap per idle connection, measured).
+function afterAsyncStep(r: IteratorResult<unknown, unknown>): void {
+  const co = running.getStore()!;
+  co.scheduler._afterAsyncStep(co, r);
+}
+
+function afterAsyncFailure(error: unknown): void {
+  const co = running.getStore()!;
+  co.scheduler._afterAsyncFailure(co, error);
 }
 
 function describe(value: unknown): string {

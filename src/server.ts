@@ -322,11 +322,11 @@ export class Server implements AsyncDisposable {
   }
 
   /**
-   * Handlers waiting in place on a receive since before the last run move
-   * to the compact way of waiting (`Scheduler._compact`), and their
-   * connections forget what they keep for reuse: an idle connection then
-   * holds less JS heap (B8); one whose waits stay under 0.25 s is never
-   * moved.
+   * Handlers waiting on a receive since before the last run have their
+   * connections forget what they keep for reuse, and those waiting in place
+   * move to the compact way of waiting (`Scheduler._compact`): an idle
+   * connection then holds less JS heap (B8); one whose waits stay under
+   * 0.25 s is never touched.
    */
   #compact = (): void => {
     const scheduler = this.#scheduler;

@@ -1,13 +1,16 @@
 // A coroutine waiting in place on a receive for a while is moved to the
 // compact way of waiting (Scheduler._compact, which servers run a few times
-// a second). Nothing a user relies on may change when that happens: the
-// bytes arrive, the deadline fires exactly, a cancel runs `finally`.
+// a second), and its connection forgets what it keeps for reuse, as does
+// that of a `function*` handler idle on a receive. Nothing a user relies on
+// may change when that happens: the bytes arrive, the deadline fires
+// exactly, a cancel runs `finally`, the next message is not stale.
 
 import assert from "node:assert/strict";
 import {
   CancelledError,
   type Connection,
   type Coroutine,
+  delay,
   run,
   Scheduler,
   serve,
@@ -121,32 +124,80 @@ Deno.test("a server connection idle past the compaction interval still echoes", 
   await server.shutdown();
 });
 
-Deno.test("a server connection idle past the compaction interval after an echo still echoes the next message", async () => {
-  const borrow = { borrow: true };
-  const server = serve(
-    { hostname: "127.0.0.1", port: 0 },
-    async function* (conn) {
-      for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
-        yield* conn.send(chunk);
-      }
-    },
-  );
-  const client = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: server.addr.port,
+const borrow = { borrow: true };
+const ECHO_HANDLERS = {
+  "async function*": async function* (conn: Connection) {
+    for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
+      yield* conn.send(chunk);
+    }
+  },
+  "function*": function* (conn: Connection) {
+    for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
+      yield* conn.send(chunk);
+    }
+  },
+};
+
+for (const [kind, handler] of Object.entries(ECHO_HANDLERS)) {
+  Deno.test(`a server connection idle past the compaction interval after an echo still echoes the next message (${kind})`, async () => {
+    const server = serve({ hostname: "127.0.0.1", port: 0 }, handler);
+    const client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
+    const buf = new Uint8Array(64);
+    const echo = async (text: string) => {
+      await client.write(new TextEncoder().encode(text));
+      const n = await client.read(buf);
+      return new TextDecoder().decode(buf.subarray(0, n!));
+    };
+    assert.equal(await echo("first"), "first");
+    // Compaction also forgets the idle send and the borrowed view it keeps
+    // for reuse; a message of the same length must not get stale bytes.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.equal(await echo("again"), "again");
+    assert.equal(await echo("third"), "third");
+    client.close();
+    await server.shutdown();
   });
-  const buf = new Uint8Array(64);
-  const echo = async (text: string) => {
-    await client.write(new TextEncoder().encode(text));
-    const n = await client.read(buf);
-    return new TextDecoder().decode(buf.subarray(0, n!));
-  };
-  assert.equal(await echo("first"), "first");
-  // Compaction also forgets the idle send and the borrowed view it keeps
-  // for reuse; a message of the same length must not get stale bytes.
-  await new Promise((resolve) => setTimeout(resolve, 600));
-  assert.equal(await echo("again"), "again");
-  assert.equal(await echo("third"), "third");
-  client.close();
-  await server.shutdown();
+}
+
+Deno.test("a function* coroutine waiting on a receive since the last epoch is reported idle, and still gets the bytes", async () => {
+  const scheduler = new Scheduler();
+  const [a, b] = memoryConnPair();
+  let settle!: (outcome: [boolean, unknown]) => void;
+  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
+  const co = scheduler._spawnSettled(
+    (function* () {
+      return new TextDecoder().decode((yield* b.recv())!);
+    })(),
+    b,
+    { onSettled: (isOk, result) => settle([isOk, result]) },
+  );
+  while (co.effect === null) await Promise.resolve();
+  assert.equal(scheduler._compact(co), false); // parked in this epoch
+  scheduler._nextEpoch();
+  assert.equal(scheduler._compact(co), true);
+  assert.equal(co.effect?.op, "recv"); // still parked on it
+  await run((async function* () {
+    yield* a.send("late");
+  })());
+  assert.deepEqual(await outcome, [true, "late"]);
+  a.close();
+});
+
+Deno.test("a coroutine waiting on a delay is never reported idle", async () => {
+  const clock = new VirtualClock();
+  const scheduler = new Scheduler({ clock });
+  const co = scheduler._spawnSettled(
+    (function* () {
+      yield* delay(1000);
+    })(),
+    { close() {} },
+    { onSettled() {} },
+  );
+  while (co.effect === null) await Promise.resolve();
+  scheduler._nextEpoch();
+  assert.equal(scheduler._compact(co), false);
+  scheduler._cancel(co);
 });
