@@ -502,9 +502,9 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
     ratio(paired(runs.floor, runs.raw, (f) => f.rssPerConn), 1)
   } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio adds ${
     kib(heap("corio") - heap("floor"))
-  } KiB of heap on top of the floor: the connection, the coroutine record, the reusable receive, the server's slot and connection info.${
+  } KiB of heap on top of the floor: the connection, the coroutine record, the reusable receive, the server's slot and connection info, and the async context through which an operation finds its coroutine (about 0.5 KiB in a heap snapshot: Deno's \`AsyncLocalStorage\` makes a dictionary-mode object and a \`WeakMap\` entry per context).${
     runs["corio-sync"]
-      ? ` A \`function*\` handler holds ${
+      ? ` A \`function*\` handler, which needs no async context, holds ${
         kib(heap("corio-sync"))
       } KiB of heap against ${kib(heap("corio"))} for \`async function*\`.`
       : ""
