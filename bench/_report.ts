@@ -502,7 +502,7 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
     ratio(paired(runs.floor, runs.raw, (f) => f.rssPerConn), 1)
   } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio adds ${
     kib(heap("corio") - heap("floor"))
-  } KiB of heap on top of the floor: the connection, the coroutine record, the reusable receive, the server's slot and connection info, and the async context through which an operation finds its coroutine (about 0.5 KiB in a heap snapshot: Deno's \`AsyncLocalStorage\` makes a dictionary-mode object and a \`WeakMap\` entry per context).${
+  } KiB of heap on top of the floor, though it holds the connection, the coroutine record, the reusable receive, the server's slot and connection info, and the async context through which an operation finds its coroutine (about 0.5 KiB in a heap snapshot: Deno's \`AsyncLocalStorage\` makes a dictionary-mode object and a \`WeakMap\` entry per context): its idle handlers, once compacted, wait by a yield, without the promise and resolving functions the floor's \`yield*\` awaits.${
     runs["corio-sync"]
       ? ` A \`function*\` handler, which needs no async context, holds ${
         kib(heap("corio-sync"))
@@ -516,7 +516,7 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
       : ""
   }
 
-Measured by hand, not in this run (10,000 idle connections held, memory read every few seconds): after 15–30 s of idle, V8's memory reducer gives the young generation back (corio's from 36.7 MiB to 1.0 after 15 s and 0.3 after 50 s), and RSS per connection settles at 4.49 KiB for raw Deno, 5.49 for the floor, 6.79 for corio and 1.39 for Node: corio 1.51× raw Deno and the floor 1.22×, raw Deno 3.2× Node. The table reads RSS 1 s after the connections are idle, before that.`;
+Measured by hand on the code of an earlier run, not in this one (10,000 idle connections held, memory read every few seconds): after 15–30 s of idle, V8's memory reducer gives the young generation back (corio's from 36.7 MiB to 1.0 after 15 s and 0.3 after 50 s), and RSS per connection settles at 4.49 KiB for raw Deno, 5.49 for the floor, 6.79 for corio and 1.39 for Node: corio 1.51× raw Deno and the floor 1.22×, raw Deno 3.2× Node. The table reads RSS 1 s after the connections are idle, before that.`;
 }
 
 function burstTable(r: Results): string {

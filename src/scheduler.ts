@@ -626,7 +626,8 @@ function stepAsync(co: Coroutine): void {
 
 // A step's callbacks run in the async context `.then()` was called in,
 // `co`'s: they find it there, so no coroutine needs closures of its own
-// for them (112 B of heap per idle connection, measured).
+// for them (two closures, their context and two fields: 209 B of heap per
+// idle connection in a heap snapshot).
 function afterAsyncStep(r: IteratorResult<unknown, unknown>): void {
   const co = running.getStore()!;
   co.scheduler._afterAsyncStep(co, r);
