@@ -19,17 +19,27 @@ import {
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import type { Coroutine as Record } from "../src/scheduler.ts";
 
+/** Starts `body(conn)` owning `conn`; `outcome` settles with how it ended. */
+function start(
+  scheduler: Scheduler,
+  conn: Connection,
+  body: (conn: Connection) => Coroutine<unknown>,
+): { co: Record; outcome: Promise<[boolean, unknown]> } {
+  let settle!: (outcome: [boolean, unknown]) => void;
+  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
+  const co = scheduler._spawnSettled(body(conn), conn, {
+    onSettled: (isOk, result) => settle([isOk, result]),
+  });
+  return { co, outcome };
+}
+
 /** Starts `body(conn)`, waits until it waits in place, then compacts it. */
 async function startCompacted(
   scheduler: Scheduler,
   conn: Connection,
   body: (conn: Connection) => Coroutine<unknown>,
 ): Promise<{ co: Record; outcome: Promise<[boolean, unknown]> }> {
-  let settle!: (outcome: [boolean, unknown]) => void;
-  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
-  const co = scheduler._spawnSettled(body(conn), conn, {
-    onSettled: (isOk, result) => settle([isOk, result]),
-  });
+  const { co, outcome } = start(scheduler, conn, body);
   while (co.heldBy === null) await Promise.resolve();
   scheduler._compact(co); // parked in this epoch: stays in place
   assert.notEqual(co.heldBy, null);
@@ -165,15 +175,9 @@ for (const [kind, handler] of Object.entries(ECHO_HANDLERS)) {
 Deno.test("a function* coroutine waiting on a receive since the last epoch is reported idle, and still gets the bytes", async () => {
   const scheduler = new Scheduler();
   const [a, b] = memoryConnPair();
-  let settle!: (outcome: [boolean, unknown]) => void;
-  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
-  const co = scheduler._spawnSettled(
-    (function* () {
-      return new TextDecoder().decode((yield* b.recv())!);
-    })(),
-    b,
-    { onSettled: (isOk, result) => settle([isOk, result]) },
-  );
+  const { co, outcome } = start(scheduler, b, function* (conn) {
+    return new TextDecoder().decode((yield* conn.recv())!);
+  });
   while (co.effect === null) await Promise.resolve();
   assert.equal(scheduler._compact(co), false); // parked in this epoch
   scheduler._nextEpoch();
@@ -189,15 +193,14 @@ Deno.test("a function* coroutine waiting on a receive since the last epoch is re
 Deno.test("a coroutine waiting on a delay is never reported idle", async () => {
   const clock = new VirtualClock();
   const scheduler = new Scheduler({ clock });
-  const co = scheduler._spawnSettled(
-    (function* () {
-      yield* delay(1000);
-    })(),
-    { close() {} },
-    { onSettled() {} },
-  );
+  const [a, b] = memoryConnPair();
+  const { co, outcome } = start(scheduler, b, function* () {
+    yield* delay(1000);
+  });
   while (co.effect === null) await Promise.resolve();
   scheduler._nextEpoch();
   assert.equal(scheduler._compact(co), false);
   scheduler._cancel(co);
+  assert.equal((await outcome)[0], false); // cancelled, still at its delay
+  a.close();
 });
