@@ -288,8 +288,12 @@ function pingpongTable(r: Results, id: string, isBytes = false): string {
     (id === "B2"
       ? b2Note(scenario.runs) + pacedNote(scenario.runs, r.scenarios.B1?.runs) +
         denoNodeNote(scenario.runs, r.scenarios.B1?.runs)
-      : id === "B1"
-      ? cancellableNote(scenario.runs)
+      : id === "B1" || id.startsWith("B11")
+      ? cancellableNote(
+        scenario.runs,
+        id.slice(0, 3),
+        isBytes ? "MB/s" : "msgs/s",
+      )
       : "");
 }
 
@@ -409,23 +413,28 @@ const BASELINES = [
 ] as const;
 
 /**
- * What the cancellable floor says about B1's target: the least any library
- * whose waits a deadline or a cancel can end pays in the documented form.
+ * What the cancellable floor says about B1's (or B11's) target: the least
+ * any library whose waits a deadline or a cancel can end pays in the
+ * documented form.
  */
-function cancellableNote(runs: Record<string, Figures[]>): string {
+function cancellableNote(
+  runs: Record<string, Figures[]>,
+  target: string,
+  unit: string,
+): string {
   const id = "floor-cancellable";
   if (!runs[id] || !runs.raw || !runs.corio) return "";
   const vs = (a: string, b: string, pick = msgs) =>
     fix(paired(runs[a], runs[b], pick));
   const floorVsRaw = paired(runs[id], runs.raw, msgs);
   const verdict = floorVsRaw < 0.95
-    ? "below B1's ≥ 0.95 with no library code at all, so in this run no library whose waits can time out or be cancelled could meet B1 with `async function*` handlers"
-    : `so B1's ≥ 0.95 leaves a library with timeouts and cancellation ${
+    ? `below ${target}'s ≥ 0.95 with no library code at all, so in this run no library whose waits can time out or be cancelled could meet ${target} with \`async function*\` handlers`
+    : `so ${target}'s ≥ 0.95 leaves a library with timeouts and cancellation ${
       ((floorVsRaw - 0.95) * 100).toFixed(1)
-    }% of raw Deno's msgs/s for its own work`;
+    }% of raw Deno's ${unit} for its own work`;
   return `\n\nThe cancellable floor row is \`bench/servers/floor_echo.ts --cancellable\`: the floor, with each wait a promise of the server's own that the socket's promise settles. A wait that a deadline or a cancel can end while its read stays in flight (so no bytes are lost) needs one, because only its holder can settle what the generator awaits; nothing ends a wait early here, so the row is what that promise costs. It reaches ${
     vs(id, "raw")
-  }× raw Deno's msgs/s (CPU per message ${
+  }× raw Deno's ${unit} (CPU per message ${
     vs(id, "raw", cpuPerMsg)
   }×), ${verdict}. corio is ${vs("corio", id)}× it (CPU per message ${
     vs("corio", id, cpuPerMsg)
@@ -679,12 +688,31 @@ function targets(r: Results): string[][] {
   );
   const mb = (f: Figures) => f.mbPerSec;
   for (const id of ["B11-1k", "B11-16k"]) {
+    const size = id.slice(4);
     add(
       "B11",
-      `corio / raw Deno MB/s, ${id.slice(4)}`,
+      `corio / raw Deno MB/s, ${size}`,
       0.95,
       p(id, "corio", "raw", mb),
     );
+    add(
+      "B11",
+      `corio \`function*\` / raw Deno MB/s, ${size}`,
+      0.95,
+      p(id, "corio-sync", "raw", mb),
+    );
+    for (const [baseline, what, against = "corio"] of BASELINES) {
+      if (!s[id]?.runs[baseline]) continue;
+      rows.push([
+        "B11",
+        `${size}: ${what.replace("msgs/s", "MB/s")}`,
+        "report",
+        `${fix(p(id, baseline, "raw", mb))}; ${
+          fix(p(id, against, baseline, mb))
+        }`,
+        "–",
+      ]);
+    }
   }
   if (r.microFigures) microTargets(r.microFigures, add);
   rows.push(poolTarget(r.pool), sipTarget(r.sip));
@@ -1071,7 +1099,7 @@ export function writeReport(
       "- Server CPU = utime + stime of all its threads from `/proc/PID/stat` over the measured window, read by the client; per message = that / messages echoed. Client CPU is its own `getrusage` over the window. The client is not the limit when the C server outruns every JS server. " +
       (check?.text ?? ""),
       "- Jain's fairness index over per-connection message counts (1 = perfectly even). p50/p99: round trip per message. Longest wait per connection: each connection's longest wait for a reply inside the measured window (a message still unanswered at the end counts by its age then), as the median over connections and the worst.",
-      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1, and paced in B2); `floor_echo.ts --sync` is the floor of `function*` handlers, a bare generator whose yields a loop performs on the socket (B1).",
+      "- Servers: `bench/servers/raw_deno_echo.ts` (Deno.listen, corio's read-buffer policy: 1 KiB growing to 64 KiB), `bench/servers/node_echo.mjs` (`socket.on('data', d => socket.write(d))`), `bench/servers/corio_echo.ts` (`async function*` with `yield*`; variants: `function*`, plain `yield`, `--recv-timeout`), `bench/servers/floor_echo.ts`, no library at all: an `async function*` whose `yield*` operations are two reused objects returning Deno's read and write promises mapped to results, the least that typed `yield*` in an `async function*` can cost, and in B2 `bench/servers/raw_paced_echo.ts`, raw Deno made fair by corio's read pacing, and `floor_echo.ts --paced`, the floor made fair the same way; `floor_echo.ts --cancellable` gives each wait a promise of its own, as a library with timeouts and cancellation must (B1 and B11, and paced in B2); `floor_echo.ts --sync` is the floor of `function*` handlers, a bare generator whose yields a loop performs on the socket (B1 and B11).",
     ].join("\n"),
     "## Targets",
     ...(check && !check.isValid

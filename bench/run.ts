@@ -79,6 +79,19 @@ const ECHO_SERVERS = [
   "floor",
 ];
 
+// B11's floors say what a pipelined stream costs any handler of each form
+// with no library: whether "≥ 0.95× raw Deno" leaves corio room at all.
+const B11_SERVERS = [
+  "c",
+  "raw",
+  "node",
+  "corio",
+  "corio-sync",
+  "floor",
+  "floor-cancellable",
+  "floor-sync",
+];
+
 interface Scenario {
   id: string;
   title: string;
@@ -253,13 +266,13 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B11-1k",
     title: "1 KiB messages, 4 pipelined per connection, 50 connections",
-    servers: ["c", "raw", "node", "corio"],
+    servers: B11_SERVERS,
     runRound: interleaved(50, 1024, 4),
   },
   {
     id: "B11-16k",
     title: "16 KiB messages, 4 pipelined per connection, 50 connections",
-    servers: ["c", "raw", "node", "corio"],
+    servers: B11_SERVERS,
     runRound: interleaved(50, 16384, 4),
   },
 ];

@@ -2,13 +2,21 @@
 // socket) and `echo_js_bench.ts` (in process): a bare generator whose plain
 // `yield`s name a read or a write; the loop that drives it performs each.
 
+/** The read buffer's first size, as in raw_deno_echo.ts and corio. */
+export const INITIAL_READ_SIZE = 1024;
+/** The most the read buffer grows to: doubled each time a read fills it. */
+export const MAX_READ_SIZE = 64 * 1024;
+
 /** What the handler yields: read into its buffer, or write bytes. */
 export interface Io {
   isRead: boolean;
   bytes: Uint8Array;
 }
 
-/** Echoes through `buf`: yields reads and writes, resumed with their n. */
+/**
+ * Echoes through `buf`, grown as raw_deno_echo.ts grows its own: yields
+ * reads and writes, resumed with their n.
+ */
 export function* syncEcho(
   buf: Uint8Array,
 ): Generator<Io, void, number | null> {
@@ -20,6 +28,9 @@ export function* syncEcho(
     for (let offset = 0; offset < n;) {
       write.bytes = buf.subarray(offset, n);
       offset += (yield write)!;
+    }
+    if (n === buf.length && buf.length < MAX_READ_SIZE) {
+      read.bytes = buf = new Uint8Array(buf.length * 2);
     }
   }
 }
