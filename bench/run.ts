@@ -238,6 +238,15 @@ const SCENARIOS: Scenario[] = [
     run: pingpong(1000),
   },
   {
+    // B3 at 1000 connections, its two servers interleaved as in B1: run one
+    // after the other (B2), they drift apart by more than B3's 3%.
+    id: "B3-1000",
+    title:
+      "echo 64 B ping-pong, 1000 connections, with and without a 30 s recv timeout, interleaved",
+    servers: ["corio", "corio-timeout"],
+    runRound: interleaved(1000),
+  },
+  {
     id: "B8",
     title: `${IDLE_CONNS} idle connections parked in recv`,
     // Not the C server: its per-connection memory is kernel socket memory,
