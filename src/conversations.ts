@@ -220,7 +220,9 @@ interface Entry<M> {
  * `key(message)`. Messages for one conversation arrive in dispatch order;
  * `dispatch` never blocks, so a slow conversation delays no other and not
  * the reader that feeds them. A conversation that ends is removed; the
- * table is capped (`maxConversations`) and idle ones expire.
+ * table is capped (`maxConversations`) and idle ones expire. Messages its
+ * handler never received are dispatched again once it has ended, as if
+ * they had arrived a moment later: to a new conversation, not lost.
  *
  * @example Seed 000: wait for INVITE, send OK, wait for ACK
  * ```ts
@@ -478,6 +480,11 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     } finally {
       this.stats.active--;
       if (this.#table.get(key) === entry) this.#table.delete(key);
+      // Delivered while the handler was ending, and never received: had
+      // they come a moment later they would have started a new
+      // conversation (a client's retransmission after the server answered
+      // and ended, say), so that is where they go, not nowhere.
+      while (entry.inbox.size > 0) this.dispatch(entry.inbox._take());
     }
   }
 

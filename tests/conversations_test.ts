@@ -65,6 +65,30 @@ Deno.test("Conversations removes an ended conversation; its key then starts a ne
   assert.equal(calls.stats.started, 2);
 });
 
+Deno.test("a message delivered to a conversation that ends without receiving it starts a new one", async () => {
+  const seen: string[] = [];
+  const calls: Conversations<Message, string> = new Conversations({
+    key,
+    clock: new VirtualClock(),
+    handler: function* (_inbox: Inbox<Message>, first?: Message) {
+      seen.push(`first ${first!.n}`);
+      if (first!.n === 1) {
+        // Arrives while this handler ends: it never receives it.
+        assert.equal(calls.dispatch({ key: "a", n: 2 }), "delivered");
+      }
+      yield* delay(0);
+    },
+  });
+  calls.dispatch({ key: "a", n: 1 });
+  // Not shut down yet: a table shutting down starts no conversation.
+  await calls.scheduler.spawn((function* () {
+    yield* delay(1000);
+  })()).finished;
+  await calls.shutdown();
+  assert.deepEqual(seen, ["first 1", "first 2"]);
+  assert.equal(calls.stats.started, 2);
+});
+
 Deno.test("Conversations refuses a new key at maxConversations and calls onRefuse", async () => {
   const refused: [string, string][] = [];
   const calls = new Conversations<Message, string>({

@@ -1,7 +1,7 @@
 // The SIP examples' conversations on a virtual clock: no sockets, exact
 // RFC 3261 timer schedules, instantly.
 import assert from "node:assert/strict";
-import { Conversations } from "@corio/corio";
+import { Conversations, delay } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 import {
   getHeader,
@@ -150,7 +150,12 @@ Deno.test("UAS ignores a duplicate ACK and answers a retransmitted BYE with the 
     }
   });
   dispatch(request("INVITE"));
-  await calls.shutdown({ grace: 120_000 });
+  // Let the call end first: a retransmitted BYE after it is answered by
+  // the UAS's completed transactions, which a shutdown no longer feeds.
+  await calls.scheduler.spawn((function* () {
+    yield* delay(1000);
+  })()).finished;
+  await calls.shutdown();
   assert.deepEqual(sent.map((s) => label(s.message)), [
     "100 1 INVITE",
     "180 1 INVITE",
@@ -158,6 +163,39 @@ Deno.test("UAS ignores a duplicate ACK and answers a retransmitted BYE with the 
     "200 2 BYE",
     "200 2 BYE",
   ]);
+});
+
+Deno.test("UAS ends a call's coroutine once it answers the BYE; a BYE repeated within Timer J gets the same 200, after it a 481", async () => {
+  const { calls, sent, dispatch, clock } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE") {
+        queueMicrotask(() => {
+          dispatch(request("ACK"));
+          dispatch(request("BYE", 2));
+        });
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  let activeAfterBye = -1;
+  await calls.scheduler.spawn((function* () {
+    yield* delay(1000);
+    activeAfterBye = calls.stats.active;
+    yield* delay(64 * T1 - 1000 - 1); // just inside Timer J of the BYE at 0
+    dispatch(request("BYE", 2));
+    yield* delay(2);
+    dispatch(request("BYE", 2));
+  })()).finished;
+  await calls.shutdown();
+  assert.equal(activeAfterBye, 0); // nothing held for Timer J
+  const byes = sent.filter((s) => label(s.message).endsWith("2 BYE"));
+  assert.deepEqual(byes.map((s) => [label(s.message), s.at]), [
+    ["200 2 BYE", 0],
+    ["200 2 BYE", 64 * T1 - 1],
+    ["481 2 BYE", 64 * T1 + 1],
+  ]);
+  assert.equal(byes[1].message, byes[0].message); // the same response
+  assert.equal(clock.now(), 64 * T1 + 1);
 });
 
 Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async () => {

@@ -10,11 +10,11 @@ import type { ConversationHandler, Coroutine, Inbox } from "@corio/corio";
 import {
   createResponse,
   getHeader,
-  parseCSeq,
   type SipHeader,
   type SipRequest,
   type SipResponse,
 } from "./message.ts";
+import { CompletedTransactions } from "./completed.ts";
 import {
   type Incoming,
   isRequest,
@@ -42,6 +42,8 @@ export interface UasOptions extends SipTimers {
 }
 
 interface Context extends ResolvedTimers {
+  /** The answers retransmitted requests get until Timer J (UDP). */
+  completed: CompletedTransactions;
   hostport: string;
   transport: string;
   ringing: boolean;
@@ -63,6 +65,7 @@ export function uas(
   const timers = resolveTimers(options);
   const context: Context = {
     ...timers,
+    completed: new CompletedTransactions(timers),
     hostport: options.hostport ?? "127.0.0.1:5060",
     transport: timers.isReliable ? "tcp" : "udp",
     ringing: options.ringing ?? true,
@@ -78,25 +81,23 @@ async function* conversation(
 ): Coroutine<void> {
   const request = first.message;
   if (request.kind === "response") return; // a stray response: nothing to answer
+  // A request answered within Timer J, sent again: its call has ended, and
+  // it gets the same answer.
+  if (context.completed.absorb(first)) return;
   switch (request.method) {
     case "INVITE": {
-      // The BYE is answered here, once call() has returned: Timer J keeps
-      // this coroutine 32 s longer over UDP, and a suspended generator
-      // keeps every local of every frame on its stack, so the INVITE's
-      // responses are freed first (17 -> 12 KB per lingering call).
       const bye = yield* call(
         inbox,
         first as Incoming & { message: SipRequest },
         context,
       );
-      if (bye !== undefined) yield* byeReceived(inbox, bye, context);
-      return;
+      if (bye !== undefined) byeReceived(bye, context);
+      return; // the call's coroutine ends here; Timer J is CompletedTransactions'
     }
     case "ACK":
       return; // ACK is never answered; its call is gone
     case "OPTIONS":
-      return yield* answer(
-        inbox,
+      return answer(
         first,
         createResponse(request, 200, "OK", {
           toTag: randomToken(),
@@ -106,15 +107,13 @@ async function* conversation(
       );
     case "BYE":
     case "CANCEL":
-      return yield* answer(
-        inbox,
+      return answer(
         first,
         createResponse(request, 481, "Call/Transaction Does Not Exist"),
         context,
       );
     default:
-      return yield* answer(
-        inbox,
+      return answer(
         first,
         createResponse(request, 405, "Method Not Allowed", {
           headers: [["Allow", ALLOW]],
@@ -199,47 +198,26 @@ async function* call(
   }
 }
 
-async function* byeReceived(
-  inbox: Inbox<Incoming>,
-  incoming: Incoming,
-  context: Context,
-): Coroutine<void> {
+function byeReceived(incoming: Incoming, context: Context): void {
   const bye = incoming.message as SipRequest;
   context.onCallEnd(getHeader(bye, "Call-ID")!, "completed");
-  return yield* answer(
-    inbox,
-    incoming,
-    createResponse(bye, 200, "OK"),
-    context,
-  );
+  answer(incoming, createResponse(bye, 200, "OK"), context);
 }
 
 /**
- * Answers a non-INVITE request, then (over UDP) stays 64·T1 (Timer J,
- * §17.2.2) to answer its retransmissions with the same response, since a
- * lost response makes the client retransmit.
+ * Answers a non-INVITE request. Over UDP its retransmissions get the same
+ * response until Timer J (64·T1, §17.2.2), since a lost response makes the
+ * client retransmit: `context.completed` answers them, after the
+ * conversation has ended.
  */
-async function* answer(
-  inbox: Inbox<Incoming>,
+function answer(
   incoming: Incoming,
   response: SipResponse,
   context: Context,
-): Coroutine<void> {
+): void {
+  // Remembered first: a retransmission the reply provokes at once finds it.
+  context.completed.remember(incoming.message as SipRequest, response);
   incoming.reply(response);
-  if (context.isReliable) return;
-  const request = incoming.message as SipRequest;
-  const seq = parseCSeq(getHeader(request, "CSeq")!)!.seq;
-  const until = context.clock.now() + 64 * context.t1;
-  for (
-    let next;
-    (next = yield* inbox.poll({ deadline: until })) !== undefined;
-  ) {
-    const message = next.message;
-    if (
-      message.kind === "request" && message.method === request.method &&
-      parseCSeq(getHeader(message, "CSeq") ?? "")?.seq === seq
-    ) next.reply(response);
-  }
 }
 
 /** Timer H fired: end the session we answered with a BYE of our own. */

@@ -1,0 +1,94 @@
+/**
+ * Non-INVITE server transactions in their Completed state (RFC 3261
+ * §17.2.2). Over UDP a lost response makes the client send its request
+ * again, and for 64·T1 (Timer J) each such retransmission must get the same
+ * response. The UAS answers and remembers the answer here, so a call's
+ * coroutine ends as soon as it has answered the BYE: waiting out Timer J in
+ * the coroutine kept the whole call (its INVITE, its BYE, three suspended
+ * generators and the conversation's inbox) alive for 32 s, about 10 KiB a
+ * call, where an entry here holds a key and a response.
+ *
+ * @module
+ */
+
+import {
+  getBranch,
+  getHeader,
+  type SipRequest,
+  type SipResponse,
+} from "./message.ts";
+import type { Incoming, ResolvedTimers } from "./transaction.ts";
+
+interface Answer {
+  response: SipResponse;
+  /** When Timer J ends it (clock ms). */
+  until: number;
+}
+
+/**
+ * The answers a UAS gave to non-INVITE requests within the last 64·T1, by
+ * transaction: `remember` each answer, and let `absorb` answer a request
+ * that repeats one. Entries expire as the table is used, with no timer of
+ * their own (each lives 64·T1, so the oldest is always first to go).
+ */
+export class CompletedTransactions {
+  readonly #answers = new Map<string, Answer>();
+
+  constructor(readonly timers: ResolvedTimers) {}
+
+  /** How many answers are held now (expired ones go at the next call). */
+  get size(): number {
+    return this.#answers.size;
+  }
+
+  /**
+   * Answers retransmissions of `request` with `response` until Timer J
+   * ends. Over TCP nothing is retransmitted, so nothing is kept.
+   */
+  remember(request: SipRequest, response: SipResponse): void {
+    if (this.timers.isReliable) return;
+    const now = this.timers.clock.now();
+    this.#expire(now);
+    const key = transactionKey(request);
+    // Deleted first so that it goes to the back: the Map stays in the
+    // order its entries expire.
+    this.#answers.delete(key);
+    this.#answers.set(key, { response, until: now + 64 * this.timers.t1 });
+  }
+
+  /**
+   * If `incoming` repeats a request answered within Timer J, answers it
+   * again with the same response and returns true.
+   */
+  absorb(incoming: Incoming): boolean {
+    const message = incoming.message;
+    if (
+      this.#answers.size === 0 || message.kind !== "request" ||
+      message.method === "ACK" || message.method === "INVITE"
+    ) return false;
+    this.#expire(this.timers.clock.now());
+    const answer = this.#answers.get(transactionKey(message));
+    if (answer === undefined) return false;
+    incoming.reply(answer.response);
+    return true;
+  }
+
+  #expire(now: number): void {
+    for (const [key, answer] of this.#answers) {
+      if (answer.until > now) return;
+      this.#answers.delete(key);
+    }
+  }
+}
+
+/**
+ * Which server transaction a request belongs to (§17.2.3): the top Via's
+ * branch and the method; for a client of RFC 2543, which sets no branch,
+ * its Call-ID and CSeq.
+ */
+function transactionKey(request: SipRequest): string {
+  const branch = getBranch(request);
+  return branch === undefined
+    ? `${getHeader(request, "Call-ID")}\n${getHeader(request, "CSeq")}`
+    : `${branch}\n${request.method}`;
+}
