@@ -144,11 +144,19 @@ function paired(
   if (a.some((f) => f.round === undefined)) {
     return stat(a, pick).median / stat(b, pick).median;
   }
-  const ratios = a.flatMap((fa) => {
+  return median(roundRatios(a, b, pick));
+}
+
+/** `a` against `b` within each round both ran in. */
+function roundRatios(
+  a: Figures[],
+  b: Figures[],
+  pick: (f: Figures) => number,
+): number[] {
+  return a.flatMap((fa) => {
     const fb = b.find((f) => f.round === fa.round);
     return fb ? [pick(fa) / pick(fb)] : [];
   });
-  return median(ratios);
 }
 
 /** What the client check found, and the figures the report then uses. */
@@ -402,10 +410,7 @@ function b2InterleavedNote(r: Results): string {
   const spread = (id: string) => {
     const runs = r.scenarios[id]?.runs;
     if (!runs?.corio || !runs.raw) return "–";
-    const ratios = runs.corio.flatMap((f) => {
-      const raw = runs.raw.find((g) => g.round === f.round);
-      return raw ? [f.msgsPerSec / raw.msgsPerSec] : [];
-    });
+    const ratios = roundRatios(runs.corio, runs.raw, msgs);
     return `${fix(Math.min(...ratios))}–${fix(Math.max(...ratios))}`;
   };
   const raw = r.scenarios.B2?.runs.raw ?? [];
@@ -664,34 +669,34 @@ function targets(r: Results): string[][] {
     p("B2", "corio", "raw", (f) => f.maxWaitMedianMs ?? NaN),
     true,
   );
-  for (const id of ["B1", "B2", B2I]) {
-    if (id === B2I) {
-      for (const [baseline, what, against = "corio"] of BASELINES) {
-        if (!s[id]?.runs[baseline]) continue;
-        rows.push([
-          "B2",
-          `${what}, interleaved (${B2I})`,
-          "report",
-          `${fix(p(id, baseline, "raw"))}; ${fix(p(id, against, baseline))}`,
-          "–",
-        ]);
-      }
-      continue;
-    }
-    // Context for B1/B2: each baseline against raw Deno, and corio against
-    // it. The floor: typed yield* in an async function* over Deno's promises
-    // with no scheduler at all (bench/servers/floor_echo.ts); the paced ones
-    // (B2): the same servers made fair by corio's read pacing.
+  // Context: each baseline against raw Deno, and corio against it. The
+  // floor: typed yield* in an async function* over Deno's promises with no
+  // scheduler at all (bench/servers/floor_echo.ts); the paced ones (B2): the
+  // same servers made fair by corio's read pacing.
+  const baselineRows = (
+    id: string,
+    label: (what: string) => string,
+    pick = msgs,
+  ) => {
     for (const [baseline, what, against = "corio"] of BASELINES) {
       if (!s[id]?.runs[baseline]) continue;
       rows.push([
-        id,
-        what,
+        id.slice(0, id.startsWith("B11") ? 3 : 2),
+        label(what),
         "report",
-        `${fix(p(id, baseline, "raw"))}; ${fix(p(id, against, baseline))}`,
+        `${fix(p(id, baseline, "raw", pick))}; ${
+          fix(p(id, against, baseline, pick))
+        }`,
         "–",
       ]);
     }
+  };
+  for (const id of ["B1", "B2", B2I]) {
+    if (id === B2I) {
+      baselineRows(id, (what) => `${what}, interleaved (${B2I})`);
+      continue;
+    }
+    baselineRows(id, (what) => what);
     add(
       "B3",
       `corio with 30 s recv timeout / raw Deno, ${id} (issue 2)`,
@@ -761,18 +766,11 @@ function targets(r: Results): string[][] {
       0.95,
       p(id, "corio-sync", "raw", mb),
     );
-    for (const [baseline, what, against = "corio"] of BASELINES) {
-      if (!s[id]?.runs[baseline]) continue;
-      rows.push([
-        "B11",
-        `${size}: ${what.replace("msgs/s", "MB/s")}`,
-        "report",
-        `${fix(p(id, baseline, "raw", mb))}; ${
-          fix(p(id, against, baseline, mb))
-        }`,
-        "–",
-      ]);
-    }
+    baselineRows(
+      id,
+      (what) => `${size}: ${what.replace("msgs/s", "MB/s")}`,
+      mb,
+    );
   }
   if (r.microFigures) microTargets(r.microFigures, add);
   rows.push(poolTarget(r.pool), sipTarget(r.sip));

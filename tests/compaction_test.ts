@@ -50,6 +50,18 @@ async function startCompacted(
   return { co, outcome };
 }
 
+/** Sends "late" from `peer`; the coroutine must end with it, received. */
+async function sendLateAndExpectIt(
+  peer: Connection,
+  outcome: Promise<[boolean, unknown]>,
+): Promise<void> {
+  await run((async function* () {
+    yield* peer.send("late");
+  })());
+  assert.deepEqual(await outcome, [true, "late"]);
+  peer.close();
+}
+
 Deno.test("a compacted receive still gets the bytes", async () => {
   const [a, b] = memoryConnPair();
   const { outcome } = await startCompacted(
@@ -59,11 +71,7 @@ Deno.test("a compacted receive still gets the bytes", async () => {
       return new TextDecoder().decode((yield* conn.recv())!);
     },
   );
-  await run((async function* () {
-    yield* a.send("late");
-  })());
-  assert.deepEqual(await outcome, [true, "late"]);
-  a.close();
+  await sendLateAndExpectIt(a, outcome);
 });
 
 Deno.test("a compacted receive times out exactly at its deadline", async () => {
@@ -183,11 +191,7 @@ Deno.test("a function* coroutine waiting on a receive since the last epoch is re
   scheduler._nextEpoch();
   assert.equal(scheduler._compact(co), true);
   assert.equal(co.effect?.op, "recv"); // still parked on it
-  await run((async function* () {
-    yield* a.send("late");
-  })());
-  assert.deepEqual(await outcome, [true, "late"]);
-  a.close();
+  await sendLateAndExpectIt(a, outcome);
 });
 
 Deno.test("a coroutine waiting on a delay is never reported idle", async () => {

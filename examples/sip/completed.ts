@@ -30,6 +30,26 @@ interface Answer {
  * transaction: `remember` each answer, and let `absorb` answer a request
  * that repeats one. Entries expire as the table is used, with no timer of
  * their own (each lives 64·T1, so the oldest is always first to go).
+ *
+ * @example A retransmitted BYE gets the same 200 again
+ * ```ts
+ * import { VirtualClock } from "@corio/corio/testing";
+ * import { createResponse, parseSipMessage, type SipRequest } from "./message.ts";
+ * import { CompletedTransactions } from "./completed.ts";
+ * import { resolveTimers } from "./transaction.ts";
+ *
+ * const clock = new VirtualClock();
+ * const completed = new CompletedTransactions(resolveTimers({ clock }));
+ * const bye = parseSipMessage(
+ *   "BYE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:b@127.0.0.1>;tag=f\r\nTo: <sip:a@127.0.0.1>;tag=t\r\n" +
+ *     "Call-ID: c1\r\nCSeq: 2 BYE\r\n\r\n",
+ * ) as SipRequest;
+ * completed.remember(bye, createResponse(bye, 200, "OK"));
+ * const replies: unknown[] = [];
+ * const retransmission = { message: bye, reply: (m: unknown) => replies.push(m) };
+ * console.log(completed.absorb(retransmission), replies.length); // true 1
+ * ```
  */
 export class CompletedTransactions {
   readonly #answers = new Map<string, Answer>();
