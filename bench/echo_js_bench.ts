@@ -4,8 +4,11 @@
  * a raw `async function` loop, by the `function*` floor (a bare generator
  * driven by a loop, as `servers/floor_echo.ts --sync`), by the `async
  * function*` floor with cancellable waits (`floor_echo.ts --cancellable`)
- * and by corio's echo handler in both forms (and with a recv timeout). What is left of corio's gap to raw Deno in B1
- * beyond this is not in corio's own code.
+ * and by corio's echo handler in both forms (and with a recv timeout),
+ * over one connection, 50 (B1) and 1000 (B2). What is left of corio's gap
+ * to raw Deno in B1 beyond this is not in corio's own code. At 1000
+ * connections their state no longer fits in the cache, and corio's
+ * records cost more than their instructions say (`instructions.ts --ll`).
  *
  *     deno run bench/echo_js_bench.ts                      # ns per message
  *     deno run bench/echo_js_bench.ts --case corio-sync 1000   # one run
@@ -169,26 +172,31 @@ async function useManyOperationKinds(): Promise<void> {
  * (`Date.now()` 360), so `corio-timeout` overstates what a timeout costs a
  * server: 1.26-1.29x `corio` against 1.06-1.11x here.
  */
-async function fiftyConnections(
+async function manyConnections(
+  count: number,
   messages: number,
   options?: ConnectionOptions,
 ): Promise<void> {
   const scheduler = new Scheduler();
-  const perConnection = Math.ceil(messages / 50);
-  await Promise.all(Array.from({ length: 50 }, () => {
+  const perConnection = Math.ceil(messages / count);
+  await Promise.all(Array.from({ length: count }, () => {
     const conn = new Connection(new InstantTransport(perConnection), options);
     return scheduler.spawn(asyncEcho(conn)).finished;
   }));
 }
 
 /** Runs `echo` on 50 transports side by side, `messages` in all. */
-async function fiftyOf(
+async function manyOf(
+  count: number,
   messages: number,
   echo: (transport: InstantTransport) => Promise<unknown>,
 ): Promise<void> {
-  const perConnection = Math.ceil(messages / 50);
+  const perConnection = Math.ceil(messages / count);
   await Promise.all(
-    Array.from({ length: 50 }, () => echo(new InstantTransport(perConnection))),
+    Array.from(
+      { length: count },
+      () => echo(new InstantTransport(perConnection)),
+    ),
   );
 }
 
@@ -206,12 +214,16 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
     const transport = new InstantTransport(messages);
     await run(asyncEcho(new Connection(transport, { recvTimeout: 30_000 })));
   },
-  "raw-50": (messages) => fiftyOf(messages, rawEcho),
+  "raw-50": (messages) => manyOf(50, messages, rawEcho),
   "floor-cancellable-50": (messages) =>
-    fiftyOf(messages, (transport) => floorAsync(transport).next()),
-  "corio-50": (messages) => fiftyConnections(messages),
+    manyOf(50, messages, (transport) => floorAsync(transport).next()),
+  "corio-50": (messages) => manyConnections(50, messages),
   "corio-timeout-50": (messages) =>
-    fiftyConnections(messages, { recvTimeout: 30_000 }),
+    manyConnections(50, messages, { recvTimeout: 30_000 }),
+  "raw-1000": (messages) => manyOf(1000, messages, rawEcho),
+  "floor-cancellable-1000": (messages) =>
+    manyOf(1000, messages, (transport) => floorAsync(transport).next()),
+  "corio-1000": (messages) => manyConnections(1000, messages),
   "corio-sync": async (messages) => {
     await run(syncEcho(new Connection(new InstantTransport(messages))));
   },
@@ -233,6 +245,9 @@ const LABELS: Record<string, string> = {
   "floor-cancellable-50": "async function* floor, 50 connections",
   "corio-50": "corio async function*, 50 connections",
   "corio-timeout-50": "corio, 30 s recv timeout, 50 connections",
+  "raw-1000": "raw async function, 1000 connections",
+  "floor-cancellable-1000": "async function* floor, 1000 connections",
+  "corio-1000": "corio async function*, 1000 connections",
   "corio-sync": "corio function*",
   "corio-sync-mixed": "corio function*, after ten operation kinds",
 };
@@ -257,7 +272,7 @@ if (import.meta.main && Deno.args[0] === "--case") {
   console.log(`ns per echo message, best of 5 x ${MESSAGES}:`);
   for (const [name, values] of Object.entries(rows)) {
     console.log(
-      `  ${LABELS[name].padEnd(24)} ${Math.min(...values).toFixed(0)}`,
+      `  ${LABELS[name].padEnd(44)} ${Math.min(...values).toFixed(0)}`,
     );
   }
 }

@@ -4,7 +4,8 @@
  * machine is doing, so it can see a change in corio's own code on a host
  * whose speed swings by a third between runs.
  *
- *     deno task instructions [--small N] [--large N] [--cache] [CASE...]
+ *     deno task instructions [--small N] [--large N] [--cache] [--ll KIB]
+ *       [CASE...]
  *
  * Each case runs in a process of its own under
  * `valgrind --tool=callgrind` with V8's `--predictable` (no concurrent
@@ -24,6 +25,8 @@
  *   `echo:corio-timeout-50`: the same over 50 connections served side by
  *   side, as in B1 and B3 (one clock read per round of connections, 50
  *   deadlines pending).
+ * - `echo:floor-cancellable-1000`, `echo:corio-1000`: over 1000
+ *   connections, as in B2 (see `--ll`).
  * - `echo:corio-sync-mixed`: the `function*` echo, in a program that first
  *   waited on ten kinds of operation (the code all operations share has
  *   then seen their classes, as in a real server).
@@ -36,6 +39,18 @@
  * hot path whose code outgrows the instruction cache; this can (B7, while
  * the scheduler still called each generator's own `next` megamorphically:
  * corio 30 instruction-cache misses per fire, the floor 0.2; since, 0.5).
+ *
+ * `--ll KIB` (with `--cache`) gives the simulated last-level cache that
+ * size, and adds its data read misses per unit: lines fetched from beyond
+ * it. At `--ll 512`, this CPU's second level, it shows what a server pays
+ * for the state of many connections: `echo:corio-1000` and
+ * `echo:floor-cancellable-1000` serve 1000 connections side by side, whose
+ * records no longer fit, and each message of corio's misses 98-101 lines
+ * against the floor's 61-63 (at 50 connections everything fits). Of those,
+ * about 6 are `AsyncLocalStorage.getStore()`, twice a message: Deno keeps a
+ * store behind a context object, an entry object and a WeakMap's table
+ * (measured by caching the coroutine on the operation instead, which is
+ * not safe to ship: two coroutines may share a connection's operation).
  *
  * What it leaves out: the kernel and the runtime's own I/O, which the
  * socket benchmarks measure. Needs valgrind on PATH.
@@ -52,6 +67,7 @@ const { values, positionals } = parseArgs({
     small: { type: "string", default: "200000" },
     large: { type: "string", default: "600000" },
     cache: { type: "boolean", default: false },
+    ll: { type: "string" },
   },
 });
 
@@ -80,6 +96,14 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
     baseline: "echo:corio-50",
     args: echo("corio-timeout-50"),
   },
+  "echo:floor-cancellable-1000": {
+    baseline: "echo:floor-cancellable-50",
+    args: echo("floor-cancellable-1000"),
+  },
+  "echo:corio-1000": {
+    baseline: "echo:floor-cancellable-1000",
+    args: echo("corio-1000"),
+  },
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
     args: echo("corio-sync"),
@@ -107,6 +131,8 @@ interface Counts {
   i1Misses: number;
   /** First-level data cache misses, reads and writes (else NaN). */
   d1Misses: number;
+  /** Last-level data cache read misses (with `--ll`, else NaN). */
+  llReadMisses: number;
 }
 
 /** What callgrind counts for `args` run over `units` units. */
@@ -116,6 +142,7 @@ async function count(args: string[], units: number): Promise<Counts> {
       "--tool=callgrind",
       "--callgrind-out-file=/dev/null",
       ...(values.cache ? ["--cache-sim=yes"] : []),
+      ...(values.ll ? [`--LL=${Number(values.ll) * 1024},8,64`] : []),
       Deno.execPath(),
       "run",
       "--v8-flags=--predictable",
@@ -138,6 +165,9 @@ async function count(args: string[], units: number): Promise<Counts> {
     instructions,
     i1Misses: figure(/I1\s+misses:\s+([\d,]+)/),
     d1Misses: figure(/D1\s+misses:\s+([\d,]+)/),
+    llReadMisses: values.ll
+      ? figure(/LLd misses:\s+[\d,]+\s+\(\s*([\d,]+) rd/)
+      : NaN,
   };
 }
 
@@ -159,14 +189,20 @@ await Promise.all([0, 1].map(async () => {
       instructions: per("instructions"),
       i1Misses: per("i1Misses"),
       d1Misses: per("d1Misses"),
+      llReadMisses: per("llReadMisses"),
     };
   }
 }));
 
 console.log(`per unit (callgrind, ${large} - ${small} units):`);
-const cacheColumns = values.cache ? " I1 misses | D1 misses |" : "";
+const llColumn = values.ll ? ` LL (${values.ll} KiB) read misses |` : "";
+const cacheColumns = values.cache ? ` I1 misses | D1 misses |${llColumn}` : "";
 console.log(`| case | instructions | vs |${cacheColumns}`);
-console.log(`| --- | --- | --- |${values.cache ? " --- | --- |" : ""}`);
+console.log(
+  `| --- | --- | --- |${values.cache ? " --- | --- |" : ""}${
+    values.ll ? " --- |" : ""
+  }`,
+);
 for (const name of names) {
   const { baseline } = CASES[name];
   const counts = perUnit[name];
@@ -175,7 +211,9 @@ for (const name of names) {
     ? "–"
     : `${(counts.instructions / base.instructions).toFixed(3)}× ${baseline}`;
   const misses = values.cache
-    ? ` ${counts.i1Misses.toFixed(1)} | ${counts.d1Misses.toFixed(1)} |`
+    ? ` ${counts.i1Misses.toFixed(1)} | ${counts.d1Misses.toFixed(1)} |${
+      values.ll ? ` ${counts.llReadMisses.toFixed(1)} |` : ""
+    }`
     : "";
   console.log(
     `| ${name} | ${Math.round(counts.instructions)} | ${vs} |${misses}`,

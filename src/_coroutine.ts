@@ -87,12 +87,29 @@ export const CANCELLED = 2;
  * {@linkcode Task}. Operations receive it in `park()` and call `wake()`.
  */
 export class Coroutine implements DeadlineEntry {
-  heapIndex = -1;
+  // Declared in the order V8 lays the record out: what every wait and
+  // wake-up reads first, so a message touches as few cache lines of it as
+  // it can (at 1000 connections the records no longer fit in the cache).
   state = STARTING;
+  effect: OpEffect<unknown> | null = null;
+  /**
+   * The operation an `async function*` awaits without having yielded it
+   * (parked in place), and how to resume it; null otherwise.
+   */
+  heldBy: OpEffect<unknown> | null = null;
+  resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
+  rejectHeld: ((error: unknown) => void) | null = null;
+  readonly scheduler: Scheduler;
+  cancelRequested = false;
+  heapIndex = -1;
+  /** The scheduler's epoch when it last parked (see `_compact`). */
+  parkedSince = 0;
   mode: Mode = NEXT;
   input: unknown = undefined;
-  effect: OpEffect<unknown> | null = null;
-  cancelRequested = false;
+  /** How the scheduler steps `gen`: {@linkcode GENERATOR} and the rest. */
+  readonly kind: Kind;
+  readonly gen: Generator<unknown>;
+  readonly parent: Coroutine | null;
   isCancelled = false;
   outcome = OK;
   result: unknown = undefined;
@@ -104,19 +121,8 @@ export class Coroutine implements DeadlineEntry {
   settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
   promise: Promise<unknown> | null = null;
   task: Task<unknown> | null = null;
-  /**
-   * The operation an `async function*` awaits without having yielded it
-   * (parked in place), and how to resume it; null otherwise.
-   */
-  heldBy: OpEffect<unknown> | null = null;
-  /** The scheduler's epoch when it last parked (see `_compact`). */
-  parkedSince = 0;
-  resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
-  rejectHeld: ((error: unknown) => void) | null = null;
   /** Told when the coroutine is done: cheaper than a promise per task. */
   listener: SettleListener | null = null;
-  /** How the scheduler steps `gen`: {@linkcode GENERATOR} and the rest. */
-  readonly kind: Kind;
   // Made once, and only when a signal needs it, to keep an idle
   // connection's record small. An async step's callbacks are shared by all
   // coroutines (see `stepAsync`).
@@ -126,16 +132,19 @@ export class Coroutine implements DeadlineEntry {
   }
 
   constructor(
-    readonly gen: Generator<unknown>,
-    readonly scheduler: Scheduler,
-    readonly parent: Coroutine | null,
+    gen: Generator<unknown>,
+    scheduler: Scheduler,
+    parent: Coroutine | null,
   ) {
+    this.scheduler = scheduler;
     this.kind = typeof (gen as AsyncGenerator)[Symbol.asyncIterator] ===
         "function"
       ? ASYNC
       : gen.next === generatorNext
       ? GENERATOR
       : ITERATOR;
+    this.gen = gen;
+    this.parent = parent;
   }
 
   /** Resumes the coroutine if it is parked: its operation polls again. */

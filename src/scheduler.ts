@@ -503,7 +503,7 @@ export class Scheduler {
   ): Resume | typeof EXPIRED | null {
     // Read the clock only for operations that have a deadline.
     let deadline = Infinity;
-    if (effect.timeout !== undefined || effect.deadline !== Infinity) {
+    if (effect.hasDeadline) {
       const now = this.clock.now();
       deadline = effect.resolveDeadline(now);
       if (deadline <= now) return EXPIRED;
