@@ -185,9 +185,10 @@ function effectiveTimeout(
  * between kinds (`poll`, `park`, `unpark`) is the `owner`'s.
  */
 export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
-  // The fields every message reads come first, and none of them holds a
-  // number that is not a small integer: V8 keeps a double field (NaN,
-  // Infinity) in a box of its own, one more cache line to fetch.
+  // The fields every message reads come first. An operation without a
+  // deadline reads no double (NaN, Infinity: V8 keeps a double field in a
+  // box of its own, one more load): parking reads `hasDeadline`, and a run
+  // starts by clearing `activeDeadline` to `undefined`, not NaN.
   /** The operation this is the effect of. */
   readonly owner: Op<T>;
   /**
