@@ -45,8 +45,8 @@
  * it. At `--ll 512`, this CPU's second level, it shows what a server pays
  * for the state of many connections: `echo:corio-1000` and
  * `echo:floor-cancellable-1000` serve 1000 connections side by side, whose
- * records no longer fit, and each message of corio's misses 98-101 lines
- * against the floor's 61-63 (at 50 connections everything fits). Of those,
+ * records no longer fit, and each message of corio's misses 97-99 lines
+ * against the floor's 61-62 (at 50 connections, under 1 for both). Of those,
  * about 6 are `AsyncLocalStorage.getStore()`, twice a message: Deno keeps a
  * store behind a context object, an entry object and a WeakMap's table
  * (measured by caching the coroutine on the operation instead, which is
