@@ -164,9 +164,10 @@ async function useManyOperationKinds(): Promise<void> {
 }
 
 /**
- * Echoes `messages` messages over 50 connections served side by side by one
- * scheduler, as B1 and B3 do: the clock is read once per round of
- * connections, and 50 receive deadlines are pending at once. With one
+ * Echoes `messages` messages over `count` connections served side by side
+ * by one scheduler, as B1 and B3 (50) and B2 (1000) do: the clock is read
+ * once per round of connections, and `count` receive deadlines are pending
+ * at once. With one
  * connection a recv timeout reads the clock for every message, and
  * `performance.now()` alone takes about 900 instructions on Deno 2.9.6
  * (`Date.now()` 360), so `corio-timeout` overstates what a timeout costs a
@@ -185,7 +186,7 @@ async function manyConnections(
   }));
 }
 
-/** Runs `echo` on 50 transports side by side, `messages` in all. */
+/** Runs `echo` on `count` transports side by side, `messages` in all. */
 async function manyOf(
   count: number,
   messages: number,

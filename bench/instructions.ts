@@ -40,7 +40,7 @@
  * the scheduler still called each generator's own `next` megamorphically:
  * corio 30 instruction-cache misses per fire, the floor 0.2; since, 0.5).
  *
- * `--ll KIB` (with `--cache`) gives the simulated last-level cache that
+ * `--ll KIB` (implies `--cache`) gives the simulated last-level cache that
  * size, and adds its data read misses per unit: lines fetched from beyond
  * it. At `--ll 512`, this CPU's second level, it shows what a server pays
  * for the state of many connections: `echo:corio-1000` and
@@ -70,6 +70,7 @@ const { values, positionals } = parseArgs({
     ll: { type: "string" },
   },
 });
+const isCache = values.cache || values.ll !== undefined;
 
 const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -141,7 +142,7 @@ async function count(args: string[], units: number): Promise<Counts> {
     args: [
       "--tool=callgrind",
       "--callgrind-out-file=/dev/null",
-      ...(values.cache ? ["--cache-sim=yes"] : []),
+      ...(isCache ? ["--cache-sim=yes"] : []),
       ...(values.ll ? [`--LL=${Number(values.ll) * 1024},8,64`] : []),
       Deno.execPath(),
       "run",
@@ -196,10 +197,10 @@ await Promise.all([0, 1].map(async () => {
 
 console.log(`per unit (callgrind, ${large} - ${small} units):`);
 const llColumn = values.ll ? ` LL (${values.ll} KiB) read misses |` : "";
-const cacheColumns = values.cache ? ` I1 misses | D1 misses |${llColumn}` : "";
+const cacheColumns = isCache ? ` I1 misses | D1 misses |${llColumn}` : "";
 console.log(`| case | instructions | vs |${cacheColumns}`);
 console.log(
-  `| --- | --- | --- |${values.cache ? " --- | --- |" : ""}${
+  `| --- | --- | --- |${isCache ? " --- | --- |" : ""}${
     values.ll ? " --- |" : ""
   }`,
 );
@@ -210,7 +211,7 @@ for (const name of names) {
   const vs = baseline === name || base === undefined
     ? "–"
     : `${(counts.instructions / base.instructions).toFixed(3)}× ${baseline}`;
-  const misses = values.cache
+  const misses = isCache
     ? ` ${counts.i1Misses.toFixed(1)} | ${counts.d1Misses.toFixed(1)} |${
       values.ll ? ` ${counts.llReadMisses.toFixed(1)} |` : ""
     }`
