@@ -225,6 +225,8 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "floor-cancellable-1000": (messages) =>
     manyOf(1000, messages, (transport) => floorAsync(transport).next()),
   "corio-1000": (messages) => manyConnections(1000, messages),
+  "corio-timeout-1000": (messages) =>
+    manyConnections(1000, messages, { recvTimeout: 30_000 }),
   "corio-sync": async (messages) => {
     await run(syncEcho(new Connection(new InstantTransport(messages))));
   },
@@ -249,6 +251,7 @@ const LABELS: Record<string, string> = {
   "raw-1000": "raw async function, 1000 connections",
   "floor-cancellable-1000": "async function* floor, 1000 connections",
   "corio-1000": "corio async function*, 1000 connections",
+  "corio-timeout-1000": "corio, 30 s recv timeout, 1000 connections",
   "corio-sync": "corio function*",
   "corio-sync-mixed": "corio function*, after ten operation kinds",
 };

@@ -25,8 +25,9 @@
  *   `echo:corio-timeout-50`: the same over 50 connections served side by
  *   side, as in B1 and B3 (one clock read per round of connections, 50
  *   deadlines pending).
- * - `echo:floor-cancellable-1000`, `echo:corio-1000`: over 1000
- *   connections, as in B2 (see `--ll`).
+ * - `echo:floor-cancellable-1000`, `echo:corio-1000`,
+ *   `echo:corio-timeout-1000`: over 1000 connections, as in B2 (see
+ *   `--ll`).
  * - `echo:corio-sync-mixed`: the `function*` echo, in a program that first
  *   waited on ten kinds of operation (the code all operations share has
  *   then seen their classes, as in a real server).
@@ -51,6 +52,8 @@
  * store behind a context object, an entry object and a WeakMap's table
  * (measured by caching the coroutine on the operation instead, which is
  * not safe to ship: two coroutines may share a connection's operation).
+ * A 30 s recv timeout adds about 3 (`echo:corio-timeout-1000`: 100.6), the
+ * deadline queue's records moving as a wait leaves it.
  *
  * What it leaves out: the kernel and the runtime's own I/O, which the
  * socket benchmarks measure. Needs valgrind on PATH.
@@ -104,6 +107,10 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
   "echo:corio-1000": {
     baseline: "echo:floor-cancellable-1000",
     args: echo("corio-1000"),
+  },
+  "echo:corio-timeout-1000": {
+    baseline: "echo:corio-1000",
+    args: echo("corio-timeout-1000"),
   },
   "echo:corio-sync": {
     baseline: "echo:floor-sync",
