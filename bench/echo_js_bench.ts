@@ -201,6 +201,13 @@ async function manyOf(
   );
 }
 
+/** The cases `cases(count)` gives for 50 connections (B1) and 1000 (B2). */
+function servedSideBySide<T>(
+  cases: (count: number) => Record<string, T>,
+): Record<string, T> {
+  return { ...cases(50), ...cases(1000) };
+}
+
 /** Each case echoes `messages` messages and resolves when done. */
 export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "raw": (messages) => rawEcho(new InstantTransport(messages)),
@@ -215,18 +222,14 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
     const transport = new InstantTransport(messages);
     await run(asyncEcho(new Connection(transport, { recvTimeout: 30_000 })));
   },
-  "raw-50": (messages) => manyOf(50, messages, rawEcho),
-  "floor-cancellable-50": (messages) =>
-    manyOf(50, messages, (transport) => floorAsync(transport).next()),
-  "corio-50": (messages) => manyConnections(50, messages),
-  "corio-timeout-50": (messages) =>
-    manyConnections(50, messages, { recvTimeout: 30_000 }),
-  "raw-1000": (messages) => manyOf(1000, messages, rawEcho),
-  "floor-cancellable-1000": (messages) =>
-    manyOf(1000, messages, (transport) => floorAsync(transport).next()),
-  "corio-1000": (messages) => manyConnections(1000, messages),
-  "corio-timeout-1000": (messages) =>
-    manyConnections(1000, messages, { recvTimeout: 30_000 }),
+  ...servedSideBySide((count) => ({
+    [`raw-${count}`]: (messages) => manyOf(count, messages, rawEcho),
+    [`floor-cancellable-${count}`]: (messages) =>
+      manyOf(count, messages, (transport) => floorAsync(transport).next()),
+    [`corio-${count}`]: (messages) => manyConnections(count, messages),
+    [`corio-timeout-${count}`]: (messages) =>
+      manyConnections(count, messages, { recvTimeout: 30_000 }),
+  })),
   "corio-sync": async (messages) => {
     await run(syncEcho(new Connection(new InstantTransport(messages))));
   },
@@ -244,14 +247,14 @@ const LABELS: Record<string, string> = {
   "floor-cancellable": "async function* floor",
   "corio": "corio async function*",
   "corio-timeout": "corio, 30 s recv timeout",
-  "raw-50": "raw async function, 50 connections",
-  "floor-cancellable-50": "async function* floor, 50 connections",
-  "corio-50": "corio async function*, 50 connections",
-  "corio-timeout-50": "corio, 30 s recv timeout, 50 connections",
-  "raw-1000": "raw async function, 1000 connections",
-  "floor-cancellable-1000": "async function* floor, 1000 connections",
-  "corio-1000": "corio async function*, 1000 connections",
-  "corio-timeout-1000": "corio, 30 s recv timeout, 1000 connections",
+  ...servedSideBySide((count) => ({
+    [`raw-${count}`]: `raw async function, ${count} connections`,
+    [`floor-cancellable-${count}`]:
+      `async function* floor, ${count} connections`,
+    [`corio-${count}`]: `corio async function*, ${count} connections`,
+    [`corio-timeout-${count}`]:
+      `corio, 30 s recv timeout, ${count} connections`,
+  })),
   "corio-sync": "corio function*",
   "corio-sync-mixed": "corio function*, after ten operation kinds",
 };

@@ -6,6 +6,11 @@
 import { parseArgs } from "node:util";
 import { getHeapSpaceStatistics } from "node:v8";
 
+// corio's read-buffer policy, which every hand-written server here follows
+// (start at 1 KiB, double when a read fills the buffer, up to 64 KiB), so
+// that they all hold the same bytes per connection as corio.
+export { INITIAL_READ_SIZE, MAX_READ_SIZE } from "../../src/connection.ts";
+
 /** The flags every Deno benchmark server takes. */
 export function flags(): Record<string, string | boolean> {
   const { values } = parseArgs({

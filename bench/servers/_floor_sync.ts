@@ -2,10 +2,7 @@
 // socket) and `echo_js_bench.ts` (in process): a bare generator whose plain
 // `yield`s name a read or a write; the loop that drives it performs each.
 
-/** The read buffer's first size, as in raw_deno_echo.ts and corio. */
-export const INITIAL_READ_SIZE = 1024;
-/** The most the read buffer grows to: doubled each time a read fills it. */
-export const MAX_READ_SIZE = 64 * 1024;
+import { MAX_READ_SIZE } from "./_control.ts";
 
 /** What the handler yields: read into its buffer, or write bytes. */
 export interface Io {

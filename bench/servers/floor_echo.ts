@@ -26,13 +26,13 @@
 // when a read fills it, up to 64 KiB), as corio does: with a fixed 1 KiB
 // buffer a pipelined stream (B11) takes four reads where they take one.
 
-import { acceptEach, flags } from "./_control.ts";
 import {
+  acceptEach,
+  flags,
   INITIAL_READ_SIZE,
-  type Io,
   MAX_READ_SIZE,
-  syncEcho,
-} from "./_floor_sync.ts";
+} from "./_control.ts";
+import { type Io, syncEcho } from "./_floor_sync.ts";
 import {
   deferRead,
   isOverBudget,

@@ -2,10 +2,7 @@
 // corio's read-buffer policy (start at 1 KiB, double when a read fills it,
 // up to 64 KiB) so both hold the same bytes per connection.
 
-import { acceptEach } from "./_control.ts";
-
-const INITIAL_READ_SIZE = 1024;
-const MAX_READ_SIZE = 64 * 1024;
+import { acceptEach, INITIAL_READ_SIZE, MAX_READ_SIZE } from "./_control.ts";
 
 async function echo(conn: Deno.Conn): Promise<void> {
   let buf = new Uint8Array(INITIAL_READ_SIZE);

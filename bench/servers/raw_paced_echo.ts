@@ -4,15 +4,12 @@
 // timer turn. At 1000 connections it shows what fair service costs a
 // hand-written Deno server, apart from what corio costs on top.
 
-import { acceptEach } from "./_control.ts";
+import { acceptEach, INITIAL_READ_SIZE, MAX_READ_SIZE } from "./_control.ts";
 import {
   deferRead,
   isOverBudget,
   readCompleted,
 } from "../../src/_read_pacer.ts";
-
-const INITIAL_READ_SIZE = 1024;
-const MAX_READ_SIZE = 64 * 1024;
 
 async function echo(conn: Deno.Conn): Promise<void> {
   let buf = new Uint8Array(INITIAL_READ_SIZE);

@@ -56,11 +56,6 @@ export class CompletedTransactions {
 
   constructor(readonly timers: ResolvedTimers) {}
 
-  /** How many answers are held now (expired ones go at the next call). */
-  get size(): number {
-    return this.#answers.size;
-  }
-
   /**
    * Answers retransmissions of `request` with `response` until Timer J
    * ends. Over TCP nothing is retransmitted, so nothing is kept.
