@@ -139,17 +139,30 @@ for (const [name, body] of Object.entries(CASES)) {
   });
 }
 
-/** ns and microtask turns per operation for each case. */
-export async function report(n = 100_000): Promise<Record<string, number>[]> {
-  const rows: Record<string, number>[] = [];
-  for (const [name, body] of Object.entries(CASES)) {
-    await body(n); // warm up
-    let best = Infinity;
-    for (let round = 0; round < 5; round++) {
+/**
+ * ns and microtask turns per operation for each case: the best of `rounds`
+ * timed runs of `n` operations. The cases alternate within each round, as
+ * the suite's servers do: this host's speed swings by half from one
+ * second to the next (the `await Promise.resolve()` row alone has read 23
+ * and 38 ns in two runs of an hour), and a slow spell then falls on every
+ * case alike instead of on all the rounds of whichever case ran through it.
+ */
+export async function report(
+  n = 100_000,
+  rounds = 5,
+): Promise<Record<string, number>[]> {
+  const names = Object.keys(CASES);
+  for (const name of names) await CASES[name](n); // warm up
+  const best = new Map(names.map((name) => [name, Infinity]));
+  for (let round = 0; round < rounds; round++) {
+    for (const name of names) {
       const t0 = performance.now();
-      await body(n);
-      best = Math.min(best, performance.now() - t0);
+      await CASES[name](n);
+      best.set(name, Math.min(best.get(name)!, performance.now() - t0));
     }
+  }
+  const rows: Record<string, number>[] = [];
+  for (const name of names) {
     let ticks = 0;
     let isTicking = true;
     const tick = () => {
@@ -158,13 +171,13 @@ export async function report(n = 100_000): Promise<Record<string, number>[]> {
     };
     queueMicrotask(tick);
     const counted = 10_000;
-    await body(counted);
+    await CASES[name](counted);
     isTicking = false;
     // run() itself takes a few turns to start and settle; n is large
     // enough that they vanish in the division.
     rows.push({
       name: name as unknown as number,
-      nsPerOp: best * 1e6 / n,
+      nsPerOp: best.get(name)! * 1e6 / n,
       turnsPerOp: ticks / counted,
     });
   }

@@ -532,7 +532,7 @@ function microTables(
   };
   return [{
     title:
-      "B5: one operation without I/O (`bench/ops_bench.ts`; best of 5 × 100k)",
+      "B5: one operation without I/O (`bench/ops_bench.ts`; best of 5 × 100k, the cases alternated)",
     rows: [
       ["case", "ns per op", "microtask turns per op"],
       ...ops.map((r) => [
