@@ -102,6 +102,11 @@ export class Coroutine implements DeadlineEntry {
   readonly scheduler: Scheduler;
   cancelRequested = false;
   heapIndex = -1;
+  /**
+   * The deadline of its current wait (`Infinity` for none), which may be
+   * later than the one it is queued at (see `Scheduler.#unpark`).
+   */
+  deadline = Infinity;
   /** The scheduler's epoch when it last parked (see `_compact`). */
   parkedSince = 0;
   mode: Mode = NEXT;

@@ -112,6 +112,12 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     return this.#size;
   }
 
+  /** The deadline `entry` is queued at, or `Infinity` when it is not. */
+  keyOf(entry: E): number {
+    const index = entry.heapIndex;
+    return index < 0 ? Infinity : this.#keys[index];
+  }
+
   /** The earliest deadline queued, or `Infinity` when none is. */
   peekDeadline(): number {
     return this.#size > 0 ? this.#keys[0] : Infinity;
@@ -231,17 +237,18 @@ export class DeadlineQueue<E extends DeadlineEntry> {
 export class Alarm<E extends DeadlineEntry> {
   readonly #queue = new DeadlineQueue<E>();
   readonly #clock: Clock;
-  readonly #onExpired: (entry: E) => void;
+  readonly #onExpired: (entry: E, now: number) => void;
   #handle: unknown = undefined;
   /** When the host timer fires; -Infinity while a batch is handled. */
   #armedAt = Infinity;
 
   /**
    * @param clock Read and armed.
-   * @param onExpired Called with each entry whose deadline has passed,
-   * after it is removed from the queue.
+   * @param onExpired Called with each entry whose deadline has passed
+   * (and the time it was found so), after it is removed from the queue. It
+   * may queue the entry again, at a later deadline.
    */
-  constructor(clock: Clock, onExpired: (entry: E) => void) {
+  constructor(clock: Clock, onExpired: (entry: E, now: number) => void) {
     this.#clock = clock;
     this.#onExpired = onExpired;
   }
@@ -250,6 +257,11 @@ export class Alarm<E extends DeadlineEntry> {
   set(entry: E, deadline: number): void {
     this.#queue.set(entry, deadline);
     if (deadline < this.#armedAt) this.#arm(deadline);
+  }
+
+  /** The deadline `entry` is queued at, or `Infinity` when it is not. */
+  keyOf(entry: E): number {
+    return this.#queue.keyOf(entry);
   }
 
   /** Removes `entry` if queued. The host timer stays; it finds nothing. */
@@ -275,7 +287,7 @@ export class Alarm<E extends DeadlineEntry> {
     this.#armedAt = -Infinity;
     const now = this.#clock.now();
     for (let entry; (entry = this.#queue.popExpired(now));) {
-      this.#onExpired(entry);
+      this.#onExpired(entry, now);
     }
     // (stop() in the batch leaves Infinity.) Arm once, for what is left.
     if (this.#armedAt === -Infinity) this.#armedAt = Infinity;

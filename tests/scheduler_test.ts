@@ -646,3 +646,25 @@ Deno.test("async function*: cancelling inside a delegated helper runs both final
   })());
   assert.deepEqual(log, ["helper finally", "coroutine finally"]);
 });
+
+Deno.test("coroutines waiting the same delay each wake at their own deadline", async () => {
+  const clock = new VirtualClock({ start: 0 });
+  const woke = await run(
+    (function* () {
+      const times: [string, number][] = [];
+      const wait = (name: string, after: number) =>
+        spawn((function* () {
+          yield* delay(after);
+          yield* delay(50); // one shared operation for both
+          times.push([name, clock.now()]);
+        })());
+      const a = yield* wait("a", 0);
+      const b = yield* wait("b", 10);
+      yield* a.join();
+      yield* b.join();
+      return times;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(woke, [["a", 50], ["b", 60]]);
+});
