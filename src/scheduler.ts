@@ -518,7 +518,9 @@ export class Scheduler {
     // An entry left queued by an earlier wait (see `#unpark`) at or before
     // this deadline stays as it is: it comes up first, and `#onTimeout`
     // moves it here then.
-    if (deadline < this.#timers.keyOf(co)) this.#timers.set(co, deadline);
+    if (deadline !== Infinity && deadline < this.#timers.keyOf(co)) {
+      this.#timers.set(co, deadline);
+    }
     if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
     if (effect.external) this.#externalWaits++;
     this.#busy--;
