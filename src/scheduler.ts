@@ -412,8 +412,11 @@ export class Scheduler {
     const gen = co.gen;
     if (co.kind === ASYNC) {
       // Entered as the running coroutine, which every await in the
-      // generator then carries: its operations can park in place.
-      running.run(co, stepAsync, co);
+      // generator then carries: its operations can park in place. Already
+      // in its context (a step's callback, a wake-up by a reaction it
+      // registered), it is stepped as it is: entering costs ~200 ns.
+      if (running.getStore() === co) stepAsync(co);
+      else running.run(co, stepAsync, co);
       return;
     }
     const sgen = gen as globalThis.Generator<unknown, unknown, unknown>;

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { handClock } from "./_hand_clock.ts";
 import {
   CancelledError,
   type Coroutine,
   delay,
+  type Effect,
   Inbox,
+  type Operation,
   run,
   Scheduler,
   spawn,
@@ -667,4 +670,74 @@ Deno.test("coroutines waiting the same delay each wake at their own deadline", a
     { clock },
   );
   assert.deepEqual(woke, [["a", 50], ["b", 60]]);
+});
+
+/** Runs `op` with plain `yield`s: each step goes through the scheduler. */
+async function* plainly<T>(
+  op: Operation<T>,
+): AsyncGenerator<Effect, T, unknown> {
+  const it = op[Symbol.iterator]();
+  let r = it.next();
+  while (!r.done) r = it.next(yield r.value);
+  return r.value;
+}
+
+Deno.test("async coroutines mixing plain yields and yield* each wait as themselves", async () => {
+  const clock = new VirtualClock({ start: 0 });
+  const log = await run(
+    (async function* () {
+      const log: string[] = [];
+      const worker = (name: string, step: number) =>
+        spawn((async function* () {
+          for (let i = 0; i < 3; i++) {
+            yield* plainly(delay(step)); // stepped by the scheduler
+            log.push(`${name} plain ${clock.now()}`);
+            yield* delay(step); // parks in place: must find its own record
+            log.push(`${name} yield* ${clock.now()}`);
+          }
+        })());
+      const a = yield* worker("a", 10);
+      const b = yield* worker("b", 15);
+      yield* a.join();
+      yield* b.join();
+      return log;
+    })(),
+    { clock },
+  );
+  const of = (name: string) => log.filter((line) => line.startsWith(name));
+  assert.deepEqual(of("a"), [
+    "a plain 10",
+    "a yield* 20",
+    "a plain 30",
+    "a yield* 40",
+    "a plain 50",
+    "a yield* 60",
+  ]);
+  assert.deepEqual(of("b"), [
+    "b plain 15",
+    "b yield* 30",
+    "b plain 45",
+    "b yield* 60",
+    "b plain 75",
+    "b yield* 90",
+  ]);
+});
+
+Deno.test("a caller's AsyncLocalStorage value reaches its coroutines across waits, and theirs only", async () => {
+  const request = new AsyncLocalStorage<string>();
+  const handle = (id: string, step: number) =>
+    request.run(id, () =>
+      run((async function* () {
+        const seen: (string | undefined)[] = [];
+        for (let i = 0; i < 3; i++) {
+          yield* plainly(delay(step));
+          seen.push(request.getStore());
+          yield* delay(step);
+          seen.push(request.getStore());
+        }
+        return seen;
+      })()));
+  const [one, two] = await Promise.all([handle("one", 1), handle("two", 2)]);
+  assert.deepEqual(one, Array(6).fill("one"));
+  assert.deepEqual(two, Array(6).fill("two"));
 });
