@@ -40,7 +40,10 @@ export interface Results {
 
 /** What `ops_bench.ts --report` and `timers_bench.ts --report` print. */
 export interface MicroFigures {
+  /** B5: per case, the median over `opsRuns`. */
   ops: { name: string; nsPerOp: number; turnsPerOp: number }[];
+  /** B5: every process's report (older results: absent, one process). */
+  opsRuns?: { name: string; nsPerOp: number; turnsPerOp: number }[][];
   b6: Record<string, number>;
   b7:
     & Record<"corio" | "setTimeout", Record<string, number>>

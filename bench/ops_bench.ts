@@ -142,10 +142,11 @@ for (const [name, body] of Object.entries(CASES)) {
 /**
  * ns and microtask turns per operation for each case: the best of `rounds`
  * timed runs of `n` operations. The cases alternate within each round, as
- * the suite's servers do: this host's speed swings by half from one
- * second to the next (the `await Promise.resolve()` row alone has read 23
- * and 38 ns in two runs of an hour), and a slow spell then falls on every
- * case alike instead of on all the rounds of whichever case ran through it.
+ * the suite's servers do: this host's speed swings from one run to the
+ * next (the `await Promise.resolve()` row alone has read 23 and 38 ns an
+ * hour apart), and a slow spell then falls on every case alike instead of
+ * on all the rounds of whichever case ran through it. A whole process can
+ * also run slow (see B5 in `run.ts`, which runs one per round).
  */
 export async function report(
   n = 100_000,

@@ -473,8 +473,21 @@ async function sip(): Promise<Results["sip"]> {
 
 /** B5, B6, B7: the micro-benchmarks' own reports. */
 async function microFigures(): Promise<MicroFigures> {
-  const ops: MicroFigures["ops"] = await runJson("ops_bench.ts", ["--report"]);
-  console.log("B5", JSON.stringify(ops));
+  // B5: a process per round. Within one process the cases alternate, but a
+  // whole process can run corio's code 1.5-1.8x slower than the next one
+  // (2026-12-06, 14 runs of `ops_bench.ts --report`: 2 gave 324-325 ns for
+  // the parked operation, 12 gave 173-212, with `await Promise.resolve()` at
+  // 22-25 ns in all of them), so a single process decides nothing.
+  const opsRuns: MicroFigures["ops"][] = [];
+  for (let round = 0; round < rounds; round++) {
+    opsRuns.push(await runJson("ops_bench.ts", ["--report"]));
+    console.log(`B5 round ${round + 1}`, JSON.stringify(opsRuns[round]));
+  }
+  const ops: MicroFigures["ops"] = opsRuns[0].map((row, i) => ({
+    name: row.name,
+    nsPerOp: median(opsRuns.map((run) => run[i].nsPerOp)),
+    turnsPerOp: median(opsRuns.map((run) => run[i].turnsPerOp)),
+  }));
   const { b6 } = await runJson("timers_bench.ts", ["--report"]);
   console.log("B6", JSON.stringify(b6));
   // B7: a process per run, forms alternated and rotated like the servers.
@@ -499,7 +512,7 @@ async function microFigures(): Promise<MicroFigures> {
   const b7 = Object.fromEntries(
     Object.entries(b7Runs).map(([form, runs]) => [form, medians(runs)]),
   ) as MicroFigures["b7"];
-  return { ops, b6, b7, b7Runs };
+  return { ops, opsRuns, b6, b7, b7Runs };
 }
 
 /** Field by field, the median over `runs`. */
@@ -511,7 +524,7 @@ function medians(runs: Record<string, number>[]): Record<string, number> {
 
 /** B5, B6, B7 as table rows. */
 function microTables(
-  { ops, b6, b7, b7Runs }: MicroFigures,
+  { ops, opsRuns, b6, b7, b7Runs }: MicroFigures,
 ): Results["micro"] {
   const ns = (x: number) => x.toFixed(0);
   const spread = (form: string, key: string, digits: number) => {
@@ -531,15 +544,22 @@ function microTables(
     ];
   };
   return [{
-    title:
-      "B5: one operation without I/O (`bench/ops_bench.ts`; best of 5 × 100k, the cases alternated)",
+    title: `B5: one operation without I/O (\`bench/ops_bench.ts\`; in each of ${
+      opsRuns?.length ?? 1
+    } processes, the best of 5 × 100k with the cases alternated; the median over the processes, min..max)`,
     rows: [
       ["case", "ns per op", "microtask turns per op"],
-      ...ops.map((r) => [
-        String(r.name),
-        ns(r.nsPerOp as number),
-        (r.turnsPerOp as number).toFixed(2),
-      ]),
+      ...ops.map((r, i) => {
+        const all = opsRuns?.map((run) => run[i].nsPerOp) ?? [];
+        const spread = all.length < 2
+          ? ""
+          : ` (${ns(Math.min(...all))}..${ns(Math.max(...all))})`;
+        return [
+          String(r.name),
+          ns(r.nsPerOp as number) + spread,
+          (r.turnsPerOp as number).toFixed(2),
+        ];
+      }),
     ],
   }, {
     title:
