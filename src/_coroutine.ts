@@ -103,8 +103,10 @@ export class Coroutine implements DeadlineEntry {
   cancelRequested = false;
   heapIndex = -1;
   /**
-   * The deadline of its current wait (`Infinity` for none), which may be
-   * later than the one it is queued at (see `Scheduler.#unpark`).
+   * The deadline of its last wait that had one (only a wait with a
+   * deadline writes it: a parked coroutine's is current when its effect
+   * `hasDeadline`). It may be later than the one it is queued at (see
+   * `Scheduler.#unpark`).
    */
   deadline = Infinity;
   /** The scheduler's epoch when it last parked (see `_compact`). */

@@ -516,13 +516,13 @@ export class Scheduler {
     if (effect.owner.park(co)) return RESUME;
     co.state = PARKED;
     co.effect = effect;
-    co.deadline = deadline;
     co.parkedSince = this.#epoch;
-    // An entry left queued by an earlier wait (see `#unpark`) at or before
-    // this deadline stays as it is: it comes up first, and `#onTimeout`
-    // moves it here then.
-    if (deadline !== Infinity && deadline < this.#timers.keyOf(co)) {
-      this.#timers.set(co, deadline);
+    if (deadline !== Infinity) {
+      co.deadline = deadline;
+      // An entry left queued by an earlier wait (see `#unpark`) at or
+      // before this deadline stays as it is: it comes up first, and
+      // `#onTimeout` moves it here then.
+      if (deadline < this.#timers.keyOf(co)) this.#timers.set(co, deadline);
     }
     if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
     if (effect.external) this.#externalWaits++;
@@ -554,7 +554,7 @@ export class Scheduler {
   #onTimeout = (co: Coroutine, now: number): void => {
     // Left queued by a wait that has ended (see `#unpark`): the coroutine
     // runs, waits without a deadline, or waits for a later one.
-    if (co.state !== PARKED || co.deadline === Infinity) return;
+    if (co.state !== PARKED || !co.effect!.hasDeadline) return;
     if (co.deadline > now) return this.#timers.set(co, co.deadline);
     co.effect!.owner.unpark(co);
     this.#unpark(co);

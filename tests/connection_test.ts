@@ -4,6 +4,7 @@ import {
   type Connection,
   ConnectionClosedError,
   delay,
+  type Effect,
   IncompleteReadError,
   LineTooLongError,
   type Operation,
@@ -739,79 +740,79 @@ Deno.test("an aborted send leaves the send queue, and later sends go through", a
   b.close();
 });
 
-Deno.test("each recv() of a loop times out at its own deadline, not the first's", async () => {
+/**
+ * Runs `body` on a virtual clock from 0 with a memory pair, closing the
+ * pair after.
+ */
+async function onVirtualPair<T>(
+  body: (
+    a: Connection,
+    b: Connection,
+    clock: VirtualClock,
+  ) => AsyncGenerator<Effect, T, unknown>,
+): Promise<T> {
   const clock = new VirtualClock({ start: 0 });
   const [a, b] = memoryConnPair();
-  const result = await run(
-    (async function* () {
-      yield* spawn((async function* () {
-        for (let i = 0; i < 5; i++) {
-          yield* delay(30);
-          yield* a.send("x");
-        }
-      })());
-      let received = 0;
-      try {
-        for (;;) {
-          yield* b.recv({ timeout: 100 });
-          received++;
-        }
-      } catch (error) {
-        assert.ok(error instanceof TimeoutError);
-        return [received, clock.now()];
+  try {
+    return await run(body(a, b, clock), { clock });
+  } finally {
+    a.close();
+    b.close();
+  }
+}
+
+Deno.test("each recv() of a loop times out at its own deadline, not the first's", async () => {
+  const result = await onVirtualPair(async function* (a, b, clock) {
+    yield* spawn((async function* () {
+      for (let i = 0; i < 5; i++) {
+        yield* delay(30);
+        yield* a.send("x");
       }
-    })(),
-    { clock },
-  );
+    })());
+    let received = 0;
+    try {
+      for (;;) {
+        yield* b.recv({ timeout: 100 });
+        received++;
+      }
+    } catch (error) {
+      assert.ok(error instanceof TimeoutError);
+      return [received, clock.now()];
+    }
+  });
   // The last byte came at 150: the recv after it times out at 250, though
   // the first recv's deadline (100) passed long before.
   assert.deepEqual(result, [5, 250]);
-  a.close();
-  b.close();
 });
 
 Deno.test("a wait with no deadline after a timed one is not timed out by it", async () => {
-  const clock = new VirtualClock({ start: 0 });
-  const [a, b] = memoryConnPair();
-  const result = await run(
-    (async function* () {
-      yield* spawn((async function* () {
-        yield* delay(10);
-        yield* a.send("first");
-        yield* delay(490);
-        yield* a.send("second");
-      })());
-      const first = text(yield* b.recv({ timeout: 100 }));
-      const second = text(yield* b.recv()); // past 110, the first's deadline
-      return [first, second, clock.now()];
-    })(),
-    { clock },
-  );
+  const result = await onVirtualPair(async function* (a, b, clock) {
+    yield* spawn((async function* () {
+      yield* delay(10);
+      yield* a.send("first");
+      yield* delay(490);
+      yield* a.send("second");
+    })());
+    const first = text(yield* b.recv({ timeout: 100 }));
+    const second = text(yield* b.recv()); // past 110, the first's deadline
+    return [first, second, clock.now()];
+  });
   assert.deepEqual(result, ["first", "second", 500]);
-  a.close();
-  b.close();
 });
 
 Deno.test("a shorter timeout after a longer one fires at its own deadline", async () => {
-  const clock = new VirtualClock({ start: 0 });
-  const [a, b] = memoryConnPair();
-  const result = await run(
-    (async function* () {
-      yield* spawn((async function* () {
-        yield* delay(10);
-        yield* a.send("first");
-      })());
-      yield* b.recv({ timeout: 1000 }); // deadline 1000, done at 10
-      try {
-        yield* b.recv({ timeout: 50 });
-      } catch (error) {
-        assert.ok(error instanceof TimeoutError);
-        return clock.now();
-      }
-    })(),
-    { clock },
-  );
+  const result = await onVirtualPair(async function* (a, b, clock) {
+    yield* spawn((async function* () {
+      yield* delay(10);
+      yield* a.send("first");
+    })());
+    yield* b.recv({ timeout: 1000 }); // deadline 1000, done at 10
+    try {
+      yield* b.recv({ timeout: 50 });
+    } catch (error) {
+      assert.ok(error instanceof TimeoutError);
+      return clock.now();
+    }
+  });
   assert.equal(result, 60);
-  a.close();
-  b.close();
 });
