@@ -206,18 +206,34 @@ export async function runInterleaved(
   const servers: RunningServer[] = [];
   try {
     for (const cmd of cmds) servers.push(await startServer(cmd));
-    const turns = Math.ceil(args.duration / (TURN.slice - TURN.settle));
-    const lines = await runClientLines(client, {
-      ...args,
-      ports: servers.map((s) => s.port).join(","),
-      "server-pids": servers.map((s) => s.pid).join(","),
-      slice: TURN.slice,
-      settle: TURN.settle,
-    }, (cmds.length * (args.warmup + 10 + turns * TURN.slice) + 40) * 1000);
-    return servers.map((server) => lines.find((l) => l.port === server.port));
+    return await interleave(client, servers, args);
   } finally {
     for (const server of servers) await server.stop();
   }
+}
+
+/**
+ * `runInterleaved` on servers already running; `turn` (default `TURN`) sets
+ * the turns.
+ */
+export async function interleave(
+  client: string,
+  servers: RunningServer[],
+  args: { conns: number; size: number; depth: number } & {
+    warmup: number;
+    duration: number;
+  },
+  turn: { slice: number; settle: number } = TURN,
+): Promise<(Record<string, number> | undefined)[]> {
+  const turns = Math.ceil(args.duration / (turn.slice - turn.settle));
+  const lines = await runClientLines(client, {
+    ...args,
+    ports: servers.map((s) => s.port).join(","),
+    "server-pids": servers.map((s) => s.pid).join(","),
+    slice: turn.slice,
+    settle: turn.settle,
+  }, (servers.length * (args.warmup + 10 + turns * turn.slice) + 40) * 1000);
+  return servers.map((server) => lines.find((l) => l.port === server.port));
 }
 
 /** The load client in idle mode: resolves once all connections are up. */

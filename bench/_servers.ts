@@ -84,3 +84,18 @@ function corio(variant: string, ...extra: string[]): string[] {
     ...extra,
   ];
 }
+
+/**
+ * A server named on a command line: an id of `SERVERS`, or `name=command
+ * words` for any command that prints "listening on HOST:PORT" (a server
+ * from another checkout, say).
+ */
+export function serverFromSpec(spec: string): { name: string; cmd: string[] } {
+  const at = spec.indexOf("=");
+  if (at > 0) {
+    return { name: spec.slice(0, at), cmd: spec.slice(at + 1).split(" ") };
+  }
+  const known = SERVERS[spec];
+  if (!known) throw new TypeError(`unknown server ${spec}`);
+  return { name: spec, cmd: known.cmd };
+}

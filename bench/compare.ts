@@ -25,7 +25,7 @@
 import { parseArgs } from "node:util";
 import { compileC, runClient, runInterleaved, startServer } from "./_procs.ts";
 import { fmt, median, range, type Stat } from "./_report.ts";
-import { SERVERS } from "./_servers.ts";
+import { serverFromSpec, SERVERS } from "./_servers.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -51,15 +51,7 @@ const { server: cServer, client } = await compileC(
 );
 SERVERS.c.cmd = [cServer, "0"];
 
-const servers = positionals.map((spec) => {
-  const at = spec.indexOf("=");
-  if (at > 0) {
-    return { name: spec.slice(0, at), cmd: spec.slice(at + 1).split(" ") };
-  }
-  const known = SERVERS[spec];
-  if (!known) throw new TypeError(`unknown server ${spec}`);
-  return { name: spec, cmd: known.cmd };
-});
+const servers = positionals.map(serverFromSpec);
 
 interface Run {
   msgsPerSec: number;
