@@ -4,9 +4,12 @@
  * drives them in turns (as `compare.ts --interleave` does), and each sample
  * of a server is charged to the code it was taken in: the kernel, a shared
  * library, the Deno binary's own code (Rust, V8's C++), a V8 builtin, or a
- * JavaScript function. Figures are ns of CPU per echoed message.
+ * JavaScript function. Figures are ns of CPU per echoed message, over all
+ * rounds (each round starts the servers afresh: one run can differ from
+ * the next by a few hundred ns per message in every layer).
  *
- *     deno task attribute [--conns 50] [--seconds 4] [--size 64] [--top 30] SERVER...
+ *     deno task attribute [--conns 50] [--seconds 4] [--size 64] [--top 30]
+ *       [--rounds 3] SERVER...
  *
  * SERVERs are named as for `compare.ts`. Deno servers get V8's
  * `--perf-basic-prof`, so that perf can name JavaScript functions. V8's
@@ -40,11 +43,12 @@ const { values, positionals } = parseArgs({
     seconds: { type: "string", default: "4" },
     size: { type: "string", default: "64" },
     top: { type: "string", default: "30" },
+    rounds: { type: "string", default: "3" },
   },
 });
 if (positionals.length < 1) {
   console.error(
-    "usage: attribute.ts [--conns N] [--seconds S] [--size B] [--top N] SERVER...",
+    "usage: attribute.ts [--conns N] [--seconds S] [--size B] [--top N] [--rounds N] SERVER...",
   );
   Deno.exit(2);
 }
@@ -84,73 +88,130 @@ interface Builtins {
 }
 
 const servers = positionals.map(serverFromSpec);
-const running: RunningServer[] = [];
-const recorders: Deno.ChildProcess[] = [];
-const dataFiles = servers.map(() => Deno.makeTempFileSync({ suffix: ".perf" }));
-try {
-  for (const { cmd } of servers) {
-    running.push(await startServer(withPerfMap(cmd)));
-  }
-  const args = {
-    conns: Number(values.conns),
-    size: Number(values.size),
-    depth: 1,
-  };
-  for (const server of running) {
-    await runClient(client, {
-      ...args,
-      port: server.port,
-      warmup: 0.5,
-      duration: 0.5,
-    }, 30_000);
-  }
-  const builtins = await Promise.all(running.map((s) => findBuiltins(s.pid)));
-  running.forEach((server, i) => {
-    recorders.push(
-      new Deno.Command("perf", {
-        args: [
-          "record",
-          ...["-F", String(FREQUENCY), "-e", "cpu-clock", "-g"],
-          ...["-p", String(server.pid), "-o", dataFiles[i]],
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn(),
+const rounds = Number(values.rounds);
+const totals: Profile[] = servers.map(() => emptyProfile());
+const messages = servers.map(() => 0);
+const unnamed = new Set<string>();
+for (let round = 0; round < rounds; round++) {
+  // Each round starts the servers afresh, in an order rotated by one.
+  const order = servers.map((_, k) => (k + round) % servers.length);
+  const results = await runRound(order.map((i) => servers[i].cmd));
+  const cells: string[] = [];
+  order.forEach((i, k) => {
+    const { messages: m, profile, hasBuiltins } = results[k];
+    messages[i] += m;
+    merge(totals[i], profile);
+    if (!hasBuiltins) unnamed.add(servers[i].name);
+    cells.push(
+      `${servers[i].name} ${fmt(profile.samples / FREQUENCY * 1e9 / m)} ns`,
     );
   });
-  await new Promise((resolve) => setTimeout(resolve, 500)); // perf attaches
-  const figures = await interleave(client, running, {
-    ...args,
-    warmup: 0,
-    duration: Number(values.seconds),
-  }, { slice: 0.25, settle: 0 });
-  for (const recorder of recorders) recorder.kill("SIGINT");
-  for (const recorder of recorders) await recorder.status;
-  const profiles: Profile[] = [];
-  for (let i = 0; i < running.length; i++) {
-    profiles.push(await profile(dataFiles[i], builtins[i]));
-  }
-  report(figures.map((f) => f?.messages ?? NaN), profiles);
-  servers.forEach(({ name }, i) => {
-    if (builtins[i] === null) {
-      console.log(
-        `\n${name}: V8's builtins not found, counted as the Deno binary`,
+  console.log(`round ${round + 1}: ${cells.join(" | ")}`);
+}
+report(messages, totals);
+for (const name of unnamed) {
+  console.log(`\n${name}: V8's builtins not found, counted as the Deno binary`);
+}
+
+/** Runs `cmds` together under perf once: each one's messages and samples. */
+async function runRound(
+  cmds: string[][],
+): Promise<{ messages: number; profile: Profile; hasBuiltins: boolean }[]> {
+  const running: RunningServer[] = [];
+  const recorders: Deno.ChildProcess[] = [];
+  const dataFiles = cmds.map(() => Deno.makeTempFileSync({ suffix: ".perf" }));
+  try {
+    for (const cmd of cmds) running.push(await startServer(withPerfMap(cmd)));
+    const args = {
+      conns: Number(values.conns),
+      size: Number(values.size),
+      depth: 1,
+    };
+    for (const server of running) {
+      await runClient(client, {
+        ...args,
+        port: server.port,
+        warmup: 0.5,
+        duration: 0.5,
+      }, 30_000);
+    }
+    const builtins = await Promise.all(
+      running.map((s) => findBuiltins(s.pid)),
+    );
+    running.forEach((server, i) => {
+      recorders.push(
+        new Deno.Command("perf", {
+          args: [
+            "record",
+            ...["-F", String(FREQUENCY), "-e", "cpu-clock", "-g"],
+            ...["-p", String(server.pid), "-o", dataFiles[i]],
+          ],
+          stdout: "null",
+          stderr: "piped",
+        }).spawn(),
       );
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // perf attaches
+    const figures = await interleave(client, running, {
+      ...args,
+      warmup: 0,
+      duration: Number(values.seconds),
+    }, { slice: 0.25, settle: 0 });
+    for (const recorder of recorders) {
+      try {
+        recorder.kill("SIGINT");
+      } catch {
+        // ended by itself: its output says why
+      }
     }
-  });
-} finally {
-  for (const recorder of recorders) {
-    try {
-      recorder.kill("SIGKILL");
-    } catch {
-      // already ended
+    for (const recorder of recorders) {
+      // Stopped by SIGINT, perf exits with a failure code even when it
+      // wrote its data.
+      const text = new TextDecoder().decode((await recorder.output()).stderr);
+      if (!text.includes("Captured and wrote")) {
+        throw new Error(`perf record failed: ${text}`);
+      }
     }
+    const results = [];
+    for (let i = 0; i < running.length; i++) {
+      const messages = figures[i]?.messages;
+      if (!messages) throw new Error(`no figures for ${cmds[i].join(" ")}`);
+      results.push({
+        messages,
+        profile: await profile(dataFiles[i], builtins[i]),
+        hasBuiltins: builtins[i] !== null,
+      });
+    }
+    return results;
+  } finally {
+    for (const recorder of recorders) {
+      try {
+        recorder.kill("SIGKILL");
+      } catch {
+        // already ended
+      }
+    }
+    for (const server of running) {
+      await server.stop();
+      await Deno.remove(`/tmp/perf-${server.pid}.map`).catch(() => {});
+    }
+    for (const file of dataFiles) await Deno.remove(file).catch(() => {});
   }
-  for (const server of running) {
-    await server.stop();
-    await Deno.remove(`/tmp/perf-${server.pid}.map`).catch(() => {});
+}
+
+function emptyProfile(): Profile {
+  return { samples: 0, byLayer: new Map(), byFunction: new Map() };
+}
+
+/** Adds `from`'s samples to `into`. */
+function merge(into: Profile, from: Profile): void {
+  into.samples += from.samples;
+  for (const [layer, n] of from.byLayer) {
+    into.byLayer.set(layer, (into.byLayer.get(layer) ?? 0) + n);
   }
-  for (const file of dataFiles) await Deno.remove(file).catch(() => {});
+  for (const [name, n] of from.byFunction) {
+    into.byFunction.set(name, (into.byFunction.get(name) ?? 0) + n);
+  }
 }
 
 /** `cmd` with V8 writing a perf map (`/tmp/perf-PID.map`), when it runs V8. */
@@ -252,11 +313,7 @@ async function profile(
     stderr: "null",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
-  const result: Profile = {
-    samples: 0,
-    byLayer: new Map(),
-    byFunction: new Map(),
-  };
+  const result = emptyProfile();
   const add = (layer: Layer, name: string) => {
     result.samples++;
     result.byLayer.set(layer, (result.byLayer.get(layer) ?? 0) + 1);
@@ -312,7 +369,7 @@ function report(messages: number[], profiles: Profile[]): void {
     ...names.slice(1).map((n) => `${n} − ${names[0]}`),
   ];
   console.log(
-    `\n${values.conns} connections, ${values.size} B messages, ${values.seconds} s each in turns; ns of CPU per message (perf record -F ${FREQUENCY})\n`,
+    `\n${values.conns} connections, ${values.size} B messages, ${rounds} rounds of ${values.seconds} s each in turns; ns of CPU per message (perf record -F ${FREQUENCY})\n`,
   );
   row("layer", header);
   row("---", header.map(() => "---:"));
