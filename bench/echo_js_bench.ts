@@ -5,9 +5,12 @@
  * driven by a loop, as `servers/floor_echo.ts --sync`), by the `async
  * function*` floor with cancellable waits (`floor_echo.ts --cancellable`)
  * and by corio's echo handler in both forms (and with a recv timeout),
- * over one connection, 50 (B1) and 1000 (B2). What is left of corio's gap
- * to raw Deno in B1 beyond this is not in corio's own code. At 1000
- * connections their state no longer fits in the cache, and corio's
+ * over one connection, 50 (B1) and 1000 (B2). These figures rank changes
+ * to corio's code; they are not what it costs on a socket, where the same
+ * code runs between the kernel's work for each message and costs several
+ * times more (`attribute.ts`: corio's `function*` echo spends ~490 ns per
+ * message more than raw Deno in JavaScript there, against ~120 ns here).
+ * At 1000 connections their state no longer fits in the cache, and corio's
  * records cost more than their instructions say (`instructions.ts --ll`).
  *
  *     deno run bench/echo_js_bench.ts                      # ns per message
