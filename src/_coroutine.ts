@@ -134,6 +134,15 @@ export class Coroutine implements DeadlineEntry {
   // connection's record small. An async step's callbacks are shared by all
   // coroutines (see `stepAsync`).
   #onAbort: (() => void) | null = null;
+  /**
+   * `generatorNext`, read from the prototype, where it is a constant that
+   * TurboFan folds: `co.stepNext.call(gen, input)` then calls the builtin
+   * directly. Called as the module's `generatorNext`, a value it cannot
+   * fold, every step went through the generic call builtin. Measured
+   * (`deno task instructions`, old and new tree): a `function*` echo
+   * message 3,603 -> 3,409 instructions, a B7 fire 1,886 -> 1,847.
+   */
+  declare readonly stepNext: typeof generatorNext;
   get onAbort(): () => void {
     return this.#onAbort ??= () => this.scheduler._abort(this);
   }
@@ -248,3 +257,7 @@ export class Coroutine implements DeadlineEntry {
     else this.settle!.reject(new CancelledError());
   }
 }
+
+Object.defineProperty(Coroutine.prototype, "stepNext", {
+  value: generatorNext,
+});

@@ -14,7 +14,6 @@ import {
   ENDING,
   FAILED,
   GENERATOR,
-  generatorNext,
   type Mode,
   NEXT,
   OK,
@@ -425,7 +424,7 @@ export class Scheduler {
       try {
         r = co.mode === NEXT
           ? (co.kind === GENERATOR
-            ? generatorNext.call(sgen, co.input)
+            ? co.stepNext.call(sgen, co.input)
             : sgen.next(co.input))
           : co.mode === RETURN
           ? sgen.return(undefined)
