@@ -53,6 +53,14 @@ if (positionals.length < 1) {
   Deno.exit(2);
 }
 
+try {
+  await new Deno.Command("perf", { args: ["--version"], stdout: "null" })
+    .output();
+} catch {
+  console.error("attribute.ts needs perf (Debian: linux-perf)");
+  Deno.exit(2);
+}
+
 const FREQUENCY = 4999; // samples per second (prime: no lockstep with timers)
 const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 const repoUrl = new URL("..", import.meta.url).href;
