@@ -2,9 +2,9 @@
  * Where an echo message's time goes on a real socket, by layer and by
  * function: the servers run together under `perf record`, the load client
  * drives them in turns (as `compare.ts --interleave` does), and each sample
- * of a server is charged to the code it was taken in: the kernel, a shared
- * library, the Deno binary's own code (Rust, V8's C++), a V8 builtin, or a
- * JavaScript function. Figures are ns of CPU per echoed message, over all
+ * of a server is charged to the code it was taken in: the kernel, libc or
+ * another binary (node), the Deno binary's own code (Rust, V8's C++), a V8
+ * builtin, or a JavaScript function. Figures are ns of CPU per echoed message, over all
  * rounds (each round starts the servers afresh: one run can differ from
  * the next by a few hundred ns per message in every layer).
  *
@@ -72,7 +72,7 @@ SERVERS.c.cmd = [cServer, "0"];
 
 const LAYERS = [
   "kernel",
-  "shared libraries (libc...)",
+  "libc and other binaries",
   "Deno binary: Rust, V8's C++",
   "V8 builtins",
   "JavaScript",
@@ -94,6 +94,12 @@ interface Builtins {
   ends: number[];
   names: string[];
 }
+
+/**
+ * Every process of this Deno binary holds its builtins at the same place
+ * in the file, with the same names: found once, for all the servers.
+ */
+let found: Promise<Builtins | null> | null = null;
 
 const servers = positionals.map(serverFromSpec);
 const rounds = Number(values.rounds);
@@ -143,9 +149,8 @@ async function runRound(
         duration: 0.5,
       }, 30_000);
     }
-    const builtins = await Promise.all(
-      running.map((s) => findBuiltins(s.pid)),
-    );
+    const builtins: (Builtins | null | undefined)[] = [];
+    for (const server of running) builtins.push(await findBuiltins(server.pid));
     running.forEach((server, i) => {
       recorders.push(
         new Deno.Command("perf", {
@@ -186,7 +191,7 @@ async function runRound(
       if (!messages) throw new Error(`no figures for ${cmds[i].join(" ")}`);
       results.push({
         messages,
-        profile: await profile(dataFiles[i], builtins[i]),
+        profile: await profile(dataFiles[i], builtins[i] ?? null),
         hasBuiltins: builtins[i] !== null,
       });
     }
@@ -245,10 +250,22 @@ function withPerfMap(cmd: string[]): string[] {
 }
 
 /**
- * Finds V8's embedded builtins in the Deno binary, or returns null (not a
- * Deno server, or its memory cannot be read).
+ * V8's builtins in the Deno binary that server `pid` runs; null when they
+ * cannot be found (its memory cannot be read), undefined when it runs
+ * another program.
  */
-async function findBuiltins(pid: number): Promise<Builtins | null> {
+async function findBuiltins(
+  pid: number,
+): Promise<Builtins | null | undefined> {
+  const exe = await Deno.realPath(`/proc/${pid}/exe`).catch(() => null);
+  if (exe !== await Deno.realPath(Deno.execPath())) return undefined;
+  const builtins = await (found ??= locateBuiltins(pid));
+  if (builtins === null) found = null; // try the next server's memory
+  return builtins;
+}
+
+/** Finds the builtins of the Deno binary through the memory of `pid`. */
+async function locateBuiltins(pid: number): Promise<Builtins | null> {
   let map: string;
   try {
     map = await Deno.readTextFile(`/tmp/perf-${pid}.map`);
@@ -349,7 +366,7 @@ async function profile(
       if (name !== null) add("V8 builtins", name);
       else add("Deno binary: Rust, V8's C++", "(Deno binary)");
     } else {add(
-        "shared libraries (libc...)",
+        "libc and other binaries",
         `${sym} (${dso.replace(/.*\//, "")})`,
       );}
   }
