@@ -8,8 +8,8 @@
  * rounds (each round starts the servers afresh: one run can differ from
  * the next by a few hundred ns per message in every layer).
  *
- *     deno task attribute [--conns 50] [--seconds 4] [--size 64] [--top 30]
- *       [--rounds 3] SERVER...
+ *     deno task attribute [--conns 50] [--seconds 4] [--size 64] [--depth 1]
+ *       [--top 30] [--rounds 3] SERVER...
  *
  * SERVERs are named as for `compare.ts`. Deno servers get V8's
  * `--perf-basic-prof`, so that perf can name JavaScript functions. V8's
@@ -42,13 +42,14 @@ const { values, positionals } = parseArgs({
     conns: { type: "string", default: "50" },
     seconds: { type: "string", default: "4" },
     size: { type: "string", default: "64" },
+    depth: { type: "string", default: "1" },
     top: { type: "string", default: "30" },
     rounds: { type: "string", default: "3" },
   },
 });
 if (positionals.length < 1) {
   console.error(
-    "usage: attribute.ts [--conns N] [--seconds S] [--size B] [--top N] [--rounds N] SERVER...",
+    "usage: attribute.ts [--conns N] [--seconds S] [--size B] [--depth N] [--top N] [--rounds N] SERVER...",
   );
   Deno.exit(2);
 }
@@ -139,7 +140,7 @@ async function runRound(
     const args = {
       conns: Number(values.conns),
       size: Number(values.size),
-      depth: 1,
+      depth: Number(values.depth),
     };
     for (const server of running) {
       await runClient(client, {
@@ -394,7 +395,7 @@ function report(messages: number[], profiles: Profile[]): void {
     ...names.slice(1).map((n) => `${n} − ${names[0]}`),
   ];
   console.log(
-    `\n${values.conns} connections, ${values.size} B messages, ${rounds} rounds of ${values.seconds} s each in turns; ns of CPU per message (perf record -F ${FREQUENCY})\n`,
+    `\n${values.conns} connections, ${values.size} B messages, ${values.depth} in flight per connection, ${rounds} rounds of ${values.seconds} s each in turns; ns of CPU per message (perf record -F ${FREQUENCY})\n`,
   );
   row("layer", header);
   row("---", header.map(() => "---:"));

@@ -6,7 +6,10 @@
  * between rounds cancels; the summary is the median (min..max) of those.
  *
  *     deno task compare [--conns 50] [--rounds 6] [--seconds 2.5]
- *       [--interleave] SERVER...
+ *       [--size 64] [--depth 1] [--interleave] SERVER...
+ *
+ * `--size` and `--depth` set the messages' bytes and how many each
+ * connection keeps in flight (B11 is `--size 1024 --depth 4`).
  *
  * `--interleave` runs each round's servers together, in turns of 0.25 s,
  * as the suite runs B1 (`runInterleaved`): on a machine whose speed swings
@@ -35,11 +38,13 @@ const { values, positionals } = parseArgs({
     rounds: { type: "string", default: "6" },
     seconds: { type: "string", default: "2.5" },
     interleave: { type: "boolean", default: false },
+    size: { type: "string", default: "64" },
+    depth: { type: "string", default: "1" },
   },
 });
 if (positionals.length < 2) {
   console.error(
-    "usage: compare.ts [--conns N] [--rounds N] [--seconds S] [--interleave] SERVER SERVER...",
+    "usage: compare.ts [--conns N] [--rounds N] [--seconds S] [--size B] [--depth N] [--interleave] SERVER SERVER...",
   );
   Deno.exit(2);
 }
@@ -71,8 +76,8 @@ for (let round = 0; round < Number(values.rounds); round++) {
   const order = servers.map((_, k) => (k + round) % servers.length);
   const args = {
     conns: Number(values.conns),
-    size: 64,
-    depth: 1,
+    size: Number(values.size),
+    depth: Number(values.depth),
     warmup: 1,
     duration: Number(values.seconds),
   };

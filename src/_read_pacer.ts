@@ -11,7 +11,11 @@
 //
 // So past READS_PER_ITERATION completions in one iteration, the next reads
 // of real sockets start on the next timer turn (Deno's setTimeout(0), about
-// 2 ms), so the runtime gets to the reads that were waiting first.
+// 2 ms), so the runtime gets to the reads that were waiting first. The
+// next iteration's setImmediate is too soon: released there, the deferred
+// reads starved the rest again (`deno task compare --conns 1000`, median
+// of 4 rounds: Jain 0.31 and 0.38 for async function* and function*
+// handlers, against 0.99 with the timer turn).
 // corio with this rule (BENCHMARKS.md, B2): 1000 of 1000 served, Jain 0.99,
 // each connection's longest wait for a reply 0.11 s median against raw
 // Deno's 1.65 s, but 0.78-0.84x raw Deno's msgs/s (0.92x without it) and a
