@@ -578,7 +578,7 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
         kib(heap("corio-sync"))
       } KiB of heap against ${kib(heap("corio"))} for \`async function*\`.`
       : ""
-  }${
+  }${syncFloorSentence(runs)}${
     runs.node
       ? ` Raw Deno itself, a hand-written server with the same 1 KiB read pending on each connection, holds ${
         ratio(paired(runs.raw, runs.node, (f) => f.rssPerConn), 1)
@@ -587,6 +587,27 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
   }
 
 Measured by hand on the code of an earlier run, not in this one (10,000 idle connections held, memory read every few seconds): after 15–30 s of idle, V8's memory reducer gives the young generation back (corio's from 36.7 MiB to 1.0 after 15 s and 0.3 after 50 s), and RSS per connection settles at 4.49 KiB for raw Deno, 5.49 for the floor, 6.79 for corio and 1.39 for Node: corio 1.51× raw Deno and the floor 1.22×, raw Deno 3.2× Node. The table reads RSS 1 s after the connections are idle, before that.`;
+}
+
+/** What the `function*` floor says about B8's target, when it ran. */
+function syncFloorSentence(runs: Record<string, Figures[]>): string {
+  if (!runs["floor-sync"]) return "";
+  const rss = paired(runs["floor-sync"], runs.raw, (f) => f.rssPerConn);
+  const heap = (id: string) => stat(runs[id], (f) => f.heapPerConn).median;
+  const kib = (bytes: number) => (bytes / 1024).toFixed(2);
+  return ` The floor for \`function*\` handlers (\`floor_echo.ts --sync\`: a bare generator whose reads and writes a loop performs, no library) holds ${
+    kib(heap("floor-sync") - heap("raw"))
+  } KiB more heap than raw Deno and ${ratio(rss, 1)} its RSS${
+    rss > 1.05
+      ? ": above the target as well, so in this run no handler of either form could meet it"
+      : ": within the target, so a `function*` handler has room"
+  }${
+    runs["corio-sync"]
+      ? `; corio's \`function*\` handler holds ${
+        kib(heap("corio-sync") - heap("floor-sync"))
+      } KiB more than it (\`deno task heap\` lists them, object by object)`
+      : ""
+  }.`;
 }
 
 function burstTable(r: Results): string {

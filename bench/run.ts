@@ -260,7 +260,7 @@ const SCENARIOS: Scenario[] = [
     title: `${IDLE_CONNS} idle connections parked in recv`,
     // Not the C server: its per-connection memory is kernel socket memory,
     // which RSS does not show.
-    servers: ["raw", "node", "corio", "corio-sync", "floor"],
+    servers: ["raw", "node", "corio", "corio-sync", "floor", "floor-sync"],
     run: idle,
   },
   {
