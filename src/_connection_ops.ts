@@ -258,10 +258,7 @@ export class SendOp extends Op<void> {
     conn.transport.write(
       offset === 0 ? this.bytes : this.bytes.subarray(offset),
     )
-      .then(
-        conn.onWritten,
-        conn.onWriteError,
-      );
+      .then(conn.onWriteSettled, conn.onWriteSettled);
   }
   /** @internal The transport wrote `n` bytes of ours. */
   written(n: number): void {
@@ -302,7 +299,7 @@ export class SendOp extends Op<void> {
     conn.transport.closeWrite().then(() => {
       this.#finState = 2;
       this.written(0);
-    }, conn.onWriteError);
+    }, (error) => this.writeFailed(error));
     return PENDING;
   }
   /** Gives the writer slot to the next queued send. */

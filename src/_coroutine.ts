@@ -123,7 +123,8 @@ export class Coroutine implements DeadlineEntry {
   isObserved = false;
   children: Set<Coroutine> | null = null;
   failedChildren: Coroutine[] | null = null;
-  resources: Resource[] | null = null;
+  /** What it closes when it ends: one resource as is, more in an array. */
+  owned: Resource | Resource[] | null = null;
   joiners: Coroutine[] | null = null;
   settle: { resolve(v: unknown): void; reject(e: unknown): void } | null = null;
   promise: Promise<unknown> | null = null;
@@ -170,11 +171,12 @@ export class Coroutine implements DeadlineEntry {
 
   /** Makes `resource` close when this coroutine ends. */
   adopt(resource: Resource): void {
-    // `[resource]`, not a push onto `[]`: a first push gives the array room
-    // for 17, and a handler owns one connection. Heap snapshot of 2,000 idle
-    // connections: 152 -> 24 B of elements per connection.
-    if (this.resources === null) this.resources = [resource];
-    else this.resources.push(resource);
+    // A handler owns one connection: held as is, it costs no array (an
+    // Array and its elements, 56 B per connection in a heap snapshot).
+    const owned = this.owned;
+    if (owned === null) this.owned = resource;
+    else if (Array.isArray(owned)) owned.push(resource);
+    else this.owned = [owned, resource];
   }
 
   /** True once the coroutine and its children have ended. */
@@ -189,9 +191,10 @@ export class Coroutine implements DeadlineEntry {
    * Returns what is still settling in the runtime, or null.
    */
   closeOwned(onError: (error: unknown) => void): Promise<void>[] | null {
-    if (this.resources === null) return null;
+    const owned = this.owned;
+    if (owned === null) return null;
     let pending: Promise<void>[] | null = null;
-    for (const resource of this.resources) {
+    for (const resource of Array.isArray(owned) ? owned : [owned]) {
       try {
         resource.close();
       } catch (error) {

@@ -47,9 +47,12 @@ import {
  * ```
  */
 export interface Transport {
-  /** Reads into `buffer`; `null` at end of stream. */
+  /**
+   * Reads into `buffer`; `null` at end of stream. A failed read rejects with
+   * an error (a rejection with a number or `null` would read as a result).
+   */
   read(buffer: Uint8Array): Promise<number | null>;
-  /** Writes some of `bytes`; resolves with how many. */
+  /** Writes some of `bytes`; resolves with how many, or rejects with an error. */
   write(bytes: Uint8Array): Promise<number>;
   /** Shuts down the sending side (TCP FIN). */
   closeWrite(): Promise<void>;
@@ -238,12 +241,12 @@ export class Connection {
   writeQueue: SendOp[] | null = null;
   /** @internal The send whose write is in flight (at most one). */
   writing: SendOp | null = null;
-  /** @internal The in-flight write's callbacks (see the constructor). */
-  readonly onWritten: (n: number) => void;
-  /** @internal */
-  readonly onWriteError: (error: unknown) => void;
-  readonly #onRead: (n: number | null) => void;
-  readonly #onReadError: (error: unknown) => void;
+  /**
+   * @internal Settles the in-flight write, fulfilled or rejected (see the
+   * constructor).
+   */
+  readonly onWriteSettled: (result: unknown) => void;
+  readonly #onReadSettled: (result: unknown) => void;
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
@@ -272,12 +275,19 @@ export class Connection {
       options.maxLineLength ?? DEFAULTS.maxLineLength,
     );
     this.isExternal = options.isExternal ?? DEFAULTS.isExternal;
-    // Made here together, the four runtime callbacks share one context:
-    // arrow-function fields would cost a context each per connection.
-    this.#onRead = (n) => this.#readDone(n);
-    this.#onReadError = (error) => this.#readFailed(error);
-    this.onWritten = (n) => this.writing!.written(n);
-    this.onWriteError = (error) => this.writing!.writeFailed(error);
+    // Made here together, the two runtime callbacks share one context:
+    // arrow-function fields would cost a context each per connection. Each
+    // takes both outcomes of its promise: a read gives a number or null and
+    // a write a number, so anything else is the error it was rejected with
+    // (a closure fewer per direction: 112 B per connection, `deno task heap`).
+    this.#onReadSettled = (result) =>
+      typeof result === "number" || result === null
+        ? this.#readDone(result)
+        : this.#readFailed(result);
+    this.onWriteSettled = (result) =>
+      typeof result === "number"
+        ? this.writing!.written(result)
+        : this.writing!.writeFailed(result);
   }
 
   /** The peer's address. */
@@ -513,8 +523,8 @@ export class Connection {
     }
     const buf = this.buf;
     this.transport.read(this.end === 0 ? buf : buf.subarray(this.end)).then(
-      this.#onRead,
-      this.#onReadError,
+      this.#onReadSettled,
+      this.#onReadSettled,
     );
   }
 

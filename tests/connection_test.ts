@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import {
   BusyError,
   type Connection,
+  Connection as ConnectionOf,
   ConnectionClosedError,
+  ConnectionResetError,
   delay,
   type Effect,
   IncompleteReadError,
@@ -12,6 +14,7 @@ import {
   run,
   spawn,
   TimeoutError,
+  type Transport,
 } from "@corio/corio";
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { pairMakers, text } from "./_pairs.ts";
@@ -694,6 +697,76 @@ Deno.test("lines that outgrow the read buffer, after shorter ones, come back int
     a.close();
     b.close();
   }
+});
+
+Deno.test("a transport's failed read, write and closeWrite surface as ConnectionResetError with the error as cause", async () => {
+  const failure = (what: string) => new Error(`${what} failed`);
+  const failing: Transport = {
+    read: () => Promise.reject(failure("read")),
+    write: () => Promise.reject(failure("write")),
+    closeWrite: () => Promise.reject(failure("closeWrite")),
+    close() {},
+    localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+  };
+  const causes = await run((function* () {
+    const causes: string[] = [];
+    for (
+      const attempt of [
+        (conn: Connection) => conn.recv(),
+        (conn: Connection) => conn.send("x"),
+        (conn: Connection) => conn.closeWrite(),
+      ]
+    ) {
+      const conn = new ConnectionOf(failing, { isExternal: false });
+      try {
+        yield* attempt(conn);
+        causes.push("no error");
+      } catch (error) {
+        assert.ok(error instanceof ConnectionResetError, String(error));
+        causes.push((error.cause as Error).message);
+      }
+      conn.close();
+    }
+    return causes;
+  })());
+  assert.deepEqual(causes, [
+    "read failed",
+    "write failed",
+    "closeWrite failed",
+  ]);
+});
+
+Deno.test("a transport's read and write results reach recv and send", async () => {
+  // The runtime callbacks tell a result from a rejection by its type: a
+  // read gives a number or null, a write a number.
+  const reads: (number | null)[] = [3, null];
+  let written = 0;
+  const transport: Transport = {
+    read(buffer) {
+      const n = reads.shift()!;
+      if (n !== null) buffer.set([1, 2, 3]);
+      return Promise.resolve(n);
+    },
+    write(bytes) {
+      written += bytes.length;
+      return Promise.resolve(1); // one byte at a time
+    },
+    closeWrite: () => Promise.resolve(),
+    close() {},
+    localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+  };
+  const conn = new ConnectionOf(transport, { isExternal: false });
+  const got = await run((function* () {
+    const first = yield* conn.recv();
+    const second = yield* conn.recv();
+    yield* conn.send("abcd");
+    return [first, second];
+  })());
+  conn.close();
+  assert.deepEqual(got, [new Uint8Array([1, 2, 3]), null]);
+  assert.equal(written, 4 + 3 + 2 + 1); // the rest of the bytes, each time
 });
 
 export type { Connection };

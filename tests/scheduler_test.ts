@@ -72,6 +72,23 @@ async function cancelLog(
   return log;
 }
 
+Deno.test("a coroutine closes everything it owns when it ends, one resource or three", async () => {
+  for (const count of [1, 3]) {
+    const closed: number[] = [];
+    const owns = Array.from({ length: count }, (_, i) => ({
+      close: () => void closed.push(i),
+    }));
+    const scheduler = new Scheduler();
+    await scheduler.spawn(
+      (function* () {
+        yield* delay(1);
+      })(),
+      { owns },
+    ).finished;
+    assert.deepEqual(closed, owns.map((_, i) => i), `${count} owned`);
+  }
+});
+
 Deno.test("cancel() runs finally blocks and cannot be swallowed", async () => {
   const log = await cancelLog(function* (log) {
     try {
