@@ -15,7 +15,10 @@
  * 600k, gave b7:corio within 0.4% in three runs; 100k and 300k spread it
  * over 10% (the JIT tiers up at another moment in each run, and at 100k
  * that still shows). Even so, run a case two or three times before
- * reading a change of a percent or two into it.
+ * reading a change of a percent or two into it, and compare two trees one
+ * run after the other: two runs at once on 2 cores read echo:corio-sync
+ * 3,191 and 3,494 for trees that, run one at a time, read 3,545-3,581 and
+ * 3,565 (V8's tier-up moments still follow the host's timing).
  * Cases (the code is in `echo_js_bench.ts` and `timers_bench.ts`):
  *
  * - `echo:raw`, `echo:floor-sync`, `echo:floor-cancellable`, `echo:corio`,
