@@ -154,6 +154,19 @@ export async function runClient(
 }
 
 /**
+ * Half a second of echo traffic over 10 connections to `port`: before a
+ * memory reading (B8, `heap.ts`), so that what the first messages compile
+ * and allocate is in the "before" figure, not charged to the connections.
+ */
+export async function warmUp(client: string, port: number): Promise<void> {
+  await runClient(
+    client,
+    { port, conns: 10, warmup: 0.2, duration: 0.3 },
+    20000,
+  );
+}
+
+/**
  * Runs the load client to its end and returns its JSON lines: one, or one
  * per server with `--ports`, in that order (each with its `port`).
  */

@@ -19,7 +19,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { compileC, holdIdle, runClient, startServer } from "./_procs.ts";
+import { compileC, holdIdle, startServer, warmUp } from "./_procs.ts";
 import { fmt } from "./_report.ts";
 import { serverFromSpec } from "./_servers.ts";
 
@@ -129,12 +129,7 @@ async function perConnection(spec: string, inspectPort: number) {
     ...cmd.slice(at + 1),
   ]);
   try {
-    await runClient(client, {
-      port: server.port,
-      conns: 10,
-      warmup: 0.2,
-      duration: 0.3,
-    }, 20000);
+    await warmUp(client, server.port);
     const inspector = await Inspector.open(inspectPort);
     try {
       const before = await inspector.census();

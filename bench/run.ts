@@ -28,6 +28,7 @@ import {
   runInterleaved,
   startServer,
   TURN,
+  warmUp,
 } from "./_procs.ts";
 import {
   clientCheck,
@@ -156,12 +157,7 @@ async function idle(id: string, client: string) {
   const server = await startServer(SERVERS[id].cmd);
   try {
     // Start from a settled heap: one round of echo traffic, then a GC.
-    await runClient(client, {
-      port: server.port,
-      conns: 10,
-      warmup: 0.2,
-      duration: 0.3,
-    }, 20000);
+    await warmUp(client, server.port);
     const before = await server.ask("mem");
     const rssBefore = await rssOf(server.pid);
     const held = await holdIdle(client, {
