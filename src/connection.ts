@@ -180,6 +180,14 @@ export const MAX_READ_SIZE = 64 * 1024;
  */
 const GROWN_RESERVE = 4 * MAX_READ_SIZE;
 
+// The bits of `Connection`'s flags.
+const EXTERNAL = 1;
+const PACED = 2;
+const PENDING_READ = 4;
+const EOF = 8;
+const RECEIVED = 16;
+const CLOSED = 32;
+
 /**
  * One connection, as its coroutine sees it. Operations are used with
  * `yield*`; each takes `{ timeout, deadline, signal }` and its deadline
@@ -206,12 +214,6 @@ const GROWN_RESERVE = 4 * MAX_READ_SIZE;
  */
 export class Connection {
   /** @internal */ readonly transport: Transport;
-  /** @internal */ readonly isExternal: boolean;
-  /**
-   * @internal A socket of Deno's own (set by `serve` and `connect`): its reads
-   * go through the read pacer (src/_read_pacer.ts).
-   */
-  isPaced = false;
   /** Default recv timeout in ms (`Infinity` for none). */
   recvTimeout: number;
   /** Default send timeout in ms (`Infinity` for none). */
@@ -224,16 +226,12 @@ export class Connection {
   /** @internal */ start = 0;
   /** @internal */ end = 0;
   /** @internal */ readSize = INITIAL_READ_SIZE;
-  /** @internal */ hasPendingRead = false;
-  /** @internal */ isEof = false;
+  // Its yes/no state, a bit each (EXTERNAL...): six boolean fields would
+  // cost 40 B more per connection. The accessors below read and set them.
+  #flags = 0;
   /** @internal */ readError: unknown = null;
   /** @internal */ readWaiter: Coroutine | null = null;
   /** @internal */ readOwner: unknown = null;
-  /**
-   * @internal True once a recv, recvExact or recvLine returned data: the
-   * server's eviction at the cap spares connections that completed a message.
-   */
-  hasReceived = false;
 
   // Write side: one writer at a time; the others queue in order.
   /** @internal */ writer: SendOp | null = null;
@@ -254,7 +252,6 @@ export class Connection {
   #view: Uint8Array | null = null;
   #viewOf: Uint8Array | null = null;
   #viewAt = 0;
-  #isClosed = false;
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
   #peer: string | null = null;
@@ -274,7 +271,7 @@ export class Connection {
       "maxLineLength",
       options.maxLineLength ?? DEFAULTS.maxLineLength,
     );
-    this.isExternal = options.isExternal ?? DEFAULTS.isExternal;
+    if (options.isExternal ?? DEFAULTS.isExternal) this.#flags = EXTERNAL;
     // Made here together, the two runtime callbacks share one context:
     // arrow-function fields would cost a context each per connection. Each
     // takes both outcomes of its promise: a read gives a number or null and
@@ -282,12 +279,57 @@ export class Connection {
     // (a closure fewer per direction: 112 B per connection, `deno task heap`).
     this.#onReadSettled = (result) =>
       typeof result === "number" || result === null
-        ? this.#readDone(result)
-        : this.#readFailed(result);
+        ? this.readDone(result)
+        : this.readFailed(result);
     this.onWriteSettled = (result) =>
       typeof result === "number"
         ? this.writing!.written(result)
         : this.writing!.writeFailed(result);
+  }
+
+  /** @internal True when only the outside world can wake its waits. */
+  get isExternal(): boolean {
+    return (this.#flags & EXTERNAL) !== 0;
+  }
+
+  /**
+   * @internal A socket of Deno's own (set by `serve` and `connect`): its reads
+   * go through the read pacer (src/_read_pacer.ts).
+   */
+  get isPaced(): boolean {
+    return (this.#flags & PACED) !== 0;
+  }
+  set isPaced(value: boolean) {
+    this.#flags = value ? this.#flags | PACED : this.#flags & ~PACED;
+  }
+
+  /** @internal A read is in flight (or deferred by the pacer). */
+  get hasPendingRead(): boolean {
+    return (this.#flags & PENDING_READ) !== 0;
+  }
+  set hasPendingRead(value: boolean) {
+    this.#flags = value
+      ? this.#flags | PENDING_READ
+      : this.#flags & ~PENDING_READ;
+  }
+
+  /** @internal The peer ended its side: no more bytes will come. */
+  get isEof(): boolean {
+    return (this.#flags & EOF) !== 0;
+  }
+  set isEof(value: boolean) {
+    this.#flags = value ? this.#flags | EOF : this.#flags & ~EOF;
+  }
+
+  /**
+   * @internal True once a recv, recvExact or recvLine returned data: the
+   * server's eviction at the cap spares connections that completed a message.
+   */
+  get hasReceived(): boolean {
+    return (this.#flags & RECEIVED) !== 0;
+  }
+  set hasReceived(value: boolean) {
+    this.#flags = value ? this.#flags | RECEIVED : this.#flags & ~RECEIVED;
   }
 
   /** The peer's address. */
@@ -302,7 +344,7 @@ export class Connection {
 
   /** True once `close()` ran (by you, a send timeout, or the owner ending). */
   get isClosed(): boolean {
-    return this.#isClosed;
+    return (this.#flags & CLOSED) !== 0;
   }
 
   /** How many received bytes wait in the buffer, not yet returned. */
@@ -414,8 +456,8 @@ export class Connection {
    * fail with `ConnectionClosedError`.
    */
   close(): void {
-    if (this.#isClosed) return;
-    this.#isClosed = true;
+    if (this.isClosed) return;
+    this.#flags |= CLOSED;
     try {
       this.transport.close();
     } catch {
@@ -487,7 +529,7 @@ export class Connection {
   /** @internal Starts the one read, making room for at least `room` bytes. */
   startRead(room = 1): void {
     if (this.hasPendingRead || this.isEof || this.readError !== null) return;
-    if (this.#isClosed) return;
+    if (this.isClosed) return;
     let buf = this.buf;
     if (this.start === this.end) this.start = this.end = 0;
     const want = room > this.readSize ? room : this.readSize;
@@ -516,7 +558,7 @@ export class Connection {
    * flight from `startRead` on: nothing touches those bytes meanwhile.
    */
   issueRead(): void {
-    if (this.#isClosed) {
+    if (this.isClosed) {
       this.hasPendingRead = false;
       this.maybeSettle();
       return;
@@ -528,7 +570,8 @@ export class Connection {
     );
   }
 
-  #readDone(n: number | null): void {
+  /** @internal The read in flight gave `n` bytes, or `null` at its end. */
+  readDone(n: number | null): void {
     this.hasPendingRead = false;
     if (this.isPaced) readCompleted();
     if (n === null) {
@@ -542,26 +585,28 @@ export class Connection {
         this.readSize = size >> 1;
       }
     }
-    this.#wakeReader();
+    this.wakeReader();
   }
 
-  #readFailed(error: unknown): void {
+  /** @internal The read in flight failed. */
+  readFailed(error: unknown): void {
     this.hasPendingRead = false;
-    if (!this.#isClosed) this.readError = error;
-    this.#wakeReader();
+    if (!this.isClosed) this.readError = error;
+    this.wakeReader();
   }
 
-  #wakeReader(): void {
+  /** @internal Wakes the coroutine waiting to receive, if any. */
+  wakeReader(): void {
     const reader = this.readWaiter;
     this.readWaiter = null;
     if (reader !== null) reader.wake();
-    else if (this.#isClosed) this.maybeSettle();
+    else if (this.isClosed) this.maybeSettle();
   }
 
   /** @internal Resolves `settled` when nothing is pending any more. */
   maybeSettle(): void {
     if (
-      this.#resolveSettled !== null && this.#isClosed && !this.hasPendingRead &&
+      this.#resolveSettled !== null && this.isClosed && !this.hasPendingRead &&
       this.writing === null
     ) {
       this.#resolveSettled();
@@ -571,7 +616,7 @@ export class Connection {
 
   /** @internal The typed error for a runtime I/O error in `op`. */
   ioError(op: string, error: unknown, where: string): Error {
-    if (this.#isClosed) return new ConnectionClosedError(op, where);
+    if (this.isClosed) return new ConnectionClosedError(op, where);
     if (
       error instanceof Deno.errors.BadResource ||
       error instanceof Deno.errors.Interrupted

@@ -161,6 +161,12 @@ export const DONE_VOID: IteratorResult<Effect, undefined> = Object.freeze({
   value: undefined,
 });
 
+// The bits of `OpEffect`'s flags.
+const EXTERNAL = 1;
+const IMMEDIATE = 2;
+const REPARK = 4;
+const HAS_DEADLINE = 8;
+
 /** The relative timeout `options` give, `undefined` for none. */
 function effectiveTimeout(
   options: OperationOptions | undefined,
@@ -199,18 +205,11 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   isRunning = false;
   /** Run by `yield*` in an `async function*` (else in a `function*`). */
   isAsyncRun = false;
-  /** True when only the outside world (a socket, a promise) can wake it. */
-  external = false;
-  /** True when the scheduler should `perform()` it and resume at once. */
-  immediate = false;
-  /**
-   * True when parking it again after a wake-up that found it still pending
-   * is harmless (`park()` is idempotent), so the scheduler may move a long
-   * wait from in place to a yield (see `Scheduler._compact`).
-   */
-  isRepark = false;
-  /** True when a timeout or a deadline applies: parking reads the clock. */
-  readonly hasDeadline: boolean;
+  // What it is, fixed when it is made, a bit each (EXTERNAL...), read
+  // through the accessors below: four boolean fields would cost 24 B more
+  // per operation, and a connection keeps its receive. (Its run state as
+  // bits too cost each echo message ~90 instructions more.)
+  #flags = 0;
   /** Abort signal from the options. */
   readonly signal: AbortSignal | undefined;
   /** The options' `timeout` as given, `undefined` for none (`Op.hasOptions`). */
@@ -228,6 +227,36 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   readonly timeout: number | undefined;
   /** Absolute deadline from the options (Infinity when none). */
   readonly deadline: number;
+  /** True when only the outside world (a socket, a promise) can wake it. */
+  get external(): boolean {
+    return (this.#flags & EXTERNAL) !== 0;
+  }
+  set external(value: boolean) {
+    this.#flags = value ? this.#flags | EXTERNAL : this.#flags & ~EXTERNAL;
+  }
+  /** True when the scheduler should `perform()` it and resume at once. */
+  get immediate(): boolean {
+    return (this.#flags & IMMEDIATE) !== 0;
+  }
+  set immediate(value: boolean) {
+    this.#flags = value ? this.#flags | IMMEDIATE : this.#flags & ~IMMEDIATE;
+  }
+  /**
+   * True when parking it again after a wake-up that found it still pending
+   * is harmless (`park()` is idempotent), so the scheduler may move a long
+   * wait from in place to a yield (see `Scheduler._compact`).
+   */
+  get isRepark(): boolean {
+    return (this.#flags & REPARK) !== 0;
+  }
+  set isRepark(value: boolean) {
+    this.#flags = value ? this.#flags | REPARK : this.#flags & ~REPARK;
+  }
+  /** True when a timeout or a deadline applies: parking reads the clock. */
+  get hasDeadline(): boolean {
+    return (this.#flags & HAS_DEADLINE) !== 0;
+  }
+
   /**
    * A pending wait is its own `{ done: false, value: this }` (no result
    * object per wait).
@@ -258,7 +287,9 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       throw new RangeError("Cannot start operation: deadline is NaN");
     }
     const effective = effectiveTimeout(options, defaultTimeout);
-    this.hasDeadline = effective !== undefined || deadline !== Infinity;
+    if (effective !== undefined || deadline !== Infinity) {
+      this.#flags = HAS_DEADLINE;
+    }
     this.signal = options?.signal;
     this.givenTimeout = timeout;
     this.givenDeadline = options?.deadline;
@@ -296,7 +327,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   _step(signal: unknown): IteratorResult<Effect, T> {
     let r: IteratorResult<Effect, T>;
     try {
-      r = this.#settle(signal);
+      r = this._settle(signal);
     } catch (error) {
       this.isRunning = false;
       throw error;
@@ -305,7 +336,8 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     return r;
   }
 
-  #settle(signal: unknown): IteratorResult<Effect, T> {
+  /** @internal `_step` without its bookkeeping. */
+  _settle(signal: unknown): IteratorResult<Effect, T> {
     if (signal === TIMED_OUT) {
       const value = this.owner.timedOut();
       if (value === undefined) return DONE_VOID as IteratorResult<Effect, T>;
