@@ -22,7 +22,12 @@ export class Slot {
   constructor(
     readonly slots: Slots,
     readonly info: ConnectionInfo,
-    /** When it was admitted, on the scheduler's clock. */
+    /**
+     * When it was admitted, on the scheduler's clock, rounded up to a whole
+     * ms: a small integer is kept in the field itself, a fraction in a
+     * 16-byte box of its own (`deno task heap`). Rounded up, it can only
+     * make an eviction wait up to 1 ms longer, never happen early.
+     */
     readonly since: number,
     readonly connection: Connection,
   ) {}

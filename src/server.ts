@@ -279,7 +279,7 @@ export class Server implements AsyncDisposable {
     const slot = new Slot(
       this.#slots,
       info,
-      this.#scheduler.now(),
+      Math.ceil(this.#scheduler.now()),
       connection,
     );
     stats.active++;
