@@ -570,9 +570,11 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
     kib(heap("floor") - heap("raw"))
   } KiB more JS heap per idle connection than raw Deno's \`async function\` (the async generator, its queued request and the promise its \`yield*\` awaits) and ${
     ratio(paired(runs.floor, runs.raw, (f) => f.rssPerConn), 1)
-  } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio adds ${
-    kib(heap("corio") - heap("floor"))
-  } KiB of heap on top of the floor, though it holds the connection, the coroutine record, the reusable receive, the server's slot and connection info, and the async context through which an operation finds its coroutine (about 0.5 KiB in a heap snapshot: Deno's \`AsyncLocalStorage\` makes a dictionary-mode object and a \`WeakMap\` entry per context): its idle handlers, once compacted, wait by a yield, without the promise and resolving functions the floor's \`yield*\` awaits.${
+  } its RSS, so "≤ 1.05× raw Deno" cannot be met by any handler written as the documented \`async function*\`. corio ${
+    heap("corio") >= heap("floor")
+      ? `adds ${kib(heap("corio") - heap("floor"))} KiB of heap on top of`
+      : `holds ${kib(heap("floor") - heap("corio"))} KiB less heap than`
+  } the floor, though it holds the connection, the coroutine record, the reusable receive, the server's slot and connection info, and the async context through which an operation finds its coroutine (about 0.5 KiB in a heap snapshot: Deno's \`AsyncLocalStorage\` makes a dictionary-mode object and a \`WeakMap\` entry per context): its idle handlers, once compacted, wait by a yield, without the promise and resolving functions the floor's \`yield*\` awaits.${
     runs["corio-sync"]
       ? ` A \`function*\` handler, which needs no async context, holds ${
         kib(heap("corio-sync"))
@@ -598,7 +600,7 @@ function syncFloorSentence(runs: Record<string, Figures[]>): string {
   return ` The floor for \`function*\` handlers (\`floor_echo.ts --sync\`: a bare generator whose reads and writes a loop performs, no library) holds ${
     kib(heap("floor-sync") - heap("raw"))
   } KiB more heap than raw Deno and ${ratio(rss, 1)} its RSS${
-    rss > 1.05
+    Number(rss.toFixed(2)) > 1.05
       ? ": above the target as well, so in this run no handler of either form could meet it"
       : ": within the target, so a `function*` handler has room"
   }${
@@ -607,7 +609,28 @@ function syncFloorSentence(runs: Record<string, Figures[]>): string {
         kib(heap("corio-sync") - heap("floor-sync"))
       } KiB more than it (\`deno task heap\` lists them, object by object)`
       : ""
-  }.`;
+  }.${padSentence(runs)}`;
+}
+
+/** What 240 B more per connection does to the `function*` floor's RSS. */
+function padSentence(runs: Record<string, Figures[]>): string {
+  if (!runs["floor-sync-pad"] || !runs["floor-sync"]) return "";
+  const rss = paired(runs["floor-sync-pad"], runs.raw, (f) => f.rssPerConn);
+  const young = (id: string) =>
+    stat(runs[id], (f) => f.newSpaceMiB ?? NaN).median.toFixed(1);
+  return ` The same floor holding 240 B more per connection (an array and nothing else: as much as corio's \`Connection\` object alone) is at ${
+    ratio(rss, 1)
+  } raw Deno's RSS${
+    Number(rss.toFixed(2)) > 1.05
+      ? ": past the target, so a `function*` library has less than 240 B of heap per connection to spend over a bare generator, for its connection, its coroutine record, its receive and its server's bookkeeping together"
+      : ": still within the target"
+  }. RSS grows faster than the heap: the young generation V8 keeps after the burst grows with the bytes that survived it (${
+    young("floor-sync")
+  } MiB for the floor, ${young("floor-sync-pad")} with the 240 B${
+    runs["corio-sync"]
+      ? `, ${young("corio-sync")} for corio's \`function*\` handler`
+      : ""
+  }).`;
 }
 
 function burstTable(r: Results): string {

@@ -56,6 +56,17 @@ export const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "floor, function*: a bare generator driven by a loop, no library",
     cmd: [...denoRun, `${benchDir}/servers/floor_echo.ts`, "--sync"],
   },
+  "floor-sync-pad": {
+    label:
+      "floor, function*, holding 240 B more per connection (as corio's Connection object does)",
+    cmd: [
+      ...denoRun,
+      `${benchDir}/servers/floor_echo.ts`,
+      "--sync",
+      "--pad",
+      "240",
+    ],
+  },
   "floor-paced-cancellable": {
     label: "floor, paced, cancellable waits (no library)",
     cmd: [

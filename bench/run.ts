@@ -256,7 +256,15 @@ const SCENARIOS: Scenario[] = [
     title: `${IDLE_CONNS} idle connections parked in recv`,
     // Not the C server: its per-connection memory is kernel socket memory,
     // which RSS does not show.
-    servers: ["raw", "node", "corio", "corio-sync", "floor", "floor-sync"],
+    servers: [
+      "raw",
+      "node",
+      "corio",
+      "corio-sync",
+      "floor",
+      "floor-sync",
+      "floor-sync-pad",
+    ],
     run: idle,
   },
   {

@@ -24,6 +24,7 @@ export function flags(): Record<string, string | boolean> {
       paced: { type: "boolean", default: false },
       cancellable: { type: "boolean", default: false },
       sync: { type: "boolean", default: false },
+      pad: { type: "string", default: "0" },
     },
   });
   return values as Record<string, string | boolean>;

@@ -15,6 +15,10 @@
 // async generator: the least a scheduler of `function*` handlers can cost,
 // so corio's `function*` handlers against it are corio's own cost.
 //
+// --pad BYTES (with --sync): each connection also holds an array of about
+// that many bytes of JS heap, and nothing else. B8 runs it to show how much
+// heap per connection its "<= 1.05x raw Deno" target leaves a library.
+//
 // --cancellable: each wait is a promise of the server's own, settled by the
 // socket's. A wait that a deadline or a cancel can end while the read stays
 // in flight (no lost bytes) needs one: the generator awaits it, and only
@@ -142,9 +146,14 @@ class HeldWrite extends Held<number> {
   }
 }
 
+// An array of n elements is 48 + 8n bytes (JSArray and its store).
+const padBytes = Number(flags().pad);
+const padLength = padBytes > 48 ? Math.round((padBytes - 48) / 8) : 0;
+
 /** Drives one `syncEcho`: performs what it yields, resumes it with that. */
 class SyncDriver {
   readonly #gen: Generator<Io, void, number | null>;
+  readonly pad = padLength > 0 ? new Array(padLength).fill(0) : null;
   constructor(readonly conn: Deno.Conn) {
     this.#gen = syncEcho(new Uint8Array(INITIAL_READ_SIZE));
   }
