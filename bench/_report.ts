@@ -588,7 +588,7 @@ function idleFloorNote(runs: Record<string, Figures[]>): string {
       : ""
   }
 
-Measured by hand on the code of an earlier run, not in this one (10,000 idle connections held, memory read every few seconds): after 15–30 s of idle, V8's memory reducer gives the young generation back (corio's from 36.7 MiB to 1.0 after 15 s and 0.3 after 50 s), and RSS per connection settles at 4.49 KiB for raw Deno, 5.49 for the floor, 6.79 for corio and 1.39 for Node: corio 1.51× raw Deno and the floor 1.22×, raw Deno 3.2× Node. The table reads RSS 1 s after the connections are idle, before that.`;
+Measured by hand, not in this run (10,000 idle connections held 40 s, 2 rounds, on the code of ebba2d9): after 15–30 s of idle, V8's memory reducer gives the young generation back (0.5 MiB for every server), and RSS per connection settles at 4.53 KiB for raw Deno, 4.73–4.78 for the \`function*\` floor (1.04–1.06×), 5.00–5.01 for that floor holding 240 B more (1.10×), 5.19–5.23 for corio's \`function*\` handler (1.15×) and 5.44–5.63 for its \`async function*\` one (1.20–1.24×). On an earlier run's code the \`async function*\` floor settled at 1.22× raw Deno and Node at 1.39 KiB, raw Deno 3.2× Node. The table reads RSS 1 s after the connections are idle, before that.`;
 }
 
 /** What the `function*` floor says about B8's target, when it ran. */
