@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type Connection, delay, serve, type ServerStats } from "@corio/corio";
+import { VirtualClock } from "@corio/corio/testing";
 import { canRun } from "./reliability/_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -107,6 +108,35 @@ Deno.test("the connection cap holds: exactly cap served, the rest after others l
   await until(() => server.stats.completed === cap + 30);
   for (const conn of clients) conn.close();
   assert.equal(maxRunning, cap);
+});
+
+Deno.test("at the cap, a silent connection is evicted once evictAfter has passed since it was admitted, never before", async () => {
+  // Admitted at a fractional time: the eviction may come up to 1 ms late
+  // (the admission time is kept in whole ms, rounded up), never early.
+  const clock = new VirtualClock({ start: 0.5, autojump: false });
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxConnections: 1,
+    evictAfter: 10,
+    clock,
+  }, echo);
+  const port = server.addr.port;
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  await until(() => server.stats.active === 1);
+  const next = await Deno.connect({ hostname: "127.0.0.1", port });
+  await until(() => server.stats.accepted === 1 && clock.pending > 0);
+  clock.advance(9.9); // 10.4: admitted 9.9 ms ago
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(server.stats.evicted, 0);
+  clock.advance(0.6); // 11
+  await until(() => server.stats.evicted === 1);
+  assert.equal(await silent.read(new Uint8Array(1)), null);
+  await until(() => server.stats.active === 1 && server.stats.accepted === 2);
+  await writeAll(next, encoder.encode("hi\n"));
+  assert.equal(await readLine(next), "hi");
+  silent.close();
+  next.close();
 });
 
 Deno.test("onAccept can refuse a connection or pick its handler", async () => {
