@@ -7,6 +7,7 @@ import { CancelledError } from "./errors.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { Task } from "./task.ts";
 import type { DeadlineEntry } from "./timers.ts";
+import { withBit } from "./_bits.ts";
 
 /**
  * Something a coroutine owns and closes when it ends (its connection).
@@ -167,9 +168,7 @@ export class Coroutine implements DeadlineEntry {
     return (this.#ending & IS_CANCELLED) !== 0;
   }
   set isCancelled(value: boolean) {
-    this.#ending = value
-      ? this.#ending | IS_CANCELLED
-      : this.#ending & ~IS_CANCELLED;
+    this.#ending = withBit(this.#ending, IS_CANCELLED, value);
   }
   /** OK, FAILED or CANCELLED, once it is ending. */
   get outcome(): number {
@@ -183,9 +182,7 @@ export class Coroutine implements DeadlineEntry {
     return (this.#ending & IS_OBSERVED) !== 0;
   }
   set isObserved(value: boolean) {
-    this.#ending = value
-      ? this.#ending | IS_OBSERVED
-      : this.#ending & ~IS_OBSERVED;
+    this.#ending = withBit(this.#ending, IS_OBSERVED, value);
   }
 
   /** Its children, while they run (null when it has none yet). */

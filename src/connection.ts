@@ -18,6 +18,7 @@ import {
   RecvOp,
   SendOp,
 } from "./_connection_ops.ts";
+import { withBit } from "./_bits.ts";
 
 /**
  * What a {@linkcode Connection} runs on: a `Deno.Conn` fits as is; the test
@@ -300,7 +301,7 @@ export class Connection {
     return (this.#flags & PACED) !== 0;
   }
   set isPaced(value: boolean) {
-    this.#flags = value ? this.#flags | PACED : this.#flags & ~PACED;
+    this.#flags = withBit(this.#flags, PACED, value);
   }
 
   /** @internal A read is in flight (or deferred by the pacer). */
@@ -308,9 +309,7 @@ export class Connection {
     return (this.#flags & PENDING_READ) !== 0;
   }
   set hasPendingRead(value: boolean) {
-    this.#flags = value
-      ? this.#flags | PENDING_READ
-      : this.#flags & ~PENDING_READ;
+    this.#flags = withBit(this.#flags, PENDING_READ, value);
   }
 
   /** @internal The peer ended its side: no more bytes will come. */
@@ -318,7 +317,7 @@ export class Connection {
     return (this.#flags & EOF) !== 0;
   }
   set isEof(value: boolean) {
-    this.#flags = value ? this.#flags | EOF : this.#flags & ~EOF;
+    this.#flags = withBit(this.#flags, EOF, value);
   }
 
   /**
@@ -329,7 +328,7 @@ export class Connection {
     return (this.#flags & RECEIVED) !== 0;
   }
   set hasReceived(value: boolean) {
-    this.#flags = value ? this.#flags | RECEIVED : this.#flags & ~RECEIVED;
+    this.#flags = withBit(this.#flags, RECEIVED, value);
   }
 
   /** The peer's address. */
@@ -569,6 +568,9 @@ export class Connection {
       this.#onReadSettled,
     );
   }
+
+  // readDone, readFailed and wakeReader are public for the same reason as
+  // the flags: a private method costs every instance a brand field (8 B).
 
   /** @internal The read in flight gave `n` bytes, or `null` at its end. */
   readDone(n: number | null): void {

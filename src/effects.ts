@@ -28,6 +28,7 @@
 
 import { running } from "./_coroutine.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
+import { withBit } from "./_bits.ts";
 
 /** Why the scheduler resumes a parked operation. */
 export type Resume = typeof RESUME | typeof TIMED_OUT | typeof ABORTED;
@@ -232,14 +233,14 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     return (this.#flags & EXTERNAL) !== 0;
   }
   set external(value: boolean) {
-    this.#flags = value ? this.#flags | EXTERNAL : this.#flags & ~EXTERNAL;
+    this.#flags = withBit(this.#flags, EXTERNAL, value);
   }
   /** True when the scheduler should `perform()` it and resume at once. */
   get immediate(): boolean {
     return (this.#flags & IMMEDIATE) !== 0;
   }
   set immediate(value: boolean) {
-    this.#flags = value ? this.#flags | IMMEDIATE : this.#flags & ~IMMEDIATE;
+    this.#flags = withBit(this.#flags, IMMEDIATE, value);
   }
   /**
    * True when parking it again after a wake-up that found it still pending
@@ -250,7 +251,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     return (this.#flags & REPARK) !== 0;
   }
   set isRepark(value: boolean) {
-    this.#flags = value ? this.#flags | REPARK : this.#flags & ~REPARK;
+    this.#flags = withBit(this.#flags, REPARK, value);
   }
   /** True when a timeout or a deadline applies: parking reads the clock. */
   get hasDeadline(): boolean {
@@ -336,7 +337,10 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     return r;
   }
 
-  /** @internal `_step` without its bookkeeping. */
+  /**
+   * @internal `_step` without its bookkeeping. Not a private method: one
+   * would cost every operation a brand field (8 B).
+   */
   _settle(signal: unknown): IteratorResult<Effect, T> {
     if (signal === TIMED_OUT) {
       const value = this.owner.timedOut();
