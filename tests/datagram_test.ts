@@ -118,6 +118,74 @@ Deno.test("DatagramServer.shutdown() cancels conversations, closes the socket, a
   assert.equal(server.send("late", server.addr), false);
 });
 
+Deno.test("DatagramServer.send() bursts arrive complete and in call order, from a fresh socket on", async () => {
+  // 150 datagrams: the first alone, then batches of 64. The kernel queues
+  // them all for the client (small datagrams fit its receive buffer).
+  const server = serveDatagram({ hostname: "127.0.0.1", key: () => "" });
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const to = client.addr as Deno.NetAddr;
+  try {
+    const got = receiveN(client, 150);
+    for (let i = 0; i < 150; i++) assert.equal(server.send(`${i}`, to), true);
+    assert.deepEqual(
+      await got,
+      Array.from({ length: 150 }, (_, i) => `${i}`),
+    );
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+  assert.equal(server.stats.sent, 150);
+  assert.equal(server.stats.sendDropped, 0);
+});
+
+Deno.test("DatagramServer.send() keeps up when replies outnumber requests in a burst", async () => {
+  // 200 requests queued at the server's socket are received back to back;
+  // each gets three replies. A pump that awaited each send sent about one
+  // per request received and overflowed a queue of 128.
+  const server = serveDatagram({
+    hostname: "127.0.0.1",
+    key: () => "all",
+    maxSendQueue: 128,
+  }, async function* (inbox, first, server) {
+    for (
+      let d = first;
+      d !== undefined;
+      d = yield* inbox.poll({ timeout: 2000 })
+    ) {
+      for (let i = 0; i < 3; i++) server.send("reply", d.remoteAddr);
+    }
+  });
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const replies = receiveN(client, 600).catch(() => []);
+  try {
+    await Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) => client.send(encoder.encode(`${i}`), server.addr),
+      ),
+    );
+    for (let i = 0; i < 400 && server.stats.sent < 600; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(server.stats.received, 200);
+    assert.equal(server.stats.sendDropped, 0);
+    assert.equal(server.stats.sent, 600);
+  } finally {
+    await server.shutdown();
+    client.close();
+    await replies;
+  }
+});
+
 Deno.test("serveDatagram() validates its options", () => {
   assert.throws(
     () => serveDatagram({ key: () => "", maxSendQueue: 0 }),
