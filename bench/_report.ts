@@ -1081,7 +1081,22 @@ function sipSection(r: Results): string {
       fmt(sip.rssBeforeMiB, 1)
     } MiB before the first run, ${
       fmt(sip.rssAfterMiB, 1)
-    } MiB after the last. One run per rate (not rounds); completed calls/s = successful calls / wall time of the sipp run, startup and call teardown included.\n\nThe server's RSS grows over the runs because it keeps, for 32 s after each BYE (RFC 3261 Timer J, over UDP), the answer a retransmitted BYE must get again, and the runs follow each other within that window; the calls sipp has in flight at once (up to 20,000) come on top. A call's coroutine ends when it has answered the BYE, and the answer waits out Timer J in a table of completed transactions (\`examples/sip/completed.ts\`): a key and a response, 1.16 KiB of JS heap per call, where a coroutine that waited out Timer J itself held the call's INVITE, BYE, suspended generators and inbox, 8.59 KiB per call (10,000 calls through the UAS on a virtual clock, heap read after a full GC, 2026-12-06). Measured apart from this run, the two side by side on one machine (one sipp run per rate up to 8,000 calls/s offered, 2026-12-06): the lingering coroutines' heap made the server slower the longer the series ran: it completed 2,641 calls/s at 4,000 offered and 1,208 at 8,000, with 8 failed calls and 1,305 MiB of RSS at the end; with the table, 3,812 and 2,126, no failed call, and 621 MiB.`;
+    } MiB after the last. One run per rate (not rounds); completed calls/s = successful calls / wall time of the sipp run, startup and call teardown included.\n\nThe server's RSS grows over the runs because it keeps, for 32 s after each BYE (RFC 3261 Timer J, over UDP), the answer a retransmitted BYE must get again, and the runs follow each other within that window; the calls sipp has in flight at once (up to 20,000) come on top. A call's coroutine ends when it has answered the BYE, and the answer waits out Timer J in a table of completed transactions (\`examples/sip/completed.ts\`): a key and a response, 1.16 KiB of JS heap per call, where a coroutine that waited out Timer J itself held the call's INVITE, BYE, suspended generators and inbox, 8.59 KiB per call (10,000 calls through the UAS on a virtual clock, heap read after a full GC, 2026-12-06). Measured apart from this run, the two side by side on one machine (one sipp run per rate up to 8,000 calls/s offered, 2026-12-06): the lingering coroutines' heap made the server slower the longer the series ran: it completed 2,641 calls/s at 4,000 offered and 1,208 at 8,000, with 8 failed calls and 1,305 MiB of RSS at the end; with the table, 3,812 and 2,126, no failed call, and 621 MiB.` +
+    sipCounters(sip.server);
+}
+
+/**
+ * The UAS's own counters over the series (`server` in sip_bench's JSON),
+ * and what they showed of its send queue.
+ */
+function sipCounters(server: unknown): string {
+  const counters = server as Record<string, number> | null;
+  if (typeof counters?.received !== "number") return "";
+  return `\n\nThe server's counters over the series: ${
+    fmt(counters.received)
+  } datagrams received, ${fmt(counters.sent)} sent, ${
+    fmt(counters.sendDropped)
+  } replies dropped at its full send queue (\`maxSendQueue\`, 4,096). Before \`DatagramServer\` sent its queue in batches, it awaited each send, and Deno settles a UDP send in a microtask, as it does a receive that finds a datagram waiting, so the send pump and the reader loop took turns and the pump sent about one datagram per datagram received. A SIP server's replies outnumber its requests: two series each at 4,000, 6,000 and 8,000 calls/s offered, alternated with the old code on one machine (2026-12-06), dropped 74,293 and 93,932 replies with the old pump and none with batches, and the server's RSS after the series was 649–654 MiB against 484–495. \`bench/datagram_flood.ts\` shows the same without SIP.`;
 }
 
 /** Throughput by server and connection count, as an SVG bar chart. */
