@@ -75,10 +75,14 @@ export type SipResults =
       seconds: number;
       completedPerSec: number;
       rssMiB: number;
+      /** Absent in results before 2026-12-06. */
+      serverCpuSec?: number;
+      socketDrops?: number;
     }[];
     best: number;
     rssBeforeMiB: number;
     rssAfterMiB: number;
+    rmemDefault?: number;
     server: unknown;
   }
   | { skipped: string }
@@ -1062,6 +1066,8 @@ function sipSection(r: Results): string {
         "sipp exit",
         "completed calls/s",
         "server RSS after, MiB",
+        "server CPU, % of a core",
+        "datagrams dropped at the server's socket",
       ],
       sip.runs.map((run) => [
         fmt(run.rate),
@@ -1071,6 +1077,8 @@ function sipSection(r: Results): string {
         String(run.code),
         fmt(run.completedPerSec),
         fmt(run.rssMiB, 1),
+        fmt(100 * (run.serverCpuSec ?? NaN) / run.seconds),
+        fmt(run.socketDrops ?? NaN),
       ]),
     ) +
     `\n\nHighest offered rate completed with 0 failures: **${
@@ -1082,7 +1090,38 @@ function sipSection(r: Results): string {
     } MiB before the first run, ${
       fmt(sip.rssAfterMiB, 1)
     } MiB after the last. One run per rate (not rounds); completed calls/s = successful calls / wall time of the sipp run, startup and call teardown included.\n\nThe server's RSS grows over the runs because it keeps, for 32 s after each BYE (RFC 3261 Timer J, over UDP), the answer a retransmitted BYE must get again, and the runs follow each other within that window; the calls sipp has in flight at once (up to 20,000) come on top. A call's coroutine ends when it has answered the BYE, and the answer waits out Timer J in a table of completed transactions (\`examples/sip/completed.ts\`): a key and a response, 1.16 KiB of JS heap per call, where a coroutine that waited out Timer J itself held the call's INVITE, BYE, suspended generators and inbox, 8.59 KiB per call (10,000 calls through the UAS on a virtual clock, heap read after a full GC, 2026-12-06). Measured apart from this run, the two side by side on one machine (one sipp run per rate up to 8,000 calls/s offered, 2026-12-06): the lingering coroutines' heap made the server slower the longer the series ran: it completed 2,641 calls/s at 4,000 offered and 1,208 at 8,000, with 8 failed calls and 1,305 MiB of RSS at the end; with the table, 3,812 and 2,126, no failed call, and 621 MiB.` +
-    sipCounters(sip.server);
+    sipCounters(sip.server) + sipLimit(sip);
+}
+
+/**
+ * What held completed calls below the offered rate, where they were: the
+ * server's CPU and the datagrams its socket dropped.
+ */
+function sipLimit(sip: Extract<SipResults, { runs: unknown }>): string {
+  const slow = sip.runs.filter((run) =>
+    run.completedPerSec < 0.9 * run.rate && run.socketDrops !== undefined
+  );
+  if (slow.length === 0) return "";
+  const at = slow.map((run) =>
+    `${
+      fmt(100 * (run.serverCpuSec ?? NaN) / run.seconds)
+    }% of a core, and the kernel dropped ${
+      fmt(run.socketDrops ?? NaN)
+    } datagrams at its socket, at ${fmt(run.rate)} calls/s offered`
+  ).join("; ");
+  const buffer = sip.rmemDefault === undefined
+    ? ""
+    : ` (Deno cannot set a socket's SO_RCVBUF, so it is the system default, \`net.core.rmem_default\`: ${
+      fmt(sip.rmemDefault)
+    } B here)`;
+  const isIdle = slow.every((run) =>
+    (run.serverCpuSec ?? Infinity) < 0.9 * run.seconds
+  );
+  return `\n\nWhere calls completed slower than offered, the server used ${at}. The socket's receive buffer${buffer} holds some milliseconds of this traffic, and the server's pauses are longer (scavenges of 15–50 ms with this many calls in flight, batches of timers). Every dropped datagram costs its call a retransmission timer (T1 = 500 ms, doubling), so calls wait, and sipp's limit of 20,000 calls in flight holds back new ones${
+    isIdle
+      ? ": with a core not used in full, the limit at these rates is the drops, not the server's CPU"
+      : ""
+  }. (Measured by hand, 2026-12-06: sipp itself used about a quarter of a core at 8,000 calls/s; with \`net.core.rmem_default\` raised to 4 MiB a run at 8,000 still dropped 126,000 datagrams, against 160,000 at the default, and took 15.2 s against 20.7.)`;
 }
 
 /**

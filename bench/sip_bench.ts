@@ -8,7 +8,10 @@
  *
  * `--json` prints one JSON object on stdout (progress goes to stderr):
  * `{ rates, seconds, runs: [{ rate, calls, ok, failed, code, seconds,
- * completedPerSec, rssMiB }], best, rssBeforeMiB, rssAfterMiB, server }`.
+ * completedPerSec, rssMiB, serverCpuSec, socketDrops }], best, rssBeforeMiB,
+ * rssAfterMiB, rmemDefault, server }`. `socketDrops` is what the kernel dropped at the
+ * server's socket for want of room in its receive buffer (/proc/net/udp):
+ * the datagrams sipp must retransmit.
  *
  * @module
  */
@@ -38,6 +41,10 @@ interface SipRun {
   seconds: number;
   completedPerSec: number;
   rssMiB: number;
+  /** The server's CPU time over the sipp run, s (utime + stime). */
+  serverCpuSec: number;
+  /** Datagrams the kernel dropped at the server's socket (full buffer). */
+  socketDrops: number;
 }
 
 const uas = new Deno.Command(Deno.execPath(), {
@@ -62,6 +69,25 @@ const rss = async () => {
   const status = await Deno.readTextFile(`/proc/${uas.pid}/status`);
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
 };
+// CPU seconds of the server so far, from /proc/PID/stat (after the
+// parenthesised command name: utime and stime are fields 14 and 15).
+const cpuSeconds = async () => {
+  const stat = await Deno.readTextFile(`/proc/${uas.pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+// The kernel's count of datagrams dropped at the server's socket: the last
+// field of its line in /proc/net/udp (local address 127.0.0.1:port, hex).
+const socketDrops = async () => {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const line = (await Deno.readTextFile("/proc/net/udp")).split("\n")
+    .find((l) => l.trim().split(/\s+/)[1] === local);
+  return line === undefined ? NaN : Number(line.trim().split(/\s+/).at(-1));
+};
+// The receive buffer a socket gets (Deno cannot set SO_RCVBUF).
+const rmemDefault = Number(
+  (await Deno.readTextFile("/proc/sys/net/core/rmem_default")).trim(),
+);
 const rssBeforeMiB = await rss();
 log(`sip_uas.ts on 127.0.0.1:${port}, RSS ${rssBeforeMiB.toFixed(1)} MiB`);
 const cwd = await Deno.makeTempDir();
@@ -69,6 +95,7 @@ const runs: SipRun[] = [];
 let best = 0;
 for (const rate of rates) {
   const calls = rate * seconds;
+  const [cpuBefore, dropsBefore] = [await cpuSeconds(), await socketDrops()];
   const started = performance.now();
   const { code, stdout } = await new Deno.Command("sipp", {
     args: [
@@ -107,12 +134,16 @@ for (const rate of rates) {
     seconds: elapsed,
     completedPerSec: ok / elapsed,
     rssMiB: await rss(),
+    serverCpuSec: await cpuSeconds() - cpuBefore,
+    socketDrops: await socketDrops() - dropsBefore,
   };
   runs.push(run);
   log(
     `offered ${rate} calls/s x ${seconds} s: ${ok} ok, ${failed} failed, exit ${code}, ${
       run.completedPerSec.toFixed(0)
-    } calls/s completed; RSS ${run.rssMiB.toFixed(1)} MiB`,
+    } calls/s completed; RSS ${run.rssMiB.toFixed(1)} MiB; server CPU ${
+      (100 * run.serverCpuSec / elapsed).toFixed(0)
+    }% of a core; ${run.socketDrops} datagrams dropped at its socket`,
   );
   // An unreadable count (NaN) is a failure too.
   if (code !== 0 || !(failed === 0) || !(ok === calls)) break;
@@ -139,6 +170,7 @@ if (values.json) {
     best,
     rssBeforeMiB,
     rssAfterMiB,
+    rmemDefault,
     server,
   }));
 }
