@@ -1052,7 +1052,7 @@ function sipSection(r: Results): string {
   const stopped = last && last.rate !== sip.best
     ? `; ${fmt(last.rate)} calls/s failed, so higher rates were not tried`
     : isSaturated
-    ? " (the highest rate tried; calls completed slower than offered there, so that is about the server's limit)"
+    ? " (the highest rate tried; calls completed slower than offered there: below, what held them back)"
     : sip.best === sip.rates[sip.rates.length - 1]
     ? " (the highest rate tried: the limit may be higher)"
     : "";
