@@ -482,6 +482,14 @@ const MAX_DATAGRAM = 65_507;
  * and replies are sent with `server.send(data, message.remoteAddr)`.
  * Needs `--unstable-net` (or `"unstable": ["net"]` in `deno.json`).
  *
+ * Under load, the kernel drops what arrives while the socket's receive
+ * buffer is full, before the server sees it. Deno has no option for that
+ * buffer's size (SO_RCVBUF), so it is the system's default,
+ * `net.core.rmem_default` on Linux (208 KiB: a few ms of SIP traffic at
+ * thousands of calls/s); a collection pause longer than that loses
+ * datagrams, and the peers must retransmit them (`bench/sip_bench.ts`
+ * counts the drops).
+ *
  * @param options Address, parse and key, limits, hooks.
  * @param handler Started for each new key; without one, conversations
  * begin only with `server.conversations.start()` (a client).
