@@ -4,12 +4,15 @@ import assert from "node:assert/strict";
 import { Conversations, delay } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 import {
+  createResponse,
   getHeader,
   parseSipMessage,
+  serializeSipMessage,
   type SipMessage,
   type SipRequest,
 } from "../examples/sip/message.ts";
-import type { Incoming } from "../examples/sip/transaction.ts";
+import { CompletedTransactions } from "../examples/sip/completed.ts";
+import { type Incoming, resolveTimers } from "../examples/sip/transaction.ts";
 import { uas } from "../examples/sip/uas_call.ts";
 import { type CallResult, uacCall } from "../examples/sip/uac_call.ts";
 
@@ -194,8 +197,40 @@ Deno.test("UAS ends a call's coroutine once it answers the BYE; a BYE repeated w
     ["200 2 BYE", 64 * T1 - 1],
     ["481 2 BYE", 64 * T1 + 1],
   ]);
-  assert.equal(byes[1].message, byes[0].message); // the same response
+  // The same response, byte for byte.
+  assert.deepEqual(
+    serializeSipMessage(byes[1].message),
+    serializeSipMessage(byes[0].message),
+  );
   assert.equal(clock.now(), 64 * T1 + 1);
+});
+
+Deno.test("a request repeated within Timer J gets the exact bytes of its answer, body and UTF-8 included", () => {
+  const clock = new VirtualClock();
+  const completed = new CompletedTransactions(resolveTimers({ clock }));
+  const options = parseSipMessage(
+    "OPTIONS sip:uas@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKopt1\r\n" +
+      'From: "Zoë Müller" <sip:z@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>\r\n' +
+      "Call-ID: opt-1\r\nCSeq: 1 OPTIONS\r\n\r\n",
+  ) as SipRequest;
+  const withBody = createResponse(options, 200, "OK", {
+    headers: [["Content-Type", "application/sdp"]],
+    body: new Uint8Array([118, 61, 48, 13, 10, 0xff, 0x80]),
+  });
+  const bye = request("BYE", 2);
+  const plain = createResponse(bye, 200, "OK");
+  completed.remember(options, withBody);
+  completed.remember(bye, plain);
+  const replies: SipMessage[] = [];
+  const repeat = (message: SipMessage) =>
+    completed.absorb({ message, reply: (m) => replies.push(m) });
+  assert.equal(repeat(options), true);
+  assert.equal(repeat(bye), true);
+  assert.equal(repeat(request("BYE", 3)), false); // another transaction
+  assert.deepEqual(
+    replies.map(serializeSipMessage),
+    [serializeSipMessage(withBody), serializeSipMessage(plain)],
+  );
 });
 
 Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async () => {

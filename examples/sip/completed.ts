@@ -6,7 +6,8 @@
  * coroutine ends as soon as it has answered the BYE: waiting out Timer J in
  * the coroutine kept the whole call (its INVITE, its BYE, three suspended
  * generators and the conversation's inbox) alive for 32 s, about 10 KiB a
- * call, where an entry here holds a key and a response.
+ * call, where an entry here holds a key and the response's text: 395 B
+ * of heap (1,179 while it held the parsed response).
  *
  * @module
  */
@@ -14,13 +15,23 @@
 import {
   getBranch,
   getHeader,
+  parseSipMessage,
+  serializeSipMessage,
   type SipRequest,
   type SipResponse,
 } from "./message.ts";
 import type { Incoming, ResolvedTimers } from "./transaction.ts";
 
+const decoder = new TextDecoder();
+
 interface Answer {
-  response: SipResponse;
+  /**
+   * The response as sent: its text, or its bytes when it has a body. A
+   * `SipResponse` holds an array per header, and values that are slices of
+   * its request's header lines, which they keep alive: 1,069 B of heap for
+   * a 200 to a BYE (741 with its values copied out) against 285 as text.
+   */
+  wire: string | Uint8Array;
   /** When Timer J ends it (clock ms). */
   until: number;
 }
@@ -68,7 +79,11 @@ export class CompletedTransactions {
     // Deleted first so that it goes to the back: the Map stays in the
     // order its entries expire.
     this.#answers.delete(key);
-    this.#answers.set(key, { response, until: now + 64 * this.timers.t1 });
+    const bytes = serializeSipMessage(response);
+    this.#answers.set(key, {
+      wire: response.body.length === 0 ? decoder.decode(bytes) : bytes,
+      until: now + 64 * this.timers.t1,
+    });
   }
 
   /**
@@ -84,7 +99,8 @@ export class CompletedTransactions {
     this.#expire(this.timers.clock.now());
     const answer = this.#answers.get(transactionKey(message));
     if (answer === undefined) return false;
-    incoming.reply(answer.response);
+    // Parsed again only for a retransmission, which is rare.
+    incoming.reply(parseSipMessage(answer.wire) as SipResponse);
     return true;
   }
 
