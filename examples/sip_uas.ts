@@ -96,11 +96,17 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
       hostname,
       port,
       maxConversations: options.maxCalls,
-      parse: (datagram) => ({
-        message: parseSipMessage(datagram.data),
-        reply: (message: SipMessage) =>
-          void server.send(serializeSipMessage(message), datagram.remoteAddr),
-      }),
+      parse: (datagram) => {
+        const message = parseSipMessage(datagram.data);
+        // The reply keeps only the address: the datagram's bytes can go
+        // once parsed, though a call keeps its first message's reply.
+        const to = datagram.remoteAddr;
+        return {
+          message,
+          reply: (reply: SipMessage) =>
+            void server.send(serializeSipMessage(reply), to),
+        };
+      },
       key: callId,
       onParseError: (error, datagram) => {
         if (!(error instanceof SipParseError)) return console.error(error);
