@@ -234,11 +234,12 @@ const SCENARIOS: Scenario[] = [
     run: pingpong(1000),
   },
   {
-    // B2's throughput, B3 at 1000 connections and the paced baselines, with
-    // the servers interleaved as in B1: run one after the other (B2), raw
-    // Deno's msgs/s swings with how many connections it happens to starve,
-    // and corio / raw Deno has ranged 0.63-1.42 over one run's rounds. B2
-    // itself stays: its starvation shows only in windows longer than a turn.
+    // B2's throughput, B3 and B4 at 1000 connections and the paced
+    // baselines, with the servers interleaved as in B1: run one after the
+    // other (B2), raw Deno's msgs/s swings with how many connections it
+    // happens to starve, and corio / raw Deno has ranged 0.63-1.42 over one
+    // run's rounds. B2 itself stays: its starvation shows only in windows
+    // longer than a turn.
     id: "B2-interleaved",
     title: "echo 64 B ping-pong, 1000 connections, servers interleaved",
     servers: [
@@ -246,6 +247,7 @@ const SCENARIOS: Scenario[] = [
       "corio",
       "corio-timeout",
       "corio-sync",
+      "corio-untyped",
       "raw-paced",
       "floor-paced-cancellable",
     ],
