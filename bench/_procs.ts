@@ -280,6 +280,73 @@ export async function holdIdle(
   return { ready: JSON.parse(ready.slice("ready ".length)), release };
 }
 
+/** A server's memory per idle connection at one moment (B8, idle_rss.ts). */
+export interface IdleReading {
+  /** RSS gained since before the connections, per connection, bytes. */
+  rssPerConn: number;
+  /** JS heap gained per connection, bytes (NaN without --expose-gc). */
+  heapPerConn: number;
+  /** External memory gained per connection, bytes. */
+  externalPerConn: number;
+  /** V8's young generation then, MiB: resident, yet no heap. */
+  newSpaceMiB: number;
+  /** The server's RSS then, bytes. */
+  rss: number;
+}
+
+/**
+ * Starts `cmd`, warms it up, has the client open `conns` connections and
+ * leave them idle, and reads the server's memory `afterMs` ms (ascending)
+ * after they are all up. One round of echo traffic and a GC come first, so
+ * that what the first messages compile and allocate is not charged to the
+ * connections.
+ */
+export async function readIdleServer(
+  client: string,
+  cmd: string[],
+  conns: number,
+  afterMs: number[],
+): Promise<{ connectSeconds: number; readings: IdleReading[] }> {
+  const server = await startServer(cmd);
+  try {
+    await warmUp(client, server.port);
+    const before = await server.ask("mem");
+    const rssBefore = await rssOf(server.pid);
+    const held = await holdIdle(client, {
+      port: server.port,
+      mode: "idle",
+      conns,
+      duration: Math.ceil(afterMs[afterMs.length - 1] / 1000) + 60,
+    });
+    try {
+      const readings: IdleReading[] = [];
+      let waited = 0;
+      for (const ms of afterMs) {
+        await new Promise((resolve) => setTimeout(resolve, ms - waited));
+        waited = ms;
+        const after = await server.ask("mem");
+        const rss = await rssOf(server.pid);
+        readings.push({
+          rssPerConn: (rss - rssBefore) / conns,
+          heapPerConn: before && after
+            ? (after.heapUsed - before.heapUsed) / conns
+            : NaN,
+          externalPerConn: before && after
+            ? (after.external - before.external) / conns
+            : NaN,
+          newSpaceMiB: after?.newSpace ? after.newSpace / 2 ** 20 : NaN,
+          rss,
+        });
+      }
+      return { connectSeconds: held.ready.connectSeconds, readings };
+    } finally {
+      await held.release();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
 // Deno wants --allow-all to read /proc; the task grants --allow-run, so a
 // subprocess reads it instead.
 async function readProc(path: string): Promise<string> {

@@ -19,7 +19,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { compileC, holdIdle, rssOf, startServer, warmUp } from "./_procs.ts";
+import { compileC, readIdleServer } from "./_procs.ts";
 import { fmt, median } from "./_report.ts";
 import { serverFromSpec, SERVERS } from "./_servers.ts";
 
@@ -53,7 +53,6 @@ for (const pad of values.pads ? values.pads.split(",") : []) {
 
 const benchDir = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 const { client } = await compileC(benchDir, `${benchDir}/results`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One server's figures per round: KiB per connection, MiB of young gen. */
 interface Reading {
@@ -65,38 +64,20 @@ interface Reading {
 }
 
 async function hold(cmd: string[]): Promise<Reading> {
-  const server = await startServer(cmd);
-  try {
-    await warmUp(client, server.port);
-    const before = await server.ask("mem");
-    const rssBefore = await rssOf(server.pid);
-    const held = await holdIdle(client, {
-      port: server.port,
-      mode: "idle",
-      conns,
-      duration: settleSeconds + 30,
-    });
-    try {
-      await sleep(1000);
-      const at1s = await server.ask("mem");
-      const rssAt1s = await rssOf(server.pid);
-      await sleep(settleSeconds * 1000);
-      const settled = await server.ask("mem");
-      const rssSettled = await rssOf(server.pid);
-      const perConn = (bytes: number) => bytes / conns / 1024;
-      return {
-        rssAt1s: perConn(rssAt1s - rssBefore),
-        rssSettled: perConn(rssSettled - rssBefore),
-        heap: perConn(settled!.heapUsed - before!.heapUsed),
-        youngAt1s: at1s!.newSpace / 2 ** 20,
-        youngSettled: settled!.newSpace / 2 ** 20,
-      };
-    } finally {
-      await held.release();
-    }
-  } finally {
-    await server.stop();
-  }
+  const { readings: [at1s, settled] } = await readIdleServer(
+    client,
+    cmd,
+    conns,
+    [1000, 1000 + settleSeconds * 1000],
+  );
+  const kib = (bytes: number) => bytes / 1024;
+  return {
+    rssAt1s: kib(at1s.rssPerConn),
+    rssSettled: kib(settled.rssPerConn),
+    heap: kib(settled.heapPerConn),
+    youngAt1s: at1s.newSpaceMiB,
+    youngSettled: settled.newSpaceMiB,
+  };
 }
 
 const readings = new Map<string, Reading[]>(servers.map((s) => [s.name, []]));

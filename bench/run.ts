@@ -21,14 +21,12 @@ import { parseArgs } from "node:util";
 import {
   compileC,
   describeMachine,
-  holdIdle,
   PINNING,
-  rssOf,
+  readIdleServer,
   runClient,
   runInterleaved,
   startServer,
   TURN,
-  warmUp,
 } from "./_procs.ts";
 import {
   clientCheck,
@@ -154,45 +152,25 @@ function interleaved(
 }
 
 async function idle(id: string, client: string) {
-  const server = await startServer(SERVERS[id].cmd);
-  try {
-    // Start from a settled heap: one round of echo traffic, then a GC.
-    await warmUp(client, server.port);
-    const before = await server.ask("mem");
-    const rssBefore = await rssOf(server.pid);
-    const held = await holdIdle(client, {
-      port: server.port,
-      mode: "idle",
-      conns: IDLE_CONNS,
-      duration: 60,
-    });
-    try {
-      // Idle means idle for a while: corio moves handlers that have waited
-      // in place for 0.25-0.5 s to the compact way of waiting.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const after = await server.ask("mem");
-      const rssAfter = await rssOf(server.pid);
-      return {
-        conns: IDLE_CONNS,
-        connectSeconds: held.ready.connectSeconds,
-        rssPerConn: (rssAfter - rssBefore) / IDLE_CONNS,
-        heapPerConn: before && after
-          ? (after.heapUsed - before.heapUsed) / IDLE_CONNS
-          : NaN,
-        externalPerConn: before && after
-          ? (after.external - before.external) / IDLE_CONNS
-          : NaN,
-        // V8 grows its young generation while a burst of long-lived objects
-        // survives, and keeps it after a full GC: resident, yet no heap.
-        newSpaceMiB: after?.newSpace ? after.newSpace / 2 ** 20 : NaN,
-        rssAfter,
-      };
-    } finally {
-      await held.release();
-    }
-  } finally {
-    await server.stop();
-  }
+  // Idle means idle for a while: corio moves handlers that have waited in
+  // place for 0.25-0.5 s to the compact way of waiting.
+  const { connectSeconds, readings: [after] } = await readIdleServer(
+    client,
+    SERVERS[id].cmd,
+    IDLE_CONNS,
+    [1000],
+  );
+  return {
+    conns: IDLE_CONNS,
+    connectSeconds,
+    rssPerConn: after.rssPerConn,
+    heapPerConn: after.heapPerConn,
+    externalPerConn: after.externalPerConn,
+    // V8 grows its young generation while a burst of long-lived objects
+    // survives, and keeps it after a full GC: resident, yet no heap.
+    newSpaceMiB: after.newSpaceMiB,
+    rssAfter: after.rss,
+  };
 }
 
 async function burst(id: string, client: string) {
