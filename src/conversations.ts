@@ -8,12 +8,17 @@
  * @module
  */
 
-import type { Coroutine, Effect } from "./effects.ts";
+import {
+  type Coroutine as CoroutineRecord,
+  ENDING,
+  FAILED,
+  type SettleListener,
+} from "./_coroutine.ts";
+import type { Coroutine } from "./effects.ts";
 import { ConversationLimitError, TimeoutError } from "./errors.ts";
 import { Inbox } from "./inbox.ts";
-import { spawn } from "./operations.ts";
 import { Scheduler, type Task } from "./scheduler.ts";
-import type { Clock } from "./timers.ts";
+import { Alarm, type Clock, type DeadlineEntry } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
 
 /**
@@ -208,11 +213,27 @@ const DEFAULTS = {
   inboxCapacity: 64,
 } as const;
 
-interface Entry<M> {
-  inbox: Inbox<M>;
-  lastActivity: number;
-  task: Task<unknown> | null;
-  supervisor: Task<unknown> | null;
+/**
+ * One running conversation: its inbox, its handler's coroutine, and its
+ * place in the idle-expiry queue. It is the scheduler's settle listener
+ * for the handler, so a conversation needs no coroutine, task or closure
+ * of its own beside its handler's.
+ */
+class Entry<M, K> implements DeadlineEntry, SettleListener {
+  heapIndex = -1;
+  /** The handler's coroutine; null only while it is being started. */
+  co: CoroutineRecord | null = null;
+  constructor(
+    readonly key: K,
+    readonly inbox: Inbox<M>,
+    /** When it last received a message, on the scheduler's clock. */
+    public lastActivity: number,
+    readonly onEnded: (entry: Entry<M, K>) => void,
+  ) {}
+  /** The scheduler calls this when the handler is done. */
+  onSettled(): void {
+    this.onEnded(this);
+  }
 }
 
 /**
@@ -264,7 +285,9 @@ export class Conversations<M, K = string> implements AsyncDisposable {
   #inboxCapacity: number;
   #onRefuse: ConversationsOptions<M, K>["onRefuse"];
   #onError: (error: unknown, key: K) => void;
-  #table = new Map<K, Entry<M>>();
+  #table = new Map<K, Entry<M, K>>();
+  /** Idle conversations' expiry: one queue and one host timer in all. */
+  #idleAlarm: Alarm<Entry<M, K>>;
   #isClosed = false;
   #shutdown: Promise<void> | null = null;
 
@@ -309,6 +332,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     this.#onError = options.onError ?? defaultOnError;
     this.scheduler = options.scheduler ??
       new Scheduler({ clock: options.clock });
+    this.#idleAlarm = new Alarm(this.scheduler.clock, this.#onIdle);
   }
 
   /** Conversations running now. */
@@ -318,8 +342,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
 
   /** True if a conversation with this key is running. */
   has(key: K): boolean {
-    const entry = this.#table.get(key);
-    return entry !== undefined && !entry.task?.isDone;
+    return this.#table.has(key);
   }
 
   /**
@@ -333,7 +356,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
    */
   dispatch(message: M): DispatchStatus {
     const key = this.#key(message);
-    const entry = this.#live(key);
+    const entry = this.#table.get(key);
     if (entry !== undefined) {
       if (!entry.inbox.push(message)) {
         this.stats.overflowed++;
@@ -361,7 +384,9 @@ export class Conversations<M, K = string> implements AsyncDisposable {
    *
    * @param key The new conversation's key.
    * @param handler The coroutine function; it gets the inbox.
-   * @returns The conversation's task.
+   * @returns The handler's task: its result, or its error (which
+   * `onError` is told too), or {@linkcode CancelledError} when it expired
+   * or was cancelled at shutdown.
    * @throws {ConversationLimitError} At `maxConversations` or after shutdown.
    * @throws {RangeError} If a conversation with `key` is running.
    */
@@ -369,7 +394,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     key: K,
     handler: (inbox: Inbox<M>, key: K) => Coroutine<unknown>,
   ): Task<unknown> {
-    if (this.#live(key) !== undefined) {
+    if (this.#table.has(key)) {
       throw new RangeError(
         `Cannot start conversation ${
           String(key)
@@ -379,7 +404,9 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     if (this.#isClosed || this.#table.size >= this.#max) {
       throw new ConversationLimitError(this.#max, this.#isClosed);
     }
-    return this.#begin(key, (inbox) => handler(inbox, key));
+    return this.scheduler._task(
+      this.#begin(key, (inbox) => handler(inbox, key)),
+    );
   }
 
   /**
@@ -406,27 +433,16 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     return this.shutdown();
   }
 
-  #live(key: K): Entry<M> | undefined {
-    const entry = this.#table.get(key);
-    if (entry === undefined) return undefined;
-    // The handler may have ended a moment ago, before its supervisor ran.
-    if (entry.task !== null && entry.task.isDone) {
-      this.#table.delete(key);
-      return undefined;
-    }
-    return entry;
-  }
-
   #begin(
     key: K,
     body: (inbox: Inbox<M>) => Coroutine<unknown>,
-  ): Task<unknown> {
-    const entry: Entry<M> = {
-      inbox: new Inbox({ capacity: this.#inboxCapacity, name: String(key) }),
-      lastActivity: this.scheduler.now(),
-      task: null,
-      supervisor: null,
-    };
+  ): CoroutineRecord {
+    const entry = new Entry(
+      key,
+      new Inbox<M>({ capacity: this.#inboxCapacity, name: String(key) }),
+      this.scheduler.now(),
+      this.#onEnded,
+    );
     const conversation = body(entry.inbox);
     if (
       conversation === null || typeof conversation !== "object" ||
@@ -438,58 +454,62 @@ export class Conversations<M, K = string> implements AsyncDisposable {
         }: the handler must return a generator object (use function* or async function*)`,
       );
     }
+    const co = this.scheduler._start(conversation, null);
+    co.listener = entry;
+    entry.co = co;
     this.#table.set(key, entry);
     this.stats.active++;
     this.stats.started++;
-    const supervisor = this.scheduler.spawn(
-      this.#supervise(key, entry, conversation),
-    );
-    entry.supervisor = supervisor;
-    return supervisor;
+    if (this.#idleTimeout !== Infinity) {
+      this.#idleAlarm.set(entry, entry.lastActivity + this.#idleTimeout);
+    }
+    return co;
   }
 
   /**
-   * Runs the handler as a child and cancels it when idle too long: a
-   * child never outlives its parent, so returning is the cancellation.
+   * An entry's idle deadline passed: expire it unless a message came
+   * meanwhile. A delivery only writes `lastActivity`; the queue catches up
+   * here, once per idle period, not once per message.
    */
-  *#supervise(
-    key: K,
-    entry: Entry<M>,
-    conversation: Coroutine<unknown>,
-  ): Generator<Effect, unknown, unknown> {
-    try {
-      const task = yield* spawn(conversation);
-      entry.task = task;
-      for (;;) {
-        try {
-          return yield* task.join({
-            deadline: entry.lastActivity + this.#idleTimeout,
-          });
-        } catch (error) {
-          if (task.isDone) throw error;
-          // Our join timed out: expire unless a message came meanwhile.
-          if (this.scheduler.now() >= entry.lastActivity + this.#idleTimeout) {
-            this.stats.expired++;
-            return undefined;
-          }
-        }
-      }
-    } catch (error) {
+  #onIdle = (entry: Entry<M, K>, now: number): void => {
+    const expiry = entry.lastActivity + this.#idleTimeout;
+    if (now < expiry) return this.#idleAlarm.set(entry, expiry);
+    const co = entry.co!;
+    if (co.state >= ENDING) return; // ending already: its finally runs
+    this.stats.expired++;
+    this.scheduler._cancel(co);
+  };
+
+  /** A handler ended: leave the table, report a failure, re-dispatch. */
+  #onEnded = (entry: Entry<M, K>): void => {
+    this.stats.active--;
+    if (this.#table.get(entry.key) === entry) this.#table.delete(entry.key);
+    this.#idleAlarm.delete(entry);
+    if (this.#table.size === 0) this.#idleAlarm.stop();
+    const co = entry.co!;
+    if (co.outcome === FAILED) {
       this.stats.failed++;
-      callOnError(this.#onError, error, key);
-    } finally {
-      this.stats.active--;
-      if (this.#table.get(key) === entry) this.#table.delete(key);
-      // Delivered while the handler was ending, and never received: had
-      // they come a moment later they would have started a new
-      // conversation (a client's retransmission after the server answered
-      // and ended, say), so that is where they go, not nowhere.
-      while (entry.inbox.size > 0) this.dispatch(entry.inbox._take());
+      callOnError(this.#onError, co.result, entry.key);
     }
-  }
+    // Delivered while the handler was ending, and never received: had
+    // they come a moment later they would have started a new
+    // conversation (a client's retransmission after the server answered
+    // and ended, say), so that is where they go, not nowhere. This runs in
+    // the scheduler's own bookkeeping: what `key` or `onRefuse` throw goes
+    // to `onError`.
+    while (entry.inbox.size > 0) {
+      try {
+        this.dispatch(entry.inbox._take());
+      } catch (error) {
+        callOnError(this.#onError, error, entry.key);
+      }
+    }
+  };
 
   async #stop(grace: number): Promise<void> {
-    const tasks = [...this.#table.values()].map((entry) => entry.supervisor!);
+    const tasks = [...this.#table.values()].map((entry) =>
+      this.scheduler._task(entry.co!)
+    );
     if (tasks.length === 0) return;
     if (grace > 0) {
       const deadline = this.scheduler.now() + grace;
@@ -498,7 +518,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
           try {
             yield* task.join({ deadline });
           } catch {
-            return; // grace is over (or the supervisor never fails)
+            if (!task.isDone) return; // grace is over
           }
         }
       })()).finished;

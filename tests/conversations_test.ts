@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  CancelledError,
   ConversationLimitError,
   Conversations,
   delay,
@@ -163,6 +164,37 @@ Deno.test("Conversations cancels a conversation idle for idleTimeout; its finall
   assert.equal(calls.stats.expired, 1);
 });
 
+Deno.test("a message postpones idle expiry: idleTimeout counts from a conversation's last message", async () => {
+  const clock = new VirtualClock();
+  const endedAt: Record<string, number> = {};
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    idleTimeout: 5000,
+    handler: async function* (inbox, first) {
+      try {
+        for (;;) yield* inbox.recv();
+      } finally {
+        endedAt[first!.key] = clock.now();
+      }
+    },
+  });
+  calls.dispatch({ key: "quiet", n: 0 });
+  calls.dispatch({ key: "chatty", n: 0 });
+  await run(
+    (function* () {
+      yield* delay(3000);
+      calls.dispatch({ key: "chatty", n: 1 });
+      yield* delay(4000);
+      calls.dispatch({ key: "chatty", n: 2 });
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  await calls.shutdown({ grace: 60_000 });
+  assert.deepEqual(endedAt, { quiet: 5000, chatty: 12_000 });
+  assert.equal(calls.stats.expired, 2);
+});
+
 Deno.test("Inbox.recv() throws TimeoutError at the deadline; poll() gives undefined", async () => {
   const clock = new VirtualClock();
   const inbox = new Inbox<string>({ name: "call-1" });
@@ -236,6 +268,65 @@ Deno.test("Conversations.start() begins a conversation from this side; replies r
   assert.equal(await task.finished, 42);
   assert.throws(() => calls.start("x", () => 1 as never), TypeError);
   await calls.shutdown();
+});
+
+Deno.test("Conversations.start()'s task fails with the handler's error, which onError is told too", async () => {
+  const errors: [unknown, string][] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    onError: (error, k) => errors.push([error, k]),
+  });
+  // deno-lint-ignore require-yield
+  const task = calls.start("call", async function* () {
+    throw new Error("no route");
+  });
+  await assert.rejects(task.finished, { message: "no route" });
+  assert.deepEqual(errors.map(([error, k]) => [(error as Error).message, k]), [
+    ["no route", "call"],
+  ]);
+  assert.equal(calls.stats.failed, 1);
+  await calls.shutdown();
+});
+
+Deno.test("Conversations.start()'s task is cancelled when its conversation expires", async () => {
+  const clock = new VirtualClock();
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    idleTimeout: 2000,
+  });
+  const task = calls.start("call", async function* (inbox) {
+    return yield* inbox.recv();
+  });
+  await assert.rejects(task.finished, CancelledError);
+  assert.equal(clock.now(), 2000);
+  assert.equal(calls.stats.expired, 1);
+  assert.equal(calls.has("call"), false);
+  await calls.shutdown();
+});
+
+Deno.test("a conversation that fails during shutdown's grace leaves the others theirs", async () => {
+  const clock = new VirtualClock();
+  const ended: string[] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    onError: () => {},
+    handler: async function* (_, first) {
+      if (first!.key === "bad") {
+        yield* delay(100);
+        throw new Error("boom");
+      }
+      yield* delay(500);
+      ended.push(`${first!.key} at ${clock.now()}`);
+    },
+  });
+  calls.dispatch({ key: "bad", n: 0 });
+  calls.dispatch({ key: "slow", n: 0 });
+  await calls.shutdown({ grace: 1000 });
+  assert.deepEqual(ended, ["slow at 500"]);
+  assert.equal(calls.stats.failed, 1);
 });
 
 Deno.test("Conversations validates its options", () => {
