@@ -235,3 +235,11 @@ Deno.test("badRequestFor() answers a malformed request it can address, and nothi
     undefined,
   );
 });
+
+Deno.test("canonicalName() still canonicalises every name after thousands of distinct ones", () => {
+  for (let i = 0; i < 2000; i++) {
+    assert.equal(canonicalName(`x-custom-${i}-name`), `X-Custom-${i}-Name`);
+  }
+  assert.equal(canonicalName("x-custom-1999-name"), "X-Custom-1999-Name");
+  assert.equal(canonicalName("CALL-ID"), "Call-ID");
+});

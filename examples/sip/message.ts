@@ -113,12 +113,33 @@ const CANONICAL: Record<string, string> = {
   "mime-version": "MIME-Version",
 };
 
+// Header names repeat from message to message, so each spelling is
+// canonicalised once: a lookup instead of a lower-casing and a regex
+// replace per header (2.5% of the UAS's CPU under sipp at 1500 calls/s),
+// and one string per name instead of one per header. Bounded: a peer
+// sending ever new names costs the slow path, not memory.
+const canonicalNames = new Map<string, string>();
+const MAX_CANONICAL_NAMES = 512;
+
 /**
  * The canonical form of a header name: compact forms expanded, words
  * capitalised (`call-id` and `i` → `Call-ID`, `content-length` →
  * `Content-Length`).
  */
 export function canonicalName(name: string): string {
+  let canonical = canonicalNames.get(name);
+  if (canonical === undefined) {
+    canonical = canonicalize(name);
+    if (canonicalNames.size < MAX_CANONICAL_NAMES) {
+      // A copy for the key: the name may be a slice of a whole message,
+      // which a key would keep alive.
+      canonicalNames.set([...name].join(""), canonical);
+    }
+  }
+  return canonical;
+}
+
+function canonicalize(name: string): string {
   if (name.length === 1) {
     const full = COMPACT[name.toLowerCase()];
     if (full) return full;
