@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   CancelledError,
   ConversationLimitError,
@@ -352,4 +353,136 @@ Deno.test("VirtualClock autojumps when the last busy coroutine ends instead of p
   })());
   scheduler.spawn((async function* () {})());
   assert.equal(await sleeper.finished, 1000);
+});
+
+Deno.test("Conversations, any schedule: every message is received once or refused, in order per key, and idle ones expire exactly", async () => {
+  const scenario = fc.record({
+    idleTimeout: fc.integer({ min: 1, max: 40 }),
+    inboxCapacity: fc.integer({ min: 1, max: 3 }),
+    maxConversations: fc.integer({ min: 1, max: 4 }),
+    // What the conversations of each key do: receive `wants` messages after
+    // their first, linger (not receiving), then return or throw.
+    behaviour: fc.array(
+      fc.record({
+        wants: fc.integer({ min: 0, max: 3 }),
+        linger: fc.integer({ min: 0, max: 30 }),
+        fails: fc.boolean(),
+      }),
+      { minLength: 4, maxLength: 4 },
+    ),
+    arrivals: fc.array(
+      fc.record({
+        at: fc.integer({ min: 0, max: 120 }),
+        key: fc.integer({ min: 0, max: 3 }),
+      }),
+      { maxLength: 30 },
+    ),
+  });
+  await fc.assert(
+    fc.asyncProperty(scenario, async (s) => {
+      const clock = new VirtualClock();
+      type Sent = { key: string; id: number };
+      type Instance = {
+        key: string;
+        start: number;
+        end: number;
+        how: "returned" | "threw" | "cancelled";
+      };
+      const consumed: Sent[] = [];
+      const refused = new Map<number, number>();
+      const instances: Instance[] = [];
+      const deliveries: { key: string; at: number }[] = [];
+      const errors: unknown[] = [];
+      const calls = new Conversations<Sent, string>({
+        key: (message) => message.key,
+        clock,
+        idleTimeout: s.idleTimeout,
+        inboxCapacity: s.inboxCapacity,
+        maxConversations: s.maxConversations,
+        onRefuse: (message) =>
+          refused.set(message.id, (refused.get(message.id) ?? 0) + 1),
+        onError: (error) => errors.push(error),
+        handler: function* (inbox, first, key) {
+          const { wants, linger, fails } = s.behaviour[Number(key)];
+          const me: Instance = {
+            key,
+            start: clock.now(),
+            end: -1,
+            how: "cancelled",
+          };
+          instances.push(me);
+          try {
+            consumed.push(first!);
+            for (let i = 0; i < wants; i++) consumed.push(yield* inbox.recv());
+            if (linger > 0) yield* delay(linger);
+            if (fails) {
+              me.how = "threw";
+              throw new Error(`conversation ${key} fails`);
+            }
+            me.how = "returned";
+          } finally {
+            me.end = clock.now();
+          }
+        },
+      });
+      const arrivals = [...s.arrivals].sort((a, b) => a.at - b.at);
+      await run(
+        (function* () {
+          let id = 0;
+          for (const { at, key } of arrivals) {
+            if (at > clock.now()) yield* delay(at - clock.now());
+            const message = { key: String(key), id: id++ };
+            const status = calls.dispatch(message);
+            assert.notEqual(status, "closed");
+            if (status === "delivered") {
+              deliveries.push({ key: message.key, at: clock.now() });
+            }
+            assert.equal(calls.stats.active, calls.size);
+          }
+          // Long enough for every chain of re-dispatched leftovers to end.
+          yield* delay(20_000);
+        })(),
+        { scheduler: calls.scheduler },
+      );
+      assert.equal(calls.size, 0);
+      await calls.shutdown();
+
+      // Each message received exactly once, or refused (never both, never lost).
+      for (let id = 0; id < arrivals.length; id++) {
+        const times = consumed.filter((m) => m.id === id).length +
+          (refused.get(id) ?? 0);
+        assert.equal(times, 1, `message ${id}`);
+      }
+      // In dispatch order per key, across the key's successive conversations.
+      for (const key of ["0", "1", "2", "3"]) {
+        const ids = consumed.filter((m) => m.key === key).map((m) => m.id);
+        assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      }
+      const count = (how: Instance["how"]) =>
+        instances.filter((i) => i.how === how).length;
+      assert.deepEqual(
+        [
+          calls.stats.started,
+          calls.stats.failed,
+          calls.stats.expired,
+          calls.stats.active,
+        ],
+        [instances.length, count("threw"), count("cancelled"), 0],
+      );
+      assert.equal(errors.length, count("threw"));
+      // A cancelled conversation ended idleTimeout after its last message.
+      for (const instance of instances) {
+        if (instance.how !== "cancelled") continue;
+        const last = Math.max(
+          instance.start,
+          ...deliveries.filter((d) =>
+            d.key === instance.key && d.at >= instance.start &&
+            d.at <= instance.end
+          ).map((d) => d.at),
+        );
+        assert.equal(instance.end, last + s.idleTimeout);
+      }
+    }),
+    { numRuns: 300 },
+  );
 });
