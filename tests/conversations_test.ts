@@ -91,6 +91,37 @@ Deno.test("a message delivered to a conversation that ends without receiving it 
   assert.equal(calls.stats.started, 2);
 });
 
+Deno.test("a conversation's unreceived messages go on ahead of one that arrives just after it ends", async () => {
+  const firsts: number[] = [];
+  const received: number[] = [];
+  const nudge = new Inbox<string>();
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    handler: function* (inbox, first) {
+      firsts.push(first!.n);
+      if (first!.n === 0) {
+        yield* delay(10); // message 1 arrives meanwhile, never received
+        nudge.push("ended"); // wakes the peer, which runs once we have ended
+        return;
+      }
+      received.push((yield* inbox.recv()).n);
+    },
+  });
+  await run(
+    (function* () {
+      calls.dispatch({ key: "a", n: 0 });
+      yield* delay(5);
+      assert.equal(calls.dispatch({ key: "a", n: 1 }), "delivered");
+      yield* nudge.recv();
+      calls.dispatch({ key: "a", n: 2 });
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  await calls.shutdown({ grace: 1000 });
+  assert.deepEqual([firsts, received], [[0, 1], [2]]);
+});
+
 Deno.test("Conversations refuses a new key at maxConversations and calls onRefuse", async () => {
   const refused: [string, string][] = [];
   const calls = new Conversations<Message, string>({
