@@ -221,11 +221,11 @@ const DEFAULTS = {
  */
 class Entry<M, K> implements DeadlineEntry, SettleListener {
   heapIndex = -1;
-  /** The handler's coroutine; null only while it is being started. */
-  co: CoroutineRecord | null = null;
   constructor(
     readonly key: K,
     readonly inbox: Inbox<M>,
+    /** The handler's coroutine. */
+    readonly co: CoroutineRecord,
     /** When it last received a message, on the scheduler's clock. */
     public lastActivity: number,
     readonly onEnded: (entry: Entry<M, K>) => void,
@@ -268,16 +268,9 @@ class Entry<M, K> implements DeadlineEntry, SettleListener {
 export class Conversations<M, K = string> implements AsyncDisposable {
   /** The scheduler the conversations run on. */
   readonly scheduler: Scheduler;
+  #table = new Map<K, Entry<M, K>>();
   /** Live counters. */
-  readonly stats: ConversationStats = {
-    active: 0,
-    started: 0,
-    delivered: 0,
-    refused: 0,
-    overflowed: 0,
-    expired: 0,
-    failed: 0,
-  };
+  readonly stats: ConversationStats = liveStats(this.#table);
   #key: (message: M) => K;
   #handler: ConversationHandler<M, K> | undefined;
   #max: number;
@@ -285,7 +278,6 @@ export class Conversations<M, K = string> implements AsyncDisposable {
   #inboxCapacity: number;
   #onRefuse: ConversationsOptions<M, K>["onRefuse"];
   #onError: (error: unknown, key: K) => void;
-  #table = new Map<K, Entry<M, K>>();
   /** Idle conversations' expiry: one queue and one host timer in all. */
   #idleAlarm: Alarm<Entry<M, K>>;
   #isClosed = false;
@@ -437,13 +429,11 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     key: K,
     body: (inbox: Inbox<M>) => Coroutine<unknown>,
   ): CoroutineRecord {
-    const entry = new Entry(
-      key,
-      new Inbox<M>({ capacity: this.#inboxCapacity, name: String(key) }),
-      this.scheduler.now(),
-      this.#onEnded,
-    );
-    const conversation = body(entry.inbox);
+    const inbox = new Inbox<M>({
+      capacity: this.#inboxCapacity,
+      name: String(key),
+    });
+    const conversation = body(inbox);
     if (
       conversation === null || typeof conversation !== "object" ||
       typeof (conversation as { next?: unknown }).next !== "function"
@@ -455,10 +445,15 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       );
     }
     const co = this.scheduler._start(conversation, null);
+    const entry = new Entry(
+      key,
+      inbox,
+      co,
+      this.scheduler.now(),
+      this.#onEnded,
+    );
     co.listener = entry;
-    entry.co = co;
     this.#table.set(key, entry);
-    this.stats.active++;
     this.stats.started++;
     if (this.#idleTimeout !== Infinity) {
       this.#idleAlarm.set(entry, entry.lastActivity + this.#idleTimeout);
@@ -474,7 +469,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
   #onIdle = (entry: Entry<M, K>, now: number): void => {
     const expiry = entry.lastActivity + this.#idleTimeout;
     if (now < expiry) return this.#idleAlarm.set(entry, expiry);
-    const co = entry.co!;
+    const co = entry.co;
     if (co.state >= ENDING) return; // ending already: its finally runs
     this.stats.expired++;
     this.scheduler._cancel(co);
@@ -482,11 +477,10 @@ export class Conversations<M, K = string> implements AsyncDisposable {
 
   /** A handler ended: leave the table, report a failure, re-dispatch. */
   #onEnded = (entry: Entry<M, K>): void => {
-    this.stats.active--;
-    if (this.#table.get(entry.key) === entry) this.#table.delete(entry.key);
+    this.#table.delete(entry.key);
     this.#idleAlarm.delete(entry);
     if (this.#table.size === 0) this.#idleAlarm.stop();
-    const co = entry.co!;
+    const co = entry.co;
     if (co.outcome === FAILED) {
       this.stats.failed++;
       callOnError(this.#onError, co.result, entry.key);
@@ -508,7 +502,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
 
   async #stop(grace: number): Promise<void> {
     const tasks = [...this.#table.values()].map((entry) =>
-      this.scheduler._task(entry.co!)
+      this.scheduler._task(entry.co)
     );
     if (tasks.length === 0) return;
     if (grace > 0) {
@@ -526,6 +520,21 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     for (const task of tasks) task.cancel();
     await Promise.all(tasks.map((task) => task.finished.catch(() => {})));
   }
+}
+
+/** Counters that start at 0; `active` is the table's size. */
+function liveStats(table: Map<unknown, unknown>): ConversationStats {
+  return {
+    get active() {
+      return table.size;
+    },
+    started: 0,
+    delivered: 0,
+    refused: 0,
+    overflowed: 0,
+    expired: 0,
+    failed: 0,
+  };
 }
 
 function defaultOnError(error: unknown): void {
