@@ -20,7 +20,7 @@
 
 import { parseArgs } from "node:util";
 import { compileC, readIdleServer } from "./_procs.ts";
-import { fmt, median } from "./_report.ts";
+import { fmt, median, range } from "./_report.ts";
 import { serverFromSpec, SERVERS } from "./_servers.ts";
 
 const { values, positionals } = parseArgs({
@@ -95,11 +95,12 @@ for (let round = 0; round < rounds; round++) {
 
 const med = (name: string, pick: (r: Reading) => number) =>
   median(readings.get(name)!.map(pick));
-const range = (name: string, pick: (r: Reading) => number) => {
+const spread = (name: string, pick: (r: Reading) => number) => {
   const xs = readings.get(name)!.map(pick);
-  return `${fmt(med(name, pick), 2)} (${fmt(Math.min(...xs), 2)}..${
-    fmt(Math.max(...xs), 2)
-  })`;
+  return range(
+    { median: med(name, pick), min: Math.min(...xs), max: Math.max(...xs) },
+    2,
+  );
 };
 const base = servers[0].name;
 const at1s = (r: Reading) => r.rssAt1s;
@@ -113,9 +114,9 @@ console.log(
 console.log("| --- | --- | --- | --- | --- | --- | --- |");
 for (const { name } of servers) {
   console.log(
-    `| ${name} | ${range(name, at1s)} | ${
+    `| ${name} | ${spread(name, at1s)} | ${
       fmt(med(name, at1s) / med(base, at1s), 3)
-    }× | ${range(name, settled)} | ${
+    }× | ${spread(name, settled)} | ${
       fmt(med(name, settled) / med(base, settled), 3)
     }× | ${fmt(med(name, (r) => r.heap), 3)} | ${
       fmt(med(name, (r) => r.youngAt1s), 1)

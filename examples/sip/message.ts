@@ -115,8 +115,9 @@ const CANONICAL: Record<string, string> = {
 
 // Header names repeat from message to message, so each spelling is
 // canonicalised once: a lookup instead of a lower-casing and a regex
-// replace per header (2.5% of the UAS's CPU under sipp at 1500 calls/s),
-// and one string per name instead of one per header. Bounded: a peer
+// replace per header (under sipp at 1500 calls/s, 250 of the UAS's 3,877
+// ms of CPU over 12,000 calls; 64 ms as a lookup), and one string per
+// name instead of one per header. Bounded: a peer
 // sending ever new names costs the slow path, not memory.
 const canonicalNames = new Map<string, string>();
 const MAX_CANONICAL_NAMES = 512;
