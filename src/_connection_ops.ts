@@ -95,7 +95,10 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
       const bytes = this.isBorrowed
         ? conn.view(conn.start, conn.end)
         : conn.buf.slice(conn.start, conn.end);
-      conn.start = conn.end = 0;
+      // Not back to 0: a read left in flight by a receive that timed out
+      // with these bytes buffered is filling buf[end..]. The next read
+      // starts at 0 once none is in flight (`startRead`).
+      conn.start = conn.end;
       return bytes;
     }
     if (conn.isEof && conn.readError === null) return null;

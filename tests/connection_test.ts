@@ -57,6 +57,35 @@ for (const pairs of pairMakers) {
   });
 
   Deno.test(
+    name(
+      "recv() after a recvExact() that timed out with bytes buffered gets every byte once",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const got = await run((function* () {
+        yield* a.send("a");
+        try {
+          yield* b.recvExact(2, { timeout: 20 });
+          assert.fail("expected TimeoutError");
+        } catch (error) {
+          assert.ok(error instanceof TimeoutError);
+        }
+        // "a" is buffered, and the timed-out recvExact left a read in flight.
+        const first = text(yield* b.recv());
+        yield* a.send("bc");
+        yield* a.closeWrite();
+        const rest: string[] = [];
+        for (let chunk; (chunk = yield* b.recv()) !== null;) {
+          rest.push(text(chunk)!);
+        }
+        return [first, rest.join("")];
+      })());
+      assert.deepEqual(got, ["a", "bc"]);
+      await dispose();
+    },
+  );
+
+  Deno.test(
     name("recvExact() waits for all n bytes across chunks"),
     async () => {
       const { a, b, dispose } = await pairs.make();

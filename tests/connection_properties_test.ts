@@ -1,0 +1,298 @@
+// Receives with random timeouts over bytes that arrive at random moments,
+// on a virtual clock: whatever times out, no byte is lost, duplicated or
+// reordered, every timeout fires exactly at its deadline and only when the
+// receive could not have completed before it, and every receive that
+// completes does so the moment its bytes are there. The speed work keeps
+// several things that must not change what a user sees (an `async
+// function*` waits in place, a receive operation is reused, a deadline entry
+// stays queued after its wait ends); this checks them together, in both
+// handler forms.
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  type Connection,
+  delay,
+  type Effect,
+  IncompleteReadError,
+  type RecvOptions,
+  run,
+  spawn,
+  type Task,
+  TimeoutError,
+} from "@corio/corio";
+import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+
+const LF = 10;
+const CR = 13;
+const decoder = new TextDecoder();
+
+interface Step {
+  kind: "recv" | "recvExact" | "recvLine";
+  /** recvExact's byte count. */
+  n: number;
+  /**
+   * What ends it early: a relative timeout, an absolute deadline (as an
+   * offset from its start), a signal aborted that long after its start, or
+   * nothing.
+   */
+  limit:
+    | { timeout: number }
+    | { deadlineIn: number }
+    | { abortIn: number }
+    | null;
+  borrow: boolean;
+}
+
+const stepsOf = fc.array(
+  fc.record({
+    kind: fc.constantFrom("recv", "recvExact", "recvLine"),
+    n: fc.integer({ min: 0, max: 12 }),
+    limit: fc.oneof(
+      fc.constant(null),
+      fc.record({ timeout: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ deadlineIn: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ abortIn: fc.integer({ min: 0, max: 40 }) }),
+    ),
+    borrow: fc.boolean(),
+  }),
+  { maxLength: 40 },
+) as fc.Arbitrary<Step[]>;
+
+/** Chunks of a, b, CR and LF, each sent `gap` ms after the one before. */
+const arrivalsOf = fc.record({
+  chunks: fc.array(
+    fc.record({
+      gap: fc.nat({ max: 30 }),
+      bytes: fc.array(fc.constantFrom(97, 98, CR, LF), {
+        minLength: 1,
+        maxLength: 12,
+      }),
+    }),
+    { maxLength: 15 },
+  ),
+  endGap: fc.nat({ max: 30 }),
+});
+
+type Arrivals = typeof arrivalsOf extends fc.Arbitrary<infer T> ? T : never;
+
+/** What happened to one step: its result or error, and when. */
+interface Outcome {
+  step: Step;
+  start: number;
+  /** When its timeout, deadline or abort was due; Infinity for none. */
+  deadline: number;
+  end: number;
+  value: Uint8Array | string | null | Error;
+}
+
+/** The bytes in order, when each arrives, and when the peer's FIN does. */
+function timeline(plan: Arrivals) {
+  const bytes: number[] = [];
+  const at: number[] = [];
+  let now = 0;
+  for (const { gap, bytes: chunk } of plan.chunks) {
+    now += gap;
+    for (const byte of chunk) {
+      bytes.push(byte);
+      at.push(now);
+    }
+  }
+  return { data: new Uint8Array(bytes), at, eofAt: now + plan.endGap };
+}
+
+/** Checks each outcome against the timeline, in order; returns bytes read. */
+function check(plan: Arrivals, outcomes: Outcome[]): number {
+  const { data, at, eofAt } = timeline(plan);
+  let pos = 0;
+  for (const { step, start, deadline, end, value } of outcomes) {
+    const where = `${step.kind} from ${start} at byte ${pos}: ${
+      value instanceof Error ? value.name : String(value)
+    }`;
+    // When this receive could first complete: its bytes, or the EOF.
+    let ready: number;
+    if (step.kind === "recv") {
+      ready = pos < data.length ? at[pos] : eofAt;
+    } else if (step.kind === "recvExact") {
+      if (step.n === 0) ready = start;
+      else ready = pos + step.n <= data.length ? at[pos + step.n - 1] : eofAt;
+    } else {
+      const lf = data.indexOf(LF, pos);
+      ready = lf >= 0 ? at[lf] : eofAt;
+    }
+    if (value instanceof TimeoutError || value instanceof Aborted) {
+      assert.equal(end, deadline, `ended off its deadline: ${where}`);
+      // Bytes arriving at the deadline itself may go either way.
+      assert.ok(ready >= deadline, `ended with its bytes there: ${where}`);
+      continue;
+    }
+    assert.equal(end, Math.max(start, ready), `completed late: ${where}`);
+    if (value instanceof IncompleteReadError) {
+      assert.equal(step.kind, "recvExact", where);
+      assert.deepEqual(value.partial, data.subarray(pos), where);
+      pos = data.length;
+    } else if (value instanceof Error) {
+      throw value;
+    } else if (value === null) {
+      assert.equal(pos, data.length, `EOF before the end: ${where}`);
+    } else if (typeof value === "string") {
+      const line = decoder.decode(data.subarray(pos, pos + value.length));
+      assert.equal(value, line, where);
+      pos += value.length;
+      // Its terminator: LF, CRLF, or (at the EOF) a lone CR or nothing.
+      if (data[pos] === CR) pos++;
+      if (pos < data.length) {
+        assert.equal(data[pos], LF, `line cut short: ${where}`);
+        pos++;
+      }
+    } else {
+      if (step.kind === "recv") assert.ok(value.length > 0, where);
+      else assert.equal(value.length, step.n, where);
+      assert.deepEqual(value, data.subarray(pos, pos + value.length), where);
+      pos += value.length;
+    }
+  }
+  return pos;
+}
+
+function* sendAll(conn: Connection, arrivals: Arrivals) {
+  for (const { gap, bytes } of arrivals.chunks) {
+    yield* delay(gap);
+    yield* conn.send(new Uint8Array(bytes));
+  }
+  yield* delay(arrivals.endGap);
+  yield* conn.closeWrite();
+}
+
+/** What an abort signal of a step throws. */
+class Aborted extends Error {}
+
+/**
+ * Starts a step: its options, when its limit is due (Infinity for none),
+ * and the coroutine that aborts its signal, if it has one.
+ */
+function* begin(
+  step: Step,
+  clock: VirtualClock,
+): Generator<Effect, [number, RecvOptions, Task<void> | null]> {
+  const now = clock.now();
+  // A step without a limit waits as long as it takes: the FIN always comes.
+  const options: RecvOptions = { timeout: Infinity, borrow: step.borrow };
+  const limit = step.limit;
+  if (limit === null) return [Infinity, options, null];
+  if ("timeout" in limit) {
+    return [now + limit.timeout, { ...options, timeout: limit.timeout }, null];
+  }
+  if ("deadlineIn" in limit) {
+    const deadline = now + limit.deadlineIn;
+    return [deadline, { ...options, deadline }, null];
+  }
+  const controller = new AbortController();
+  const aborter = yield* spawn((function* () {
+    yield* delay(limit.abortIn);
+    controller.abort(new Aborted());
+  })());
+  return [
+    now + limit.abortIn,
+    { ...options, signal: controller.signal },
+    aborter,
+  ];
+}
+
+/** What a step's error or result leaves to check (borrowed views copied). */
+function outcomeOf(value: unknown): Outcome["value"] {
+  if (value instanceof Uint8Array) return value.slice();
+  if (value instanceof Error || typeof value === "string") return value;
+  if (value === null) return null;
+  throw new TypeError(`unexpected ${String(value)}`);
+}
+
+/** After the steps, receives to the end: nothing may be missing. */
+const TO_THE_END: Step[] = Array(200).fill({
+  kind: "recv",
+  n: 0,
+  limit: null,
+  borrow: false,
+});
+
+// The two forms differ only in where `yield*` runs an operation: inside an
+// `async function*` it waits in place, inside a `function*` it yields to
+// the scheduler. Each form writes the operations out itself for that.
+
+async function* receiveAsync(
+  [a, b]: [Connection, Connection],
+  arrivals: Arrivals,
+  steps: Step[],
+  clock: VirtualClock,
+  outcomes: Outcome[],
+) {
+  const sender = yield* spawn(sendAll(a, arrivals));
+  for (const step of [...steps, ...TO_THE_END]) {
+    const start = clock.now();
+    const [deadline, options, aborter] = yield* begin(step, clock);
+    let value: unknown;
+    try {
+      value = step.kind === "recv"
+        ? yield* b.recv(options)
+        : step.kind === "recvExact"
+        ? yield* b.recvExact(step.n, options)
+        : yield* b.recvLine(options);
+    } catch (error) {
+      value = error;
+    }
+    aborter?.cancel();
+    const end = clock.now();
+    outcomes.push({ step, start, deadline, end, value: outcomeOf(value) });
+  }
+  yield* sender.join();
+}
+
+function* receiveSync(
+  [a, b]: [Connection, Connection],
+  arrivals: Arrivals,
+  steps: Step[],
+  clock: VirtualClock,
+  outcomes: Outcome[],
+) {
+  const sender = yield* spawn(sendAll(a, arrivals));
+  for (const step of [...steps, ...TO_THE_END]) {
+    const start = clock.now();
+    const [deadline, options, aborter] = yield* begin(step, clock);
+    let value: unknown;
+    try {
+      value = step.kind === "recv"
+        ? yield* b.recv(options)
+        : step.kind === "recvExact"
+        ? yield* b.recvExact(step.n, options)
+        : yield* b.recvLine(options);
+    } catch (error) {
+      value = error;
+    }
+    aborter?.cancel();
+    const end = clock.now();
+    outcomes.push({ step, start, deadline, end, value: outcomeOf(value) });
+  }
+  yield* sender.join();
+}
+
+for (const receive of [receiveAsync, receiveSync]) {
+  const form = receive === receiveAsync ? "async function*" : "function*";
+  Deno.test(`receives with random timeouts over random arrivals lose no byte and time out exactly at their deadlines (${form}, 300 runs)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(arrivalsOf, stepsOf, async (arrivals, steps) => {
+        const clock = new VirtualClock();
+        const pair = memoryConnPair();
+        const outcomes: Outcome[] = [];
+        try {
+          await run(receive(pair, arrivals, steps, clock, outcomes), { clock });
+          const read = check(arrivals, outcomes);
+          assert.equal(read, timeline(arrivals).data.length, "bytes unread");
+        } finally {
+          pair[0].close();
+          pair[1].close();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+}
