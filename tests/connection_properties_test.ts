@@ -1,17 +1,27 @@
-// Receives with random timeouts over bytes that arrive at random moments,
-// on a virtual clock: whatever times out, no byte is lost, duplicated or
-// reordered, every timeout fires exactly at its deadline and only when the
-// receive could not have completed before it, and every receive that
-// completes does so the moment its bytes are there. The speed work keeps
-// several things that must not change what a user sees (an `async
-// function*` waits in place, a receive operation is reused, a deadline entry
-// stays queued after its wait ends); this checks them together, in both
-// handler forms.
+// Properties of a connection under random timing, on a virtual clock.
+//
+// Receives with random timeouts, deadlines and aborts over bytes that
+// arrive at random moments: whatever ends early, no byte is lost,
+// duplicated or reordered, every timeout or abort ends its receive exactly
+// when due and only when the receive could not have completed before, and
+// every receive that completes does so the moment its bytes are there.
+//
+// Sends from several coroutines with random timeouts against a slow reader:
+// each send arrives whole and in the order the sends were called, never
+// interleaved; a send that times out while writing closes the connection
+// and nothing follows its bytes; one that times out still queued writes
+// nothing and leaves the connection open.
+//
+// The speed work keeps several things that must not change what a user
+// sees (an `async function*` waits in place, an operation is reused, a
+// deadline entry stays queued after its wait ends); these check them
+// together, in both handler forms.
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   type Connection,
+  ConnectionClosedError,
   delay,
   type Effect,
   IncompleteReadError,
@@ -290,6 +300,190 @@ for (const receive of [receiveAsync, receiveSync]) {
         } finally {
           pair[0].close();
           pair[1].close();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+}
+
+// ---- sends
+
+interface SendStep {
+  /** ms to wait before this send. */
+  gap: number;
+  length: number;
+  timeout: number | null;
+}
+
+/** Up to 4 coroutines sending at once, each a list of sends. */
+const sendersOf = fc.array(
+  fc.array(
+    fc.record({
+      gap: fc.nat({ max: 20 }),
+      length: fc.integer({ min: 1, max: 20 }),
+      timeout: fc.option(fc.integer({ min: 0, max: 40 }), { nil: null }),
+    }),
+    { maxLength: 6 },
+  ),
+  { minLength: 1, maxLength: 4 },
+);
+
+/** The pipe's capacity, and the peer's pauses before its receives. */
+const readerOf = fc.record({
+  capacity: fc.integer({ min: 1, max: 16 }),
+  gaps: fc.array(fc.nat({ max: 15 }), { maxLength: 60 }),
+});
+
+interface SendOutcome {
+  /** Its bytes are all this id: 1 for the first send called, and so on. */
+  id: number;
+  length: number;
+  deadline: number;
+  end: number;
+  error: unknown;
+  /** The connection was closed when the send returned or threw. */
+  isClosedAfter: boolean;
+}
+
+interface SendRun {
+  clock: VirtualClock;
+  nextId: number;
+  outcomes: SendOutcome[];
+}
+
+function* sendSync(conn: Connection, steps: SendStep[], state: SendRun) {
+  for (const { gap, length, timeout } of steps) {
+    yield* delay(gap);
+    const id = state.nextId++;
+    const start = state.clock.now();
+    let error: unknown = null;
+    try {
+      const bytes = new Uint8Array(length).fill(id);
+      yield* conn.send(bytes, timeout === null ? {} : { timeout });
+    } catch (caught) {
+      error = caught;
+    }
+    const deadline = timeout === null ? Infinity : start + timeout;
+    const end = state.clock.now();
+    const isClosedAfter = conn.isClosed;
+    state.outcomes.push({ id, length, deadline, end, error, isClosedAfter });
+  }
+}
+
+async function* sendAsync(conn: Connection, steps: SendStep[], state: SendRun) {
+  for (const { gap, length, timeout } of steps) {
+    yield* delay(gap);
+    const id = state.nextId++;
+    const start = state.clock.now();
+    let error: unknown = null;
+    try {
+      const bytes = new Uint8Array(length).fill(id);
+      yield* conn.send(bytes, timeout === null ? {} : { timeout });
+    } catch (caught) {
+      error = caught;
+    }
+    const deadline = timeout === null ? Infinity : start + timeout;
+    const end = state.clock.now();
+    const isClosedAfter = conn.isClosed;
+    state.outcomes.push({ id, length, deadline, end, error, isClosedAfter });
+  }
+}
+
+/** Receives to the end, pausing before each receive as `gaps` say. */
+function* receiveAll(conn: Connection, gaps: number[]) {
+  const got: number[] = [];
+  for (let i = 0;; i++) {
+    if (i < gaps.length) yield* delay(gaps[i]);
+    const chunk = yield* conn.recv({ timeout: Infinity });
+    if (chunk === null) return got;
+    got.push(...chunk);
+  }
+}
+
+/** The received bytes as runs of one id: [id, count][]. */
+function runsOf(bytes: number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const byte of bytes) {
+    const last = runs.at(-1);
+    if (last !== undefined && last[0] === byte) last[1]++;
+    else runs.push([byte, 1]);
+  }
+  return runs;
+}
+
+function checkSends(received: number[], outcomes: SendOutcome[]): void {
+  const runs = runsOf(received);
+  const byId = new Map(outcomes.map((outcome) => [outcome.id, outcome]));
+  const runOf = new Map<number, number>();
+  let lastId = 0;
+  for (const [index, [id, count]] of runs.entries()) {
+    const outcome = byId.get(id);
+    assert.ok(outcome !== undefined, `bytes of no send: ${id}`);
+    // In the order the sends were called, never two runs of one send (no
+    // interleaving), and each whole unless its send ended the stream.
+    assert.ok(id > lastId, `send ${id} written after send ${lastId}`);
+    lastId = id;
+    runOf.set(id, count);
+    if (count !== outcome.length) {
+      assert.ok(count < outcome.length, `send ${id} written twice`);
+      assert.ok(outcome.error instanceof TimeoutError, `send ${id} cut short`);
+      assert.equal(index, runs.length - 1, `bytes after a cut send ${id}`);
+    }
+  }
+  const timeouts = outcomes.filter((o) => o.error instanceof TimeoutError);
+  for (const { id, length, deadline, end, error, isClosedAfter } of outcomes) {
+    const count = runOf.get(id) ?? 0;
+    if (error === null) {
+      assert.equal(count, length, `send ${id} succeeded, ${count} bytes came`);
+      assert.ok(end <= deadline, `send ${id} succeeded past its deadline`);
+    } else if (error instanceof TimeoutError) {
+      assert.equal(end, deadline, `send ${id} timed out off its deadline`);
+      // Bytes of it may have gone: then it closed the connection, and the
+      // stream ends with them.
+      if (count > 0) {
+        assert.ok(isClosedAfter, `send ${id} timed out, left the conn open`);
+        assert.equal(runs.at(-1)![0], id, `bytes after timed-out send ${id}`);
+      }
+    } else if (error instanceof ConnectionClosedError) {
+      // Only a timed-out send that was writing closes the connection.
+      assert.ok(
+        timeouts.some((t) => t.isClosedAfter && t.end <= end),
+        `send ${id} found the connection closed, and no send closed it`,
+      );
+      assert.equal(count, 0, `send ${id} failed, its bytes came`);
+    } else {
+      throw error;
+    }
+  }
+}
+
+for (const send of [sendAsync, sendSync]) {
+  const form = send === sendAsync ? "async function*" : "function*";
+  Deno.test(`sends from several coroutines with random timeouts against a slow reader arrive whole, in order, or end the stream (${form}, 300 runs)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(sendersOf, readerOf, async (senders, reader) => {
+        const clock = new VirtualClock();
+        const [a, b] = memoryConnPair({ capacity: reader.capacity });
+        const state: SendRun = { clock, nextId: 1, outcomes: [] };
+        try {
+          const received = await run(
+            (function* () {
+              const receiver = yield* spawn(receiveAll(b, reader.gaps));
+              const tasks = [];
+              for (const steps of senders) {
+                tasks.push(yield* spawn(send(a, steps, state)));
+              }
+              for (const task of tasks) yield* task.join();
+              if (!a.isClosed) yield* a.closeWrite();
+              return yield* receiver.join();
+            })(),
+            { clock },
+          );
+          checkSends(received, state.outcomes);
+        } finally {
+          if (!a.isClosed) a.close();
+          b.close();
         }
       }),
       { numRuns: 300 },
