@@ -35,6 +35,12 @@ abstract class ReadOp<T> extends Op<T> {
     if (conn.readOwner !== null && conn.readOwner !== this) {
       throw new BusyError(this.op, this.where);
     }
+    // Closed on this side: what is still buffered is no longer to be had
+    // (after a LineTooLongError, the start of the line over the limit).
+    if (conn.isClosed) {
+      this.release();
+      throw new ConnectionClosedError(this.op, this.where);
+    }
     let result: T | typeof PENDING;
     try {
       result = this.read();

@@ -245,6 +245,35 @@ for (const pairs of pairMakers) {
   );
 
   Deno.test(
+    name(
+      "receives after close() throw ConnectionClosedError, even with bytes buffered",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      await run((function* () {
+        yield* a.send("abc\ndef\n");
+        assert.equal(text(yield* b.recvExact(1)), "a"); // the rest is buffered
+        b.close();
+        for (
+          const op of [
+            () => b.recv(),
+            () => b.recvExact(2),
+            () => b.recvLine(),
+          ]
+        ) {
+          try {
+            yield* op();
+            assert.fail("expected ConnectionClosedError");
+          } catch (error) {
+            assert.ok(error instanceof ConnectionClosedError, String(error));
+          }
+        }
+      })());
+      await dispose();
+    },
+  );
+
+  Deno.test(
     name("close() wakes a parked recv with ConnectionClosedError"),
     async () => {
       const { a, b, dispose } = await pairs.make();
