@@ -14,8 +14,9 @@
 //
 // The speed work keeps several things that must not change what a user
 // sees (an `async function*` waits in place, an operation is reused, a
-// deadline entry stays queued after its wait ends); these check them
-// together, in both handler forms.
+// deadline entry stays queued after its wait ends, a server's compactor
+// moves a long wait in place to a yield); these check them together, in
+// both handler forms.
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -23,12 +24,14 @@ import {
   type Connection,
   ConnectionClosedError,
   ConnectionResetError,
+  type Coroutine,
   delay,
   type Effect,
   IncompleteReadError,
   LineTooLongError,
   type RecvOptions,
   run,
+  Scheduler,
   spawn,
   type Task,
   TimeoutError,
@@ -326,27 +329,75 @@ function* receiveSync(
   yield* sender.join();
 }
 
+/**
+ * Runs `body` as a server runs a handler, on `scheduler`: and at each of
+ * `compactions` (ms apart), as a server's compactor does a few times a
+ * second, moves its wait on a receive to the compact form if it has waited
+ * since the last pass, and has its connection forget what it keeps for
+ * reuse.
+ */
+async function runCompacted(
+  scheduler: Scheduler,
+  clock: VirtualClock,
+  conn: Connection,
+  body: Generator<unknown> | AsyncGenerator<unknown>,
+  compactions: number[],
+): Promise<void> {
+  let settle!: (outcome: [boolean, unknown]) => void;
+  const outcome = new Promise<[boolean, unknown]>((r) => settle = r);
+  const co = scheduler._spawnSettled(body as Coroutine, conn, {
+    onSettled: (isOk, result) => settle([isOk, result]),
+  });
+  const timers: unknown[] = [];
+  let at = clock.now();
+  for (const gap of compactions) {
+    at += gap;
+    timers.push(clock.setTimer(at, () => {
+      if (scheduler._compact(co)) conn.compact();
+      scheduler._nextEpoch();
+    }));
+  }
+  const [isOk, result] = await outcome;
+  for (const timer of timers) clock.clearTimer(timer);
+  if (!isOk) throw result;
+}
+
 for (const receive of [receiveAsync, receiveSync]) {
   const form = receive === receiveAsync ? "async function*" : "function*";
   Deno.test(`receives with random timeouts over random arrivals lose no byte and time out exactly at their deadlines (${form}, 300 runs)`, async () => {
     await fc.assert(
-      fc.asyncProperty(arrivalsOf, stepsOf, async (arrivals, steps) => {
-        const clock = new VirtualClock();
-        const pair = memoryConnPair({
-          maxLineLength: arrivals.maxLineLength,
-        });
-        const outcomes: Outcome[] = [];
-        try {
-          await run(receive(pair, arrivals, steps, clock, outcomes), { clock });
-          const read = check(arrivals, outcomes);
-          if (read >= 0) {
-            assert.equal(read, timeline(arrivals).data.length, "bytes unread");
+      fc.asyncProperty(
+        arrivalsOf,
+        stepsOf,
+        fc.array(fc.integer({ min: 1, max: 25 }), { maxLength: 20 }),
+        async (arrivals, steps, compactions) => {
+          const clock = new VirtualClock();
+          const pair = memoryConnPair({
+            maxLineLength: arrivals.maxLineLength,
+          });
+          const outcomes: Outcome[] = [];
+          try {
+            await runCompacted(
+              new Scheduler({ clock }),
+              clock,
+              pair[1],
+              receive(pair, arrivals, steps, clock, outcomes),
+              compactions,
+            );
+            const read = check(arrivals, outcomes);
+            if (read >= 0) {
+              assert.equal(
+                read,
+                timeline(arrivals).data.length,
+                "bytes unread",
+              );
+            }
+          } finally {
+            pair[0].close();
+            pair[1].close();
           }
-        } finally {
-          pair[0].close();
-          pair[1].close();
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
