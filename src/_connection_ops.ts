@@ -54,13 +54,15 @@ abstract class ReadOp<T> extends Op<T> {
     }
     return result;
   }
-  /** Throws what stops any receive, once buffered bytes cannot satisfy it. */
+  /**
+   * Throws the read error that stops any receive, once buffered bytes
+   * cannot satisfy it (`poll()` has already thrown for a closed connection).
+   */
   protected checkUsable(): void {
     const conn = this.conn;
     if (conn.readError !== null) {
       throw conn.ioError(this.op, conn.readError, this.where);
     }
-    if (conn.isClosed) throw new ConnectionClosedError(this.op, this.where);
   }
   park(co: Coroutine): boolean {
     // poll() left a read in flight; if it is gone, it has completed.
