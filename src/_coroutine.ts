@@ -294,6 +294,15 @@ export class Coroutine implements DeadlineEntry {
   }
 
   /**
+   * True while a coroutine waits in `join()` for it (a join that timed out
+   * or was aborted has left the list, which stays behind empty).
+   */
+  get hasJoiners(): boolean {
+    const joiners = this.joiners;
+    return joiners !== null && joiners.length > 0;
+  }
+
+  /**
    * Once done: takes an unobserved child's failure as its own outcome, and
    * leaves its parent's children. Returns the parent when it was ending
    * and waited only for this child, to be completed now.
@@ -310,7 +319,7 @@ export class Coroutine implements DeadlineEntry {
     const parent = this.parent;
     if (parent === null) return null;
     parent.children!.delete(this);
-    if (this.outcome === FAILED && this.joiners === null) {
+    if (this.outcome === FAILED && !this.hasJoiners) {
       (parent.failedChildren ??= []).push(this);
     }
     return parent.state === ENDING && parent.children!.size === 0
@@ -323,9 +332,9 @@ export class Coroutine implements DeadlineEntry {
    * ended. Returns false when it failed and no one will ever see the error.
    */
   notifyWaiters(): boolean {
-    if (this.joiners !== null) {
+    if (this.hasJoiners) {
       if (this.outcome !== OK) this.isObserved = true;
-      for (const joiner of this.joiners.splice(0)) joiner.wake();
+      for (const joiner of this.joiners!.splice(0)) joiner.wake();
     }
     if (this.listener !== null) {
       this.isObserved = true;

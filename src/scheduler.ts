@@ -245,9 +245,11 @@ export class Scheduler {
         co.mode = RETURN;
         return;
       case RUNNING:
-        co.cancelRequested = true;
+        // Idempotent: a cancelled coroutine's cleanup waits are its own.
+        if (!co.isCancelled) co.cancelRequested = true;
         return;
       case PARKED:
+        if (co.isCancelled) return;
         co.effect!.owner.unpark(co);
         this.#unpark(co);
         co.isCancelled = true;
@@ -572,8 +574,11 @@ export class Scheduler {
     co.outcome = outcome === OK && co.isCancelled ? CANCELLED : outcome;
     co.result = result;
     if (co.children !== null && co.children.size > 0) {
+      // The last child to settle completes this one (`#settle`), maybe
+      // before this loop is done: one not driven from here (an `async
+      // function*` ends in a promise callback) runs to its end at once.
       for (const child of co.children) this._cancel(child);
-      if (co.children.size > 0) return; // #settle of the last child completes us
+      return;
     }
     this.#complete(co);
   }
