@@ -35,6 +35,12 @@ abstract class ReadOp<T> extends Op<T> {
     if (conn.readOwner !== null && conn.readOwner !== this) {
       throw new BusyError(this.op, this.where);
     }
+    // No receive waits (readOwner), so a read waiter is only a mark that a
+    // pool's idle watcher left on its read in flight (src/_pool_ops.ts):
+    // this receive makes that read its own, even if it ends without waiting
+    // (timeout 0, a past deadline, an aborted signal), and its reply may
+    // come on it.
+    if (conn.readOwner === null) conn.readWaiter = null;
     // Closed on this side: what is still buffered is no longer to be had
     // (after a LineTooLongError, the start of the line over the limit).
     if (conn.isClosed) {

@@ -31,8 +31,8 @@ const unrefSystemClock: Clock = {
 
 /**
  * Marks the read an idle connection's watcher left in flight when the
- * connection is lent: a borrower's `recv` that parks replaces it as the
- * connection's read waiter. So at release, a read still in flight with the
+ * connection is lent: any receive of the borrower's clears it (`ReadOp`),
+ * whether it waits or not. So at release, a read still in flight with the
  * mark in place is the watcher's (harmless); without it, the borrower's
  * receive timed out or was cancelled, and its reply may still arrive.
  */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ConnectError,
   type Connection,
+  ConnectionResetError,
   type Coroutine,
   delay,
   type Effect,
@@ -351,6 +352,52 @@ Deno.test("Pool discards a connection taken from idle whose receive timed out", 
   );
   await pool.close();
   await server.close();
+});
+
+Deno.test("Pool discards a connection taken from idle whose receive ended before it could wait", async () => {
+  // timeout 0, a deadline already past, an aborted signal: the receive
+  // never waits, but the reply to the request comes on the read in flight.
+  for (
+    const options of [
+      { timeout: 0 },
+      { deadline: 0 },
+      { signal: AbortSignal.abort(new Error("aborted")) },
+    ]
+  ) {
+    const clock = new VirtualClock();
+    const server = memoryServer(clock, async function* (conn) {
+      try {
+        for (let line; (line = yield* conn.recvLine()) !== null;) {
+          yield* delay(5);
+          yield* conn.send(`${line}\n`);
+        }
+      } catch (error) {
+        // The pool closed the first connection before its reply.
+        if (!(error instanceof ConnectionResetError)) throw error;
+      }
+    });
+    const pool = new Pool({ max: 1, dial: server.dial });
+    const reply = await run(
+      (async function* () {
+        {
+          using _lease = yield* pool.acquire(); // dialled, unused: goes idle
+        }
+        yield* delay(1); // idle: its watcher's read is in flight
+        {
+          using lease = yield* pool.acquire();
+          yield* lease.conn.send("first\n");
+          yield* assertThrows(lease.conn.recvLine(options), Error);
+        }
+        assert.deepEqual([pool.stats.idle, pool.stats.discarded], [0, 1]);
+        using lease = yield* pool.acquire();
+        return yield* roundTrip(lease, "second");
+      })(),
+      { clock },
+    );
+    assert.equal(reply, "second", JSON.stringify(options));
+    await pool.close();
+    await server.close();
+  }
 });
 
 Deno.test("Pool hands a returned connection straight to the first waiter", async () => {
