@@ -361,7 +361,21 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
 
   next(signal?: unknown): IteratorResult<Effect, T> {
-    const r = this._step(signal);
+    let r: IteratorResult<Effect, T>;
+    try {
+      r = this._step(signal);
+    } catch (error) {
+      // A cancel requested while an `async function*` ran (in a plain
+      // `await`, say) takes effect at its next operation, before what that
+      // operation would throw: a server that cancels a handler closes its
+      // connection at once, and the handler is cancelled, not failed by
+      // ConnectionClosedError. Waiting hands the operation to the scheduler,
+      // which sees the cancel first.
+      if (this.isAsyncRun && running.getStore()?.cancelRequested) {
+        return this as unknown as IteratorResult<Effect, T>;
+      }
+      throw error;
+    }
     if (r.done || !this.isAsyncRun) return r;
     // In an async function*, park the running coroutine right here and hand
     // `yield*` a promise of the result: one microtask turn per operation

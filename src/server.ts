@@ -15,6 +15,7 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import { Scheduler } from "./scheduler.ts";
+import { RUNNING } from "./_coroutine.ts";
 import {
   type ConnectionInfo,
   DEFAULTS,
@@ -258,8 +259,7 @@ export class Server implements AsyncDisposable {
       const eligibleAt = victim ? victim.since + this.#evictAfter : Infinity;
       if (victim && eligibleAt <= this.#scheduler.now()) {
         victim.isEvicted = true;
-        if (victim.task !== null) this.#scheduler._cancel(victim.task);
-        victim.connection.close();
+        await this.#cancelThenClose([victim]);
         await this.#pause(Infinity); // until its handler has ended
       } else {
         await this.#pause(eligibleAt);
@@ -380,18 +380,43 @@ export class Server implements AsyncDisposable {
     );
     // Cancel first (finally blocks run), then close what is left, so a
     // cleanup that waits on the network cannot hold the shutdown up.
-    for (const slot of slots) {
-      if (slot.task !== null) scheduler._cancel(slot.task);
-      slot.connection.close();
-    }
+    await this.#cancelThenClose(slots);
     await Promise.all(finishing);
     this.#resolveFinished();
+  }
+
+  /**
+   * Cancels the slots' handlers, then closes their connections. An `async
+   * function*` acts on its cancel some microtask turns later (its wait's
+   * promise settles, its generator returns): closed at once, its connection
+   * would reach it, or a child of its waiting on the connection, as a
+   * `ConnectionClosedError` before the cancel. So the close waits until no
+   * cancelled handler is still on its way to its `finally`'s first wait or
+   * its end, for a few turns at most: one that stays running (in a plain
+   * `await`) meets the cancel at its next operation all the same.
+   */
+  async #cancelThenClose(slots: Slot[]): Promise<void> {
+    const scheduler = this.#scheduler;
+    for (const slot of slots) {
+      if (slot.task !== null) scheduler._cancel(slot.task);
+    }
+    const isRunning = (slot: Slot) => slot.task?.state === RUNNING;
+    for (let turn = 0; turn < CANCEL_TURNS && slots.some(isRunning); turn++) {
+      await undefined;
+    }
+    for (const slot of slots) slot.connection.close();
   }
 
   #where(): string {
     return `${this.addr.hostname}:${this.addr.port}`;
   }
 }
+
+/**
+ * Microtask turns `#cancelThenClose` waits at most: an `async function*`
+ * cancelled in place reaches its `finally` in about 6.
+ */
+const CANCEL_TURNS = 32;
 
 const NO_TRANSPORT = {} as unknown as Deno.Conn;
 /** Real-time ms between two passes of `#compact`: idle 0.25–0.5 s. */
