@@ -410,15 +410,6 @@ export class Scheduler {
   #step(co: Coroutine): void {
     if (co.state === DONE || co.state === ENDING) return;
     co.state = RUNNING;
-    if (co.cancelRequested && co.mode !== RETURN) {
-      // Cancelled while queued to run: the cancel comes first. What woke
-      // it stays where it was (bytes buffered), or is moot (a closed
-      // connection, say, closed by whatever cancelled it).
-      co.cancelRequested = false;
-      co.isCancelled = true;
-      co.mode = RETURN;
-      co.input = undefined;
-    }
     const gen = co.gen;
     if (co.kind === ASYNC) {
       // Entered as the running coroutine, which every await in the
