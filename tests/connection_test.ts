@@ -18,6 +18,18 @@ import {
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { pairMakers, text } from "./_pairs.ts";
 
+/** Runs each operation in turn: each must throw ConnectionClosedError. */
+function* eachThrowsClosed(ops: (() => Operation<unknown>)[]) {
+  for (const op of ops) {
+    try {
+      yield* op();
+      assert.fail("expected ConnectionClosedError");
+    } catch (error) {
+      assert.ok(error instanceof ConnectionClosedError, String(error));
+    }
+  }
+}
+
 // The contract: every behaviour below holds on memory and TCP connections.
 for (const pairs of pairMakers) {
   const name = (what: string) => `${what} [${pairs.name}]`;
@@ -229,16 +241,11 @@ for (const pairs of pairMakers) {
       const { a, dispose } = await pairs.make();
       a.close();
       await run((function* () {
-        for (
-          const op of [() => a.recv(), () => a.send("x"), () => a.recvLine()]
-        ) {
-          try {
-            yield* op();
-            assert.fail("expected ConnectionClosedError");
-          } catch (error) {
-            assert.ok(error instanceof ConnectionClosedError, String(error));
-          }
-        }
+        yield* eachThrowsClosed([
+          () => a.recv(),
+          () => a.send("x"),
+          () => a.recvLine(),
+        ]);
       })());
       await dispose();
     },
@@ -254,20 +261,11 @@ for (const pairs of pairMakers) {
         yield* a.send("abc\ndef\n");
         assert.equal(text(yield* b.recvExact(1)), "a"); // the rest is buffered
         b.close();
-        for (
-          const op of [
-            () => b.recv(),
-            () => b.recvExact(2),
-            () => b.recvLine(),
-          ]
-        ) {
-          try {
-            yield* op();
-            assert.fail("expected ConnectionClosedError");
-          } catch (error) {
-            assert.ok(error instanceof ConnectionClosedError, String(error));
-          }
-        }
+        yield* eachThrowsClosed([
+          () => b.recv(),
+          () => b.recvExact(2),
+          () => b.recvLine(),
+        ]);
       })());
       await dispose();
     },

@@ -53,10 +53,10 @@ import {
   type Server,
   spawn,
   TimeoutError,
-  type Transport,
 } from "@corio/corio";
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { serveOn } from "../src/server.ts";
+import { MemoryListener } from "./_memory_listener.ts";
 
 const RUNS = 200;
 
@@ -309,6 +309,10 @@ interface ClientRecord {
 }
 
 // ---- handlers, in both forms
+//
+// The two forms differ only in where `yield*` runs an operation: inside an
+// `async function*` it waits in place, inside a `function*` it yields to
+// the scheduler. Each form writes its operations out itself for that.
 
 function* echoSync(conn: Connection, me: Actor) {
   for (;;) {
@@ -482,47 +486,6 @@ function* client(c: ClientRecord, clock: VirtualClock) {
     else yield* delay(Infinity);
   } finally {
     conn.close();
-  }
-}
-
-/** A listener fed by the driver: the real accept loop over memory pairs. */
-class MemoryListener {
-  readonly addr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "memory",
-    port: 1,
-  };
-  #queue: [Transport, () => void][] = [];
-  #waiter: {
-    resolve(t: Transport): void;
-    reject(e: unknown): void;
-  } | null = null;
-  #isClosed = false;
-  /** Queues a connection; `onAccept` is told when `accept()` takes it. */
-  push(transport: Transport, onAccept: () => void = () => {}): void {
-    if (this.#isClosed) return transport.close(); // connection refused
-    const waiter = this.#waiter;
-    this.#waiter = null;
-    if (waiter === null) return void this.#queue.push([transport, onAccept]);
-    onAccept();
-    waiter.resolve(transport);
-  }
-  accept(): Promise<Transport> {
-    const next = this.#queue.shift();
-    if (next !== undefined) {
-      next[1]();
-      return Promise.resolve(next[0]);
-    }
-    if (this.#isClosed) {
-      return Promise.reject(new Deno.errors.BadResource("closed"));
-    }
-    return new Promise((resolve, reject) => this.#waiter = { resolve, reject });
-  }
-  close(): void {
-    this.#isClosed = true;
-    this.#waiter?.reject(new Deno.errors.BadResource("closed"));
-    this.#waiter = null;
-    for (const [transport] of this.#queue.splice(0)) transport.close();
   }
 }
 

@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  type Connection,
-  IncompleteReadError,
-  run,
-  spawn,
-  type Transport,
-} from "@corio/corio";
+import { type Connection, IncompleteReadError, run, spawn } from "@corio/corio";
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { serveOn } from "../../src/server.ts";
+import { MemoryListener } from "../_memory_listener.ts";
 
 const decoder = new TextDecoder();
 const RUNS = Number(Deno.env.get("R9_RUNS") ?? 10_000);
@@ -121,38 +116,6 @@ Deno.test(`R9: any byte string in any chunking comes out of recvExact in the ask
     { numRuns: Math.round(RUNS * 0.4) },
   );
 });
-
-/** A listener fed by the test: the real accept loop over memory connections. */
-class MemoryListener {
-  readonly addr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "memory",
-    port: 1,
-  };
-  #queue: Transport[] = [];
-  #waiter: { resolve(t: Transport): void; reject(e: unknown): void } | null =
-    null;
-  #isClosed = false;
-  push(transport: Transport): void {
-    const waiter = this.#waiter;
-    this.#waiter = null;
-    if (waiter) waiter.resolve(transport);
-    else this.#queue.push(transport);
-  }
-  accept(): Promise<Transport> {
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
-    if (this.#isClosed) {
-      return Promise.reject(new Deno.errors.BadResource("closed"));
-    }
-    return new Promise((resolve, reject) => this.#waiter = { resolve, reject });
-  }
-  close(): void {
-    this.#isClosed = true;
-    this.#waiter?.reject(new Deno.errors.BadResource("closed"));
-    this.#waiter = null;
-    for (const transport of this.#queue.splice(0)) transport.close();
-  }
-}
 
 type Command =
   | { kind: "connect"; peer: number }
