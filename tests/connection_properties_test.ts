@@ -20,6 +20,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./_property.ts";
 import {
   type Connection,
   ConnectionClosedError,
@@ -398,7 +399,7 @@ for (const receive of [receiveAsync, receiveSync]) {
           }
         },
       ),
-      { numRuns: 300 },
+      runs(300),
     );
   });
 }
@@ -582,7 +583,7 @@ for (const send of [sendAsync, sendSync]) {
           b.close();
         }
       }),
-      { numRuns: 300 },
+      runs(300),
     );
   });
 }

@@ -46,6 +46,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./_property.ts";
 import {
   CancelledError,
   ConnectError,
@@ -1158,6 +1159,6 @@ Deno.test("Pool under random clients, dials, server hang-ups and close() keeps m
         }
       },
     ),
-    { numRuns: 200 },
+    runs(200),
   );
 });

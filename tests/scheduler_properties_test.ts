@@ -31,6 +31,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./_property.ts";
 import {
   CancelledError,
   type Coroutine,
@@ -814,7 +815,7 @@ async function runAndCheck(program: Program, abortAt: number | null) {
 Deno.test("random coroutine trees on a virtual clock: delays, joins, cancels, errors and cleanup end when and how the docs say (300 runs)", async () => {
   await fc.assert(
     fc.asyncProperty(programsOf, abortOf, runAndCheck),
-    { numRuns: 300 },
+    runs(300),
   );
 });
 

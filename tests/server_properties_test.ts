@@ -40,6 +40,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./_property.ts";
 import {
   type Connection,
   ConnectionClosedError,
@@ -1030,7 +1031,7 @@ Deno.test(`serve under random schedules: caps, books, errors, bytes, and a grace
   };
   await fc.assert(
     fc.asyncProperty(scenarioOf, (sc) => runScenario(sc, tally)),
-    { numRuns: RUNS },
+    runs(RUNS),
   );
   console.log("server properties:", JSON.stringify(tally));
   for (

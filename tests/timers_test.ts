@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Alarm, type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
 import { handClock } from "./_hand_clock.ts";
 import fc from "fast-check";
+import { runs } from "./_property.ts";
 
 /** An entry that remembers the deadline it was last set to (the queue does not). */
 interface Entry extends DeadlineEntry {
@@ -106,7 +107,7 @@ Deno.test("DeadlineQueue agrees with a sorted list under random set, re-key, del
         assert.ok(entries.every((e) => e.heapIndex === -1));
       },
     ),
-    { numRuns: 300 },
+    runs(300),
   );
 });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "../_property.ts";
 import { type Connection, IncompleteReadError, run, spawn } from "@corio/corio";
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { serveOn } from "../../src/server.ts";
@@ -72,7 +73,7 @@ Deno.test(`R9: any byte string in any chunking comes out of recvLine as the same
         b.close();
       }
     }),
-    { numRuns: Math.round(RUNS * 0.4) },
+    runs(Math.round(RUNS * 0.4)),
   );
 });
 
@@ -113,7 +114,7 @@ Deno.test(`R9: any byte string in any chunking comes out of recvExact in the ask
         }
       },
     ),
-    { numRuns: Math.round(RUNS * 0.4) },
+    runs(Math.round(RUNS * 0.4)),
   );
 });
 
@@ -276,7 +277,7 @@ Deno.test(`R9: random interleavings of connect, line, reset, timeout and evictio
         }
       },
     ),
-    { numRuns: Math.round(RUNS * 0.2) },
+    runs(Math.round(RUNS * 0.2)),
   );
   console.log("R9 server:", JSON.stringify({ evictions, peerRefusals }));
   assert.ok(
