@@ -68,7 +68,12 @@ export interface PoolCoreOptions {
  */
 export class LeaseOwner implements Resource {
   readonly leases: Set<Lease> = new Set();
+  /** The coroutine that acquired them. */
+  readonly co: CoroutineRecord;
   #settled: Promise<void>[] | null = null;
+  constructor(co: CoroutineRecord) {
+    this.co = co;
+  }
   close(): void {
     for (const lease of this.leases) {
       lease.discard();

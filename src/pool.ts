@@ -204,12 +204,13 @@ const DEFAULTS = {
 /**
  * A borrowed connection. Disposing it (`using`, or `release()`) gives the
  * connection back to the pool, unless it saw an error, an end of stream, a
- * timeout, or still has bytes in flight: then it is closed. `discard()`
- * closes it in any case.
+ * timeout, or still has bytes in flight, or the coroutine that acquired it
+ * is being cancelled (it may have stopped between a request and its
+ * reply): then it is closed. `discard()` closes it in any case.
  *
- * If a coroutine fails between sending a request and reading its reply,
- * call `discard()` (the reply is still on its way; the next borrower would
- * read it).
+ * If a coroutine throws between sending a request and reading its reply,
+ * call `discard()` in its `catch` (the reply is still on its way; the next
+ * borrower would read it).
  *
  * @example
  * ```ts
@@ -457,7 +458,7 @@ export class Pool implements AsyncDisposable {
     const lease = new Lease(conn, this);
     let owner = this.#owners.get(co);
     if (owner === undefined) {
-      owner = new LeaseOwner();
+      owner = new LeaseOwner(co);
       this.#owners.set(co, owner);
       co.adopt(owner);
     }
@@ -494,8 +495,12 @@ export class Pool implements AsyncDisposable {
 
   /** @internal A lease ended: reuse, hand over, or close its connection. */
   _return(lease: Lease, isDiscard: boolean): void {
-    lease.owner?.leases.delete(lease);
+    const owner = lease.owner!;
     lease.owner = null;
-    this.#core.giveBack(lease.conn, isDiscard);
+    owner.leases.delete(lease);
+    // Given back by a coroutine being cancelled (`using` disposes in its
+    // cleanup): it stopped at an unknown point of its exchange, maybe
+    // between a request and its reply, which the next borrower would read.
+    this.#core.giveBack(lease.conn, isDiscard || owner.co.isCancelled);
   }
 }

@@ -633,6 +633,57 @@ Deno.test("a coroutine cancelled while holding a lease gives its slot back", asy
   await server.close();
 });
 
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`a borrower cancelled between its request and its receive does not pass the reply on (${form})`, async () => {
+    // The connection comes from idle, so the watcher's read is in flight
+    // when the borrower stops: nothing on the connection shows the reply
+    // on its way, only that its borrower was cancelled.
+    const clock = new VirtualClock();
+    const server = memoryServer(clock, async function* (conn) {
+      try {
+        for (let line; (line = yield* conn.recvLine()) !== null;) {
+          yield* delay(5);
+          yield* conn.send(`${line}\n`);
+        }
+      } catch (error) {
+        // The pool closed the first connection before its reply.
+        if (!(error instanceof ConnectionResetError)) throw error;
+      }
+    });
+    const pool = new Pool({ max: 1, dial: server.dial });
+    function* syncBorrower(): Generator<Effect, void, unknown> {
+      using lease = yield* pool.acquire();
+      yield* lease.conn.send("first\n");
+      yield* delay(10); // cancelled here, before its receive
+      yield* lease.conn.recvLine();
+    }
+    async function* asyncBorrower(): AsyncGenerator<Effect, void, unknown> {
+      yield* syncBorrower();
+    }
+    const reply = await run(
+      (async function* () {
+        {
+          using _lease = yield* pool.acquire(); // dialled, unused: goes idle
+        }
+        yield* delay(1);
+        const borrower = yield* spawn(
+          form === "function*" ? syncBorrower() : asyncBorrower(),
+        );
+        yield* delay(2);
+        borrower.cancel();
+        yield* assertThrows(borrower.join(), Error);
+        assert.deepEqual([pool.stats.idle, pool.stats.discarded], [0, 1]);
+        using lease = yield* pool.acquire();
+        return yield* roundTrip(lease, "second");
+      })(),
+      { clock },
+    );
+    assert.equal(reply, "second");
+    await pool.close();
+    await server.close();
+  });
+}
+
 Deno.test("a waiter that is cancelled or aborted leaves the queue", async () => {
   const clock = new VirtualClock();
   const server = memoryServer(clock);
