@@ -305,15 +305,31 @@ export class Coroutine implements DeadlineEntry {
   /**
    * Once done: takes an unobserved child's failure as its own outcome, and
    * leaves its parent's children. Returns the parent when it was ending
-   * and waited only for this child, to be completed now.
+   * and waited only for this child, to be completed now. When it was
+   * cancelled, its children's unobserved failures go to `report` (but for
+   * a `CancelledError` a child rethrew); when it failed, its error stands
+   * for theirs, unless it was a `CancelledError` it rethrew.
    */
-  leaveParent(): Coroutine | null {
-    if (this.outcome === OK && this.failedChildren !== null) {
-      const failed = this.failedChildren.find((child) => !child.isObserved);
-      if (failed) {
-        failed.isObserved = true;
-        this.outcome = FAILED;
-        this.result = failed.result;
+  leaveParent(
+    report: (error: unknown, parent: Coroutine) => void,
+  ): Coroutine | null {
+    if (this.failedChildren !== null) {
+      for (const child of this.failedChildren) {
+        if (child.isObserved) continue;
+        child.isObserved = true;
+        const error = child.result;
+        const isFailed = this.outcome === FAILED;
+        if (
+          this.outcome === OK ||
+          isFailed && this.result instanceof CancelledError
+        ) {
+          // Nothing to say, or only a cancel it rethrew: the error is news.
+          this.outcome = FAILED;
+          this.result = error;
+        } else if (!isFailed && !(error instanceof CancelledError)) {
+          report(error, this); // cancelled: nobody else will see it
+        }
+        // Failed with an error of its own: that one stands for the family.
       }
     }
     const parent = this.parent;

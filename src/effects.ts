@@ -370,8 +370,12 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       // operation would throw: a server that cancels a handler closes its
       // connection at once, and the handler is cancelled, not failed by
       // ConnectionClosedError. Waiting hands the operation to the scheduler,
-      // which sees the cancel first.
-      if (this.isAsyncRun && running.getStore()?.cancelRequested) {
+      // which sees the cancel first. A joined child's error is no such
+      // consequence: it is delivered (else no one would ever see it).
+      if (
+        this.isAsyncRun && !this.owner.throwsResult &&
+        running.getStore()?.cancelRequested
+      ) {
         return this as unknown as IteratorResult<Effect, T>;
       }
       throw error;
@@ -459,6 +463,14 @@ export abstract class Op<T> implements Operation<T> {
    * signal aborts it: undo what `poll()` set up (a place in a queue).
    */
   cancelled(): void {}
+  /**
+   * True when what `poll()` throws is the result itself (a joined
+   * coroutine's error), not a failure of the operation: a pending cancel
+   * must not drop it (`OpEffect.next`).
+   */
+  get throwsResult(): boolean {
+    return false;
+  }
 
   [Symbol.iterator](): Iterator<Effect, T, unknown> {
     return this.effect.start(false);

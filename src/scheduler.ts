@@ -77,8 +77,10 @@ export interface SchedulerOptions {
   clock?: Clock;
   /**
    * Receives errors nobody else will see: a top-level task that failed with
-   * no one awaiting `finished`. If it throws, that is logged with
-   * `console.error` and the scheduler goes on.
+   * no one awaiting `finished`, and a child's error that no join delivered
+   * when its parent was cancelled. (A parent that fails fails with one
+   * error: its own, or its first child's.) If it throws, that is logged
+   * with `console.error` and the scheduler goes on.
    * @default {console.error}
    */
   onError?: (error: unknown) => void;
@@ -222,6 +224,17 @@ export class Scheduler {
     }
     return co.promise;
   }
+
+  /**
+   * @internal Told of a child's error under a cancelled `parent`, in
+   * place of `onError` (a server adds its handler's connection info).
+   */
+  _onChildError: ((error: unknown, parent: Coroutine) => void) | null = null;
+
+  #reportChild = (error: unknown, parent: Coroutine): void => {
+    if (this._onChildError === null) this.#onError(error);
+    else this._onChildError(error, parent);
+  };
 
   /** @internal */
   _wake(co: Coroutine): void {
@@ -600,7 +613,7 @@ export class Scheduler {
     co.state = DONE;
     this.#live--;
     if (co.heapIndex >= 0) this.#timers.delete(co);
-    const parent = co.leaveParent();
+    const parent = co.leaveParent(this.#reportChild);
     if (parent !== null) this.#complete(parent);
     if (!co.notifyWaiters()) this.#onError(co.result);
     if (this.#live === 0) this.#timers.stop();

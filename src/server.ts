@@ -134,6 +134,13 @@ export class Server implements AsyncDisposable {
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
+    // A handler's child that failed under a cancelled or failed handler.
+    this.#scheduler._onChildError = (error, parent) => {
+      let handler = parent;
+      while (handler.parent !== null) handler = handler.parent;
+      const slot = handler.listener;
+      this.#report(error, slot instanceof Slot ? slot.info : undefined);
+    };
     this.#isRealListener = injectedListener === null;
     this.#listener = injectedListener ?? Deno.listen({
       port: options.port ?? DEFAULTS.port,

@@ -95,4 +95,7 @@ class JoinOp<T> extends Op<T> {
   timedOut(): T {
     throw new TimeoutError("join", this.effect.timeout);
   }
+  override get throwsResult(): boolean {
+    return true;
+  }
 }

@@ -27,7 +27,10 @@
 // - a child's error that no join delivered fails its parent;
 // - `run()` settles with the root's outcome when the root is done (the
 //   signal's reason if it was aborted), and nothing runs after it settles:
-//   no log entry, no live coroutine, no armed timer, nothing for `onError`.
+//   no log entry, no live coroutine, no armed timer, nothing for `onError`;
+// - no error is lost or told twice: each one a coroutine threw reaches a
+//   join that caught it, `run()`'s caller, or `onError` (a child's error
+//   under a cancelled parent), unless a parent failed with another one.
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -753,6 +756,70 @@ function check(
   return { doneAt, allowed, observed: null, lastSeq };
 }
 
+/**
+ * Every error a coroutine threw reaches someone, once: a join that caught
+ * it, `run()`'s caller, or `onError` (an unjoined child's error under a
+ * cancelled parent). A join that rethrows passes it on. Where a parent
+ * fails with another error, that one stands for both.
+ */
+function checkNoErrorLost(
+  root: Node,
+  log: Log,
+  outcome: string,
+  errors: unknown[],
+): void {
+  const thrown = new Set<string>();
+  const excused = new Set<string>();
+  const caught = new Set<string>();
+  // The errors a coroutine threw (a CancelledError rethrown is a cancel).
+  const errorsOf = (node: Node) =>
+    log.records[node.id].bodies.filter((body) =>
+      body.how === "threw" && !log.cancelledTags.has(body.tag)
+    ).map((body) => `failed:${body.tag}`);
+  const everyone = [root, ...descendants(root)];
+  for (const node of everyone) {
+    const record = log.records[node.id];
+    const isCut = record.ends.some((end) => !end.completed);
+    // Where two errors meet, in a parent that fails, one stands for both:
+    // an error thrown outside this coroutine's subtree may have won.
+    const subtree = new Set([node, ...descendants(node)]);
+    const elsewhere = everyone.filter((n) => !subtree.has(n)).flatMap(
+      errorsOf,
+    );
+    for (const error of errorsOf(node)) {
+      thrown.add(error);
+      // A cancel that cuts short the `finally` an error is passing through
+      // ends the generator by return(): JavaScript drops the error.
+      if (isCut || elsewhere.some((other) => other !== error)) {
+        excused.add(error);
+      }
+    }
+    for (const op of record.ops) {
+      const step = node.steps[op.index];
+      if (step.kind === "join" && !step.rethrow && op.t1 !== null) {
+        caught.add(op.result);
+      }
+    }
+  }
+  const reported = errors.map((error) => log.classify(error));
+  for (const [i, error] of reported.entries()) {
+    assert.ok(thrown.has(error), `onError got ${error}, which nobody threw`);
+    assert.notEqual(error, outcome, `onError got ${error}, which run() gave`);
+    assert.equal(reported.indexOf(error), i, `onError got ${error} twice`);
+  }
+  for (const error of thrown) {
+    if (excused.has(error)) continue;
+    assert.ok(
+      caught.has(error) || outcome === error || reported.includes(error),
+      `${error} reached no one`,
+    );
+  }
+}
+
+function descendants(node: Node): Node[] {
+  return node.children.flatMap((child) => [child, ...descendants(child)]);
+}
+
 /** Runs `program`, aborting its signal at `abortAt`; checks what it logged. */
 async function runAndCheck(program: Program, abortAt: number | null) {
   const root = numbered(program);
@@ -783,13 +850,15 @@ async function runAndCheck(program: Program, abortAt: number | null) {
   }
   const settledAt = clock.now();
   const seq = log.seq;
+  const errorsAtSettle = errors.length;
   aborter?.cancel();
   await aborter?.finished.catch(() => {});
   for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
   assert.equal(log.seq, seq, "a coroutine ran after run() settled");
   assert.equal(scheduler.size, 0, "coroutines left alive");
   assert.equal(clock.pending, 0, "a timer left armed");
-  assert.deepEqual(errors, [], "errors went to onError");
+  assert.equal(errors.length, errorsAtSettle, "onError told after run()");
+  checkNoErrorLost(root, log, outcome, errors);
 
   const verdict = check(root, 0, abortAt === null ? [] : [abortAt], log);
   assert.equal(settledAt, verdict.doneAt, "run() settled off the root's end");
@@ -894,4 +963,87 @@ Deno.test({
     );
     assert.deepEqual(log, ["cleaned up at 11"]);
   },
+});
+
+Deno.test("a child's error under a cancelled parent goes to onError; a failed parent fails with its own", async () => {
+  const clock = new VirtualClock();
+  const errors: unknown[] = [];
+  const scheduler = new Scheduler({
+    clock,
+    onError: (error) => errors.push(error),
+  });
+  // Cancelled: the child fails in its cleanup.
+  const cancelled = scheduler.spawn((function* () {
+    yield* spawn((function* () {
+      try {
+        yield* delay(10);
+      } finally {
+        // deno-lint-ignore no-unsafe-finally
+        throw new Error("cleanup failed");
+      }
+    })());
+    yield* delay(10);
+  })());
+  // Failed: the parent's own error stands for the family.
+  const failed = scheduler.spawn((function* () {
+    yield* spawn((function* () {
+      throw new Error("child failed");
+    })());
+    yield* delay(1);
+    throw new Error("parent failed");
+  })());
+  const outcomes = Promise.allSettled([cancelled.finished, failed.finished]);
+  scheduler.spawn((function* () {
+    yield* delay(5);
+    cancelled.cancel();
+  })());
+  const [cancel, failure] = await outcomes;
+  assert.ok(cancel.status === "rejected");
+  assert.ok(cancel.reason instanceof CancelledError);
+  assert.ok(failure.status === "rejected");
+  assert.equal(failure.reason.message, "parent failed");
+  assert.deepEqual(
+    errors.map((error) => (error as Error).message),
+    ["cleanup failed"],
+  );
+});
+
+Deno.test("an async function* cancelled before its join returns still gets the joined child's error", async () => {
+  // The cancel wins over what an operation throws (a closed connection, a
+  // consequence of the cancel), but a child's error is news: delivered, it
+  // fails the coroutine that rethrows it, and so its parent.
+  await assert.rejects(
+    run(
+      (async function* () {
+        const child = yield* spawn((async function* () {
+          const grandchild = yield* spawn((function* () {
+            throw new Error("grandchild failed");
+          })());
+          yield* grandchild.join();
+        })());
+        child.cancel();
+      })(),
+      { clock: new VirtualClock() },
+    ),
+    { message: "grandchild failed" },
+  );
+});
+
+Deno.test("a coroutine that rethrows a cancelled child's CancelledError fails with its other child's error", async () => {
+  await assert.rejects(
+    run(
+      (function* () {
+        yield* spawn((function* () {
+          throw new Error("child failed");
+        })());
+        const other = yield* spawn((function* () {
+          yield* delay(10);
+        })());
+        other.cancel();
+        yield* other.join(); // CancelledError, not caught
+      })(),
+      { clock: new VirtualClock() },
+    ),
+    { message: "child failed" },
+  );
 });
