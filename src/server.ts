@@ -134,7 +134,7 @@ export class Server implements AsyncDisposable {
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
-    // A handler's child that failed under a cancelled or failed handler.
+    // A child that failed under a cancelled handler (or cancelled child).
     this.#scheduler._onChildError = (error, parent) => {
       let handler = parent;
       while (handler.parent !== null) handler = handler.parent;
