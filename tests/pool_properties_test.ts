@@ -4,10 +4,11 @@
 // each run a random list of steps: a pause; an acquire() with a random
 // timeout, absolute deadline, abort signal, or only the pool's
 // acquireTimeout; a hold; maybe a request the server echoes after a delay
-// (which may outlast the receive's timeout, or be 0: it times out before
-// it waits); then release(), discard(), dispose, or the coroutine ends
-// without giving the lease back. Some clients are cancelled at a random
-// moment (waiting, dialling, holding or mid-request). The pool's max,
+// (which may outlast the receive's timeout, or be 0: it times out before it
+// waits); then release(), discard(), dispose, or the coroutine ends without
+// giving the lease back. Some clients are cancelled at a random moment
+// (waiting, dialling, holding or mid-request); one that ends its leases by
+// dispose then disposes in its `finally`, as `using` would. The pool's max,
 // maxWaiting, idleTimeout and acquireTimeout, each dial's latency and
 // failure, each server connection's lifetime (it hangs up after it), and a
 // close() at a random moment are random too. Checked:
@@ -243,6 +244,8 @@ interface Request {
 interface Current {
   req: Request | null;
   lease: Pooled | null;
+  /** The lease itself, when its step ends it by dispose (as `using` would). */
+  disposable: Lease | null;
 }
 
 /** What a `function*` client saw of the pool just before it called acquire(). */
@@ -881,6 +884,10 @@ class World {
     }
     if (current.lease !== null && current.lease.state !== "broken") {
       this.abandon(current.lease);
+      // `using` disposes it here: a cancelled borrower may have stopped
+      // between its request and the reply, so the lease is closed all the
+      // same, at once.
+      current.disposable?.[Symbol.dispose]();
     }
   }
 
@@ -1053,7 +1060,7 @@ function* clientSync(
   id: number,
   steps: Step[],
 ): Generator<Effect, void, unknown> {
-  const current: Current = { req: null, lease: null };
+  const current: Current = { req: null, lease: null, disposable: null };
   try {
     for (const step of steps) {
       yield* delay(step.gap);
@@ -1073,6 +1080,7 @@ function* clientSync(
       current.req = null;
       const p = current.lease = world.acquired(req, lease, error, before);
       if (lease === null || p === null) continue;
+      current.disposable = step.end === "dispose" ? lease : null;
       yield* delay(step.hold);
       let used: unknown = undefined;
       if (step.use) {
@@ -1087,7 +1095,7 @@ function* clientSync(
         }
         world.used(req, p, step, used);
       }
-      current.lease = null;
+      current.lease = current.disposable = null;
       if (step.end === "abandon") return world.abandon(p);
       world.end(p, lease, step.end, used);
     }
@@ -1101,7 +1109,7 @@ async function* clientAsync(
   id: number,
   steps: Step[],
 ): AsyncGenerator<Effect, void, unknown> {
-  const current: Current = { req: null, lease: null };
+  const current: Current = { req: null, lease: null, disposable: null };
   try {
     for (const step of steps) {
       yield* delay(step.gap);
@@ -1120,6 +1128,7 @@ async function* clientAsync(
       current.req = null;
       const p = current.lease = world.acquired(req, lease, error, null);
       if (lease === null || p === null) continue;
+      current.disposable = step.end === "dispose" ? lease : null;
       yield* delay(step.hold);
       let used: unknown = undefined;
       if (step.use) {
@@ -1134,7 +1143,7 @@ async function* clientAsync(
         }
         world.used(req, p, step, used);
       }
-      current.lease = null;
+      current.lease = current.disposable = null;
       if (step.end === "abandon") return world.abandon(p);
       world.end(p, lease, step.end, used);
     }
