@@ -149,10 +149,20 @@ class WaitForConnectionOp extends Op<Grant> {
       if (grant instanceof Error) throw grant;
       return grant;
     }
+    const pool = this.pool;
     if (this.#isExhausted) {
-      throw new PoolExhaustedError(this.pool.maxWaiting, this.pool.where);
+      throw new PoolExhaustedError(pool.maxWaiting, pool.where);
     }
-    return this.pool.tryTake();
+    const taken = pool.tryTake();
+    // Checked here too, not only in park(): a deadline already past
+    // (`timeout: 0`) never parks, and would say TimeoutError.
+    if (
+      taken === PENDING && this.waiter === null &&
+      pool.waitingCount >= pool.maxWaiting
+    ) {
+      throw new PoolExhaustedError(pool.maxWaiting, pool.where);
+    }
+    return taken;
   }
   park(co: CoroutineRecord): boolean {
     const pool = this.pool;

@@ -787,9 +787,7 @@ class World {
         );
       }
       if (!before.free && before.waiting >= this.maxWaiting) {
-        const isExpected = error instanceof PoolExhaustedError ||
-          (error instanceof TimeoutError && req.deadline === req.start);
-        if (!isExpected) {
+        if (!(error instanceof PoolExhaustedError)) {
           this.violate(
             `${what}: ${before.waiting} already waited (maxWaiting ${this.maxWaiting}), expected PoolExhaustedError`,
           );

@@ -235,6 +235,9 @@ Deno.test("acquire() with maxWaiting 0 never waits", async () => {
     (async function* () {
       using _held = yield* pool.acquire();
       yield* assertThrows(pool.acquire(), PoolExhaustedError);
+      // Not a TimeoutError: a try that could not even queue says why.
+      yield* assertThrows(pool.acquire({ timeout: 0 }), PoolExhaustedError);
+      yield* assertThrows(pool.acquire({ deadline: 0 }), PoolExhaustedError);
     })(),
     { clock },
   );
