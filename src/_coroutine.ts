@@ -33,6 +33,12 @@ export interface Resource {
 /** Told when a coroutine is done, with its outcome. */
 export interface SettleListener {
   onSettled(isOk: boolean, result: unknown): void;
+  /**
+   * Told, for a top-level coroutine, of an error of a child of it (or of a
+   * descendant) that failed under a cancelled parent; without it, the
+   * scheduler's `onError` is.
+   */
+  onChildError?(error: unknown): void;
 }
 
 export const NEXT = 0;

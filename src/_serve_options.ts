@@ -148,7 +148,9 @@ export interface ServeOptions {
    */
   onAccept?: (info: ConnectionInfo) => boolean | Handler | void;
   /**
-   * Receives handler errors (with the connection) and accept-loop errors.
+   * Receives handler errors (with the connection) and accept-loop errors;
+   * also the error of a handler's child that no join delivered when the
+   * handler was cancelled (evicted, or at shutdown), with the connection.
    * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo) => void;

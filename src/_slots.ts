@@ -41,6 +41,11 @@ export class Slot {
   onSettled(isOk: boolean, result: unknown): void {
     this.slots.onEnded(this, isOk, result);
   }
+
+  /** A child of the handler failed under a cancelled parent. */
+  onChildError(error: unknown): void {
+    this.slots.onChildError(this, error);
+  }
 }
 
 export class Slots {
@@ -57,6 +62,8 @@ export class Slots {
   constructor(
     /** Told when a slot's handler has ended. */
     readonly onEnded: (slot: Slot, isOk: boolean, result: unknown) => void,
+    /** Told of an error of the handler's child nobody else will see. */
+    readonly onChildError: (slot: Slot, error: unknown) => void,
   ) {}
 
   get size(): number {

@@ -127,7 +127,9 @@ export interface ConversationsOptions<M, K> {
   /** Told about every refused or overflowing message. */
   onRefuse?: (message: M, key: K, reason: "refused" | "overflow") => void;
   /**
-   * Receives a conversation's uncaught error (it ends only that one).
+   * Receives a conversation's uncaught error (it ends only that one), and
+   * the error of a child of a conversation that expired or was shut down,
+   * if no join delivered it.
    * @default {console.error, except TimeoutError}
    */
   onError?: (error: unknown, key: K) => void;
@@ -228,12 +230,22 @@ class Entry<M, K> implements DeadlineEntry, SettleListener {
     readonly co: CoroutineRecord,
     /** When it last received a message, on the scheduler's clock. */
     public lastActivity: number,
-    readonly onEnded: (entry: Entry<M, K>) => void,
+    readonly table: EntryTable<M, K>,
   ) {}
   /** The scheduler calls this when the handler is done. */
   onSettled(): void {
-    this.onEnded(this);
+    this.table.ended(this);
   }
+  /** A child of the handler failed under a cancelled parent. */
+  onChildError(error: unknown): void {
+    this.table.childFailed(this, error);
+  }
+}
+
+/** What an entry tells its table. */
+interface EntryTable<M, K> {
+  ended(entry: Entry<M, K>): void;
+  childFailed(entry: Entry<M, K>, error: unknown): void;
 }
 
 /**
@@ -450,7 +462,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       inbox,
       co,
       this.scheduler.now(),
-      this.#onEnded,
+      this.#entryTable,
     );
     co.listener = entry;
     this.#table.set(key, entry);
@@ -475,8 +487,13 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     this.scheduler._cancel(co);
   };
 
+  #entryTable: EntryTable<M, K> = {
+    ended: (entry) => this.#onEnded(entry),
+    childFailed: (entry, error) => callOnError(this.#onError, error, entry.key),
+  };
+
   /** A handler ended: leave the table, report a failure, re-dispatch. */
-  #onEnded = (entry: Entry<M, K>): void => {
+  #onEnded(entry: Entry<M, K>): void {
     this.#table.delete(entry.key);
     this.#idleAlarm.delete(entry);
     if (this.#table.size === 0) this.#idleAlarm.stop();
@@ -498,7 +515,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
         callOnError(this.#onError, error, entry.key);
       }
     }
-  };
+  }
 
   async #stop(grace: number): Promise<void> {
     const tasks = [...this.#table.values()].map((entry) =>

@@ -226,14 +226,15 @@ export class Scheduler {
   }
 
   /**
-   * @internal Told of a child's error under a cancelled `parent`, in
-   * place of `onError` (a server adds its handler's connection info).
+   * A child's error under a cancelled `parent`: to the listener of the
+   * top-level coroutine above it (a server's connection slot, which adds
+   * the connection's info), else to `onError`.
    */
-  _onChildError: ((error: unknown, parent: Coroutine) => void) | null = null;
-
   #reportChild = (error: unknown, parent: Coroutine): void => {
-    if (this._onChildError === null) this.#onError(error);
-    else this._onChildError(error, parent);
+    let top = parent;
+    while (top.parent !== null) top = top.parent;
+    if (top.listener?.onChildError) top.listener.onChildError(error);
+    else this.#onError(error);
   };
 
   /** @internal */

@@ -102,7 +102,10 @@ export class Server implements AsyncDisposable {
   #maxConnections: number;
   #maxPerPeer: number;
   #evictAfter: number;
-  #slots = new Slots((slot, isOk, result) => this.#ended(slot, isOk, result));
+  #slots = new Slots(
+    (slot, isOk, result) => this.#ended(slot, isOk, result),
+    (slot, error) => this.#report(error, slot.info),
+  );
   #nextId = 1;
   #isStopping = false;
   #wake: (() => void) | null = null;
@@ -134,13 +137,6 @@ export class Server implements AsyncDisposable {
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
-    // A child that failed under a cancelled handler (or cancelled child).
-    this.#scheduler._onChildError = (error, parent) => {
-      let handler = parent;
-      while (handler.parent !== null) handler = handler.parent;
-      const slot = handler.listener;
-      this.#report(error, slot instanceof Slot ? slot.info : undefined);
-    };
     this.#isRealListener = injectedListener === null;
     this.#listener = injectedListener ?? Deno.listen({
       port: options.port ?? DEFAULTS.port,

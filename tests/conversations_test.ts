@@ -9,6 +9,7 @@ import {
   Inbox,
   run,
   Scheduler,
+  spawn,
   TimeoutError,
 } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
@@ -265,6 +266,41 @@ Deno.test("Conversations reports a handler's error with its key and serves the o
   assert.equal(errors.length, 1);
   assert.equal(errors[0][1], "bad");
   assert.equal(calls.stats.failed, 1);
+});
+
+Deno.test("Conversations reports, with its key, the error of a child of a conversation that expired", async () => {
+  const clock = new VirtualClock();
+  const errors: [unknown, string][] = [];
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    idleTimeout: 100,
+    onError: (error, k) => errors.push([error, k]),
+    handler: function* () {
+      yield* spawn((function* () {
+        try {
+          yield* delay(60_000);
+        } finally {
+          // deno-lint-ignore no-unsafe-finally
+          throw new Error("cleanup failed");
+        }
+      })());
+      yield* delay(60_000);
+    },
+  });
+  calls.dispatch({ key: "a", n: 0 });
+  await run(
+    (function* () {
+      yield* delay(200);
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  assert.equal(calls.stats.expired, 1);
+  assert.deepEqual(
+    errors.map(([error, k]) => [(error as Error).message, k]),
+    [["cleanup failed", "a"]],
+  );
+  await calls.shutdown();
 });
 
 Deno.test("Conversations.shutdown() refuses new keys and cancels what outlives the grace", async () => {
