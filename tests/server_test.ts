@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { type Connection, delay, serve, type ServerStats } from "@corio/corio";
+import {
+  type Connection,
+  delay,
+  serve,
+  type ServerStats,
+  spawn,
+} from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 import { canRun } from "./reliability/_helpers.ts";
 
@@ -191,6 +197,36 @@ Deno.test("a handler's error is reported with its connection and ends only that 
   await until(() => server.stats.completed === 1);
   assert.deepEqual(reports, [["handler bug", 1]]);
   assert.equal(server.stats.failed, 1);
+});
+
+Deno.test("the error of a cancelled handler's child is reported with its connection", async () => {
+  const reports: [string, number | undefined][] = [];
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error, info) =>
+      reports.push([(error as Error).message, info?.id]),
+  }, function* (conn) {
+    yield* spawn((function* () {
+      try {
+        yield* conn.recv();
+      } finally {
+        // deno-lint-ignore no-unsafe-finally
+        throw new Error("child cleanup failed");
+      }
+    })());
+    yield* conn.send("ready\n");
+    yield* delay(60_000);
+  });
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  assert.equal(await readLine(client), "ready");
+  await server.shutdown({ grace: 0 }); // cancels the handler, and its child
+  client.close();
+  assert.deepEqual(reports, [["child cleanup failed", 1]]);
+  assert.equal(server.stats.cancelled, 1);
 });
 
 Deno.test("a recv timeout is counted, and the client sees the connection close", async () => {
