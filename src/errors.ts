@@ -233,8 +233,9 @@ export class IncompleteReadError extends Error {
 }
 
 /**
- * Two coroutines tried to receive on one connection at once. Receiving is
- * one coroutine's job (sends from several coroutines are queued instead).
+ * Two coroutines tried to receive on one connection (or one inbox) at once.
+ * Receiving is one coroutine's job (sends from several coroutines are
+ * queued instead).
  *
  * @example
  * ```ts
@@ -251,12 +252,13 @@ export class BusyError extends Error {
    *
    * @param op The operation that was refused.
    * @param where The address.
+   * @param what What is being received from.
    */
-  constructor(op: string, where = "") {
+  constructor(op: string, where = "", what = "connection") {
     super(
       `Cannot ${op}${
         where ? " " + where : ""
-      }: another coroutine is already receiving on this connection`,
+      }: another coroutine is already receiving on this ${what}`,
     );
     this.name = "BusyError";
     this.op = op;

@@ -12,7 +12,7 @@ import {
   type OperationOptions,
   PENDING,
 } from "./effects.ts";
-import { TimeoutError } from "./errors.ts";
+import { BusyError, TimeoutError } from "./errors.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 
 /**
@@ -55,15 +55,27 @@ class RecvOp<M, R> extends Op<M | R> {
     super(options);
   }
   poll(): M | typeof PENDING {
-    return this.inbox.size > 0 ? this.inbox._take() : PENDING;
+    const inbox = this.inbox;
+    // One waiter slot: a second receiver would take the first one's wake.
+    if (inbox._receiver !== null && inbox._receiver !== this) {
+      throw new BusyError("recv", `from ${inbox.name}`, "inbox");
+    }
+    if (inbox.size === 0) return PENDING;
+    inbox._receiver = null;
+    return inbox._take();
   }
   park(co: CoroutineRecord): boolean {
     if (this.inbox.size > 0) return true;
     this.inbox._waiter = co;
+    this.inbox._receiver = this;
     return false;
   }
   unpark(): void {
     this.inbox._waiter = null;
+    this.inbox._receiver = null;
+  }
+  override cancelled(): void {
+    if (this.inbox._receiver === this) this.unpark();
   }
   timedOut(): M | R {
     if (this.isOptional) return undefined as R;
@@ -107,6 +119,8 @@ export class Inbox<M> {
   #items: (M | undefined)[] = [];
   #head = 0;
   /** @internal */ _waiter: CoroutineRecord | null = null;
+  /** @internal The receive waiting, until it takes its message. */
+  _receiver: RecvOp<M, unknown> | null = null;
 
   /**
    * Creates an empty inbox.
@@ -146,7 +160,8 @@ export class Inbox<M> {
    * Waits for the next message.
    *
    * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
-   * `"recv"`); the signal's reason. State after failure: intact — a message
+   * `"recv"`); the signal's reason; `BusyError` while another coroutine
+   * waits on this inbox. State after failure: intact — a message
    * that arrives later is kept for the next receive.
    *
    * @param options Deadline and signal.
@@ -159,7 +174,8 @@ export class Inbox<M> {
   /**
    * Waits for the next message, or gives `undefined` at the deadline: the
    * readable form for retransmission loops (`poll({ timeout: 0 })` only
-   * looks). Errors: the signal's reason.
+   * looks). Errors: the signal's reason; `BusyError` while another
+   * coroutine waits on this inbox.
    *
    * @param options Deadline and signal.
    * @returns An operation giving the oldest message, or `undefined`.

@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { runs } from "./_property.ts";
 import {
+  BusyError,
   CancelledError,
   ConversationLimitError,
   Conversations,
   delay,
+  type Effect,
   Inbox,
   run,
   Scheduler,
@@ -228,6 +230,46 @@ Deno.test("a message postpones idle expiry: idleTimeout counts from a conversati
   assert.deepEqual(endedAt, { quiet: 5000, chatty: 12_000 });
   assert.equal(calls.stats.expired, 2);
 });
+
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`Inbox: a second receiver while one waits gets BusyError, and the first still gets its message (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>({ name: "call-1" });
+    function* syncReceive(): Generator<Effect, string, unknown> {
+      return yield* inbox.recv({ timeout: 100 });
+    }
+    async function* asyncReceive(): AsyncGenerator<Effect, string, unknown> {
+      return yield* inbox.recv({ timeout: 100 });
+    }
+    const receive = form === "function*" ? syncReceive : asyncReceive;
+    const result = await run(
+      (function* () {
+        const first = yield* spawn(receive());
+        yield* delay(1);
+        const second = yield* spawn(receive());
+        yield* delay(1);
+        inbox.push("x");
+        inbox.push("y");
+        let busy: unknown;
+        try {
+          yield* second.join();
+        } catch (error) {
+          busy = error;
+        }
+        assert.ok(busy instanceof BusyError);
+        assert.match(
+          busy.message,
+          /call-1: another coroutine is already receiving on this inbox/,
+        );
+        // Once the first took its message, the inbox is free again.
+        const next = yield* spawn(receive());
+        return [yield* first.join(), yield* next.join(), clock.now()];
+      })(),
+      { clock },
+    );
+    assert.deepEqual(result, ["x", "y", 2]);
+  });
+}
 
 Deno.test("Inbox.recv() throws TimeoutError at the deadline; poll() gives undefined", async () => {
   const clock = new VirtualClock();
