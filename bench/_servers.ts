@@ -80,6 +80,10 @@ export const SERVERS: Record<string, { label: string; cmd: string[] }> = {
     label: "corio, plain yield (untyped)",
     cmd: corio("untyped"),
   },
+  "corio-queues": {
+    label: "corio, acceptQueues 4",
+    cmd: corio("async", "--accept-queues", "4"),
+  },
   "corio-cap": {
     label: "corio, maxConnections 1000",
     cmd: corio("async", "--max-connections", "1000"),

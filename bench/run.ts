@@ -250,7 +250,7 @@ const SCENARIOS: Scenario[] = [
   {
     id: "B9",
     title: `accept burst: ${BURST_CONNS} connects + one echo each`,
-    servers: ["c", "raw", "node", "corio"],
+    servers: ["c", "raw", "node", "corio", "corio-queues"],
     run: burst,
   },
   {

@@ -30,6 +30,12 @@ export function checkServeOptions(
       throw new RangeError(`Cannot serve: ${name} must be >= 1, got ${value}`);
     }
   }
+  const queues = options.acceptQueues;
+  if (queues !== undefined && !(Number.isInteger(queues) && queues >= 1)) {
+    throw new RangeError(
+      `Cannot serve: acceptQueues must be an integer >= 1, got ${queues}`,
+    );
+  }
   const names = [
     "shutdownGrace",
     "acceptBackoff",

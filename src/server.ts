@@ -7,6 +7,7 @@
  */
 
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
+import { AcceptQueues } from "./_accept_queues.ts";
 import { Slot, Slots } from "./_slots.ts";
 import { Connection, type Transport } from "./connection.ts";
 import {
@@ -138,12 +139,16 @@ export class Server implements AsyncDisposable {
       onError: (error) => this.#onError(error),
     });
     this.#isRealListener = injectedListener === null;
-    this.#listener = injectedListener ?? Deno.listen({
+    const listen = {
       port: options.port ?? DEFAULTS.port,
       hostname: options.hostname ?? DEFAULTS.hostname,
       tcpBacklog: options.tcpBacklog ?? DEFAULTS.tcpBacklog,
-      transport: "tcp",
-    });
+    };
+    const queues = options.acceptQueues ?? DEFAULTS.acceptQueues;
+    this.#listener = injectedListener ??
+      (queues > 1
+        ? new AcceptQueues(listen, queues)
+        : Deno.listen({ ...listen, transport: "tcp" }));
     this.addr = this.#listener.addr;
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#acceptLoop = this.#accept();

@@ -312,10 +312,83 @@ Deno.test("an aborted signal shuts the server down", async () => {
   assert.equal(server.stats.cancelled, 1);
 });
 
+Deno.test("acceptQueues: 4 sockets share the port, and every client of a burst is served", async () => {
+  await using server = serve(
+    { hostname: "127.0.0.1", port: 0, acceptQueues: 4 },
+    echo,
+  );
+  const clients = await Promise.all(
+    Array.from(
+      { length: 200 },
+      () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    ),
+  );
+  const encoder = new TextEncoder();
+  const replies = await Promise.all(clients.map(async (conn, i) => {
+    await conn.write(encoder.encode(`client ${i}\n`));
+    return await readLine(conn);
+  }));
+  assert.deepEqual(replies, clients.map((_, i) => `client ${i}`));
+  for (const conn of clients) conn.close();
+  await until(() => server.stats.completed === 200);
+  assert.equal(server.stats.accepted, 200);
+});
+
+Deno.test("acceptQueues at the cap: shutdown closes every connection, served, held by the server or queued in the kernel", async () => {
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    acceptQueues: 3,
+    maxConnections: 1,
+    evictAfter: Infinity,
+  }, echo);
+  const clients = [];
+  for (let i = 0; i < 4; i++) {
+    clients.push(
+      await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    );
+  }
+  await until(() => server.stats.active === 1);
+  await server.shutdown();
+  // Every client sees its connection end: served, held, or in the kernel.
+  const ends = await Promise.all(
+    clients.map((conn) =>
+      conn.read(new Uint8Array(1)).catch((error) => error.name)
+    ),
+  );
+  for (const end of ends) assert.ok(end === null || end === "ConnectionReset");
+  for (const conn of clients) conn.close();
+  assert.equal(server.stats.accepted, 1);
+});
+
+Deno.test("acceptQueues without --unstable-net fails with a TypeError that says what to run", async () => {
+  // Deno itself would end the process at `reusePort` without the flag.
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--no-config",
+      `import { serve } from "${mod}";
+       try { serve({ hostname: "127.0.0.1", acceptQueues: 2 }, function* () {}); }
+       catch (error) { console.log(error.name + ": " + error.message); }`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const printed = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.match(
+    printed,
+    /^TypeError: Cannot serve: acceptQueues > 1 needs SO_REUSEPORT.*--unstable-net/,
+  );
+});
+
 Deno.test("serve() rejects nonsense options with RangeError", () => {
   assert.throws(() => serve({ maxConnections: 0 }, echo), RangeError);
   assert.throws(() => serve({ recvTimeout: -1 }, echo), RangeError);
   assert.throws(() => serve({ maxLineLength: 0 }, echo), RangeError);
+  assert.throws(() => serve({ acceptQueues: 0 }, echo), RangeError);
+  assert.throws(() => serve({ acceptQueues: 1.5 }, echo), RangeError);
   assert.throws(() => serve({}, "nope" as never), TypeError);
 });
 

@@ -20,6 +20,8 @@ export function flags(): Record<string, string | boolean> {
       variant: { type: "string", default: "async" },
       "max-connections": { type: "string", default: "20000" },
       "recv-timeout": { type: "string", default: "" },
+      // corio_echo.ts only: serve()'s acceptQueues.
+      "accept-queues": { type: "string", default: "1" },
       // floor_echo.ts only:
       paced: { type: "boolean", default: false },
       cancellable: { type: "boolean", default: false },

@@ -61,6 +61,7 @@ const server = serve({
   hostname: "127.0.0.1",
   port: Number(options.port),
   maxConnections: Number(options["max-connections"]),
+  acceptQueues: Number(options["accept-queues"]),
   recvTimeout: options["recv-timeout"]
     ? Number(options["recv-timeout"])
     : undefined,

@@ -1,0 +1,107 @@
+// serve()'s `acceptQueues`: several listening sockets on one port, accepted
+// from as one listener. With SO_REUSEPORT the kernel spreads incoming
+// connections over their accept queues, so a burst of connects that would
+// overflow one queue (its SYNs dropped, each dropped client retrying a
+// second later) fits in several. Internal to src/server.ts.
+
+import type { Transport } from "./connection.ts";
+import type { Listener } from "./_accept.ts";
+
+type Outcome = { conn: Transport } | { error: unknown };
+
+/** `count` listeners on one port, one accept in flight on each. */
+export class AcceptQueues implements Listener {
+  readonly addr: Deno.NetAddr;
+  #listeners: Deno.TcpListener[] = [];
+  #isAccepting: boolean[] = [];
+  // Connections (or errors) accepted before the server asked: at most one
+  // per listener, since each one's next accept starts only when asked.
+  #ready: Outcome[] = [];
+  #waiter: {
+    resolve(conn: Transport): void;
+    reject(error: unknown): void;
+  } | null = null;
+  #isClosed = false;
+
+  constructor(
+    options: { hostname: string; port: number; tcpBacklog: number },
+    count: number,
+  ) {
+    // Without the flag, Deno ends the process at `reusePort` (exit 70)
+    // instead of throwing; `listenDatagram` exists only with it.
+    if (!("listenDatagram" in Deno)) {
+      throw new TypeError(
+        'Cannot serve: acceptQueues > 1 needs SO_REUSEPORT, an unstable Deno API: run with --unstable-net (or put "unstable": ["net"] in deno.json)',
+      );
+    }
+    try {
+      for (let i = 0; i < count; i++) {
+        this.#listeners.push(Deno.listen(
+          {
+            ...options,
+            // Port 0 picks one for the first; the others share it.
+            port: i === 0 ? options.port : this.#listeners[0].addr.port,
+            reusePort: true,
+            transport: "tcp",
+          } as Deno.TcpListenOptions & { transport: "tcp" },
+        ));
+        this.#isAccepting.push(false);
+      }
+    } catch (error) {
+      for (const listener of this.#listeners) listener.close();
+      throw error;
+    }
+    this.addr = this.#listeners[0].addr;
+  }
+
+  accept(): Promise<Transport> {
+    const outcome = this.#ready.shift();
+    if (outcome !== undefined) {
+      return "conn" in outcome
+        ? Promise.resolve(outcome.conn)
+        : Promise.reject(outcome.error);
+    }
+    if (this.#isClosed) {
+      return Promise.reject(new Deno.errors.BadResource("Listener closed"));
+    }
+    for (let i = 0; i < this.#listeners.length; i++) {
+      if (!this.#isAccepting[i]) this.#acceptOn(i);
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  #acceptOn(i: number): void {
+    this.#isAccepting[i] = true;
+    this.#listeners[i].accept().then(
+      (conn) => this.#deliver(i, { conn }),
+      (error) => this.#deliver(i, { error }),
+    );
+  }
+
+  #deliver(i: number, outcome: Outcome): void {
+    this.#isAccepting[i] = false;
+    if (this.#isClosed) {
+      if ("conn" in outcome) outcome.conn.close();
+      return;
+    }
+    const waiter = this.#waiter;
+    if (waiter === null) return void this.#ready.push(outcome);
+    this.#waiter = null;
+    if ("conn" in outcome) waiter.resolve(outcome.conn);
+    else waiter.reject(outcome.error);
+  }
+
+  close(): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    for (const listener of this.#listeners) listener.close();
+    for (const outcome of this.#ready.splice(0)) {
+      if ("conn" in outcome) outcome.conn.close();
+    }
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.reject(new Deno.errors.BadResource("Listener closed"));
+  }
+}
