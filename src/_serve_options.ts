@@ -165,7 +165,8 @@ export interface ServeOptions {
   /**
    * Receives handler errors (with the connection) and accept-loop errors;
    * also the error of a handler's child that no join delivered when the
-   * handler was cancelled (evicted, or at shutdown), with the connection.
+   * handler was cancelled (evicted, or at shutdown), with the connection,
+   * unless it is the `ConnectionClosedError` of the server's own close.
    * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo) => void;

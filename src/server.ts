@@ -12,6 +12,7 @@ import { Slot, Slots } from "./_slots.ts";
 import { Connection, type Transport } from "./connection.ts";
 import {
   CancelledError,
+  ConnectionClosedError,
   ConnectionResetError,
   TimeoutError,
 } from "./errors.ts";
@@ -105,7 +106,13 @@ export class Server implements AsyncDisposable {
   #evictAfter: number;
   #slots = new Slots(
     (slot, isOk, result) => this.#ended(slot, isOk, result),
-    (slot, error) => this.#report(error, slot.info),
+    (slot, error) => {
+      // The server closed the connection under its cancelled handler; a
+      // child that saw the close before its own cancel has nothing to say.
+      if (!(error instanceof ConnectionClosedError)) {
+        this.#report(error, slot.info);
+      }
+    },
   );
   #nextId = 1;
   #isStopping = false;
