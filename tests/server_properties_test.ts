@@ -1145,3 +1145,41 @@ Deno.test({
     clientEnd.close();
   }
 });
+
+Deno.test({
+  name:
+    "a handler cancelled mid-write: its reader child sees the server's close first, and that ConnectionClosedError is not reported",
+}, async () => {
+  const clock = new VirtualClock({ autojump: false });
+  const listener = new MemoryListener();
+  // A pipe of 4 bytes that the client never reads: the send blocks.
+  const [serverEnd, clientEnd] = memoryConnPair({ capacity: 4 });
+  listener.push(serverEnd.transport);
+  const log: string[] = [];
+  const reports: unknown[] = [];
+  const options: ServeOptions & ConnectionOptions = {
+    clock,
+    onError: (error) => reports.push(error),
+    isExternal: false,
+  };
+  const server = serveOn(listener, options, function* (conn) {
+    yield* spawn((function* () {
+      try {
+        yield* conn.recvLine(); // the client never sends
+      } catch (error) {
+        log.push(`child: ${(error as Error).name}`);
+        throw error; // unjoined: its parent was cancelled
+      }
+    })());
+    yield* conn.send("more than four bytes\n");
+  });
+  try {
+    await settle();
+    await server.shutdown({ grace: 0 });
+    assert.deepEqual(log, ["child: ConnectionClosedError"]);
+    assert.deepEqual(reports, []);
+    assert.equal(server.stats.cancelled, 1);
+  } finally {
+    clientEnd.close();
+  }
+});
