@@ -53,6 +53,19 @@ function memoryServer(
   };
 }
 
+/** Echoes each line 5 ms later, until the pool closes the connection. */
+async function* slowLineEcho(conn: Connection) {
+  try {
+    for (let line; (line = yield* conn.recvLine()) !== null;) {
+      yield* delay(5);
+      yield* conn.send(`${line}\n`);
+    }
+  } catch (error) {
+    // The pool closed the first connection before its reply.
+    if (!(error instanceof ConnectionResetError)) throw error;
+  }
+}
+
 async function* roundTrip(lease: Lease, text: string) {
   yield* lease.conn.send(text + "\n");
   return yield* lease.conn.recvLine({ timeout: 1000 });
@@ -368,17 +381,7 @@ Deno.test("Pool discards a connection taken from idle whose receive ended before
     ]
   ) {
     const clock = new VirtualClock();
-    const server = memoryServer(clock, async function* (conn) {
-      try {
-        for (let line; (line = yield* conn.recvLine()) !== null;) {
-          yield* delay(5);
-          yield* conn.send(`${line}\n`);
-        }
-      } catch (error) {
-        // The pool closed the first connection before its reply.
-        if (!(error instanceof ConnectionResetError)) throw error;
-      }
-    });
+    const server = memoryServer(clock, slowLineEcho);
     const pool = new Pool({ max: 1, dial: server.dial });
     const reply = await run(
       (async function* () {
@@ -642,17 +645,7 @@ for (const form of ["function*", "async function*"]) {
     // when the borrower stops: nothing on the connection shows the reply
     // on its way, only that its borrower was cancelled.
     const clock = new VirtualClock();
-    const server = memoryServer(clock, async function* (conn) {
-      try {
-        for (let line; (line = yield* conn.recvLine()) !== null;) {
-          yield* delay(5);
-          yield* conn.send(`${line}\n`);
-        }
-      } catch (error) {
-        // The pool closed the first connection before its reply.
-        if (!(error instanceof ConnectionResetError)) throw error;
-      }
-    });
+    const server = memoryServer(clock, slowLineEcho);
     const pool = new Pool({ max: 1, dial: server.dial });
     function* syncBorrower(): Generator<Effect, void, unknown> {
       using lease = yield* pool.acquire();
