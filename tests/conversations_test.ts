@@ -292,6 +292,26 @@ Deno.test("Inbox.recv() throws TimeoutError at the deadline; poll() gives undefi
   assert.deepEqual(result, [undefined, 500, 1500]);
 });
 
+Deno.test("Inbox delivers in push order while messages are pushed and received interleaved, hundreds deep", async () => {
+  const inbox = new Inbox<number>({ capacity: 1000 });
+  let pushed = 0;
+  const push = (n: number) => {
+    for (let i = 0; i < n; i++) assert.equal(inbox.push(pushed++), true);
+  };
+  const received = await run((function* () {
+    const out: number[] = [];
+    for (
+      const [pushes, receives] of [[100, 60], [30, 50], [200, 150], [0, 70]]
+    ) {
+      push(pushes);
+      for (let i = 0; i < receives; i++) out.push(yield* inbox.recv());
+    }
+    return out;
+  })());
+  assert.deepEqual(received, Array.from({ length: 330 }, (_, i) => i));
+  assert.equal(inbox.size, 0);
+});
+
 Deno.test("Conversations reports a handler's error with its key and serves the others", async () => {
   const errors: [unknown, string][] = [];
   const calls = new Conversations<Message, string>({
@@ -449,6 +469,69 @@ Deno.test("Conversations validates its options", () => {
   assert.throws(() => new Conversations({ key, idleTimeout: -1 }), RangeError);
   assert.throws(() => new Conversations({ key, inboxCapacity: 0 }), RangeError);
   assert.throws(() => new Inbox({ capacity: 1.5 }), RangeError);
+  assert.throws(() => new Conversations({ key, handler: 1 as never }), {
+    name: "TypeError",
+    message:
+      "Cannot create conversations: handler must be a function* or async function*",
+  });
+});
+
+Deno.test("Conversations.start() refuses a key that is running, a full table, and a table shutting down", async () => {
+  const calls = new Conversations<Message, string>({
+    key,
+    clock: new VirtualClock(),
+    maxConversations: 2,
+  });
+  const handler = async function* (inbox: Inbox<Message>) {
+    return (yield* inbox.recv()).n;
+  };
+  const first = calls.start("a", handler);
+  assert.throws(() => calls.start("a", handler), {
+    name: "RangeError",
+    message: "Cannot start conversation a: one with that key is running",
+  });
+  const second = calls.start("b", handler);
+  assert.throws(() => calls.start("c", handler), {
+    name: "ConversationLimitError",
+    limit: 2,
+    isClosed: false,
+  });
+  assert.equal(calls.dispatch({ key: "a", n: 1 }), "delivered");
+  assert.equal(await first.finished, 1);
+  const stopped = calls.shutdown({ grace: 1000 });
+  assert.throws(() => calls.start("d", handler), {
+    name: "ConversationLimitError",
+    isClosed: true,
+  });
+  assert.equal(calls.dispatch({ key: "b", n: 2 }), "delivered");
+  assert.equal(await second.finished, 2);
+  await stopped;
+});
+
+Deno.test("Conversations.shutdown() with a negative grace is a RangeError; await using shuts down at once", async () => {
+  let isCancelled = false;
+  {
+    await using calls = new Conversations<Message, string>({
+      key,
+      clock: new VirtualClock(),
+    });
+    assert.throws(() => calls.shutdown({ grace: -1 }), {
+      name: "RangeError",
+      message: "Cannot shut down conversations: grace must be >= 0, got -1",
+    });
+    let started!: () => void;
+    const isStarted = new Promise<void>((resolve) => started = resolve);
+    calls.start("a", async function* (inbox) {
+      started();
+      try {
+        yield* inbox.recv();
+      } finally {
+        isCancelled = true;
+      }
+    });
+    await isStarted;
+  }
+  assert.equal(isCancelled, true);
 });
 
 // Core regression (src/scheduler.ts): the clock was poked only when a

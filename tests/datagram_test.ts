@@ -186,6 +186,56 @@ Deno.test("DatagramServer.send() keeps up when replies outnumber requests in a b
   }
 });
 
+Deno.test("a datagram the socket refuses to send is counted and reported, and later sends go out", async () => {
+  const errors: string[] = [];
+  const server = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "",
+    onError: (error) => errors.push((error as Error).message),
+  }, function* () {});
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  try {
+    const to = client.addr as Deno.NetAddr;
+    // Over UDP's 65,507-byte limit: the kernel says EMSGSIZE.
+    assert.equal(server.send(new Uint8Array(70_000), to), true);
+    assert.equal(server.send("after", to), true);
+    assert.deepEqual(await receiveN(client, 1), ["after"]);
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+  assert.equal(errors.length, 1);
+  assert.match(errors[0], /Message too long/);
+  assert.equal(server.stats.socketErrors, 1);
+  assert.equal(server.stats.sent, 1);
+});
+
+Deno.test("DatagramServer: a signal aborted before it starts shuts it down at once; a negative grace is a RangeError", async () => {
+  const server = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "",
+    signal: AbortSignal.abort(),
+  }, function* () {});
+  assert.equal(server.isStopping, true);
+  await server.finished;
+  assert.equal(server.send("late", server.addr), false);
+  const running = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "",
+  }, function* () {});
+  assert.throws(() => running.shutdown({ grace: -1 }), {
+    name: "RangeError",
+    message: "Cannot shut down: grace must be >= 0, got -1",
+  });
+  assert.equal(running.isStopping, false);
+  await running.shutdown();
+  assert.equal(running.isStopping, true);
+});
+
 Deno.test("serveDatagram() validates its options", () => {
   assert.throws(
     () => serveDatagram({ key: () => "", maxSendQueue: 0 }),

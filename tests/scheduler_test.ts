@@ -239,6 +239,61 @@ Deno.test("wait() gives the promise's value, or TimeoutError at its deadline", a
   resolveLater(1);
 });
 
+Deno.test("wait() throws the promise's rejection, whether it came before the wait or during it", async () => {
+  const before = wait(Promise.reject(new Error("before")));
+  let rejectDuring!: (error: Error) => void;
+  const during = new Promise<never>((_, reject) => rejectDuring = reject);
+  const messages = await run((function* () {
+    const out: string[] = [];
+    yield* delay(1); // the first rejection has reached its operation by now
+    try {
+      yield* before;
+    } catch (error) {
+      out.push((error as Error).message);
+    }
+    setTimeout(() => rejectDuring(new Error("during")), 1);
+    try {
+      yield* wait(during);
+    } catch (error) {
+      out.push((error as Error).message);
+    }
+    return out;
+  })());
+  assert.deepEqual(messages, ["before", "during"]);
+  const inAsync = run((async function* () {
+    yield* wait(Promise.reject(new Error("async")));
+  })());
+  await assert.rejects(inAsync, { message: "async" });
+});
+
+Deno.test("delay(NaN) and a NaN deadline are RangeErrors, not waits that never end", () => {
+  assert.throws(() => delay(NaN), {
+    name: "RangeError",
+    message: "Cannot delay: ms is NaN",
+  });
+  assert.throws(() => wait(Promise.resolve(1), { deadline: NaN }), {
+    name: "RangeError",
+    message: "Cannot start operation: deadline is NaN",
+  });
+});
+
+Deno.test("run() with a signal already aborted rejects with its reason and never starts the coroutine", async () => {
+  const abort = new AbortController();
+  abort.abort(new Error("not wanted"));
+  let hasStarted = false;
+  await assert.rejects(
+    run(
+      (function* () {
+        hasStarted = true;
+        yield* delay(1);
+      })(),
+      { signal: abort.signal },
+    ),
+    { message: "not wanted" },
+  );
+  assert.equal(hasStarted, false);
+});
+
 Deno.test("delay() sleeps on the virtual clock exactly, without real time", async () => {
   const clock = new VirtualClock();
   const started = performance.now();

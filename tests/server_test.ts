@@ -171,6 +171,64 @@ Deno.test("onAccept can refuse a connection or pick its handler", async () => {
   assert.equal(server.stats.refused, 1);
 });
 
+Deno.test("an onAccept that throws refuses that connection, reports the error with it, and the server goes on", async () => {
+  const reports: [string, number | undefined][] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onAccept: (info) => {
+      if (info.id === 1) throw new Error("onAccept bug");
+    },
+    onError: (error, info) =>
+      reports.push([(error as Error).message, info?.id]),
+  }, function* (conn) {
+    yield* conn.send("served\n");
+  });
+  const replies = [];
+  for (let i = 0; i < 2; i++) {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
+    replies.push(await readLine(conn));
+    conn.close();
+  }
+  assert.deepEqual(replies, [null, "served"]);
+  assert.deepEqual(reports, [["onAccept bug", 1]]);
+  assert.equal(server.stats.refused, 1);
+});
+
+Deno.test("a handler's connection and its info name both ends of the TCP connection", async () => {
+  let seen: unknown[] = [];
+  await using server = serve(
+    { hostname: "127.0.0.1", port: 0 },
+    function* (conn, info) {
+      seen = [conn.localAddr, conn.remoteAddr, info.localAddr, info.remoteAddr];
+      yield* conn.send("ok\n");
+    },
+  );
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  assert.equal(await readLine(client), "ok");
+  const { port } = client.localAddr as Deno.NetAddr;
+  client.close();
+  const local = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  };
+  const remote = { transport: "tcp", hostname: "127.0.0.1", port };
+  // Deno's addresses have a null prototype: compare their fields.
+  assert.deepEqual(seen.map((addr) => ({ ...addr as Deno.NetAddr })), [
+    local,
+    remote,
+    local,
+    remote,
+  ]);
+});
+
 Deno.test("a handler's error is reported with its connection and ends only that connection", async () => {
   const reports: [string, number | undefined][] = [];
   await using server = serve({
@@ -390,6 +448,23 @@ Deno.test("serve() rejects nonsense options with RangeError", () => {
   assert.throws(() => serve({ acceptQueues: 0 }, echo), RangeError);
   assert.throws(() => serve({ acceptQueues: 1.5 }, echo), RangeError);
   assert.throws(() => serve({}, "nope" as never), TypeError);
+});
+
+Deno.test("shutdown() with a negative or NaN grace is a RangeError, and the server still runs", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0 }, echo);
+  for (const grace of [-1, NaN]) {
+    assert.throws(() => server.shutdown({ grace }), {
+      name: "RangeError",
+      message: `Cannot shut down: grace must be >= 0, got ${grace}`,
+    });
+  }
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await writeAll(conn, encoder.encode("still here\n"));
+  assert.equal(await readLine(conn), "still here");
+  conn.close();
 });
 
 // prlimit comes with util-linux (Linux only); .ci/run installs it.
