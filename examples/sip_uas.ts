@@ -179,15 +179,11 @@ async function* sipConnection(
       message = yield* recvSipMessage(conn);
     } catch (error) {
       if (!(error instanceof SipParseError)) throw error;
-      yield* conn.send(
-        serializeSipMessage({
-          kind: "response",
-          status: 400,
-          reason: `Bad Request (${error.reason.slice(0, 60)})`,
-          headers: [],
-          body: new Uint8Array(0),
-        }),
-      );
+      // Addressed as over UDP: a response without the request's Via is
+      // discarded by the client (RFC 3261 §18.1.2), so none is sent then.
+      // (A line over the limit has closed the connection already.)
+      const response = error.input && badRequestFor(error.input, error.reason);
+      if (response && !conn.isClosed) yield* conn.send(response);
       if (error instanceof SipFramingError) return; // the stream cannot be resynchronised
       continue;
     }

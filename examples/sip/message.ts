@@ -73,11 +73,20 @@ export interface ParseSipOptions extends SipLimits {
 export class SipParseError extends Error {
   /** Why, e.g. `"missing Call-ID"`. */
   readonly reason: string;
-  /** @param reason Why the message is malformed. */
-  constructor(reason: string) {
+  /**
+   * What was read of the message, where the reader knows it (a stream's
+   * header lines): enough for {@linkcode badRequestFor} to address a 400.
+   */
+  readonly input: Uint8Array | undefined;
+  /**
+   * @param reason Why the message is malformed.
+   * @param input What was read of it.
+   */
+  constructor(reason: string, input?: Uint8Array) {
     super(`Cannot parse SIP message: ${reason}`);
     this.name = "SipParseError";
     this.reason = reason;
+    this.input = input;
   }
 }
 

@@ -5,7 +5,11 @@
  * @module
  */
 
-import type { Connection, Coroutine } from "@corio/corio";
+import {
+  type Connection,
+  type Coroutine,
+  LineTooLongError,
+} from "@corio/corio";
 import {
   canonicalName,
   parseSipMessage,
@@ -23,9 +27,12 @@ const encoder = new TextEncoder();
  * before a message are skipped.
  *
  * Errors: `SipParseError` with `isFramingLost` when the stream cannot be
- * resynchronised (no or bad Content-Length, too many or too long lines):
- * answer 400 and close. A parse error of a well-framed message leaves the
- * stream usable. Connection errors (`TimeoutError`, resets) as `recvLine`.
+ * resynchronised (no or bad Content-Length, too many lines): answer 400 and
+ * close; a line over `maxLineLength` too, but corio has closed the
+ * connection then. A parse error of a well-framed message leaves the stream
+ * usable. Either error's `input` holds what was read of the message (for
+ * `badRequestFor`). Connection errors (`TimeoutError`, resets) as
+ * `recvLine`.
  *
  * @returns The message, or `null` at end of stream.
  */
@@ -34,6 +41,56 @@ export async function* recvSipMessage(
   limits: SipLimits = {},
 ): Coroutine<SipMessage | null> {
   const maxLineLength = limits.maxLineLength ?? SIP_LIMITS.maxLineLength;
+  const maxMessageSize = limits.maxMessageSize ?? SIP_LIMITS.maxMessageSize;
+  const lines: string[] = [];
+  let head: Head | null;
+  try {
+    head = yield* recvHead(conn, lines, limits);
+  } catch (error) {
+    if (!(error instanceof LineTooLongError)) throw error;
+    throw framingLost(
+      `line exceeds maxLineLength of ${maxLineLength} bytes`,
+      lines,
+    );
+  }
+  if (head === null) return null;
+  const { size, contentLength } = head;
+  if (contentLength === undefined) {
+    throw framingLost("missing Content-Length on a stream transport", lines);
+  }
+  if (size + contentLength > maxMessageSize) {
+    throw framingLost(
+      `message exceeds maxMessageSize of ${maxMessageSize} bytes`,
+      lines,
+    );
+  }
+  const body = yield* conn.recvExact(contentLength);
+  const headBytes = encodeHead(lines);
+  const bytes = new Uint8Array(headBytes.length + body.length);
+  bytes.set(headBytes);
+  bytes.set(body, headBytes.length);
+  try {
+    return parseSipMessage(bytes, { ...limits, isStream: true });
+  } catch (error) {
+    if (!(error instanceof SipParseError)) throw error;
+    throw new SipParseError(error.reason, bytes);
+  }
+}
+
+/** What the header lines say of the message that follows them. */
+interface Head {
+  /** Bytes of the start line and headers, CRLFs included. */
+  size: number;
+  contentLength: number | undefined;
+}
+
+/** Reads the start line and headers into `lines`; `null` at end of stream. */
+async function* recvHead(
+  conn: Connection,
+  lines: string[],
+  limits: SipLimits,
+): Coroutine<Head | null> {
+  const maxLineLength = limits.maxLineLength ?? SIP_LIMITS.maxLineLength;
   const maxHeaders = limits.maxHeaders ?? SIP_LIMITS.maxHeaders;
   const maxMessageSize = limits.maxMessageSize ?? SIP_LIMITS.maxMessageSize;
   let line: string | null;
@@ -41,18 +98,21 @@ export async function* recvSipMessage(
     line = yield* conn.recvLine({ maxLineLength });
     if (line === null) return null;
   } while (line === "");
-  const lines = [line];
+  lines.push(line);
   let size = line.length + 2;
   let contentLength: number | undefined;
   for (;;) {
     line = yield* conn.recvLine({ maxLineLength });
-    if (line === null) throw framingLost("stream ended inside the headers");
-    if (line === "") break;
+    if (line === null) {
+      throw framingLost("stream ended inside the headers", lines);
+    }
+    if (line === "") return { size, contentLength };
     lines.push(line);
     size += line.length + 2;
     if (lines.length > 2 * maxHeaders || size > maxMessageSize) {
       throw framingLost(
         `headers exceed maxHeaders of ${maxHeaders} or maxMessageSize of ${maxMessageSize}`,
+        lines,
       );
     }
     const colon = line.indexOf(":");
@@ -62,38 +122,31 @@ export async function* recvSipMessage(
     ) {
       const value = line.slice(colon + 1).trim();
       if (!/^[0-9]{1,10}$/.test(value)) {
-        throw framingLost(`bad Content-Length: ${value.slice(0, 20)}`);
+        throw framingLost(`bad Content-Length: ${value.slice(0, 20)}`, lines);
       }
       contentLength = Number(value);
     }
   }
-  if (contentLength === undefined) {
-    throw framingLost("missing Content-Length on a stream transport");
-  }
-  if (size + contentLength > maxMessageSize) {
-    throw framingLost(
-      `message exceeds maxMessageSize of ${maxMessageSize} bytes`,
-    );
-  }
-  const body = yield* conn.recvExact(contentLength);
-  const head = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
-  const bytes = new Uint8Array(head.length + body.length);
-  bytes.set(head);
-  bytes.set(body, head.length);
-  return parseSipMessage(bytes, { ...limits, isStream: true });
+}
+
+function encodeHead(lines: string[]): Uint8Array {
+  return encoder.encode(lines.join("\r\n") + "\r\n\r\n");
 }
 
 /** A parse error after which the stream's message boundaries are lost. */
 export class SipFramingError extends SipParseError {
   /** Always true: answer 400 and close. */
   readonly isFramingLost = true;
-  /** @param reason Why. */
-  constructor(reason: string) {
-    super(reason);
+  /**
+   * @param reason Why.
+   * @param input What was read of the message.
+   */
+  constructor(reason: string, input?: Uint8Array) {
+    super(reason, input);
     this.name = "SipFramingError";
   }
 }
 
-function framingLost(reason: string): SipFramingError {
-  return new SipFramingError(reason);
+function framingLost(reason: string, lines: string[]): SipFramingError {
+  return new SipFramingError(reason, encodeHead(lines));
 }

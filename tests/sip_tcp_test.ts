@@ -1,0 +1,166 @@
+// SIP over a byte stream (examples/sip/tcp.ts): Content-Length framing
+// (RFC 3261 §18.3), on memory connections.
+import assert from "node:assert/strict";
+import { connect, type Connection, run } from "@corio/corio";
+import { memoryConnPair } from "@corio/corio/testing";
+import {
+  getHeader,
+  type SipLimits,
+  type SipMessage,
+} from "../examples/sip/message.ts";
+import { recvSipMessage, SipFramingError } from "../examples/sip/tcp.ts";
+import { startUas } from "../examples/sip_uas.ts";
+
+const HEAD = "OPTIONS sip:uas@127.0.0.1 SIP/2.0\r\n" +
+  "Via: SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bK1\r\n" +
+  "From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>\r\n" +
+  "Call-ID: c1\r\nCSeq: 1 OPTIONS\r\n";
+
+/**
+ * Writes `chunks` into one end of a memory pair (then ends it) and receives
+ * SIP messages on the other until end of stream or an error: the Call-ID
+ * and body of each message, then "end" or the framing error's reason.
+ */
+async function receiveAll(
+  chunks: string[],
+  limits?: SipLimits,
+): Promise<string[]> {
+  const [client, server] = memoryConnPair();
+  try {
+    return await run((async function* () {
+      for (const chunk of chunks) yield* client.send(chunk);
+      yield* client.closeWrite();
+      return yield* collect(server, limits);
+    })());
+  } finally {
+    client.close();
+    server.close();
+  }
+}
+
+async function* collect(conn: Connection, limits?: SipLimits) {
+  const out: string[] = [];
+  for (;;) {
+    try {
+      const message = yield* recvSipMessage(conn, limits);
+      if (message === null) return [...out, "end"];
+      const body = new TextDecoder().decode(message.body);
+      out.push(`${getHeader(message, "Call-ID")} ${JSON.stringify(body)}`);
+    } catch (error) {
+      if (!(error instanceof SipFramingError)) throw error;
+      assert.equal(error.isFramingLost, true);
+      return [...out, `framing lost: ${error.reason}`];
+    }
+  }
+}
+
+Deno.test("recvSipMessage() frames messages on a stream by Content-Length, across any chunking, skipping keep-alive CRLFs", async () => {
+  const first = `${HEAD}Content-Length: 5\r\n\r\nhello`;
+  const second = `\r\n\r\n${HEAD.replace("c1", "c2")}Content-Length: 0\r\n\r\n`;
+  const stream = first + second;
+  for (const size of [stream.length, 7, 1]) {
+    const chunks = [];
+    for (let i = 0; i < stream.length; i += size) {
+      chunks.push(stream.slice(i, i + size));
+    }
+    assert.deepEqual(await receiveAll(chunks), [
+      'c1 "hello"',
+      'c2 ""',
+      "end",
+    ]);
+  }
+});
+
+Deno.test("recvSipMessage() loses framing, and says why, where a stream cannot be delimited", async () => {
+  const cases: [string, string[], SipLimits?][] = [
+    ["missing Content-Length on a stream transport", [`${HEAD}\r\n`]],
+    ["bad Content-Length: -1", [`${HEAD}Content-Length: -1\r\n\r\n`]],
+    ["stream ended inside the headers", [HEAD]],
+    [
+      "line exceeds maxLineLength of 40 bytes",
+      [`${HEAD}Content-Length: 0\r\n\r\n`],
+      { maxLineLength: 40 },
+    ],
+    [
+      "headers exceed maxHeaders of 2 or maxMessageSize of 65535",
+      [`${HEAD}Content-Length: 0\r\n\r\n`],
+      { maxHeaders: 2 },
+    ],
+    [
+      "message exceeds maxMessageSize of 300 bytes",
+      [`${HEAD}Content-Length: 200\r\n\r\n${"x".repeat(200)}`],
+      { maxMessageSize: 300 },
+    ],
+  ];
+  for (const [reason, chunks, limits] of cases) {
+    assert.deepEqual(await receiveAll(chunks, limits), [
+      `framing lost: ${reason}`,
+    ]);
+  }
+});
+
+const invite = (call: string) =>
+  `INVITE sip:uas@127.0.0.1 SIP/2.0\r\n` +
+  `Via: SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bK${call}\r\n` +
+  `From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>\r\n` +
+  `Call-ID: ${call}\r\nCSeq: 1 INVITE\r\n` +
+  `Contact: <sip:uac@127.0.0.1:5061>\r\nContent-Length: 0\r\n\r\n`;
+
+function describe(message: SipMessage | null): string {
+  if (message === null) return "closed";
+  if (message.kind === "request") return message.method;
+  const retryAfter = getHeader(message, "Retry-After");
+  const why = /^Bad Request \((.*)\)$/.exec(message.reason)?.[1];
+  return `${message.status} ${getHeader(message, "Call-ID")}` +
+    (retryAfter === undefined ? "" : ` Retry-After ${retryAfter}`) +
+    (why === undefined ? "" : ` ${why}`);
+}
+
+Deno.test("sip_uas over TCP: 400 to a malformed message and the stream goes on, 503 at the call cap, 400 and close once framing is lost", async () => {
+  const uas = startUas({
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 0,
+    maxCalls: 1,
+  });
+  try {
+    const seen = await run((async function* () {
+      const conn = yield* connect({
+        hostname: "127.0.0.1",
+        port: uas.addr.port,
+        timeout: 5000,
+      });
+      conn.recvTimeout = 5000;
+      try {
+        const out: string[] = [];
+        yield* conn.send("NONSENSE\r\nContent-Length: 0\r\n\r\n"); // no Via: unanswerable
+        const badVersion = HEAD.replace("SIP/2.0\r\n", "SIP/3.0\r\n");
+        yield* conn.send(`${badVersion}Content-Length: 0\r\n\r\n`);
+        out.push(describe(yield* recvSipMessage(conn)));
+        yield* conn.send(invite("c1"));
+        for (let status = ""; !status.startsWith("200");) {
+          out.push(status = describe(yield* recvSipMessage(conn)));
+        }
+        yield* conn.send(invite("c2"));
+        out.push(describe(yield* recvSipMessage(conn)));
+        yield* conn.send(`${HEAD.replace("c1", "c3")}\r\n`); // no Content-Length
+        out.push(describe(yield* recvSipMessage(conn)));
+        out.push(describe(yield* recvSipMessage(conn)));
+        return out;
+      } finally {
+        conn.close();
+      }
+    })());
+    assert.deepEqual(seen, [
+      '400 c1 bad SIP version: "SIP/3.0"',
+      "100 c1",
+      "180 c1",
+      "200 c1",
+      "503 c2 Retry-After 5",
+      "400 c3 missing Content-Length on a stream transport",
+      "closed",
+    ]);
+  } finally {
+    await uas.shutdown(0);
+  }
+});
