@@ -43,14 +43,28 @@ Deno.test("run() rejects with the coroutine's error", async () => {
   );
 });
 
-Deno.test("a bare yield is a TypeError thrown into the coroutine", async () => {
-  await assert.rejects(
-    run((function* () {
-      yield 5 as never;
-    })() as unknown as Coroutine<void>),
-    (error: Error) =>
-      error instanceof TypeError && /yield\*/.test(error.message),
-  );
+Deno.test("a bare yield is a TypeError thrown into the coroutine, which names what it yielded", async () => {
+  const cases: [unknown, string][] = [
+    [5, "5"],
+    [undefined, "undefined (a bare `yield`)"],
+    ["recv", '"recv"'],
+    [Promise.resolve(1), "a Promise (use yield* wait(promise))"],
+    [{}, "[object Object]"],
+  ];
+  for (const [value, named] of cases) {
+    const caught = await run((function* () {
+      try {
+        yield value as never;
+      } catch (error) {
+        return error;
+      }
+    })() as unknown as Coroutine<unknown>);
+    assert.ok(caught instanceof TypeError);
+    assert.equal(
+      caught.message,
+      `Cannot run coroutine: it yielded ${named}; use yield* with an operation (yield* conn.recv(), yield* delay(ms))`,
+    );
+  }
 });
 
 /** Cancels a child waiting in `delay(Infinity)`: what its code and join saw. */
