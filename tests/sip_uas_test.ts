@@ -248,9 +248,13 @@ Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async (
   ]);
 });
 
-/** A UAC call on a virtual clock; `respond` plays the server. */
+/**
+ * A UAC call on a virtual clock; `respond` plays the server (what it sends
+ * may be requests too), and `replies` records what the UAC answers them.
+ */
 async function uacHarness(
   respond: (message: SipRequest, at: number) => SipMessage[],
+  { holdTime = 0 } = {},
 ) {
   const clock = new VirtualClock();
   const calls = new Conversations<Incoming, string>({
@@ -258,10 +262,16 @@ async function uacHarness(
     clock,
   });
   const sent: { at: number; message: SipRequest }[] = [];
+  const replies: SipMessage[] = [];
   const send = (message: SipMessage) => {
     sent.push({ at: clock.now(), message: message as SipRequest });
     for (const reply of respond(message as SipRequest, clock.now())) {
-      queueMicrotask(() => calls.dispatch({ message: reply, reply: () => {} }));
+      queueMicrotask(() =>
+        calls.dispatch({
+          message: reply,
+          reply: (answer) => replies.push(answer),
+        })
+      );
     }
   };
   const task = calls.start(
@@ -274,12 +284,13 @@ async function uacHarness(
         hostport: "127.0.0.1:5061",
         t1: T1,
         t2: T2,
+        holdTime,
         clock,
       }),
   );
   const result = await task.finished;
   await calls.shutdown();
-  return { result: result as CallResult, sent };
+  return { result: result as CallResult, sent, replies, clock };
 }
 
 function responseTo(
@@ -341,4 +352,105 @@ Deno.test("UAC completes a call: INVITE, 200, ACK, BYE, 200", async () => {
   assert.deepEqual(sent.map((s) => s.message.method), ["INVITE", "ACK", "BYE"]);
   assert.equal(sent[2].message.uri, "sip:uas@127.0.0.1:5060");
   assert.match(getHeader(sent[1].message, "To")!, /tag=t1/);
+});
+
+const methods = (sent: { message: SipRequest }[]) =>
+  sent.map((s) => `${s.message.method} ${getHeader(s.message, "CSeq")}`);
+
+Deno.test("UAC ACKs a non-2xx final response within the INVITE's transaction (same Via, same URI) and reports it", async () => {
+  const { result, sent } = await uacHarness((message) =>
+    message.method === "INVITE" ? [responseTo(message, 486, "Busy Here")] : []
+  );
+  assert.equal(result.isCompleted, false);
+  assert.equal(result.outcome, "INVITE got 486 Busy Here");
+  assert.deepEqual(methods(sent), ["INVITE 1 INVITE", "ACK 1 ACK"]);
+  const [invite, ack] = sent.map((s) => s.message);
+  assert.equal(getHeader(ack, "Via"), getHeader(invite, "Via"));
+  assert.equal(ack.uri, invite.uri);
+  assert.match(getHeader(ack, "To")!, /tag=t1/);
+});
+
+Deno.test("UAC ACKs every retransmission of the 200 OK while the call holds", async () => {
+  let acks = 0;
+  let invite: SipRequest | undefined;
+  const { result, sent } = await uacHarness((message) => {
+    if (message.method === "INVITE") {
+      invite = message;
+      return [responseTo(message, 200, "OK")];
+    }
+    // The first two ACKs "lost": the server retransmits its 200.
+    if (message.method === "ACK" && ++acks <= 2) {
+      return [responseTo(invite!, 200, "OK")];
+    }
+    if (message.method === "BYE") return [responseTo(message, 200, "OK")];
+    return [];
+  }, { holdTime: 1000 });
+  assert.equal(result.isCompleted, true);
+  assert.deepEqual(methods(sent), [
+    "INVITE 1 INVITE",
+    "ACK 1 ACK",
+    "ACK 1 ACK",
+    "ACK 1 ACK",
+    "BYE 2 BYE",
+  ]);
+  // The hold runs out on time: the re-ACKs did not restart it.
+  assert.equal(sent[4].at, 1000);
+});
+
+Deno.test("UAC answers a BYE from the server during the call with 200 and ends the call", async () => {
+  const { result, sent, replies } = await uacHarness((message) => {
+    if (message.method === "INVITE") return [responseTo(message, 200, "OK")];
+    if (message.method === "ACK") {
+      return [
+        parseSipMessage(
+          "BYE sip:uac@127.0.0.1:5061 SIP/2.0\r\n" +
+            "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye1\r\n" +
+            `From: ${getHeader(message, "To")}\r\n` +
+            `To: ${getHeader(message, "From")}\r\n` +
+            "Call-ID: call-1\r\nCSeq: 1 BYE\r\n\r\n",
+        ),
+      ];
+    }
+    return [];
+  }, { holdTime: 60_000 });
+  assert.equal(result.isCompleted, true);
+  assert.equal(result.outcome, "completed (the server hung up)");
+  assert.deepEqual(methods(sent), ["INVITE 1 INVITE", "ACK 1 ACK"]);
+  assert.deepEqual(replies.map(label), ["200 1 BYE"]);
+});
+
+Deno.test("UAC retransmits an unanswered BYE on Timer E and gives up at Timer F; a BYE refused is a failed call", async () => {
+  const unanswered = await uacHarness((message) =>
+    message.method === "INVITE" ? [responseTo(message, 200, "OK")] : []
+  );
+  assert.equal(unanswered.result.isCompleted, false);
+  assert.equal(unanswered.result.outcome, "BYE timed out (Timer F)");
+  const byes = unanswered.sent.filter((s) => s.message.method === "BYE");
+  // Timer E: T1 doubling, capped at T2; Timer F at 64·T1.
+  assert.deepEqual(byes.map((s) => s.at), [
+    0,
+    500,
+    1500,
+    3500,
+    7500,
+    11_500,
+    15_500,
+    19_500,
+    23_500,
+    27_500,
+    31_500,
+  ]);
+  assert.equal(unanswered.clock.now(), 64 * T1);
+  const refused = await uacHarness((message) =>
+    message.method === "INVITE"
+      ? [responseTo(message, 200, "OK")]
+      : message.method === "BYE"
+      ? [responseTo(message, 481, "Call/Transaction Does Not Exist")]
+      : []
+  );
+  assert.equal(refused.result.isCompleted, false);
+  assert.equal(
+    refused.result.outcome,
+    "BYE got 481 Call/Transaction Does Not Exist",
+  );
 });
