@@ -248,6 +248,90 @@ Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async (
   ]);
 });
 
+Deno.test("UAS: a BYE before the ACK ends the call with 200, and a CANCEL after the 200 gets 200 and changes nothing", async () => {
+  const { calls, sent, dispatch } = uasHarness((message, _, dispatch) => {
+    if (label(message) === "200 1 INVITE") {
+      queueMicrotask(() => {
+        dispatch(request("CANCEL", 1));
+        dispatch(request("BYE", 2));
+      });
+    }
+  });
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.map((s) => label(s.message)), [
+    "100 1 INVITE",
+    "180 1 INVITE",
+    "200 1 INVITE",
+    "200 1 CANCEL",
+    "200 2 BYE",
+  ]);
+});
+
+Deno.test("UAS: in a confirmed call, a retransmitted INVITE gets the 200 again, an in-dialog OPTIONS gets 200, an ACK nothing", async () => {
+  const { calls, sent, dispatch, clock } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && clock.now() === 0) {
+        queueMicrotask(() => dispatch(request("ACK")));
+        calls.scheduler.spawn((function* () {
+          yield* delay(5000); // long after Timer G would have fired
+          dispatch(request("INVITE"));
+          dispatch(request("ACK"));
+          dispatch(request("OPTIONS", 2));
+          dispatch(request("BYE", 3));
+        })());
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.map((s) => `${s.at} ${label(s.message)}`), [
+    "0 100 1 INVITE",
+    "0 180 1 INVITE",
+    "0 200 1 INVITE",
+    "5000 200 1 INVITE",
+    "5000 200 2 OPTIONS",
+    "5000 200 3 BYE",
+  ]);
+});
+
+Deno.test("UAS: while its BYE at Timer H is in flight, a late INVITE still gets the 200 and a crossing BYE gets 200", async () => {
+  const { calls, sent, dispatch } = uasHarness((message, _, dispatch) => {
+    if (label(message) === "BYE") {
+      queueMicrotask(() => {
+        dispatch(request("INVITE"));
+        dispatch(request("BYE", 2));
+      });
+    }
+  });
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  const afterBye = sent.slice(sent.findIndex((s) => label(s.message) === "BYE"))
+    .map((s) => `${s.at} ${label(s.message)}`);
+  assert.deepEqual(afterBye.slice(0, 3), [
+    `${64 * T1} BYE`,
+    `${64 * T1} 200 1 INVITE`,
+    `${64 * T1} 200 2 BYE`,
+  ]);
+});
+
+Deno.test("UAS answers nothing to a stray response or to an ACK of no call, and their conversations end at once", async () => {
+  const { calls, sent, dispatch } = uasHarness();
+  dispatch(parseSipMessage(
+    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n" +
+      "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n" +
+      "Call-ID: stray\r\nCSeq: 1 INVITE\r\n\r\n",
+  ));
+  dispatch(request("ACK"));
+  await calls.scheduler.spawn((function* () {
+    yield* delay(1); // on the virtual clock: every conversation has run
+  })()).finished;
+  assert.equal(calls.size, 0);
+  await calls.shutdown();
+  assert.deepEqual(sent, []);
+  assert.deepEqual([calls.stats.started, calls.stats.failed], [2, 0]);
+});
+
 /**
  * A UAC call on a virtual clock; `respond` plays the server (what it sends
  * may be requests too), and `replies` records what the UAC answers them.
