@@ -538,3 +538,35 @@ Deno.test("UAC retransmits an unanswered BYE on Timer E and gives up at Timer F;
     "BYE got 481 Call/Transaction Does Not Exist",
   );
 });
+
+Deno.test("UAC: a BYE answered 100 Trying is retransmitted every T2 from its next Timer E on (§17.1.2.2), until Timer F", async () => {
+  let byes = 0;
+  const { result, sent } = await uacHarness((message) =>
+    message.method === "INVITE"
+      ? [responseTo(message, 200, "OK")]
+      : message.method === "BYE" && ++byes === 1
+      ? [responseTo(message, 100, "Trying")]
+      : []
+  );
+  assert.equal(result.outcome, "BYE timed out (Timer F)");
+  // Without the 100: 0, 500, 1500, 3500, then every T2 (see Timer E above).
+  assert.deepEqual(
+    sent.filter((s) => s.message.method === "BYE").map((s) => s.at),
+    [0, 500, 4500, 8500, 12_500, 16_500, 20_500, 24_500, 28_500],
+  );
+});
+
+Deno.test("resolveTimers() refuses a T1 that is not positive, or a T2 under T1", () => {
+  for (
+    const timers of [{ t1: 0 }, { t1: -5 }, { t1: NaN }, { t1: 500, t2: 400 }]
+  ) {
+    assert.throws(() => resolveTimers(timers), {
+      name: "RangeError",
+      message: /^Cannot use SIP timers: need 0 < t1 <= t2, got t1=/,
+    });
+  }
+  assert.deepEqual(
+    (({ t1, t2, isReliable }) => [t1, t2, isReliable])(resolveTimers()),
+    [500, 4000, false],
+  );
+});
