@@ -473,11 +473,15 @@ if (!hasPrlimit) {
   console.warn("EMFILE test skipped: prlimit is missing or not permitted");
 }
 
-Deno.test({
-  name:
-    "the accept loop survives descriptor exhaustion (prlimit --nofile=64:64) and serves everyone",
-  ignore: !hasPrlimit,
-}, async () => {
+for (const acceptQueues of [1, 4]) {
+  Deno.test({
+    name:
+      `the accept loop survives descriptor exhaustion (prlimit --nofile=64:64) and serves everyone (acceptQueues ${acceptQueues})`,
+    ignore: !hasPrlimit,
+  }, () => serveThroughExhaustion(acceptQueues));
+}
+
+async function serveThroughExhaustion(acceptQueues: number): Promise<void> {
   const fixture =
     new URL("./fixtures/emfile_server.ts", import.meta.url).pathname;
   const child = new Deno.Command("prlimit", {
@@ -489,6 +493,8 @@ Deno.test({
       "--config",
       new URL("../deno.json", import.meta.url).pathname,
       fixture,
+      "--accept-queues",
+      String(acceptQueues),
     ],
     stdout: "piped",
     stderr: "piped",
@@ -530,4 +536,4 @@ Deno.test({
     reports.length >= 1 && reports.length <= stats.acceptErrors,
     stderr,
   );
-});
+}
