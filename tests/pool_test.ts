@@ -797,8 +797,16 @@ Deno.test("new Pool() rejects bad options", () => {
     name: "RangeError",
     message: /port must be 0-65535/,
   });
+  assert.throws(() => new Pool({ max: 1, dial: 5 as never }), {
+    name: "TypeError",
+    message: "Cannot create pool: dial must be a function",
+  });
   const pool = new Pool({ max: 1, dial });
   assert.throws(() => pool.acquire({ timeout: -5 }), RangeError);
+  assert.throws(() => pool.acquire({ deadline: NaN }), {
+    name: "RangeError",
+    message: "Cannot acquire: deadline is NaN",
+  });
 });
 
 // ---- loopback
