@@ -5,7 +5,11 @@
  * @module
  */
 
-import { Connection, type ConnectionOptions } from "./connection.ts";
+import {
+  checkConnectionOptions,
+  Connection,
+  type ConnectionOptions,
+} from "./connection.ts";
 import {
   type Coroutine,
   Op,
@@ -149,6 +153,8 @@ function describe(error: unknown): string {
  * `TimeoutError`. State after failure: no socket is left open.
  *
  * @param options Address, deadline, and the connection's defaults.
+ * @throws {RangeError} At the call, for a bad port or a nonsense default
+ *   (a negative `recvTimeout`, a `maxLineLength` below 1), before any dial.
  * @returns An operation that gives the {@linkcode Connection}.
  *
  * @example
@@ -167,6 +173,7 @@ function describe(error: unknown): string {
  */
 export function connect(options: ConnectOptions): Operation<Connection> {
   checkPort(options.port);
+  checkConnectionOptions(options);
   return new ConnectOp(options, true);
 }
 
@@ -177,6 +184,7 @@ export function connect(options: ConnectOptions): Operation<Connection> {
  */
 export function dialUnowned(options: ConnectOptions): Operation<Connection> {
   checkPort(options.port);
+  checkConnectionOptions(options);
   return new ConnectOp(options, false);
 }
 

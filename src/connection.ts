@@ -657,6 +657,20 @@ function grow(
   return grown;
 }
 
+/**
+ * @internal Throws the `RangeError` that `new Connection(transport, options)`
+ * would: for checking a connection's defaults before there is a transport
+ * (`serve` and `connect` do, so a bad option fails at the call, not after a
+ * handshake).
+ */
+export function checkConnectionOptions(options: ConnectionOptions): void {
+  checkTimeout("recvTimeout", options.recvTimeout);
+  checkTimeout("sendTimeout", options.sendTimeout);
+  if (options.maxLineLength !== undefined) {
+    checkLimit("maxLineLength", options.maxLineLength);
+  }
+}
+
 function checkTimeout(name: string, value: number | undefined): number {
   if (value === undefined) return Infinity;
   if (!(value >= 0)) {

@@ -23,7 +23,7 @@
  */
 
 import { checkPort, type ConnectOptions, dialUnowned } from "./client.ts";
-import type { Connection } from "./connection.ts";
+import { checkConnectionOptions, type Connection } from "./connection.ts";
 import type { Effect, Operation, OperationOptions } from "./effects.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 import {
@@ -355,6 +355,7 @@ export class Pool implements AsyncDisposable {
     let dialConnection: DialFunction;
     if (connect !== undefined) {
       checkPort(connect.port);
+      checkConnectionOptions(connect);
       const connectOptions = connect;
       dialConnection = (acquire) =>
         dialUnowned({ ...connectOptions, ...acquire });

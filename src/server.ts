@@ -9,7 +9,11 @@
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
 import { AcceptQueues } from "./_accept_queues.ts";
 import { Slot, Slots } from "./_slots.ts";
-import { Connection, type Transport } from "./connection.ts";
+import {
+  checkConnectionOptions,
+  Connection,
+  type Transport,
+} from "./connection.ts";
 import {
   CancelledError,
   ConnectionClosedError,
@@ -134,7 +138,7 @@ export class Server implements AsyncDisposable {
       DEFAULTS.maxConnectionsPerPeer;
     checkServeOptions(options, maxConnections, maxPerPeer);
     // Validate connection defaults now, not on the first connection.
-    new Connection(NO_TRANSPORT, options);
+    checkConnectionOptions(options);
     this.#options = options;
     this.#handler = handler;
     this.#maxConnections = maxConnections;
@@ -433,7 +437,6 @@ export class Server implements AsyncDisposable {
  */
 const CANCEL_TURNS = 32;
 
-const NO_TRANSPORT = {} as unknown as Deno.Conn;
 /** Real-time ms between two passes of `#compact`: idle 0.25–0.5 s. */
 const COMPACT_INTERVAL = 250;
 

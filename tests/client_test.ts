@@ -5,6 +5,7 @@ import {
   type Connection,
   delay,
   type Effect,
+  Pool,
   run,
   serve,
   spawn,
@@ -80,6 +81,24 @@ Deno.test("connect() throws TimeoutError when the listener's backlog is full", a
   } finally {
     for (const conn of fillers) conn.close();
     listener.close();
+  }
+});
+
+Deno.test("connect() and a connecting Pool reject nonsense connection defaults at the call, before any dial", () => {
+  for (
+    const defaults of [
+      { recvTimeout: -1 },
+      { sendTimeout: NaN },
+      { maxLineLength: 0 },
+    ]
+  ) {
+    // Before, the handshake went ahead, and the Connection made after it
+    // threw in a promise callback: an uncaught error that ended the process.
+    assert.throws(() => connect({ port: 1, ...defaults }), RangeError);
+    assert.throws(
+      () => new Pool({ max: 1, connect: { port: 1, ...defaults } }),
+      RangeError,
+    );
   }
 });
 
