@@ -40,12 +40,16 @@ export async function* recvSipMessage(
   conn: Connection,
   limits: SipLimits = {},
 ): Coroutine<SipMessage | null> {
-  const maxLineLength = limits.maxLineLength ?? SIP_LIMITS.maxLineLength;
-  const maxMessageSize = limits.maxMessageSize ?? SIP_LIMITS.maxMessageSize;
+  const max: Required<SipLimits> = {
+    maxLineLength: limits.maxLineLength ?? SIP_LIMITS.maxLineLength,
+    maxHeaders: limits.maxHeaders ?? SIP_LIMITS.maxHeaders,
+    maxMessageSize: limits.maxMessageSize ?? SIP_LIMITS.maxMessageSize,
+  };
+  const { maxLineLength, maxMessageSize } = max;
   const lines: string[] = [];
   let head: Head | null;
   try {
-    head = yield* recvHead(conn, lines, limits);
+    head = yield* recvHead(conn, lines, max);
   } catch (error) {
     if (!(error instanceof LineTooLongError)) throw error;
     throw framingLost(
@@ -88,11 +92,8 @@ interface Head {
 async function* recvHead(
   conn: Connection,
   lines: string[],
-  limits: SipLimits,
+  { maxLineLength, maxHeaders, maxMessageSize }: Required<SipLimits>,
 ): Coroutine<Head | null> {
-  const maxLineLength = limits.maxLineLength ?? SIP_LIMITS.maxLineLength;
-  const maxHeaders = limits.maxHeaders ?? SIP_LIMITS.maxHeaders;
-  const maxMessageSize = limits.maxMessageSize ?? SIP_LIMITS.maxMessageSize;
   let line: string | null;
   do {
     line = yield* conn.recvLine({ maxLineLength });
