@@ -114,3 +114,49 @@ Deno.test("examples/echo_client.ts gives up after --retries and exits 1", async 
     ),
   );
 });
+
+Deno.test("examples/echo_client.ts reconnects when a reply does not come within --timeout, and sends the message again", async () => {
+  // A server that reads the first connection's message and never answers
+  // it; it echoes on every later connection.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const conns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      if (conns.length === 1) continue; // silent
+      (async () => {
+        const buf = new Uint8Array(1024);
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          await conn.write(buf.subarray(0, n));
+        }
+      })().catch(() => {});
+    }
+  })();
+  try {
+    const { code, lines, stderr } = await startClient("echo_client.ts", [
+      "--port",
+      String(port),
+      "--count",
+      "2",
+      "--timeout",
+      "1000",
+    ]).finished;
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(
+      lines.map((line) => line.replace(/in [\d.]+ ms/, "in T ms")),
+      [
+        `connected to 127.0.0.1:${port}`,
+        `connection lost (Cannot recvLine from 127.0.0.1:${port}: timed out after 1000 ms); reconnecting`,
+        `connected to 127.0.0.1:${port}`,
+        `sent "message 1 of 2", got it back in T ms`,
+        `sent "message 2 of 2", got it back in T ms`,
+        "done: 2 messages echoed, 1 reconnects",
+      ],
+    );
+  } finally {
+    listener.close();
+    await serving;
+    for (const conn of conns) conn.close();
+  }
+});
