@@ -56,6 +56,25 @@ Deno.test("tally session: HELLO first, then a running total, errors answered, BY
   client.close();
 });
 
+Deno.test("tally session: BYE before HELLO gets 221 and ends it; a client gone before HELLO ends it quietly", async () => {
+  const [client, server] = memoryConnPair();
+  const replies = await run((function* () {
+    yield* spawn(owning(server, tallySession(server)));
+    return yield* converse(client, ["BYE"]);
+  })());
+  assert.deepEqual(replies, ["221 bye"]);
+  assert.ok(server.isClosed);
+  client.close();
+  const [quitter, other] = memoryConnPair();
+  await run((function* () {
+    const session = yield* spawn(owning(other, tallySession(other)));
+    yield* quitter.closeWrite();
+    yield* session.join();
+  })());
+  assert.ok(other.isClosed);
+  quitter.close();
+});
+
 Deno.test("tally session: pipelined commands in one write are answered in order", async () => {
   const [client, server] = memoryConnPair();
   const replies = await run((function* () {
