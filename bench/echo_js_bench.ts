@@ -55,6 +55,15 @@ class InstantTransport {
   remoteAddr = addr;
 }
 
+/** As InstantTransport, each read a 64-byte line ending in LF. */
+class LineTransport extends InstantTransport {
+  static readonly LINE = new TextEncoder().encode("x".repeat(63) + "\n");
+  override read(buffer: Uint8Array): Promise<number | null> {
+    buffer.set(LineTransport.LINE);
+    return super.read(buffer);
+  }
+}
+
 const borrow = { borrow: true };
 
 async function rawEcho(transport: InstantTransport): Promise<void> {
@@ -134,6 +143,19 @@ async function* asyncEcho(conn: Connection) {
 function* syncEcho(conn: Connection) {
   for (let chunk; (chunk = yield* conn.recv(borrow)) !== null;) {
     yield* conn.send(chunk);
+  }
+}
+
+/** A line echo, as seed 003's server: `recvLine`, then the line sent back. */
+async function* asyncLines(conn: Connection) {
+  for (let line; (line = yield* conn.recvLine()) !== null;) {
+    yield* conn.send(line);
+  }
+}
+
+function* syncLines(conn: Connection) {
+  for (let line; (line = yield* conn.recvLine()) !== null;) {
+    yield* conn.send(line);
   }
 }
 
@@ -236,6 +258,12 @@ export const ECHO_CASES: Record<string, (messages: number) => Promise<void>> = {
   "corio-sync": async (messages) => {
     await run(syncEcho(new Connection(new InstantTransport(messages))));
   },
+  "corio-lines": async (messages) => {
+    await run(asyncLines(new Connection(new LineTransport(messages))));
+  },
+  "corio-sync-lines": async (messages) => {
+    await run(syncLines(new Connection(new LineTransport(messages))));
+  },
   // Run in a process of its own (`--case`): it leaves the shared code
   // having seen many operation classes, which would carry into other cases.
   "corio-sync-mixed": async (messages) => {
@@ -259,6 +287,8 @@ const LABELS: Record<string, string> = {
       `corio, 30 s recv timeout, ${count} connections`,
   })),
   "corio-sync": "corio function*",
+  "corio-lines": "corio async function*, line echo",
+  "corio-sync-lines": "corio function*, line echo",
   "corio-sync-mixed": "corio function*, after ten operation kinds",
 };
 

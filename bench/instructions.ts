@@ -31,6 +31,8 @@
  * - `echo:floor-cancellable-1000`, `echo:corio-1000`,
  *   `echo:corio-timeout-1000`: over 1000 connections, as in B2 (see
  *   `--ll`).
+ * - `echo:corio-lines`, `echo:corio-sync-lines`: a line echo (`recvLine`,
+ *   then `send` of the string), one 64-byte line per read.
  * - `echo:corio-sync-mixed`: the `function*` echo, in a program that first
  *   waited on ten kinds of operation (the code all operations share has
  *   then seen their classes, as in a real server).
@@ -125,6 +127,11 @@ const CASES: Record<string, { baseline: string; args: string[] }> = {
   "echo:corio-sync-mixed": {
     baseline: "echo:corio-sync",
     args: echo("corio-sync-mixed"),
+  },
+  "echo:corio-lines": { baseline: "echo:corio", args: echo("corio-lines") },
+  "echo:corio-sync-lines": {
+    baseline: "echo:corio-sync",
+    args: echo("corio-sync-lines"),
   },
   "b7:floor": { baseline: "b7:floor", args: b7("floor") },
   "b7:corio": { baseline: "b7:floor", args: b7("corio") },

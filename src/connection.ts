@@ -249,6 +249,7 @@ export class Connection {
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
+  #recvLineOp: RecvLineOp | null = null;
   #sendOp: SendOp | null = null;
   #view: Uint8Array | null = null;
   #viewOf: Uint8Array | null = null;
@@ -365,15 +366,17 @@ export class Connection {
    */
   recv(options?: RecvOptions): Operation<Uint8Array | null> {
     // The usual loop, `recv()` once per message with the same options,
-    // reuses one operation: an allocation less per message. One that is
-    // running is never handed out again, so two readers still get BusyError.
-    const last = this.#recvOp;
+    // reuses one operation: an allocation less per message. One in use
+    // (handed out, or running) is never handed out again, so two readers
+    // still get BusyError.
+    let op = this.#recvOp;
     if (
-      last !== null && !last.effect.isRunning &&
-      last.isBorrowed === (options?.borrow === true) &&
-      last.hasOptions(options, this.recvTimeout)
-    ) return last;
-    return this.#recvOp = new RecvOp(this, options);
+      op === null || op.effect.isInUse ||
+      op.isBorrowed !== (options?.borrow === true) ||
+      !op.hasOptions(options, this.recvTimeout)
+    ) op = this.#recvOp = new RecvOp(this, options);
+    op.effect.isInUse = true;
+    return op;
   }
 
   /**
@@ -412,7 +415,14 @@ export class Connection {
     const limit = options?.maxLineLength === undefined
       ? this.maxLineLength
       : checkLimit("maxLineLength", options.maxLineLength);
-    return new RecvLineOp(this, limit, options);
+    // Reused as recv() reuses its operation, for line protocols' loops.
+    let op = this.#recvLineOp;
+    if (
+      op === null || op.effect.isInUse || op.limit !== limit ||
+      !op.hasOptions(options, this.recvTimeout)
+    ) op = this.#recvLineOp = new RecvLineOp(this, limit, options);
+    op.effect.isInUse = true;
+    return op;
   }
 
   /**
@@ -432,12 +442,13 @@ export class Connection {
     // Sending the same bytes object (a borrowed view echoed back) or the
     // same string again reuses the idle operation, as recv() does: it would
     // send exactly what a new one would.
-    const last = this.#sendOp;
+    let op = this.#sendOp;
     if (
-      last !== null && last.data === data && !last.effect.isRunning &&
-      last.hasOptions(options, this.sendTimeout)
-    ) return last;
-    return this.#sendOp = new SendOp(this, data, options, false);
+      op === null || op.data !== data || op.effect.isInUse ||
+      !op.hasOptions(options, this.sendTimeout)
+    ) op = this.#sendOp = new SendOp(this, data, options, false);
+    op.effect.isInUse = true;
+    return op;
   }
 
   /**
@@ -501,7 +512,7 @@ export class Connection {
    * connection does not hold them.
    */
   compact(): void {
-    if (this.#sendOp !== null && !this.#sendOp.effect.isRunning) {
+    if (this.#sendOp !== null && !this.#sendOp.effect.isInUse) {
       this.#sendOp = null;
     }
     this.#view = this.#viewOf = null;

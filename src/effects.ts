@@ -199,11 +199,15 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   /** The operation this is the effect of. */
   readonly owner: Op<T>;
   /**
-   * From the start of a run (`yield*` takes its iterator) to its end (a
-   * result, an error, or a cancel): `Connection.recv()` and `send()` reuse
-   * an idle operation, never a running one.
+   * From when a `Connection` hands it out, or a run starts (`yield*` takes
+   * its iterator), to the end of a run (a result, an error, or a cancel):
+   * `Connection.recv()`, `recvLine()` and `send()` hand out again only an
+   * idle operation. Not one handed out and not yet run either: two taken
+   * before either runs, and run by two coroutines at once, would be one
+   * object with two runs (a second receive then waits for ever instead of
+   * getting `BusyError`).
    */
-  isRunning = false;
+  isInUse = false;
   /** Run by `yield*` in an `async function*` (else in a `function*`). */
   isAsyncRun = false;
   // What it is, fixed when it is made, a bit each (EXTERNAL...), read
@@ -302,7 +306,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   /** Starts a run (`yield*` took the operation's iterator). */
   start(isAsync: boolean): this {
     this.activeDeadline = undefined;
-    this.isRunning = true;
+    this.isInUse = true;
     this.isAsyncRun = isAsync;
     this.owner.begin();
     return this;
@@ -330,10 +334,10 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     try {
       r = this._settle(signal);
     } catch (error) {
-      this.isRunning = false;
+      this.isInUse = false;
       throw error;
     }
-    if (r.done) this.isRunning = false;
+    if (r.done) this.isInUse = false;
     return r;
   }
 
@@ -393,7 +397,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
 
   return(value?: unknown): IteratorResult<Effect, T> {
-    this.isRunning = false;
+    this.isInUse = false;
     this.owner.cancelled();
     return { done: true, value: value as T };
   }

@@ -236,6 +236,46 @@ for (const pairs of pairMakers) {
   });
 
   Deno.test(
+    name(
+      "two receives taken before either runs, run by two coroutines at once: one gets the bytes, the other BusyError",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const outcomes = await run((async function* () {
+        const out: string[] = [];
+        for (const take of [() => b.recv(), () => b.recvLine()]) {
+          const first = take();
+          const second = take();
+          const readers = [];
+          for (const op of [first, second]) {
+            readers.push(
+              yield* spawn((async function* () {
+                try {
+                  const got = yield* op as Operation<
+                    Uint8Array | string | null
+                  >;
+                  return typeof got === "string" ? got : text(got);
+                } catch (error) {
+                  return (error as Error).name;
+                }
+              })()),
+            );
+          }
+          yield* a.send("x\n");
+          for (const reader of readers) {
+            out.push(String(yield* reader.join({ timeout: 2000 })));
+          }
+        }
+        return out;
+      })());
+      // Before, both were one operation object: the second run's wait took
+      // the first's place, and the first waited for ever.
+      assert.deepEqual(outcomes, ["x\n", "BusyError", "x", "BusyError"]);
+      await dispose();
+    },
+  );
+
+  Deno.test(
     name("operations on a closed connection throw ConnectionClosedError"),
     async () => {
       const { a, dispose } = await pairs.make();
