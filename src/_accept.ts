@@ -4,6 +4,7 @@
 // ENOMEM: Deno's listener throws them and leaves the connection queued).
 
 import type { Transport } from "./connection.ts";
+import { checkPort } from "./client.ts";
 import { AcceptError } from "./errors.ts";
 import type { ServeOptions } from "./_serve_options.ts";
 
@@ -30,6 +31,7 @@ export function checkServeOptions(
       throw new RangeError(`Cannot serve: ${name} must be >= 1, got ${value}`);
     }
   }
+  if (options.port !== undefined) checkPort(options.port, "serve");
   const queues = options.acceptQueues;
   if (queues !== undefined && !(Number.isInteger(queues) && queues >= 1)) {
     throw new RangeError(

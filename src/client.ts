@@ -188,10 +188,10 @@ export function dialUnowned(options: ConnectOptions): Operation<Connection> {
   return new ConnectOp(options, false);
 }
 
-/** Throws a RangeError unless `port` is a TCP port number. */
-export function checkPort(port: number): void {
+/** Throws a RangeError unless `port` is a port number; `action` names the call. */
+export function checkPort(port: number, action = "connect"): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new RangeError(`Cannot connect: port must be 0-65535, got ${port}`);
+    throw new RangeError(`Cannot ${action}: port must be 0-65535, got ${port}`);
   }
 }
 

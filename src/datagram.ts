@@ -19,6 +19,7 @@ import type { Inbox } from "./inbox.ts";
 import type { Coroutine } from "./effects.ts";
 import type { Clock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
+import { checkPort } from "./client.ts";
 
 /**
  * One received datagram.
@@ -261,6 +262,9 @@ export class DatagramServer<M = Datagram, K = string>
       throw new TypeError(
         "Cannot serve datagrams: handler must be a function* or async function*",
       );
+    }
+    if (options.port !== undefined) {
+      checkPort(options.port, "serve datagrams");
     }
     const maxSendQueue = options.maxSendQueue ?? DEFAULTS.maxSendQueue;
     if (!Number.isInteger(maxSendQueue) || maxSendQueue < 1) {

@@ -246,4 +246,8 @@ Deno.test("serveDatagram() validates its options", () => {
     RangeError,
   );
   assert.throws(() => serveDatagram({ key: () => "" }, 5 as never), TypeError);
+  assert.throws(() => serveDatagram({ key: () => "", port: 70_000 }), {
+    name: "RangeError",
+    message: "Cannot serve datagrams: port must be 0-65535, got 70000",
+  });
 });

@@ -448,6 +448,12 @@ Deno.test("serve() rejects nonsense options with RangeError", () => {
   assert.throws(() => serve({ acceptQueues: 0 }, echo), RangeError);
   assert.throws(() => serve({ acceptQueues: 1.5 }, echo), RangeError);
   assert.throws(() => serve({}, "nope" as never), TypeError);
+  for (const port of [-1, 70_000, 1.5]) {
+    assert.throws(() => serve({ port }, echo), {
+      name: "RangeError",
+      message: `Cannot serve: port must be 0-65535, got ${port}`,
+    });
+  }
 });
 
 Deno.test("shutdown() with a negative or NaN grace is a RangeError, and the server still runs", async () => {
