@@ -55,7 +55,11 @@ import {
   spawn,
   TimeoutError,
 } from "@corio/corio";
-import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
+import {
+  memoryConnPair,
+  type MemoryConnPairOptions,
+  VirtualClock,
+} from "@corio/corio/testing";
 import { serveOn } from "../src/server.ts";
 import { MemoryListener } from "./_memory_listener.ts";
 
@@ -1064,33 +1068,45 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 50; i++) await null;
 }
 
-Deno.test({
-  name:
-    "an async function* handler still working when the grace runs out is cancelled at its next wait, not failed by ConnectionClosedError",
-}, async () => {
+/**
+ * `handler` served on a memory listener that holds one client's
+ * connection, on a clock moved by hand; `reports` collects what `onError`
+ * is told.
+ */
+function serveOneClient(handler: Handler, pair?: MemoryConnPairOptions) {
   const clock = new VirtualClock({ autojump: false });
   const listener = new MemoryListener();
-  const [serverEnd, clientEnd] = memoryConnPair();
+  const [serverEnd, clientEnd] = memoryConnPair(pair);
   listener.push(serverEnd.transport);
-  let finishWork!: () => void;
-  const work = new Promise<void>((resolve) => finishWork = resolve);
-  const log: string[] = [];
   const reports: unknown[] = [];
   const options: ServeOptions & ConnectionOptions = {
     clock,
     onError: (error) => reports.push(error),
     isExternal: false,
   };
-  const server = serveOn(listener, options, async function* (conn) {
-    try {
-      log.push("working");
-      await work; // non-network work: no cancel reaches a plain await
-      yield* conn.send("done\n"); // its next wait: cancelled here
-      log.push("sent");
-    } finally {
-      log.push("finally");
-    }
-  });
+  const server = serveOn(listener, options, handler);
+  return { server, clock, clientEnd, reports };
+}
+
+Deno.test({
+  name:
+    "an async function* handler still working when the grace runs out is cancelled at its next wait, not failed by ConnectionClosedError",
+}, async () => {
+  let finishWork!: () => void;
+  const work = new Promise<void>((resolve) => finishWork = resolve);
+  const log: string[] = [];
+  const { server, clock, clientEnd, reports } = serveOneClient(
+    async function* (conn) {
+      try {
+        log.push("working");
+        await work; // non-network work: no cancel reaches a plain await
+        yield* conn.send("done\n"); // its next wait: cancelled here
+        log.push("sent");
+      } finally {
+        log.push("finally");
+      }
+    },
+  );
   try {
     await settle();
     const stopping = server.shutdown({ grace: 10 });
@@ -1113,17 +1129,8 @@ Deno.test({
   name:
     "the reader child of an async function* handler cancelled at the grace deadline is cancelled, not failed by ConnectionClosedError",
 }, async () => {
-  const clock = new VirtualClock({ autojump: false });
-  const listener = new MemoryListener();
-  const [serverEnd, clientEnd] = memoryConnPair();
-  listener.push(serverEnd.transport);
   const log: string[] = [];
-  const options: ServeOptions & ConnectionOptions = {
-    clock,
-    onError() {},
-    isExternal: false,
-  };
-  const server = serveOn(listener, options, async function* (conn) {
+  const { server, clientEnd } = serveOneClient(async function* (conn) {
     yield* spawn((async function* () {
       try {
         yield* conn.recvLine(); // the client never sends
@@ -1153,19 +1160,8 @@ Deno.test({
   name:
     "a handler cancelled mid-write: its reader child sees the server's close first, and that ConnectionClosedError is not reported",
 }, async () => {
-  const clock = new VirtualClock({ autojump: false });
-  const listener = new MemoryListener();
-  // A pipe of 4 bytes that the client never reads: the send blocks.
-  const [serverEnd, clientEnd] = memoryConnPair({ capacity: 4 });
-  listener.push(serverEnd.transport);
   const log: string[] = [];
-  const reports: unknown[] = [];
-  const options: ServeOptions & ConnectionOptions = {
-    clock,
-    onError: (error) => reports.push(error),
-    isExternal: false,
-  };
-  const server = serveOn(listener, options, function* (conn) {
+  const { server, clientEnd, reports } = serveOneClient(function* (conn) {
     yield* spawn((function* () {
       try {
         yield* conn.recvLine(); // the client never sends
@@ -1175,7 +1171,7 @@ Deno.test({
       }
     })());
     yield* conn.send("more than four bytes\n");
-  });
+  }, { capacity: 4 }); // a pipe of 4 bytes the client never reads: the send blocks
   try {
     await settle();
     await server.shutdown({ grace: 0 });
