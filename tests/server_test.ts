@@ -32,6 +32,20 @@ async function readLine(conn: Deno.Conn): Promise<string | null> {
   }
 }
 
+/** Connects `count` clients one after another: each one's first line. */
+async function firstLines(
+  port: number,
+  count: number,
+): Promise<(string | null)[]> {
+  const lines = [];
+  for (let i = 0; i < count; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    lines.push(await readLine(conn));
+    conn.close();
+  }
+  return lines;
+}
+
 /** Polls `condition` every 5 ms for at most `ms`. */
 async function until(condition: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -158,15 +172,7 @@ Deno.test("onAccept can refuse a connection or pick its handler", async () => {
   }, function* (conn) {
     yield* conn.send("default\n");
   });
-  const replies = [];
-  for (let i = 0; i < 3; i++) {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: server.addr.port,
-    });
-    replies.push(await readLine(conn));
-    conn.close();
-  }
+  const replies = await firstLines(server.addr.port, 3);
   assert.deepEqual(replies, [null, "special", "default"]);
   assert.equal(server.stats.refused, 1);
 });
@@ -184,15 +190,7 @@ Deno.test("an onAccept that throws refuses that connection, reports the error wi
   }, function* (conn) {
     yield* conn.send("served\n");
   });
-  const replies = [];
-  for (let i = 0; i < 2; i++) {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: server.addr.port,
-    });
-    replies.push(await readLine(conn));
-    conn.close();
-  }
+  const replies = await firstLines(server.addr.port, 2);
   assert.deepEqual(replies, [null, "served"]);
   assert.deepEqual(reports, [["onAccept bug", 1]]);
   assert.equal(server.stats.refused, 1);
