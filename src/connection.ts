@@ -375,7 +375,7 @@ export class Connection {
       op.isBorrowed !== (options?.borrow === true) ||
       !op.hasOptions(options, this.recvTimeout)
     ) op = this.#recvOp = new RecvOp(this, options);
-    op.effect.isInUse = true;
+    op.effect.handOut();
     return op;
   }
 
@@ -421,7 +421,7 @@ export class Connection {
       op === null || op.effect.isInUse || op.limit !== limit ||
       !op.hasOptions(options, this.recvTimeout)
     ) op = this.#recvLineOp = new RecvLineOp(this, limit, options);
-    op.effect.isInUse = true;
+    op.effect.handOut();
     return op;
   }
 
@@ -447,7 +447,7 @@ export class Connection {
       op === null || op.data !== data || op.effect.isInUse ||
       !op.hasOptions(options, this.sendTimeout)
     ) op = this.#sendOp = new SendOp(this, data, options, false);
-    op.effect.isInUse = true;
+    op.effect.handOut();
     return op;
   }
 

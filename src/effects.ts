@@ -118,6 +118,13 @@ export interface Effect {
  * A typed operation: `const x = yield* op` gives `x` the type `T`, in a
  * `function*` and in an `async function*` alike.
  *
+ * One coroutine at a time runs an operation: a second `yield*` of the same
+ * object while the first still waits in it throws `TypeError` (a wait keeps
+ * its waiter there; the second would take the first one's place). Call
+ * `conn.recv()` in each coroutine instead of sharing what it returned.
+ * `delay()` and `task.join()` operations are the exception: any number of
+ * coroutines may wait in one.
+ *
  * @example
  * ```ts
  * import { delay, type Operation, run } from "@corio/corio";
@@ -167,6 +174,29 @@ const EXTERNAL = 1;
 const IMMEDIATE = 2;
 const REPARK = 4;
 const HAS_DEADLINE = 8;
+const SHAREABLE = 16;
+
+// `OpEffect.run`, what it is doing: nothing; handed out by a `Connection`,
+// not yet run; run by `yield*` in a `function*`, or in an `async function*`.
+const IDLE = 0;
+const HANDED_OUT = 1;
+const SYNC_RUN = 2;
+const ASYNC_RUN = 3;
+
+/**
+ * Refuses a second run of an operation that is running, unless coroutines
+ * may share it. Out of `start()`, which calls it only then: written inline,
+ * the check and its message made an echo message in a `function*` handler
+ * cost 3,671-3,712 instructions against 3,636-3,664 this way, and 3,603
+ * before the check (`deno task instructions echo:corio-sync`).
+ */
+function checkSecondRun(effect: OpEffect<unknown>): void {
+  if (effect.isShareable) return;
+  const op = effect.op;
+  throw new TypeError(
+    `Cannot run ${op}: the operation is already running in another coroutine; make one for each (call ${op}() in each coroutine)`,
+  );
+}
 
 /** The relative timeout `options` give, `undefined` for none. */
 function effectiveTimeout(
@@ -199,17 +229,11 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   /** The operation this is the effect of. */
   readonly owner: Op<T>;
   /**
-   * From when a `Connection` hands it out, or a run starts (`yield*` takes
-   * its iterator), to the end of a run (a result, an error, or a cancel):
-   * `Connection.recv()`, `recvLine()` and `send()` hand out again only an
-   * idle operation. Not one handed out and not yet run either: two taken
-   * before either runs, and run by two coroutines at once, would be one
-   * object with two runs (a second receive then waits for ever instead of
-   * getting `BusyError`).
+   * IDLE, HANDED_OUT, SYNC_RUN or ASYNC_RUN: a small integer, not bits of
+   * `#flags`, so that a run costs one store at each end. A run is from
+   * `yield*` taking its iterator to a result, an error or a cancel.
    */
-  isInUse = false;
-  /** Run by `yield*` in an `async function*` (else in a `function*`). */
-  isAsyncRun = false;
+  run = IDLE;
   // What it is, fixed when it is made, a bit each (EXTERNAL...), read
   // through the accessors below: four boolean fields would cost 24 B more
   // per operation, and a connection keeps its receive. (Its run state as
@@ -261,6 +285,32 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   get hasDeadline(): boolean {
     return (this.#flags & HAS_DEADLINE) !== 0;
   }
+  /**
+   * True from when a `Connection` hands it out, or a run starts, to the end
+   * of a run: `Connection.recv()`, `recvLine()` and `send()` hand out again
+   * only an idle operation. Not one handed out and not yet run either: two
+   * taken before either runs, and run by two coroutines at once, would be
+   * one object with two runs (the second is refused at `start`; it gets an
+   * operation of its own, and then `BusyError`).
+   */
+  get isInUse(): boolean {
+    return this.run !== IDLE;
+  }
+  /** Marks it handed out by a `Connection` (see `isInUse`). */
+  handOut(): void {
+    this.run = HANDED_OUT;
+  }
+  /**
+   * True when coroutines may run it at once: it keeps no state of a run
+   * that a second run would overwrite (a delay, a join). Any other
+   * operation refuses a second run while one is going on.
+   */
+  get isShareable(): boolean {
+    return (this.#flags & SHAREABLE) !== 0;
+  }
+  set isShareable(value: boolean) {
+    this.#flags = withBit(this.#flags, SHAREABLE, value);
+  }
 
   /**
    * A pending wait is its own `{ done: false, value: this }` (no result
@@ -303,11 +353,17 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     this.deadline = deadline;
   }
 
-  /** Starts a run (`yield*` took the operation's iterator). */
-  start(isAsync: boolean): this {
+  /**
+   * Starts a run (`yield*` took the operation's iterator). An operation
+   * keeps the state of its run (a waiter, bytes written so far), so a
+   * second coroutine running it at once would take the first one's place
+   * and leave it waiting for ever: refused, as a generator refuses a
+   * `next()` while it runs.
+   */
+  start(run: typeof SYNC_RUN | typeof ASYNC_RUN): this {
+    if (this.run > HANDED_OUT) checkSecondRun(this);
     this.activeDeadline = undefined;
-    this.isInUse = true;
-    this.isAsyncRun = isAsync;
+    this.run = run;
     this.owner.begin();
     return this;
   }
@@ -334,10 +390,10 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
     try {
       r = this._settle(signal);
     } catch (error) {
-      this.isInUse = false;
+      this.run = IDLE;
       throw error;
     }
-    if (r.done) this.isInUse = false;
+    if (r.done) this.run = IDLE;
     return r;
   }
 
@@ -365,6 +421,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
 
   next(signal?: unknown): IteratorResult<Effect, T> {
+    const isAsyncRun = this.run === ASYNC_RUN;
     let r: IteratorResult<Effect, T>;
     try {
       r = this._step(signal);
@@ -377,14 +434,14 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       // which sees the cancel first. A joined child's error is no such
       // consequence: it is delivered (else no one would ever see it).
       if (
-        this.isAsyncRun && !this.owner.throwsResult &&
+        isAsyncRun && !this.owner.throwsResult &&
         running.getStore()?.cancelRequested
       ) {
         return this as unknown as IteratorResult<Effect, T>;
       }
       throw error;
     }
-    if (r.done || !this.isAsyncRun) return r;
+    if (r.done || !isAsyncRun) return r;
     // In an async function*, park the running coroutine right here and hand
     // `yield*` a promise of the result: one microtask turn per operation
     // instead of the three a yield to the scheduler and back costs.
@@ -397,12 +454,14 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
 
   return(value?: unknown): IteratorResult<Effect, T> {
-    this.isInUse = false;
+    this.run = IDLE;
     this.owner.cancelled();
     return { done: true, value: value as T };
   }
 
   throw(error?: unknown): IteratorResult<Effect, T> {
+    // The scheduler throws what an immediate operation's `perform` threw.
+    this.run = IDLE;
     throw error;
   }
 }
@@ -477,11 +536,11 @@ export abstract class Op<T> implements Operation<T> {
   }
 
   [Symbol.iterator](): Iterator<Effect, T, unknown> {
-    return this.effect.start(false);
+    return this.effect.start(SYNC_RUN);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Effect, T, unknown> {
-    return this.effect.start(true) as unknown as AsyncIterator<
+    return this.effect.start(ASYNC_RUN) as unknown as AsyncIterator<
       Effect,
       T,
       unknown

@@ -60,6 +60,8 @@ class DelayOp extends Op<void> {
     // The delay is the timeout; no options object per delay for B7's loops.
     const signal = options?.signal;
     super(signal === undefined ? undefined : { signal }, Math.max(0, ms));
+    // Each waiter's deadline is its own (the scheduler keeps it per coroutine).
+    this.effect.isShareable = true;
   }
   poll(): typeof PENDING {
     return PENDING;

@@ -73,6 +73,8 @@ class JoinOp<T> extends Op<T> {
   }
   constructor(readonly target: Coroutine, options?: OperationOptions) {
     super(options);
+    // Any number of coroutines may wait in one join: each is a joiner.
+    this.effect.isShareable = true;
   }
   poll(): T | typeof PENDING {
     const target = this.target;

@@ -276,6 +276,59 @@ for (const pairs of pairMakers) {
   );
 
   Deno.test(
+    name(
+      "a receive or a send run by a second coroutine while the first still runs it throws TypeError there; the first completes",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const outcomes = await run((async function* () {
+        const out: string[] = [];
+        const ops: Operation<unknown>[] = [
+          b.recv(),
+          b.recvLine(),
+          // More than a memory pipe holds: the first run waits to write.
+          a.send(new Uint8Array(1024 * 1024)),
+        ];
+        for (const op of ops) {
+          const runs = [];
+          for (let i = 0; i < 2; i++) {
+            runs.push(
+              yield* spawn((async function* () {
+                try {
+                  const got = yield* op;
+                  return got instanceof Uint8Array ? got.length : String(got);
+                } catch (error) {
+                  return (error as Error).name;
+                }
+              })()),
+            );
+          }
+          yield* delay(5);
+          if (op !== ops[2]) yield* a.send("x\n");
+          else {
+            for (let n = 0; n < 1024 * 1024;) n += (yield* b.recv())!.length;
+          }
+          for (const task of runs) {
+            out.push(String(yield* task.join({ timeout: 2000 })));
+          }
+        }
+        return out;
+      })());
+      // Before, the second run's wait took the first one's place, and the
+      // first waited until its join timed out.
+      assert.deepEqual(outcomes, [
+        "2",
+        "TypeError",
+        "x",
+        "TypeError",
+        "undefined",
+        "TypeError",
+      ]);
+      await dispose();
+    },
+  );
+
+  Deno.test(
     name("operations on a closed connection throw ConnectionClosedError"),
     async () => {
       const { a, dispose } = await pairs.make();

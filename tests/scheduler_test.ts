@@ -280,6 +280,93 @@ Deno.test("wait() throws the promise's rejection, whether it came before the wai
   await assert.rejects(inAsync, { message: "async" });
 });
 
+Deno.test("an operation a second coroutine runs while the first still waits in it throws TypeError there, and the first gets its result", async () => {
+  // The real clock: a virtual one stands still while a promise is awaited.
+  const cases: (() => [Operation<string>, () => void])[] = [
+    () => {
+      let resolve!: (value: string) => void;
+      const promise = new Promise<string>((r) => resolve = r);
+      return [wait(promise), () => resolve("promised")];
+    },
+    () => {
+      const inbox = new Inbox<string>();
+      return [inbox.recv(), () => inbox.push("pushed")];
+    },
+  ];
+  const outcomes = await run((async function* () {
+    const out: string[] = [];
+    for (const make of cases) {
+      // One in a function*, one in an async function*, each way round.
+      for (const kinds of [["sync", "async"], ["async", "sync"]]) {
+        const [op, finish] = make();
+        const tasks = [];
+        for (const kind of kinds) {
+          const body = kind === "sync"
+            ? function* () {
+              return yield* op;
+            }
+            : async function* () {
+              return yield* op;
+            };
+          tasks.push(yield* spawn(body()));
+          yield* delay(1);
+        }
+        finish();
+        for (const task of tasks) {
+          try {
+            out.push(yield* task.join({ timeout: 1000 }));
+          } catch (error) {
+            out.push(`${(error as Error).name}: ${(error as Error).message}`);
+          }
+        }
+      }
+    }
+    return out;
+  })());
+  // Before, the second run took the first one's place as the waiter: the
+  // first waited until its join timed out.
+  const refused = (op: string) =>
+    `TypeError: Cannot run ${op}: the operation is already running in another coroutine; make one for each (call ${op}() in each coroutine)`;
+  assert.deepEqual(outcomes, [
+    "promised",
+    refused("wait"),
+    "promised",
+    refused("wait"),
+    "pushed",
+    refused("recv"),
+    "pushed",
+    refused("recv"),
+  ]);
+});
+
+Deno.test("coroutines may wait in one join operation together", async () => {
+  const clock = new VirtualClock({ start: 0 });
+  const got = await run(
+    (function* () {
+      const worker = yield* spawn((function* () {
+        yield* delay(25);
+        return "done";
+      })());
+      const join = worker.join();
+      const waiters = [];
+      for (let i = 0; i < 3; i++) {
+        waiters.push(
+          yield* spawn((async function* () {
+            const started = clock.now();
+            return `${started} ${yield* join} ${clock.now()}`;
+          })()),
+        );
+        yield* delay(10);
+      }
+      const out = [];
+      for (const waiter of waiters) out.push(yield* waiter.join());
+      return out;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(got, ["0 done 25", "10 done 25", "20 done 25"]);
+});
+
 Deno.test("delay(NaN) and a NaN deadline are RangeErrors, not waits that never end", () => {
   assert.throws(() => delay(NaN), {
     name: "RangeError",
@@ -734,28 +821,6 @@ Deno.test("async function*: cancelling inside a delegated helper runs both final
     task.cancel();
   })());
   assert.deepEqual(log, ["helper finally", "coroutine finally"]);
-});
-
-Deno.test("coroutines waiting the same delay each wake at their own deadline", async () => {
-  const clock = new VirtualClock({ start: 0 });
-  const woke = await run(
-    (function* () {
-      const times: [string, number][] = [];
-      const wait = (name: string, after: number) =>
-        spawn((function* () {
-          yield* delay(after);
-          yield* delay(50); // one shared operation for both
-          times.push([name, clock.now()]);
-        })());
-      const a = yield* wait("a", 0);
-      const b = yield* wait("b", 10);
-      yield* a.join();
-      yield* b.join();
-      return times;
-    })(),
-    { clock },
-  );
-  assert.deepEqual(woke, [["a", 50], ["b", 60]]);
 });
 
 /** Runs `op` with plain `yield`s: each step goes through the scheduler. */
