@@ -289,9 +289,9 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
    * True from when a `Connection` hands it out, or a run starts, to the end
    * of a run: `Connection.recv()`, `recvLine()` and `send()` hand out again
    * only an idle operation. Not one handed out and not yet run either: two
-   * taken before either runs, and run by two coroutines at once, would be
-   * one object with two runs (the second is refused at `start`; it gets an
-   * operation of its own, and then `BusyError`).
+   * receives taken before either runs are two operations, so the second to
+   * wait gets `BusyError`. (One object run by two coroutines at once is
+   * refused at `start()`.)
    */
   get isInUse(): boolean {
     return this.run !== IDLE;
