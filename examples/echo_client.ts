@@ -14,7 +14,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   connect,
   ConnectError,
@@ -25,6 +24,7 @@ import {
   run,
   TimeoutError,
 } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /** What the client is asked to do. */
 export interface EchoClientOptions {
@@ -113,25 +113,22 @@ export async function* echoClient(options: EchoClientOptions) {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "9999" },
-      count: { type: "string", default: "5" },
-      retries: { type: "string", default: "10" },
-      timeout: { type: "string", default: "3000" },
-      pause: { type: "string", default: "0" },
-    },
+  const flags = parseFlags({
+    host: "127.0.0.1",
+    port: 9999,
+    count: 5,
+    retries: 10,
+    timeout: 3000,
+    pause: 0,
   });
   try {
     const result = await run(echoClient({
-      hostname: values.host,
-      port: Number(values.port),
-      count: Number(values.count),
-      retries: Number(values.retries),
-      timeout: Number(values.timeout),
-      pause: Number(values.pause),
+      hostname: flags.host,
+      port: flags.port,
+      count: flags.count,
+      retries: flags.retries,
+      timeout: flags.timeout,
+      pause: flags.pause,
       log: (line) => console.log(line),
     }));
     console.log(

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Connection, serve } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /**
  * Echoes until the peer closes or is silent for 3 s. Like the seed's C
@@ -27,12 +27,9 @@ export async function* echo(conn: Connection) {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      port: { type: "string", default: "9999" },
-      hostname: { type: "string", default: "0.0.0.0" },
-    },
+  const flags = parseFlags({
+    port: 9999,
+    hostname: "0.0.0.0",
   });
   const stop = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;
@@ -40,8 +37,8 @@ if (import.meta.main) {
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
 
   const server = serve({
-    port: Number(values.port),
-    hostname: values.hostname,
+    port: flags.port,
+    hostname: flags.hostname,
     maxConnections: 100,
     recvTimeout: 3000,
     sendTimeout: 3000,

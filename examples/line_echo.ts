@@ -9,8 +9,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Connection, type ConnectionInfo, serve } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /** `while {![eof $sock]} { puts $sock [gets $sock] }`, as a coroutine. */
 export async function* lineEcho(conn: Connection, info: ConnectionInfo) {
@@ -25,12 +25,9 @@ export async function* lineEcho(conn: Connection, info: ConnectionInfo) {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      port: { type: "string", default: "1234" },
-      hostname: { type: "string", default: "0.0.0.0" },
-    },
+  const flags = parseFlags({
+    port: 1234,
+    hostname: "0.0.0.0",
   });
   const stop = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;
@@ -38,8 +35,8 @@ if (import.meta.main) {
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
 
   const server = serve({
-    port: Number(values.port),
-    hostname: values.hostname,
+    port: flags.port,
+    hostname: flags.hostname,
     signal: stop.signal,
     shutdownGrace: 1000,
   }, lineEcho);

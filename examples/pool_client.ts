@@ -12,8 +12,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { Pool, type PoolStats, run, spawn } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /** What the load is. */
 export interface PoolClientOptions {
@@ -71,22 +71,19 @@ export async function poolClient(
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "9999" },
-      pool: { type: "string", default: "10" },
-      clients: { type: "string", default: "100" },
-      requests: { type: "string", default: "100" },
-    },
+  const flags = parseFlags({
+    host: "127.0.0.1",
+    port: 9999,
+    pool: 10,
+    clients: 100,
+    requests: 100,
   });
   const options = {
-    hostname: values.host,
-    port: Number(values.port),
-    pool: Number(values.pool),
-    clients: Number(values.clients),
-    requests: Number(values.requests),
+    hostname: flags.host,
+    port: flags.port,
+    pool: flags.pool,
+    clients: flags.clients,
+    requests: flags.requests,
   };
   try {
     const { requests, ms, stats } = await poolClient(options);

@@ -14,7 +14,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { delay, run, serveDatagram, type Task } from "@corio/corio";
 import {
   getHeader,
@@ -24,6 +23,7 @@ import {
 } from "./sip/message.ts";
 import { type Incoming, randomToken } from "./sip/transaction.ts";
 import { type CallResult, uacCall } from "./sip/uac_call.ts";
+import { parseFlags } from "./_flags.ts";
 
 /** Options for {@linkcode placeCalls}. */
 export interface PlaceCallsOptions {
@@ -119,28 +119,25 @@ export async function placeCalls(
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      target: { type: "string", default: "127.0.0.1:5060" },
-      calls: { type: "string", default: "10" },
-      rate: { type: "string", default: "10" },
-      hold: { type: "string", default: "0" },
-      t1: { type: "string", default: "500" },
-      t2: { type: "string", default: "4000" },
-      port: { type: "string", default: "0" },
-      hostname: { type: "string", default: "127.0.0.1" },
-    },
+  const flags = parseFlags({
+    target: "127.0.0.1:5060",
+    calls: 10,
+    rate: 10,
+    hold: 0,
+    t1: 500,
+    t2: 4000,
+    port: 0,
+    hostname: "127.0.0.1",
   });
   const results = await placeCalls({
-    target: values.target,
-    calls: Number(values.calls),
-    rate: Number(values.rate),
-    holdTime: Number(values.hold),
-    t1: Number(values.t1),
-    t2: Number(values.t2),
-    port: Number(values.port),
-    hostname: values.hostname,
+    target: flags.target,
+    calls: flags.calls,
+    rate: flags.rate,
+    holdTime: flags.hold,
+    t1: flags.t1,
+    t2: flags.t2,
+    port: flags.port,
+    hostname: flags.hostname,
     onListening: (addr) =>
       console.log(`listening on ${addr.hostname}:${addr.port}`),
     onResult: (index, result) =>

@@ -16,7 +16,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   type Connection,
   type ConversationHandler,
@@ -39,6 +38,7 @@ import {
 import { recvSipMessage, SipFramingError } from "./sip/tcp.ts";
 import type { Incoming } from "./sip/transaction.ts";
 import { uas, type UasOptions } from "./sip/uas_call.ts";
+import { parseFlags } from "./_flags.ts";
 
 /** Options for {@linkcode startUas}. */
 export interface StartUasOptions
@@ -193,30 +193,27 @@ async function* sipConnection(
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      port: { type: "string", default: "5060" },
-      hostname: { type: "string", default: "0.0.0.0" },
-      transport: { type: "string", default: "udp" },
-      t1: { type: "string", default: "500" },
-      t2: { type: "string", default: "4000" },
-      "no-ringing": { type: "boolean", default: false },
-      "max-calls": { type: "string", default: "10000" },
-    },
+  const flags = parseFlags({
+    port: 5060,
+    hostname: "0.0.0.0",
+    transport: "udp",
+    t1: 500,
+    t2: 4000,
+    "no-ringing": false,
+    "max-calls": 10000,
   });
-  if (values.transport !== "udp" && values.transport !== "tcp") {
-    console.error(`--transport must be udp or tcp, got ${values.transport}`);
+  if (flags.transport !== "udp" && flags.transport !== "tcp") {
+    console.error(`--transport must be udp or tcp, got ${flags.transport}`);
     Deno.exit(2);
   }
   const uasServer = startUas({
-    port: Number(values.port),
-    hostname: values.hostname,
-    transport: values.transport,
-    t1: Number(values.t1),
-    t2: Number(values.t2),
-    ringing: !values["no-ringing"],
-    maxCalls: Number(values["max-calls"]),
+    port: flags.port,
+    hostname: flags.hostname,
+    transport: flags.transport,
+    t1: flags.t1,
+    t2: flags.t2,
+    ringing: !flags["no-ringing"],
+    maxCalls: flags["max-calls"],
   });
   console.log(`listening on ${uasServer.addr.hostname}:${uasServer.addr.port}`);
   const stopped = Promise.withResolvers<void>();

@@ -27,13 +27,13 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   type Connection,
   LineTooLongError,
   serve,
   TimeoutError,
 } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /** The largest line a session reads, in bytes. */
 export const MAX_LINE = 1024;
@@ -107,14 +107,11 @@ function split(line: string): [string, string] {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      port: { type: "string", default: "7000" },
-      hostname: { type: "string", default: "0.0.0.0" },
-      "max-connections": { type: "string", default: "20000" },
-      "idle-timeout": { type: "string", default: "30000" },
-    },
+  const flags = parseFlags({
+    port: 7000,
+    hostname: "0.0.0.0",
+    "max-connections": 20000,
+    "idle-timeout": 30000,
   });
   const stop = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;
@@ -124,10 +121,10 @@ if (import.meta.main) {
   let open = 0;
   let mostAtOnce = 0;
   const server = serve({
-    port: Number(values.port),
-    hostname: values.hostname,
-    maxConnections: Number(values["max-connections"]),
-    recvTimeout: Number(values["idle-timeout"]),
+    port: flags.port,
+    hostname: flags.hostname,
+    maxConnections: flags["max-connections"],
+    recvTimeout: flags["idle-timeout"],
     sendTimeout: 10_000,
     maxLineLength: MAX_LINE,
     signal: stop.signal,

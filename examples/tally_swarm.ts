@@ -19,8 +19,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { connect, delay, run, spawn, type Task, wait } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
 
 /** What the swarm is asked to do. */
 export interface SwarmOptions {
@@ -121,31 +121,28 @@ export async function* swarm(options: SwarmOptions) {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "7000" },
-      clients: { type: "string", default: "10000" },
-      adds: { type: "string", default: "5" },
-      pause: { type: "string", default: "100" },
-      timeout: { type: "string", default: "10000" },
-    },
+  const flags = parseFlags({
+    host: "127.0.0.1",
+    port: 7000,
+    clients: 10000,
+    adds: 5,
+    pause: 100,
+    timeout: 10000,
   });
   const started = performance.now();
   const result = await run(swarm({
-    hostname: values.host,
-    port: Number(values.port),
-    clients: Number(values.clients),
-    adds: Number(values.adds),
-    pause: Number(values.pause),
-    timeout: Number(values.timeout),
+    hostname: flags.host,
+    port: flags.port,
+    clients: flags.clients,
+    adds: flags.adds,
+    pause: flags.pause,
+    timeout: flags.timeout,
   }));
   const seconds = (performance.now() - started) / 1000;
   const rss = Deno.memoryUsage().rss / 2 ** 20;
   for (const failure of result.failures.slice(0, 5)) console.error(failure);
   console.log(
-    `${result.ok} of ${values.clients} sessions ok, ` +
+    `${result.ok} of ${flags.clients} sessions ok, ` +
       `${result.mostAtOnce} open at once; ` +
       `${seconds.toFixed(2)} s, RSS ${rss.toFixed(0)} MiB`,
   );
