@@ -47,13 +47,13 @@ export {
   type Task,
 } from "./src/scheduler.ts";
 export { delay, type DelayOptions, spawn, wait } from "./src/operations.ts";
-export {
-  Connection,
-  type ConnectionOptions,
-  type RecvLineOptions,
-  type RecvOptions,
-  type Transport,
-} from "./src/connection.ts";
+export { Connection } from "./src/connection.ts";
+export type {
+  ConnectionOptions,
+  RecvLineOptions,
+  RecvOptions,
+  Transport,
+} from "./src/connection_options.ts";
 export {
   connect,
   type ConnectOptions,

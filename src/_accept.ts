@@ -3,7 +3,7 @@
 // rate-limited reporting of accept failures (EMFILE, ENFILE, ENOBUFS,
 // ENOMEM: Deno's listener throws them and leaves the connection queued).
 
-import type { Transport } from "./connection.ts";
+import type { Transport } from "./connection_options.ts";
 import { checkPort } from "./client.ts";
 import { AcceptError } from "./errors.ts";
 import type { ServeOptions } from "./_serve_options.ts";

@@ -4,7 +4,7 @@
 // overflow one queue (its SYNs dropped, each dropped client retrying a
 // second later) fits in several. Internal to src/server.ts.
 
-import type { Transport } from "./connection.ts";
+import type { Transport } from "./connection_options.ts";
 import type { Listener } from "./_accept.ts";
 
 type Outcome = { conn: Transport } | { error: unknown };

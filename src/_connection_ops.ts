@@ -11,7 +11,8 @@ import {
   LineTooLongError,
   TimeoutError,
 } from "./errors.ts";
-import type { Connection, RecvOptions } from "./connection.ts";
+import type { Connection } from "./connection.ts";
+import type { RecvOptions } from "./connection_options.ts";
 import type { Coroutine } from "./scheduler.ts";
 
 const LF = 10;

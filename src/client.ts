@@ -5,11 +5,11 @@
  * @module
  */
 
+import { Connection } from "./connection.ts";
 import {
   checkConnectionOptions,
-  Connection,
   type ConnectionOptions,
-} from "./connection.ts";
+} from "./connection_options.ts";
 import {
   type Coroutine,
   Op,

@@ -23,7 +23,8 @@
  */
 
 import { checkPort, type ConnectOptions, dialUnowned } from "./client.ts";
-import { checkConnectionOptions, type Connection } from "./connection.ts";
+import type { Connection } from "./connection.ts";
+import { checkConnectionOptions } from "./connection_options.ts";
 import type { Effect, Operation, OperationOptions } from "./effects.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 import {

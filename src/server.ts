@@ -9,11 +9,11 @@
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
 import { AcceptQueues } from "./_accept_queues.ts";
 import { Slot, Slots } from "./_slots.ts";
+import { Connection } from "./connection.ts";
 import {
   checkConnectionOptions,
-  Connection,
   type Transport,
-} from "./connection.ts";
+} from "./connection_options.ts";
 import {
   CancelledError,
   ConnectionClosedError,

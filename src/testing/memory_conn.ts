@@ -5,7 +5,8 @@
  * @module
  */
 
-import { Connection, type ConnectionOptions } from "../connection.ts";
+import { Connection } from "../connection.ts";
+import type { ConnectionOptions } from "../connection_options.ts";
 
 /**
  * Options for {@linkcode memoryConnPair}.
