@@ -235,7 +235,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
    */
   run = IDLE;
   // What it is, fixed when it is made, a bit each (EXTERNAL...), read
-  // through the accessors below: four boolean fields would cost 24 B more
+  // through the accessors below: five boolean fields would cost 32 B more
   // per operation, and a connection keeps its receive. (Its run state as
   // bits too cost each echo message ~90 instructions more.)
   #flags = 0;
