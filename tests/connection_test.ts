@@ -30,6 +30,35 @@ function* eachThrowsClosed(ops: (() => Operation<unknown>)[]) {
   }
 }
 
+/**
+ * Runs each operation in a coroutine of its own, lets them all start, then
+ * runs `feed`; gives what each run returned (bytes as text) or the name of
+ * what it threw, in order.
+ */
+async function* runsOf(
+  ops: Operation<unknown>[],
+  feed: () => Operation<unknown> | Generator<Effect, void, unknown>,
+): AsyncGenerator<Effect, string[], unknown> {
+  const runs = [];
+  for (const op of ops) {
+    runs.push(
+      yield* spawn((async function* () {
+        try {
+          const got = yield* op;
+          return got instanceof Uint8Array ? text(got)! : String(got);
+        } catch (error) {
+          return (error as Error).name;
+        }
+      })()),
+    );
+  }
+  yield* delay(5);
+  yield* feed();
+  const out: string[] = [];
+  for (const task of runs) out.push(yield* task.join({ timeout: 2000 }));
+  return out;
+}
+
 // The contract: every behaviour below holds on memory and TCP connections.
 for (const pairs of pairMakers) {
   const name = (what: string) => `${what} [${pairs.name}]`;
@@ -244,27 +273,7 @@ for (const pairs of pairMakers) {
       const outcomes = await run((async function* () {
         const out: string[] = [];
         for (const take of [() => b.recv(), () => b.recvLine()]) {
-          const first = take();
-          const second = take();
-          const readers = [];
-          for (const op of [first, second]) {
-            readers.push(
-              yield* spawn((async function* () {
-                try {
-                  const got = yield* op as Operation<
-                    Uint8Array | string | null
-                  >;
-                  return typeof got === "string" ? got : text(got);
-                } catch (error) {
-                  return (error as Error).name;
-                }
-              })()),
-            );
-          }
-          yield* a.send("x\n");
-          for (const reader of readers) {
-            out.push(String(yield* reader.join({ timeout: 2000 })));
-          }
+          out.push(...yield* runsOf([take(), take()], () => a.send("x\n")));
         }
         return out;
       })());
@@ -281,43 +290,25 @@ for (const pairs of pairMakers) {
     ),
     async () => {
       const { a, b, dispose } = await pairs.make();
+      const size = 1024 * 1024; // more than a memory pipe holds
       const outcomes = await run((async function* () {
         const out: string[] = [];
-        const ops: Operation<unknown>[] = [
-          b.recv(),
-          b.recvLine(),
-          // More than a memory pipe holds: the first run waits to write.
-          a.send(new Uint8Array(1024 * 1024)),
-        ];
-        for (const op of ops) {
-          const runs = [];
-          for (let i = 0; i < 2; i++) {
-            runs.push(
-              yield* spawn((async function* () {
-                try {
-                  const got = yield* op;
-                  return got instanceof Uint8Array ? got.length : String(got);
-                } catch (error) {
-                  return (error as Error).name;
-                }
-              })()),
-            );
-          }
-          yield* delay(5);
-          if (op !== ops[2]) yield* a.send("x\n");
-          else {
-            for (let n = 0; n < 1024 * 1024;) n += (yield* b.recv())!.length;
-          }
-          for (const task of runs) {
-            out.push(String(yield* task.join({ timeout: 2000 })));
-          }
+        for (const op of [b.recv(), b.recvLine()]) {
+          out.push(...yield* runsOf([op, op], () => a.send("x\n")));
         }
+        // The first run waits to write until the peer reads.
+        const send = a.send(new Uint8Array(size));
+        out.push(
+          ...yield* runsOf([send, send], function* () {
+            for (let n = 0; n < size;) n += (yield* b.recv())!.length;
+          }),
+        );
         return out;
       })());
       // Before, the second run's wait took the first one's place, and the
       // first waited until its join timed out.
       assert.deepEqual(outcomes, [
-        "2",
+        "x\n",
         "TypeError",
         "x",
         "TypeError",
