@@ -172,8 +172,7 @@ function describe(error: unknown): string {
  * ```
  */
 export function connect(options: ConnectOptions): Operation<Connection> {
-  checkPort(options.port);
-  checkConnectionOptions(options);
+  checkConnectOptions(options);
   return new ConnectOp(options, true);
 }
 
@@ -183,9 +182,17 @@ export function connect(options: ConnectOptions): Operation<Connection> {
  * from mod.ts.
  */
 export function dialUnowned(options: ConnectOptions): Operation<Connection> {
+  checkConnectOptions(options);
+  return new ConnectOp(options, false);
+}
+
+/**
+ * Internal: what `connect` checks at the call, before any dial: the port
+ * and the connection's defaults (a `Pool` checks its `connect` so too).
+ */
+export function checkConnectOptions(options: ConnectOptions): void {
   checkPort(options.port);
   checkConnectionOptions(options);
-  return new ConnectOp(options, false);
 }
 
 /** Throws a RangeError unless `port` is a port number; `action` names the call. */

@@ -22,9 +22,12 @@
  * @module
  */
 
-import { checkPort, type ConnectOptions, dialUnowned } from "./client.ts";
+import {
+  checkConnectOptions,
+  type ConnectOptions,
+  dialUnowned,
+} from "./client.ts";
 import type { Connection } from "./connection.ts";
-import { checkConnectionOptions } from "./connection_options.ts";
 import type { Effect, Operation, OperationOptions } from "./effects.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 import {
@@ -355,8 +358,7 @@ export class Pool implements AsyncDisposable {
     let where: string;
     let dialConnection: DialFunction;
     if (connect !== undefined) {
-      checkPort(connect.port);
-      checkConnectionOptions(connect);
+      checkConnectOptions(connect);
       const connectOptions = connect;
       dialConnection = (acquire) =>
         dialUnowned({ ...connectOptions, ...acquire });
