@@ -6,10 +6,27 @@
 
 import { parseArgs } from "node:util";
 
-/** An example's flags by name, each with its default (its type, too). */
+/**
+ * An example's flags by name, each with its default (its type, too).
+ *
+ * @example
+ * ```ts ignore
+ * const defaults: FlagDefaults = { port: 5060, transport: "udp", "no-ringing": false };
+ * ```
+ */
 export type FlagDefaults = Record<string, number | string | boolean>;
 
-/** The parsed flags: a number flag is a number, a boolean a boolean. */
+/**
+ * The parsed flags: a number flag is a number, a boolean a boolean.
+ *
+ * @example
+ * ```ts ignore
+ * const flags: Flags<{ port: number; hostname: string }> = parseFlags({
+ *   port: 9999,
+ *   hostname: "0.0.0.0",
+ * });
+ * ```
+ */
 export type Flags<D extends FlagDefaults> = {
   [K in keyof D]: D[K] extends number ? number
     : D[K] extends boolean ? boolean
@@ -39,7 +56,15 @@ export function parseFlags<const D extends FlagDefaults>(
   }
 }
 
-/** {@linkcode parseFlags}, throwing a `TypeError` where it would exit. */
+/**
+ * {@linkcode parseFlags}, throwing a `TypeError` where it would exit.
+ *
+ * @example
+ * ```ts ignore
+ * parseFlagsOrThrow({ port: 9999 }, ["--port=7000"]); // { port: 7000 }
+ * parseFlagsOrThrow({ port: 9999 }, ["--port", "abc"]); // TypeError
+ * ```
+ */
 export function parseFlagsOrThrow<const D extends FlagDefaults>(
   defaults: D,
   args: string[],
