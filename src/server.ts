@@ -59,6 +59,19 @@ export function serveOn(
   }
 }
 
+/**
+ * True when `accept()` failed because the client gave up while it waited
+ * in the backlog: Deno 2.9.6 reports a client that reset there as
+ * NotConnected (ENOTCONN), measured with SO_LINGER 0 clients, and other
+ * systems as ConnectionAborted or ConnectionReset. Backing off for it would
+ * let anyone who connects and resets stall the accept loop.
+ */
+function isPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
+
 function defaultOnError(error: unknown): void {
   if (error instanceof TimeoutError || error instanceof ConnectionResetError) {
     return;
@@ -214,8 +227,9 @@ export class Server implements AsyncDisposable {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#isStopping || error instanceof Deno.errors.BadResource) break;
-        // The peer gave up while queued: nothing to back off from.
-        if (error instanceof Deno.errors.ConnectionAborted) continue;
+        // The peer gave up while queued (a reset in the backlog: Deno 2.9.6
+        // says NotConnected, ENOTCONN, for it): nothing to back off from.
+        if (isPeerGone(error)) continue;
         // EMFILE and kin (or anything unforeseen): back off, report at most
         // once per back-off, and never let the loop die.
         this.stats.acceptErrors++;

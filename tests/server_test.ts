@@ -7,6 +7,7 @@ import {
   spawn,
 } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
+import net from "node:net";
 import { canRun } from "./reliability/_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -541,3 +542,51 @@ async function serveThroughExhaustion(acceptQueues: number): Promise<void> {
     stderr,
   );
 }
+
+/** A client that connects, then resets (SO_LINGER 0, as `nmap -sT` does). */
+async function connectThenReset(port: number): Promise<void> {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  socket.resetAndDestroy();
+  await new Promise((resolve) => socket.once("close", resolve));
+}
+
+Deno.test("clients that reset while waiting in the backlog are no accept failure: no AcceptError, no back-off", async () => {
+  const reports: unknown[] = [];
+  const clock = new VirtualClock();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    maxConnections: 1,
+    evictAfter: Infinity,
+    clock,
+    onError: (error) => reports.push(error),
+  }, function* (conn) {
+    const line = yield* conn.recvLine();
+    yield* conn.send(`got ${line}\n`);
+  });
+  const port = server.addr.port;
+  const first = await Deno.connect({ hostname: "127.0.0.1", port });
+  await until(() => server.stats.active === 1);
+  // At the cap, five clients give up in the kernel backlog. Deno 2.9.6
+  // fails their accept() with NotConnected.
+  for (let i = 0; i < 5; i++) await connectThenReset(port);
+  const good = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(good, encoder.encode("good\n"));
+  await writeAll(first, encoder.encode("first\n"));
+  assert.equal(await readLine(first), "got first");
+  // On the virtual clock a back-off would never end: the good client is
+  // served only if no reset peer made the loop back off.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gaveUp = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("not served in 5 s"), 5000);
+  });
+  assert.equal(await Promise.race([readLine(good), gaveUp]), "got good");
+  clearTimeout(timer);
+  assert.equal(server.stats.acceptErrors, 0);
+  assert.deepEqual(reports, []);
+  first.close();
+  good.close();
+});
