@@ -290,9 +290,7 @@ export class SendOp extends Op<void> {
       return;
     }
     conn.maybeSettle();
-    const waiter = this.waiter;
-    this.waiter = null;
-    waiter?.wake();
+    this.wakeWaiter();
   }
   /** @internal The transport failed our write. */
   writeFailed(error: unknown): void {
@@ -304,6 +302,14 @@ export class SendOp extends Op<void> {
       this.#error = error;
     }
     conn.maybeSettle();
+    this.wakeWaiter();
+  }
+  /**
+   * @internal Wakes the coroutine waiting in this send, and forgets it: a
+   * waiter left in place would be woken again by this send's next event
+   * (its write failing after a close), when it may wait on something else.
+   */
+  wakeWaiter(): void {
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.wake();
@@ -334,7 +340,7 @@ export class SendOp extends Op<void> {
     if (next !== undefined) {
       next.#isQueued = false;
       conn.writer = next;
-      next.waiter?.wake();
+      next.wakeWaiter();
     }
   }
   park(co: Coroutine): boolean {

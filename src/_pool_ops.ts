@@ -167,6 +167,12 @@ class WaitForConnectionOp extends Op<Grant> {
   park(co: CoroutineRecord): boolean {
     const pool = this.pool;
     if (pool.canServe()) return true;
+    // Still queued (woken by something else, parked again): keep its
+    // place, and do not count it against maxWaiting as a newcomer.
+    if (this.waiter !== null) {
+      this.waiter = co;
+      return false;
+    }
     if (pool.waitingCount >= pool.maxWaiting) {
       this.#isExhausted = true;
       return true;

@@ -334,8 +334,8 @@ export class Connection {
     const reader = this.readWaiter;
     this.readWaiter = null;
     reader?.wake();
-    this.writer?.waiter?.wake();
-    for (const queued of this.writeQueue ?? []) queued.waiter?.wake();
+    this.writer?.wakeWaiter();
+    for (const queued of this.writeQueue?.slice() ?? []) queued.wakeWaiter();
     this.maybeSettle();
   }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ConnectError,
   type Connection,
+  ConnectionClosedError,
   ConnectionResetError,
   type Coroutine,
   delay,
@@ -33,6 +34,7 @@ async function* echo(conn: Connection): AsyncGenerator<Effect, void, unknown> {
 function memoryServer(
   clock: VirtualClock,
   handler: (conn: Connection) => Coroutine<void> = echo,
+  capacity?: number,
 ) {
   const scheduler = new Scheduler({ clock });
   const peers: Connection[] = [];
@@ -41,7 +43,7 @@ function memoryServer(
     peers,
     // deno-lint-ignore require-yield
     *dial(): Generator<Effect, Connection, unknown> {
-      const [client, server] = memoryConnPair();
+      const [client, server] = memoryConnPair({ capacity });
       peers.push(server);
       tasks.push(scheduler.spawn(handler(server), { owns: [server] }));
       return client;
@@ -933,4 +935,44 @@ Deno.test("an idle pool that was never closed does not keep the process alive", 
   assert.equal(output.signal, null);
   const stats = JSON.parse(new TextDecoder().decode(output.stdout));
   assert.deepEqual([stats.idle, stats.created], [1, 1]);
+});
+
+Deno.test("a waiter whose send failed on a discarded lease waits in acquire() as any other: served first, the pool whole after", async () => {
+  // The send's write, in flight when the lease was discarded, fails later:
+  // it used to wake the sender again while it waited in acquire(), which
+  // then counted itself against maxWaiting (PoolExhaustedError) and left a
+  // ghost in the queue that took the next connection given back.
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, function* () {
+    yield* delay(Infinity); // never reads: a 16-byte send stays in flight
+  }, 4);
+  const pool = new Pool({ max: 1, maxWaiting: 1, dial: server.dial });
+  const outcome = await run(
+    (function* () {
+      const first = yield* pool.acquire();
+      const conn = first.conn;
+      const sender = yield* spawn((function* () {
+        try {
+          yield* conn.send("0123456789abcdef");
+        } catch (error) {
+          if (!(error instanceof ConnectionClosedError)) throw error;
+        }
+        using lease = yield* pool.acquire({ timeout: 1000 });
+        return lease.conn !== conn ? "served another" : "served the same";
+      })());
+      yield* delay(1); // the sender waits in its send
+      first.discard(); // closes it: the send fails
+      const second = yield* pool.acquire(); // the freed slot, before the sender
+      yield* delay(1); // the sender waits in acquire(), alone
+      second.release(); // goes to the sender
+      const result = yield* sender.join();
+      const leased = pool.stats.leased;
+      using _again = yield* pool.acquire({ timeout: 100 });
+      return [result, leased];
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+  assert.deepEqual(outcome, ["served another", 0]);
 });
