@@ -262,10 +262,15 @@ export class SendOp extends Op<void> {
     }
     if (this.#isWriting) return PENDING;
     if (this.#offset < this.bytes.length) {
-      this.#write();
+      // A send that may end before it waits (a deadline, a signal) starts
+      // writing in `park()` instead (see there). Here costs an echo message
+      // ~115 instructions less (`deno task instructions echo:corio`).
+      if (!this.effect.hasDeadline && this.effect.signal === undefined) {
+        this.#write();
+      }
       return PENDING;
     }
-    if (this.isCloseWrite) return this.#closeWrite();
+    if (this.isCloseWrite && this.#finState === 0) return PENDING;
     this.#release();
   }
   #write(): void {
@@ -314,8 +319,7 @@ export class SendOp extends Op<void> {
     this.waiter = null;
     waiter?.wake();
   }
-  #closeWrite(): typeof PENDING | void {
-    if (this.#finState === 2) return this.#release();
+  #closeWrite(): void {
     const conn = this.conn;
     this.#finState = 1;
     this.#isWriting = true;
@@ -324,7 +328,6 @@ export class SendOp extends Op<void> {
       this.#finState = 2;
       this.written(0);
     }, (error) => this.writeFailed(error));
-    return PENDING;
   }
   /** Gives the writer slot to the next queued send. */
   #release(): void {
@@ -344,10 +347,19 @@ export class SendOp extends Op<void> {
     }
   }
   park(co: Coroutine): boolean {
-    const writer = this.conn.writer;
-    // Our write finished, or the slot came free, since poll().
-    if (writer === null || (writer === this && !this.#isWriting)) return true;
-    if (this.conn.isClosed) return true;
+    const conn = this.conn;
+    if (conn.isClosed) return true;
+    const writer = conn.writer;
+    if (writer === null) return true; // the slot came free since poll()
+    if (writer === this && !this.#isWriting) {
+      // The writes start here, not in poll(): the scheduler parks an
+      // operation only once its deadline and signal allow it, so a send
+      // whose deadline had passed or whose signal was aborted before it
+      // began writes nothing, and leaves the connection open.
+      if (this.#offset < this.bytes.length) this.#write();
+      else if (this.isCloseWrite && this.#finState === 0) this.#closeWrite();
+      else return true;
+    }
     this.waiter = co;
     return false;
   }

@@ -289,8 +289,9 @@ export class Connection {
    *
    * Deadline: for all bytes (default `sendTimeout`), queueing included.
    * Errors: `TimeoutError`, after which the connection is **closed** (how
-   * much reached the peer is unknown) unless the send was still queued
-   * behind another and wrote nothing; `ConnectionResetError`;
+   * much reached the peer is unknown) unless the send wrote nothing: still
+   * queued behind another, or its deadline already past when it began (an
+   * already aborted `signal` likewise writes nothing); `ConnectionResetError`;
    * `ConnectionClosedError`. Cancelling a send mid-write closes too.
    *
    * @param data The bytes or text.

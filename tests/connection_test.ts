@@ -81,6 +81,74 @@ for (const pairs of pairMakers) {
     },
   );
 
+  Deno.test(
+    name(
+      "a send or closeWrite ended before it could wait (past deadline, timeout 0, aborted signal) writes nothing, and the connection stays open",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const reason = new Error("stop");
+      const ends = [
+        { deadline: 0 },
+        { timeout: 0 },
+        { signal: AbortSignal.abort(reason) },
+      ];
+      const attempts = (async function* () {
+        const outcomes: string[] = [];
+        for (const options of ends) {
+          for (
+            const op of [
+              () => a.send("early", options),
+              () => a.closeWrite(options),
+            ]
+          ) {
+            try {
+              yield* op();
+              outcomes.push("done");
+            } catch (error) {
+              outcomes.push(
+                error === reason ? "aborted" : (error as Error).name,
+              );
+            }
+          }
+        }
+        return outcomes;
+      })();
+      const syncAttempt = (function* () {
+        try {
+          yield* a.send("early", { timeout: 0 });
+        } catch (error) {
+          return (error as Error).name;
+        }
+      })();
+      const got = await run((async function* () {
+        const outcomes = [...yield* attempts, yield* syncAttempt];
+        const isClosed = a.isClosed;
+        yield* a.send("late");
+        yield* a.closeWrite();
+        const chunks: string[] = [];
+        for (let chunk; (chunk = yield* b.recv()) !== null;) {
+          chunks.push(text(chunk)!);
+        }
+        return [outcomes, isClosed, chunks.join("")];
+      })());
+      assert.deepEqual(got, [
+        [
+          "TimeoutError",
+          "TimeoutError",
+          "TimeoutError",
+          "TimeoutError",
+          "aborted",
+          "aborted",
+          "TimeoutError",
+        ],
+        false,
+        "late",
+      ]);
+      await dispose();
+    },
+  );
+
   Deno.test(name("recv() after a timeout still gets the bytes"), async () => {
     const { a, b, dispose } = await pairs.make();
     const got = await run((async function* () {
