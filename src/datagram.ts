@@ -246,6 +246,13 @@ export class DatagramServer<M = Datagram, K = string>
       }
       await Promise.all(batch);
       batch.length = 0;
+      // Sends may keep the queue from ever emptying: drop the slots sent
+      // once they are half of it, or it grows by one per datagram sent.
+      const head = this.#queueHead;
+      if (head >= 1024 && head * 2 >= queue.length) {
+        queue.splice(0, head);
+        this.#queueHead = 0;
+      }
     }
     queue.length = 0;
     this.#queueHead = 0;
@@ -301,8 +308,9 @@ export class DatagramServer<M = Datagram, K = string>
 const encoder = new TextEncoder();
 // Sends issued together at most (see #pump).
 const MAX_SEND_BATCH = 64;
-// The largest UDP payload over IPv4.
-const MAX_DATAGRAM = 65_507;
+// The largest UDP payload: 65,527 B over IPv6 (without jumbograms), 65,507
+// over IPv4. A receive buffer any smaller cuts a datagram short, silently.
+const MAX_DATAGRAM = 65_527;
 
 /**
  * Serves UDP: one `Deno.listenDatagram` socket and one reader loop. Each

@@ -251,3 +251,85 @@ Deno.test("serveDatagram() validates its options", () => {
     message: "Cannot serve datagrams: port must be 0-65535, got 70000",
   });
 });
+
+Deno.test("a send queue that never empties stays bounded in memory", async () => {
+  // In a process of its own, with --expose-gc: 400,000 one-byte datagrams
+  // sent while the producer keeps the queue busy. Slots already sent used
+  // to stay in the queue until it emptied (about 12 B each: 4.8 MB here).
+  const code = `
+    import { serveDatagram } from "${new URL("../mod.ts", import.meta.url)}";
+    const server = serveDatagram({ hostname: "127.0.0.1", key: () => "" });
+    const sink = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const data = new Uint8Array(1);
+    let isStopping = false;
+    const producer = (async () => {
+      for (let turn = 1; !isStopping; turn++) {
+        for (let k = 0; k < 8; k++) server.send(data, sink.addr);
+        if (turn % 2000 === 0) await new Promise((r) => setTimeout(r, 0));
+        else await null;
+      }
+    })();
+    const heapAt = async (sent) => {
+      while (server.stats.sent < sent) await new Promise((r) => setTimeout(r, 10));
+      gc();
+      gc();
+      return Deno.memoryUsage().heapUsed;
+    };
+    const early = await heapAt(50_000);
+    const late = await heapAt(450_000);
+    isStopping = true;
+    await producer;
+    await server.shutdown();
+    sink.close();
+    console.log(late - early);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", "--v8-flags=--expose-gc", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  const grew = Number(decoder.decode(out.stdout).trim().split("\n").at(-1));
+  assert.ok(grew < 1_000_000, `the heap grew ${grew} B over 400,000 sends`);
+});
+
+/** True when this machine has an IPv6 loopback to test on. */
+function hasIpv6Loopback(): boolean {
+  try {
+    Deno.listenDatagram({ hostname: "::1", port: 0, transport: "udp" })
+      .close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name:
+    "serveDatagram() on ::1 receives the largest IPv6 datagram whole (65,527 bytes)",
+  ignore: !hasIpv6Loopback(),
+}, async () => {
+  let received!: (length: number) => void;
+  const length = new Promise<number>((resolve) => received = resolve);
+  await using server = serveDatagram({
+    hostname: "::1",
+    key: () => "one",
+  }, function* (_inbox, first) {
+    received(first!.data.length);
+  });
+  const client = Deno.listenDatagram({
+    hostname: "::1",
+    port: 0,
+    transport: "udp",
+  });
+  try {
+    await client.send(new Uint8Array(65_527), {
+      transport: "udp",
+      hostname: "::1",
+      port: server.addr.port,
+    });
+    assert.equal(await length, 65_527);
+  } finally {
+    client.close();
+  }
+});
