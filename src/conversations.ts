@@ -304,7 +304,9 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     const expiry = entry.lastActivity + this.#idleTimeout;
     if (now < expiry) return this.#idleAlarm.set(entry, expiry);
     const co = entry.co;
-    if (co.state >= ENDING) return; // ending already: its finally runs
+    // Ending already, or cancelled by shutdown or its task: its finally
+    // runs, and expiry cancels nothing.
+    if (co.state >= ENDING || co.isCancelled || co.cancelRequested) return;
     this.stats.expired++;
     this.scheduler._cancel(co);
   };

@@ -683,3 +683,33 @@ Deno.test("Conversations, any schedule: every message is received once or refuse
     runs(300),
   );
 });
+
+Deno.test("stats.expired counts only what idle expiry cancelled: not a conversation shutdown or its task cancelled, whose finally outlives the idle deadline", async () => {
+  const clock = new VirtualClock();
+  function* handler(inbox: Inbox<Message>) {
+    try {
+      yield* inbox.recv();
+    } finally {
+      yield* delay(5000); // cleanup past the idle deadline
+    }
+  }
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    idleTimeout: 1000,
+    handler,
+  });
+  const started = calls.start("by task", handler);
+  await run(
+    (function* () {
+      calls.dispatch({ key: "by shutdown", n: 0 });
+      yield* delay(10);
+      started.cancel();
+      yield* delay(90);
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  await calls.shutdown(); // cancels "by shutdown" at 100
+  await assert.rejects(started.finished, CancelledError);
+  assert.deepEqual([clock.now(), calls.stats.expired], [5100, 0]);
+});
