@@ -165,8 +165,10 @@ export interface ServeOptions {
   /**
    * Receives handler errors (with the connection) and accept-loop errors;
    * also the error of a handler's child that no join delivered when the
-   * handler was cancelled (evicted, or at shutdown), with the connection,
-   * unless it is the `ConnectionClosedError` of the server's own close.
+   * handler was cancelled (evicted, or at shutdown), with the connection.
+   * Not the `ConnectionClosedError` of the server's own close, which a
+   * cancelled handler (a goodbye sent in its `finally`) or its child may
+   * meet: such a handler counts as cancelled or evicted.
    * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo) => void;

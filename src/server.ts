@@ -72,6 +72,17 @@ function isPeerGone(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionReset;
 }
 
+/**
+ * True when a handler the server cancelled (shutdown, eviction) failed on
+ * the connection the server then closed under it: a goodbye sent in its
+ * `finally`, say. It ended by the server's cancel, not by a fault of its
+ * own, as its children's errors of that close do (see `Slots`).
+ */
+function isServersClose(slot: Slot, error: unknown): boolean {
+  return error instanceof ConnectionClosedError &&
+    slot.task !== null && slot.task.isCancelled;
+}
+
 function defaultOnError(error: unknown): void {
   if (error instanceof TimeoutError || error instanceof ConnectionResetError) {
     return;
@@ -343,7 +354,7 @@ export class Server implements AsyncDisposable {
     }
     stats.active--;
     if (isOk) stats.completed++;
-    else if (error instanceof CancelledError) {
+    else if (error instanceof CancelledError || isServersClose(slot, error)) {
       if (slot.isEvicted) stats.evicted++;
       else stats.cancelled++;
     } else {

@@ -590,3 +590,41 @@ Deno.test("clients that reset while waiting in the backlog are no accept failure
   first.close();
   good.close();
 });
+
+for (const form of ["function*", "async function*"] as const) {
+  Deno.test(`a handler cancelled by shutdown whose finally sends a goodbye counts as cancelled, and nothing is reported [${form}]`, async () => {
+    const reports: unknown[] = [];
+    const clock = new VirtualClock();
+    async function* asyncHandler(conn: Connection) {
+      try {
+        yield* conn.recvLine();
+      } finally {
+        yield* conn.send("bye\n");
+      }
+    }
+    function* syncHandler(conn: Connection) {
+      try {
+        yield* conn.recvLine();
+      } finally {
+        yield* conn.send("bye\n");
+      }
+    }
+    const server = serve({
+      hostname: "127.0.0.1",
+      clock,
+      onError: (error) => reports.push(error),
+    }, form === "function*" ? syncHandler : asyncHandler);
+    const client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
+    await until(() => server.stats.active === 1);
+    // The goodbye's write starts; the server closes the connection once
+    // the cancelled handler waits in its finally, before the write is done.
+    await server.shutdown({ grace: 0 });
+    client.close();
+    assert.deepEqual(reports, []);
+    const { failed, cancelled } = server.stats;
+    assert.deepEqual({ failed, cancelled }, { failed: 0, cancelled: 1 });
+  });
+}
