@@ -321,6 +321,7 @@ export class SendOp extends Op<void> {
   }
   #closeWrite(): void {
     const conn = this.conn;
+    conn.isWriteClosed = true;
     this.#finState = 1;
     this.#isWriting = true;
     conn.writing = this;

@@ -439,11 +439,13 @@ export class PoolCore {
 
 /**
  * Fit to go back to the pool: nothing in flight and nothing unread, no
- * error, no end of stream. A receive that timed out leaves its read in
- * flight, a failed send closes: both fail this test.
+ * error, no end of stream either way (the peer's, or our `closeWrite()`).
+ * A receive that timed out leaves its read in flight, a failed send
+ * closes: both fail this test.
  */
 function isFitForReuse(conn: Connection): boolean {
-  return !conn.isClosed && !conn.isEof && conn.readError === null &&
+  return !conn.isClosed && !conn.isEof && !conn.isWriteClosed &&
+    conn.readError === null &&
     conn.writeError === null && conn.buffered === 0 &&
     (!conn.hasPendingRead || conn.readWaiter === UNTOUCHED_READ) &&
     conn.writer === null && !conn.writeQueue?.length &&

@@ -46,6 +46,7 @@ const PENDING_READ = 4;
 const EOF = 8;
 const RECEIVED = 16;
 const CLOSED = 32;
+const WRITE_CLOSED = 64;
 
 /**
  * One connection, as its coroutine sees it. Operations are used with
@@ -188,6 +189,17 @@ export class Connection {
   }
   set hasReceived(value: boolean) {
     this.#flags = withBit(this.#flags, RECEIVED, value);
+  }
+
+  /**
+   * @internal True once `closeWrite()` began: this side sends no more (a
+   * pool does not lend the connection again).
+   */
+  get isWriteClosed(): boolean {
+    return (this.#flags & WRITE_CLOSED) !== 0;
+  }
+  set isWriteClosed(value: boolean) {
+    this.#flags = withBit(this.#flags, WRITE_CLOSED, value);
   }
 
   /** The peer's address. */

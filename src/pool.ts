@@ -50,8 +50,9 @@ export type {
 
 /**
  * A borrowed connection. Disposing it (`using`, or `release()`) gives the
- * connection back to the pool, unless it saw an error, an end of stream, a
- * timeout, or still has bytes in flight, or the coroutine that acquired it
+ * connection back to the pool, unless it saw an error, an end of stream
+ * (the peer's, or its own `closeWrite()`), a timeout, or still has bytes in
+ * flight, or the coroutine that acquired it
  * is being cancelled (it may have stopped between a request and its
  * reply): then it is closed. `discard()` closes it in any case.
  *

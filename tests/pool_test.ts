@@ -976,3 +976,35 @@ Deno.test("a waiter whose send failed on a discarded lease waits in acquire() as
   await server.close();
   assert.deepEqual(outcome, ["served another", 0]);
 });
+
+Deno.test("a connection whose borrower shut its sending side (closeWrite) is closed, not lent again", async () => {
+  const clock = new VirtualClock();
+  // Answers each line, and keeps its side open after the client's FIN.
+  const server = memoryServer(clock, async function* (conn) {
+    for (let line; (line = yield* conn.recvLine()) !== null;) {
+      yield* conn.send(`${line}\n`);
+    }
+    yield* delay(Infinity);
+  });
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const outcome = await run(
+    (function* () {
+      let first: Connection;
+      {
+        using lease = yield* pool.acquire();
+        first = lease.conn;
+        yield* lease.conn.send("last request\n");
+        yield* lease.conn.closeWrite();
+        assert.equal(yield* lease.conn.recvLine(), "last request");
+      }
+      using lease = yield* pool.acquire();
+      yield* lease.conn.send("next\n");
+      const reply = yield* lease.conn.recvLine({ timeout: 100 });
+      return [lease.conn !== first, first.isClosed, reply];
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+  assert.deepEqual(outcome, [true, true, "next"]);
+});
