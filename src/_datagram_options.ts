@@ -120,8 +120,9 @@ export interface ServeDatagramOptions<M, K> extends
    */
   onError?: (error: unknown, key?: K) => void;
   /**
-   * Datagrams queued for sending at most; beyond it `send` drops and
-   * returns false (UDP may drop anyway; memory stays bounded).
+   * Datagrams queued for sending at most, besides the batch of up to 64
+   * already handed to the socket; beyond it `send` drops and returns false
+   * (UDP may drop anyway; memory stays bounded).
    * @default {4096}
    */
   maxSendQueue?: number;

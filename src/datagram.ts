@@ -131,7 +131,12 @@ export class DatagramServer<M = Datagram, K = string>
     if (signal) {
       const stop = () => this.shutdown({ grace: options.shutdownGrace });
       if (signal.aborted) stop();
-      else signal.addEventListener("abort", stop, { once: true });
+      else {
+        signal.addEventListener("abort", stop, { once: true });
+        // A shutdown by other means lets go of a longer-lived signal: its
+        // listener would keep the stopped server reachable.
+        this.finished.then(() => signal.removeEventListener("abort", stop));
+      }
     }
   }
 

@@ -191,11 +191,11 @@ export class Server implements AsyncDisposable {
     if (signal) {
       if (signal.aborted) this.shutdown({ grace: options.shutdownGrace });
       else {
-        signal.addEventListener(
-          "abort",
-          () => this.shutdown({ grace: options.shutdownGrace }),
-          { once: true },
-        );
+        const stop = () => this.shutdown({ grace: options.shutdownGrace });
+        signal.addEventListener("abort", stop, { once: true });
+        // A shutdown by other means lets go of a longer-lived signal: its
+        // listener would keep the stopped server reachable.
+        this.finished.then(() => signal.removeEventListener("abort", stop));
       }
     }
   }

@@ -628,3 +628,41 @@ for (const form of ["function*", "async function*"] as const) {
     assert.deepEqual({ failed, cancelled }, { failed: 0, cancelled: 1 });
   });
 }
+
+Deno.test("a server shut down by hand lets go of its longer-lived signal: serve() and serveDatagram() are collectable", async () => {
+  // In a process of its own, with --expose-gc: the abort listener each
+  // server added to the signal used to keep it, stopped, for as long as
+  // the signal lived.
+  const code = `
+    import { serve, serveDatagram } from "${new URL(
+    "../mod.ts",
+    import.meta.url,
+  )}";
+    const controller = new AbortController();
+    async function startAndStop() {
+      const { signal } = controller;
+      const server = serve({ hostname: "127.0.0.1", signal }, function* () {});
+      const udp = serveDatagram({ hostname: "127.0.0.1", key: () => "", signal });
+      await server.shutdown();
+      await udp.shutdown();
+      return [new WeakRef(server), new WeakRef(udp)];
+    }
+    const refs = [...await startAndStop(), ...await startAndStop()];
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      gc();
+    }
+    console.log(JSON.stringify(refs.map((ref) => ref.deref() !== undefined)));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", "--v8-flags=--expose-gc", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  const alive = JSON.parse(
+    decoder.decode(out.stdout).trim().split("\n").at(-1)!,
+  );
+  assert.deepEqual(alive, [false, false, false, false]);
+});
