@@ -178,7 +178,8 @@ export class Conversations<M, K = string> implements AsyncDisposable {
    *
    * @param message The message.
    * @returns What became of it.
-   * @throws What `key(message)` throws.
+   * @throws What `key(message)`, the handler's call or `onRefuse` throw.
+   * @throws {TypeError} If the handler returns no generator object.
    */
   dispatch(message: M): DispatchStatus {
     const key = this.#key(message);
