@@ -311,12 +311,14 @@ Deno.test({
 }, async () => {
   let received!: (length: number) => void;
   const length = new Promise<number>((resolve) => received = resolve);
-  await using server = serveDatagram({
-    hostname: "::1",
-    key: () => "one",
-  }, function* (_inbox, first) {
+  // deno-lint-ignore require-yield
+  function* handler(_inbox: unknown, first?: Datagram) {
     received(first!.data.length);
-  });
+  }
+  await using server = serveDatagram(
+    { hostname: "::1", key: () => "one" },
+    handler,
+  );
   const client = Deno.listenDatagram({
     hostname: "::1",
     port: 0,
