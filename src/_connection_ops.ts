@@ -250,6 +250,12 @@ export class SendOp extends Op<void> {
       this.#release();
       throw conn.ioError(this.op, conn.writeError, this.where);
     }
+    if (conn.isWriteClosed && !this.isCloseWrite) {
+      // After our closeWrite(): refused here, alike on every transport
+      // (TCP's write would fail with EPIPE, a reset).
+      this.#release();
+      throw new ConnectionClosedError(this.op, this.where);
+    }
     if (conn.writer !== this) {
       if (conn.writer !== null) {
         if (!this.#isQueued) {

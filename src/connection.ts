@@ -304,7 +304,9 @@ export class Connection {
    * much reached the peer is unknown) unless the send wrote nothing: still
    * queued behind another, or its deadline already past when it began (an
    * already aborted `signal` likewise writes nothing); `ConnectionResetError`;
-   * `ConnectionClosedError`. Cancelling a send mid-write closes too.
+   * `ConnectionClosedError` (also after this side's `closeWrite()`, and
+   * then the connection stays open for receiving). Cancelling a send
+   * mid-write closes too.
    *
    * @param data The bytes or text.
    * @param options Deadline and signal.
@@ -324,7 +326,8 @@ export class Connection {
 
   /**
    * Ends the sending side (TCP FIN) once queued sends are out; the peer
-   * reads end of stream, and this side can still receive.
+   * reads end of stream, and this side can still receive. A send after it
+   * throws `ConnectionClosedError`.
    *
    * @param options Deadline and signal.
    */

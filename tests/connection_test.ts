@@ -149,6 +149,33 @@ for (const pairs of pairMakers) {
     },
   );
 
+  Deno.test(
+    name(
+      "send() after our own closeWrite() throws ConnectionClosedError; the peer reads what came before, then the end; receiving goes on",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const got = await run((function* () {
+        yield* a.send("last");
+        yield* a.closeWrite();
+        let error = "none";
+        try {
+          yield* a.send("more");
+        } catch (caught) {
+          error = (caught as Error).name;
+        }
+        const chunks: string[] = [];
+        for (let chunk; (chunk = yield* b.recv()) !== null;) {
+          chunks.push(text(chunk)!);
+        }
+        yield* b.send("reply");
+        return [error, chunks.join(""), text(yield* a.recv()), a.isClosed];
+      })());
+      assert.deepEqual(got, ["ConnectionClosedError", "last", "reply", false]);
+      await dispose();
+    },
+  );
+
   Deno.test(name("recv() after a timeout still gets the bytes"), async () => {
     const { a, b, dispose } = await pairs.make();
     const got = await run((async function* () {
