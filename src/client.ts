@@ -106,9 +106,14 @@ class ConnectOp extends Op<Connection> {
         this.#wake();
       }, (error) => {
         if (abort.signal.aborted) return;
-        this.#error = new ConnectError(hostname, port, describe(error), {
-          cause: error,
-        });
+        // No network access granted is no network failure: retrying it
+        // (as a ConnectError invites) cannot help.
+        this.#error = error instanceof Deno.errors.NotCapable ||
+            error instanceof Deno.errors.PermissionDenied
+          ? error
+          : new ConnectError(hostname, port, describe(error), {
+            cause: error,
+          });
         this.#wake();
       });
     return false;
@@ -150,7 +155,8 @@ function describe(error: unknown): string {
  *
  * Deadline: `timeout`/`deadline`/`signal` for the handshake.
  * Errors: `ConnectError` (refused, unreachable: names the address);
- * `TimeoutError`. State after failure: no socket is left open.
+ * `TimeoutError`; Deno's `NotCapable` as it is, without `--allow-net`
+ * (retrying cannot help). State after failure: no socket is left open.
  *
  * @param options Address, deadline, and the connection's defaults.
  * @throws {RangeError} At the call, for a bad port or a nonsense default

@@ -222,3 +222,30 @@ Deno.test("1000 spawned request/response children end when their parent is cance
   await eventually(() => server.stats.active === 0);
   assert.equal(server.stats.failed, 0);
 });
+
+Deno.test("connect() without net permission throws Deno's NotCapable, not a ConnectError to retry", async () => {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { connect, run } from "${new URL("../mod.ts", import.meta.url)}";
+      try {
+        await run((function* () {
+          yield* connect({ port: 9, timeout: 1000 });
+        })());
+      } catch (error) {
+        console.log(error.name);
+      }`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", `--allow-read=${script}`, script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decoder = new TextDecoder();
+    assert.equal(out.code, 0, decoder.decode(out.stderr));
+    assert.equal(decoder.decode(out.stdout).trim(), "NotCapable");
+  } finally {
+    await Deno.remove(script);
+  }
+});
