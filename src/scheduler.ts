@@ -519,6 +519,10 @@ export class Scheduler {
     co: Coroutine,
     effect: OpEffect<unknown>,
   ): Resume | typeof EXPIRED | null {
+    // An aborted signal wins over a deadline already past, as it does
+    // once waiting: `delay(0, { signal })` throws the reason too.
+    const signal = effect.signal;
+    if (signal?.aborted) return ABORTED;
     // Read the clock only for operations that have a deadline.
     let deadline = Infinity;
     if (effect.hasDeadline) {
@@ -526,8 +530,6 @@ export class Scheduler {
       deadline = effect.resolveDeadline(now);
       if (deadline <= now) return EXPIRED;
     }
-    const signal = effect.signal;
-    if (signal?.aborted) return ABORTED;
     if (effect.owner.park(co)) return RESUME;
     co.state = PARKED;
     co.effect = effect;
@@ -601,12 +603,18 @@ export class Scheduler {
     const pending = co.closeOwned(this.#onError);
     if (pending === null) return this.#settle(co);
     this.#busy++; // finishing is work: keep virtual time still meanwhile
-    Promise.all(pending).then(() => {
+    const done = () => {
       this.#busy--;
       this.#settle(co);
       if (this.#busy === 0 && this.#externalWaits === 0) {
         this.clock.poke?.(this.#isIdle);
       }
+    };
+    // A resource whose `settled` rejects has settled all the same: report
+    // why, and finish (left waiting, the coroutine would never end).
+    Promise.all(pending).then(done, (error) => {
+      this.#onError(error);
+      done();
     });
   }
 

@@ -892,3 +892,42 @@ Deno.test("a caller's AsyncLocalStorage value reaches its coroutines across wait
   assert.deepEqual(one, Array(6).fill("one"));
   assert.deepEqual(two, Array(6).fill("two"));
 });
+
+Deno.test("an operation whose signal was aborted before it began throws the reason even when its deadline has passed too: delay(0, { signal })", async () => {
+  const clock = new VirtualClock();
+  const reason = new Error("stop");
+  const signal = AbortSignal.abort(reason);
+  const outcomes = await run(
+    (function* () {
+      const out: unknown[] = [];
+      for (const ms of [0, 5]) {
+        try {
+          yield* delay(ms, { signal });
+          out.push("slept");
+        } catch (error) {
+          out.push(error);
+        }
+      }
+      return out;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(outcomes, [reason, reason]);
+});
+
+Deno.test("a coroutine owning a resource whose settled rejects still ends, and the rejection goes to onError", async () => {
+  const reports: unknown[] = [];
+  const scheduler = new Scheduler({ onError: (error) => reports.push(error) });
+  const failure = new Error("settle failed");
+  const settled = Promise.reject(failure);
+  settled.catch(() => {}); // rejected before anyone waits on it
+  const task = scheduler.spawn(
+    (function* () {
+      yield* delay(0);
+      return 1;
+    })(),
+    { owns: [{ close() {}, settled }] },
+  );
+  assert.equal(await task.finished, 1);
+  assert.deepEqual(reports, [failure]);
+});
