@@ -41,6 +41,14 @@ export interface SettleListener {
   onChildError?(error: unknown): void;
 }
 
+/**
+ * How many coroutines have a cancel requested while they ran that they
+ * have not met yet (`Coroutine.cancelRequested`). While none have, an
+ * operation starting in an `async function*` need not look for one: the
+ * look (`AsyncLocalStorage.getStore()`) costs more than the operation.
+ */
+export const pendingCancels = { count: 0 };
+
 export const NEXT = 0;
 export const RETURN = 1;
 export const THROW = 2;

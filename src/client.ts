@@ -231,7 +231,9 @@ export interface RunOptions {
   clock?: Clock;
   /**
    * Aborting it cancels the coroutine (its `finally` blocks run); `run`
-   * then rejects with the signal's reason.
+   * then rejects with the signal's reason. A coroutine in a plain `await`
+   * meets the cancel at its next operation: one that returns before any
+   * completes, and `run` gives its result.
    */
   signal?: AbortSignal;
   /**

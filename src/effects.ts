@@ -26,7 +26,7 @@
  * @module
  */
 
-import { running } from "./_coroutine.ts";
+import { pendingCancels, running } from "./_coroutine.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 import { withBit } from "./_bits.ts";
 
@@ -422,6 +422,14 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
 
   next(signal?: unknown): IteratorResult<Effect, T> {
     const isAsyncRun = this.run === ASYNC_RUN;
+    // Cancelled in a plain `await` since its last operation: this one
+    // hands itself to the scheduler, which cancels the coroutine here, even
+    // if its result is at hand (buffered bytes, a queued message).
+    // Not a join: a child's error is news the cancel must not drop.
+    if (
+      isAsyncRun && pendingCancels.count > 0 && !this.owner.throwsResult &&
+      running.getStore()?.cancelRequested
+    ) return this as unknown as IteratorResult<Effect, T>;
     let r: IteratorResult<Effect, T>;
     try {
       r = this._step(signal);

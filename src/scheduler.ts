@@ -18,6 +18,7 @@ import {
   NEXT,
   OK,
   PARKED,
+  pendingCancels,
   type Resource,
   RETURN,
   RUNNING,
@@ -260,7 +261,10 @@ export class Scheduler {
         return;
       case RUNNING:
         // Idempotent: a cancelled coroutine's cleanup waits are its own.
-        if (!co.isCancelled) co.cancelRequested = true;
+        if (!co.isCancelled && !co.cancelRequested) {
+          co.cancelRequested = true;
+          pendingCancels.count++;
+        }
         return;
       case PARKED:
         if (co.isCancelled) return;
@@ -424,6 +428,9 @@ export class Scheduler {
   #step(co: Coroutine): void {
     if (co.state === DONE || co.state === ENDING) return;
     co.state = RUNNING;
+    // Cancelled while queued to resume (woken, not yet run): it meets the
+    // cancel at the wait it is leaving, not after what it would do next.
+    if (co.cancelRequested && co.mode === NEXT) meetCancel(co);
     const gen = co.gen;
     if (co.kind === ASYNC) {
       // Entered as the running coroutine, which every await in the
@@ -479,9 +486,7 @@ export class Scheduler {
       return true;
     }
     if (co.cancelRequested) {
-      co.cancelRequested = false;
-      co.isCancelled = true;
-      co.mode = RETURN;
+      meetCancel(co);
       return true;
     }
     co.mode = NEXT;
@@ -587,6 +592,10 @@ export class Scheduler {
       this.clock.poke?.(this.#isIdle);
     }
     co.state = ENDING;
+    if (co.cancelRequested) {
+      co.cancelRequested = false;
+      pendingCancels.count--;
+    }
     co.outcome = outcome === OK && co.isCancelled ? CANCELLED : outcome;
     co.result = result;
     if (co.children !== null && co.children.size > 0) {
@@ -654,6 +663,15 @@ function settleHeld(co: Coroutine, value: unknown, isError = false): void {
   const settle = isError ? co.rejectHeld! : co.resolveHeld!;
   co.heldBy = co.resolveHeld = co.rejectHeld = null;
   settle(value as IteratorResult<unknown, unknown>);
+}
+
+/** `co` meets the cancel requested while it ran: it returns from its wait. */
+function meetCancel(co: Coroutine): void {
+  co.cancelRequested = false;
+  pendingCancels.count--;
+  co.isCancelled = true;
+  co.mode = RETURN;
+  co.input = undefined;
 }
 
 function stepAsync(co: Coroutine): void {

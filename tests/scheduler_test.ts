@@ -931,3 +931,44 @@ Deno.test("a coroutine owning a resource whose settled rejects still ends, and t
   assert.equal(await task.finished, 1);
   assert.deepEqual(reports, [failure]);
 });
+
+Deno.test("an async function* cancelled in a plain await is cancelled at its next yield*, even when that operation's result is at hand", async () => {
+  const inbox = new Inbox<number>();
+  for (let i = 0; i < 5; i++) inbox.push(i);
+  const got: number[] = [];
+  let proceed!: () => void;
+  const awaited = new Promise<void>((resolve) => proceed = resolve);
+  const scheduler = new Scheduler();
+  const task = scheduler.spawn((async function* () {
+    await awaited; // no cancel reaches a plain await
+    for (;;) got.push(yield* inbox.recv());
+  })());
+  await Promise.resolve();
+  task.cancel();
+  proceed();
+  await assert.rejects(task.finished, CancelledError);
+  assert.deepEqual([got, inbox.size], [[], 5]);
+});
+
+Deno.test("a function* woken and then cancelled before it runs is cancelled at the wait it leaves: the message stays queued", async () => {
+  const inbox = new Inbox<number>();
+  const got: number[] = [];
+  const outcome = await run(
+    (function* () {
+      const child = yield* spawn((function* () {
+        for (;;) got.push(yield* inbox.recv());
+      })());
+      yield* delay(1); // the child waits in recv
+      inbox.push(1); // wakes it: queued to run after this coroutine
+      inbox.push(2);
+      child.cancel();
+      try {
+        yield* child.join();
+      } catch (error) {
+        return (error as Error).name;
+      }
+    })(),
+    { clock: new VirtualClock() },
+  );
+  assert.deepEqual([outcome, got, inbox.size], ["CancelledError", [], 2]);
+});

@@ -1156,29 +1156,46 @@ Deno.test({
   }
 });
 
-Deno.test({
-  name:
-    "a handler cancelled mid-write: its reader child sees the server's close first, and that ConnectionClosedError is not reported",
-}, async () => {
-  const log: string[] = [];
-  const { server, clientEnd, reports } = serveOneClient(function* (conn) {
-    yield* spawn((function* () {
-      try {
-        yield* conn.recvLine(); // the client never sends
-      } catch (error) {
-        log.push(`child: ${(error as Error).name}`);
-        throw error; // unjoined: its parent was cancelled
+for (const form of ["async function*", "function*"] as const) {
+  Deno.test({
+    name:
+      `a handler cancelled mid-write: its reader child (${form}) meets the server's close or its cancel, and no ConnectionClosedError is reported`,
+  }, async () => {
+    const log: string[] = [];
+    const { server, clientEnd, reports } = serveOneClient(function* (conn) {
+      async function* asyncReader() {
+        try {
+          yield* conn.recvLine(); // the client never sends
+        } catch (error) {
+          log.push(`child: ${(error as Error).name}`);
+          throw error; // unjoined: its parent was cancelled
+        }
       }
-    })());
-    yield* conn.send("more than four bytes\n");
-  }, { capacity: 4 }); // a pipe of 4 bytes the client never reads: the send blocks
-  try {
-    await settle();
-    await server.shutdown({ grace: 0 });
-    assert.deepEqual(log, ["child: ConnectionClosedError"]);
-    assert.deepEqual(reports, []);
-    assert.equal(server.stats.cancelled, 1);
-  } finally {
-    clientEnd.close();
-  }
-});
+      function* syncReader() {
+        try {
+          yield* conn.recvLine();
+        } catch (error) {
+          log.push(`child: ${(error as Error).name}`);
+          throw error;
+        }
+      }
+      yield* spawn(form === "function*" ? syncReader() : asyncReader());
+      yield* conn.send("more than four bytes\n");
+    }, { capacity: 4 }); // a pipe of 4 bytes the client never reads: the send blocks
+    try {
+      await settle();
+      await server.shutdown({ grace: 0 });
+      // An async child settles its wait as the close wakes it, and sees
+      // the close; a function* child, woken and cancelled before it runs,
+      // meets the cancel at that wait instead.
+      assert.deepEqual(
+        log,
+        form === "function*" ? [] : ["child: ConnectionClosedError"],
+      );
+      assert.deepEqual(reports, []);
+      assert.equal(server.stats.cancelled, 1);
+    } finally {
+      clientEnd.close();
+    }
+  });
+}
