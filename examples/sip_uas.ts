@@ -153,8 +153,13 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
   };
 }
 
+// What a client can cause on its own connection (gone mid-message, reset,
+// silent) is no server fault worth a stack trace.
 function reportUnexpected(error: unknown): void {
-  if (error instanceof Error && /Timeout|Reset|Closed/.test(error.name)) return;
+  if (
+    error instanceof Error &&
+    /Timeout|Reset|Closed|IncompleteRead/.test(error.name)
+  ) return;
   console.error(error);
 }
 

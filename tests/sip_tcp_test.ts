@@ -164,3 +164,32 @@ Deno.test("sip_uas over TCP: 400 to a malformed message and the stream goes on, 
     await uas.shutdown(0);
   }
 });
+
+Deno.test("sip_uas over TCP: a client gone in the middle of a message's body or headers is no error worth printing, and the server answers on", async () => {
+  const printed: unknown[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  const uas = startUas({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const withBody = `${HEAD}Content-Length: 10\r\n\r\n01234`; // 5 of 10
+    const headersOnly = HEAD.slice(0, 60);
+    const seen = await run((async function* () {
+      for (const partial of [withBody, headersOnly]) {
+        const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });
+        yield* conn.send(partial);
+        yield* conn.closeWrite();
+        yield* conn.recv({ timeout: 5000 }); // the server closes: null
+        conn.close();
+      }
+      const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      conn.recvTimeout = 5000;
+      yield* conn.send(`${HEAD}Content-Length: 0\r\n\r\n`);
+      return describe(yield* recvSipMessage(conn));
+    })());
+    assert.equal(seen, "200 c1");
+  } finally {
+    await uas.shutdown(0);
+    console.error = consoleError;
+  }
+  assert.deepEqual(printed, []);
+});
