@@ -44,10 +44,18 @@ function isTransient(error: unknown): boolean {
     error instanceof ConnectionClosedError;
 }
 
-/** Connects, retrying with a doubling back-off (100 ms up to 1 s). */
+/** The back-off before attempt `n + 1`: doubling, 100 ms up to 1 s. */
+function backoffAfter(n: number): number {
+  return Math.min(100 * 2 ** (n - 1), 1000);
+}
+
+/**
+ * Connects, retrying with back-off. `attempt.n` counts the attempts since
+ * the last echo: a connection that broke before one counts too.
+ */
 function* connectWithRetry(options: EchoClientOptions, attempt = { n: 0 }) {
   const { hostname, port, timeout } = options;
-  for (let backoff = 100;; backoff = Math.min(backoff * 2, 1000)) {
+  for (;;) {
     attempt.n++;
     try {
       const conn = yield* connect({ hostname, port, timeout });
@@ -55,6 +63,7 @@ function* connectWithRetry(options: EchoClientOptions, attempt = { n: 0 }) {
       return conn;
     } catch (error) {
       if (!isTransient(error) || attempt.n >= options.retries) throw error;
+      const backoff = backoffAfter(attempt.n);
       options.log(
         `connect failed (${
           (error as Error).message
@@ -74,6 +83,18 @@ export async function* echoClient(options: EchoClientOptions) {
   let current: Connection | null = null;
   let reconnects = 0;
   let failuresInARow = { n: 0 };
+  // A connection that breaks before an echo is a failed attempt: it counts
+  // against --retries and waits its back-off, or a server that accepts and
+  // closes at once would have us reconnect for ever, as fast as we can.
+  function* reconnectAfter(conn: Connection, why: string, error: unknown) {
+    if (failuresInARow.n >= options.retries) throw error;
+    const backoff = backoffAfter(failuresInARow.n);
+    options.log(`${why}; reconnecting in ${backoff} ms`);
+    conn.close();
+    current = null;
+    reconnects++;
+    yield* delay(backoff);
+  }
   for (let i = 1; i <= options.count;) {
     const conn: Connection = current ??= yield* connectWithRetry(
       options,
@@ -85,10 +106,11 @@ export async function* echoClient(options: EchoClientOptions) {
       yield* conn.send(message + "\n"); // send
       const reply = yield* conn.recvLine({ timeout: options.timeout }); // receive
       if (reply === null) {
-        options.log("the server closed the connection; reconnecting");
-        conn.close();
-        current = null;
-        reconnects++;
+        const closed = new ConnectionClosedError(
+          "recvLine",
+          `from ${conn.peer}`,
+        );
+        yield* reconnectAfter(conn, "the server closed the connection", closed);
         continue; // send the same message again
       }
       // process: check the echo and time the round trip
@@ -100,12 +122,8 @@ export async function* echoClient(options: EchoClientOptions) {
       if (options.pause > 0 && i <= options.count) yield* delay(options.pause);
     } catch (error) {
       if (!isTransient(error)) throw error;
-      options.log(
-        `connection lost (${(error as Error).message}); reconnecting`,
-      );
-      conn.close();
-      current = null;
-      reconnects++;
+      const why = `connection lost (${(error as Error).message})`;
+      yield* reconnectAfter(conn, why, error); // then send the message again
     }
   }
   current?.close(); // close when done (run() would close it too)

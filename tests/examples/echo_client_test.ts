@@ -88,7 +88,7 @@ Deno.test("examples/echo_client.ts reconnects after the server drops it for sile
       [
         `connected to 127.0.0.1:${server.port}`,
         `sent "message 1 of 2", got it back in T ms`,
-        "the server closed the connection; reconnecting",
+        "the server closed the connection; reconnecting in T ms",
         `connected to 127.0.0.1:${server.port}`,
         `sent "message 2 of 2", got it back in T ms`,
         "done: 2 messages echoed, 1 reconnects",
@@ -142,7 +142,7 @@ Deno.test("examples/echo_client.ts reconnects when a reply does not come within 
       await echoClientLines(port, ["--count", "2", "--timeout", "1000"]),
       [
         `connected to 127.0.0.1:${port}`,
-        `connection lost (Cannot recvLine from 127.0.0.1:${port}: timed out after 1000 ms); reconnecting`,
+        `connection lost (Cannot recvLine from 127.0.0.1:${port}: timed out after 1000 ms); reconnecting in T ms`,
         `connected to 127.0.0.1:${port}`,
         `sent "message 1 of 2", got it back in T ms`,
         `sent "message 2 of 2", got it back in T ms`,
@@ -153,5 +153,44 @@ Deno.test("examples/echo_client.ts reconnects when a reply does not come within 
     listener.close();
     await serving;
     for (const conn of conns) conn.close();
+  }
+});
+
+Deno.test("examples/echo_client.ts gives up after --retries connections that each closed before an echo, backing off between them", async () => {
+  // Accepts, then closes at once: each connect succeeds, no echo comes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conn.close();
+    }
+  })();
+  try {
+    const { code, lines, stderr } = await startClient("echo_client.ts", [
+      "--port",
+      String(listener.addr.port),
+      "--count",
+      "1",
+      "--retries",
+      "3",
+    ]).finished;
+    const port = listener.addr.port;
+    assert.equal(code, 1);
+    assert.deepEqual(lines, [
+      `connected to 127.0.0.1:${port}`,
+      "the server closed the connection; reconnecting in 100 ms",
+      `connected to 127.0.0.1:${port}`,
+      "the server closed the connection; reconnecting in 200 ms",
+      `connected to 127.0.0.1:${port}`,
+    ]);
+    assert.match(
+      stderr,
+      /gave up: Cannot recvLine from 127\.0\.0\.1:\d+: the connection is closed/,
+    );
+    assert.equal(accepted, 3);
+  } finally {
+    listener.close();
+    await accepting;
   }
 });
