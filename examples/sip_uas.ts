@@ -25,6 +25,7 @@ import {
   serve,
   serveDatagram,
   spawn,
+  TimeoutError,
 } from "@corio/corio";
 import {
   badRequestFor,
@@ -155,6 +156,9 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
 
 // What a client can cause on its own connection (gone mid-message, reset,
 // silent) is no server fault worth a stack trace.
+/** The writer's last entry in a connection's outbox. */
+const END = Symbol("end of replies");
+
 function reportUnexpected(error: unknown): void {
   if (
     error instanceof Error &&
@@ -172,12 +176,36 @@ async function* sipConnection(
   conn: Connection,
   conversations: Conversations<Incoming, string>,
 ): Coroutine<void> {
-  const outbox = new Inbox<Uint8Array>({ capacity: 1024 });
-  yield* spawn((async function* writer() {
-    for (;;) yield* conn.send(yield* outbox.recv());
+  const outbox = new Inbox<Uint8Array | typeof END>({ capacity: 1024 });
+  const writer = yield* spawn((async function* writer() {
+    for (let bytes; (bytes = yield* outbox.recv()) !== END;) {
+      yield* conn.send(bytes);
+    }
   })());
-  const reply = (message: SipMessage) =>
-    void outbox.push(serializeSipMessage(message));
+  // A client that lets 1024 replies pile up unread loses its connection,
+  // not replies one by one without a word.
+  const reply = (message: SipMessage) => {
+    if (!outbox.push(serializeSipMessage(message))) conn.close();
+  };
+  yield* readRequests(conn, conversations, reply);
+  // The client's end of stream (or lost framing) ends the reading, not the
+  // replies already queued: they go out before the connection closes (for
+  // at most 5 s, to a client that reads no more).
+  if (!conn.isClosed && outbox.push(END)) {
+    try {
+      yield* writer.join({ timeout: 5000 });
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+    }
+  }
+}
+
+/** Reads requests until the client's end of stream or lost framing. */
+async function* readRequests(
+  conn: Connection,
+  conversations: Conversations<Incoming, string>,
+  reply: (message: SipMessage) => void,
+): Coroutine<void> {
   for (;;) {
     let message: SipMessage | null;
     try {

@@ -193,3 +193,30 @@ Deno.test("sip_uas over TCP: a client gone in the middle of a message's body or 
   }
   assert.deepEqual(printed, []);
 });
+
+Deno.test("sip_uas over TCP answers every pipelined request sent before the client's half-close, then closes", async () => {
+  const uas = startUas({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const count = 2000;
+    const requests = Array.from(
+      { length: count },
+      (_, i) =>
+        HEAD.replace("Call-ID: c1", `Call-ID: p${i}`) +
+        "Content-Length: 0\r\n\r\n",
+    ).join("");
+    const answered = await run((async function* () {
+      const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      conn.recvTimeout = 5000;
+      yield* conn.send(requests);
+      yield* conn.closeWrite();
+      let ok = 0;
+      for (let m; (m = yield* recvSipMessage(conn)) !== null;) {
+        if (m.kind === "response" && m.status === 200) ok++;
+      }
+      return ok;
+    })());
+    assert.equal(answered, count);
+  } finally {
+    await uas.shutdown(0);
+  }
+});
