@@ -35,6 +35,15 @@ function* eachThrowsClosed(ops: (() => Operation<unknown>)[]) {
  * runs `feed`; gives what each run returned (bytes as text) or the name of
  * what it threw, in order.
  */
+/** What `conn` receives until the peer's end of stream, as text. */
+function* recvToEnd(conn: Connection) {
+  let received = "";
+  for (let chunk; (chunk = yield* conn.recv()) !== null;) {
+    received += text(chunk);
+  }
+  return received;
+}
+
 async function* runsOf(
   ops: Operation<unknown>[],
   feed: () => Operation<unknown> | Generator<Effect, void, unknown>,
@@ -70,11 +79,7 @@ for (const pairs of pairMakers) {
       const got = await run((function* () {
         yield* a.send("hello");
         yield* a.closeWrite();
-        const chunks: string[] = [];
-        for (let chunk; (chunk = yield* b.recv()) !== null;) {
-          chunks.push(text(chunk)!);
-        }
-        return [chunks.join(""), yield* b.recv()];
+        return [yield* recvToEnd(b), yield* b.recv()];
       })());
       assert.deepEqual(got, ["hello", null]);
       await dispose();
@@ -126,11 +131,7 @@ for (const pairs of pairMakers) {
         const isClosed = a.isClosed;
         yield* a.send("late");
         yield* a.closeWrite();
-        const chunks: string[] = [];
-        for (let chunk; (chunk = yield* b.recv()) !== null;) {
-          chunks.push(text(chunk)!);
-        }
-        return [outcomes, isClosed, chunks.join("")];
+        return [outcomes, isClosed, yield* recvToEnd(b)];
       })());
       assert.deepEqual(got, [
         [
@@ -164,12 +165,9 @@ for (const pairs of pairMakers) {
         } catch (caught) {
           error = (caught as Error).name;
         }
-        const chunks: string[] = [];
-        for (let chunk; (chunk = yield* b.recv()) !== null;) {
-          chunks.push(text(chunk)!);
-        }
+        const received = yield* recvToEnd(b);
         yield* b.send("reply");
-        return [error, chunks.join(""), text(yield* a.recv()), a.isClosed];
+        return [error, received, text(yield* a.recv()), a.isClosed];
       })());
       assert.deepEqual(got, ["ConnectionClosedError", "last", "reply", false]);
       await dispose();
