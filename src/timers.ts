@@ -95,6 +95,9 @@ export interface DeadlineEntry {
  * A 4-ary min-heap of entries by deadline. Entries carry their own index,
  * so removal and re-keying are O(log n) and allocate nothing: one scheduler
  * keeps every deadline here and arms one host timer for the earliest.
+ * Entries with equal deadlines come out in the order they were set (FIFO),
+ * as Node's timers and Trio's deadlines do: each slot also keeps the order
+ * its entry was set in.
  *
  * The deadlines are also kept in a `Float64Array` beside the entries, so a
  * sift compares numbers that sit together in memory instead of reading each
@@ -105,6 +108,10 @@ export interface DeadlineEntry {
 export class DeadlineQueue<E extends DeadlineEntry> {
   #entries: E[] = [];
   #keys = new Float64Array(64);
+  // When each slot's entry was set: ties on a key go to the earlier. A
+  // float counts exactly to 2^53, past any process's lifetime of sets.
+  #order = new Float64Array(64);
+  #setCount = 0;
   #size = 0;
 
   /** How many entries are queued. */
@@ -126,14 +133,16 @@ export class DeadlineQueue<E extends DeadlineEntry> {
   /** Queues `entry` at `deadline`, or moves it there if already queued. */
   set(entry: E, deadline: number): void {
     const index = entry.heapIndex;
+    // Set again, even at the same deadline, it goes behind its ties.
+    const order = this.#setCount++;
     if (index < 0) {
       const at = this.#size++;
       if (at === this.#keys.length) this.#grow();
-      this.#up(entry, deadline, at);
+      this.#up(entry, deadline, order, at);
     } else if (deadline < this.#keys[index]) {
-      this.#up(entry, deadline, index);
+      this.#up(entry, deadline, order, index);
     } else {
-      this.#down(entry, deadline, index);
+      this.#down(entry, deadline, order, index);
     }
   }
 
@@ -147,14 +156,19 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     const last = entries[lastIndex];
     entries[lastIndex] = undefined as unknown as E; // let it be collected
     const deadline = this.#keys[lastIndex];
+    const order = this.#order[lastIndex];
     if (lastIndex <= this.#keys.length >> 2 && this.#keys.length > 64) {
       this.#shrink();
     }
     if (index === lastIndex) return;
-    if (index > 0 && deadline < this.#keys[(index - 1) >> 2]) {
-      this.#up(last, deadline, index);
+    const parent = (index - 1) >> 2;
+    if (
+      index > 0 && (deadline < this.#keys[parent] ||
+        deadline === this.#keys[parent] && order < this.#order[parent])
+    ) {
+      this.#up(last, deadline, order, index);
     } else {
-      this.#down(last, deadline, index);
+      this.#down(last, deadline, order, index);
     }
   }
 
@@ -170,37 +184,49 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     const keys = new Float64Array(this.#keys.length * 2);
     keys.set(this.#keys);
     this.#keys = keys;
+    const order = new Float64Array(keys.length);
+    order.set(this.#order);
+    this.#order = order;
   }
 
   /** Halves the arrays once a quarter is used: a burst leaves no big heap. */
   #shrink(): void {
     const length = this.#keys.length >> 1;
     this.#keys = this.#keys.slice(0, length);
+    this.#order = this.#order.slice(0, length);
     if (this.#entries.length > length) this.#entries.length = length;
   }
 
-  /** Places `entry` (key `deadline`) at `index` or above it. */
-  #up(entry: E, deadline: number, index: number): void {
+  /** Places `entry` (key `deadline`, set `order`) at `index` or above. */
+  #up(entry: E, deadline: number, order: number, index: number): void {
     const entries = this.#entries;
     const keys = this.#keys;
+    const orders = this.#order;
     while (index > 0) {
       const parentIndex = (index - 1) >> 2;
-      if (keys[parentIndex] <= deadline) break;
+      const parentKey = keys[parentIndex];
+      if (
+        parentKey < deadline ||
+        parentKey === deadline && orders[parentIndex] < order
+      ) break;
       const parent = entries[parentIndex];
       entries[index] = parent;
-      keys[index] = keys[parentIndex];
+      keys[index] = parentKey;
+      orders[index] = orders[parentIndex];
       parent.heapIndex = index;
       index = parentIndex;
     }
     entries[index] = entry;
     keys[index] = deadline;
+    orders[index] = order;
     entry.heapIndex = index;
   }
 
-  /** Places `entry` (key `deadline`) at `index` or below it. */
-  #down(entry: E, deadline: number, index: number): void {
+  /** Places `entry` (key `deadline`, set `order`) at `index` or below. */
+  #down(entry: E, deadline: number, order: number, index: number): void {
     const entries = this.#entries;
     const keys = this.#keys;
+    const orders = this.#order;
     const size = this.#size;
     for (;;) {
       const first = 4 * index + 1;
@@ -209,20 +235,25 @@ export class DeadlineQueue<E extends DeadlineEntry> {
       let childKey = keys[first];
       const end = first + 4 < size ? first + 4 : size;
       for (let i = first + 1; i < end; i++) {
-        if (keys[i] < childKey) {
+        const key = keys[i];
+        if (key < childKey || key === childKey && orders[i] < orders[child]) {
           child = i;
-          childKey = keys[i];
+          childKey = key;
         }
       }
-      if (childKey >= deadline) break;
+      if (
+        childKey > deadline || childKey === deadline && orders[child] > order
+      ) break;
       const moved = entries[child];
       entries[index] = moved;
       keys[index] = childKey;
+      orders[index] = orders[child];
       moved.heapIndex = index;
       index = child;
     }
     entries[index] = entry;
     keys[index] = deadline;
+    orders[index] = order;
     entry.heapIndex = index;
   }
 }

@@ -435,6 +435,38 @@ Deno.test("the virtual clock fires concurrent delays in deadline order", async (
   assert.deepEqual(order, [100, 100, 200, 300]);
 });
 
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`${form} coroutines delayed to the same instant wake in the order they began waiting`, async () => {
+    const clock = new VirtualClock();
+    const woke = await run(
+      (function* () {
+        const log: number[] = [];
+        const tasks = [];
+        for (let i = 0; i < 12; i++) {
+          tasks.push(
+            yield* spawn(
+              form === "function*"
+                ? (function* () {
+                  yield* delay(10);
+                  log.push(i);
+                })()
+                : (async function* () {
+                  yield* delay(10);
+                  log.push(i);
+                })(),
+            ),
+          );
+        }
+        for (const task of tasks) yield* task.join();
+        return log;
+      })(),
+      { clock },
+    );
+    assert.deepEqual(woke, Array.from({ length: 12 }, (_, i) => i));
+    assert.equal(clock.now(), 10);
+  });
+}
+
 Deno.test("coroutines waiting the same delay each wake at their own deadline", async () => {
   const clock = new VirtualClock();
   const log = await run(
