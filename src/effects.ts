@@ -175,6 +175,7 @@ const IMMEDIATE = 2;
 const REPARK = 4;
 const HAS_DEADLINE = 8;
 const SHAREABLE = 16;
+const SETTLES_LATE = 32;
 
 // `OpEffect.run`, what it is doing: nothing; handed out by a `Connection`,
 // not yet run; run by `yield*` in a `function*`, or in an `async function*`.
@@ -310,6 +311,18 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
   set isShareable(value: boolean) {
     this.#flags = withBit(this.#flags, SHAREABLE, value);
+  }
+  /**
+   * True when its result may be there before it can see it: a promise
+   * settled already tells `wait()` a microtask later. A deadline already
+   * past when it parks then times it out at the next timer turn, not at
+   * once, so `wait(settled, { timeout: 0 })` gives the value.
+   */
+  get settlesLate(): boolean {
+    return (this.#flags & SETTLES_LATE) !== 0;
+  }
+  set settlesLate(value: boolean) {
+    this.#flags = withBit(this.#flags, SETTLES_LATE, value);
   }
 
   /**

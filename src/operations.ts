@@ -114,6 +114,7 @@ class WaitOp<T> extends Op<T> {
   constructor(promise: PromiseLike<T>, options?: OperationOptions) {
     super(options);
     this.effect.external = true;
+    this.effect.settlesLate = true;
     // Subscribe at once so a rejection after a timeout is still handled.
     Promise.resolve(promise).then(
       (value) => this.#settle(1, value),
@@ -151,7 +152,8 @@ class WaitOp<T> extends Op<T> {
  *
  * Deadline: `timeout`/`deadline`. Errors: the promise's rejection;
  * `TimeoutError` (the promise runs on, its result is dropped); the
- * `signal`'s reason.
+ * `signal`'s reason. A deadline already past (`timeout: 0`) times out at the
+ * next timer turn, so a promise settled already still gives its value.
  *
  * @param promise What to wait for.
  * @param options Deadline and signal.

@@ -533,7 +533,7 @@ export class Scheduler {
     if (effect.hasDeadline) {
       const now = this.clock.now();
       deadline = effect.resolveDeadline(now);
-      if (deadline <= now) return EXPIRED;
+      if (deadline <= now && !effect.settlesLate) return EXPIRED;
     }
     if (effect.owner.park(co)) return RESUME;
     co.state = PARKED;

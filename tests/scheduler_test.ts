@@ -11,6 +11,7 @@ import {
   run,
   Scheduler,
   spawn,
+  systemClock,
   TimeoutError,
   wait,
 } from "@corio/corio";
@@ -251,6 +252,59 @@ Deno.test("wait() gives the promise's value, or TimeoutError at its deadline", a
     { name: "TimeoutError", op: "wait" },
   );
   resolveLater(1);
+});
+
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`wait() in a ${form} gives a promise already settled its value or rejection, even with timeout 0 or a deadline already past`, async () => {
+    for (const clock of [systemClock, new VirtualClock()]) {
+      const got = await run(
+        (function* () {
+          const out: unknown[] = [];
+          const cases = [
+            () => wait(Promise.resolve("now"), { timeout: 0 }),
+            () => wait(Promise.resolve("past"), { deadline: clock.now() - 1 }),
+            () => wait(Promise.reject(new Error("no")), { timeout: 0 }),
+          ];
+          for (const op of cases) {
+            const child = form === "function*"
+              ? (function* () {
+                return yield* op();
+              })()
+              : (async function* () {
+                return yield* op();
+              })();
+            try {
+              out.push(yield* (yield* spawn(child)).join());
+            } catch (error) {
+              out.push((error as Error).message);
+            }
+          }
+          return out;
+        })(),
+        { clock },
+      );
+      assert.deepEqual(got, ["now", "past", "no"]);
+    }
+  });
+}
+
+Deno.test("wait() for a pending promise with timeout 0 times out a timer turn later, on the virtual clock too", async () => {
+  for (const clock of [systemClock, new VirtualClock()]) {
+    let resolveLater!: (value: number) => void;
+    const pending = new Promise<number>((resolve) => resolveLater = resolve);
+    const started = clock.now();
+    await assert.rejects(
+      run(
+        (async function* () {
+          yield* wait(pending, { timeout: 0 });
+        })(),
+        { clock },
+      ),
+      { name: "TimeoutError", op: "wait" },
+    );
+    resolveLater(1);
+    if (clock !== systemClock) assert.equal(clock.now(), started);
+  }
 });
 
 Deno.test("wait() throws the promise's rejection, whether it came before the wait or during it", async () => {
@@ -550,6 +604,22 @@ Deno.test("a timeout renewed by each message fires at the last one's deadline, a
       isAsync ? "async function*" : "function*",
     );
   }
+});
+
+Deno.test("VirtualClock fires a timer armed for the current time a macrotask later, even while a scheduler is busy; time does not move", async () => {
+  const clock = new VirtualClock({ start: 50 });
+  clock.poke(() => false); // a scheduler that never goes idle
+  const fired: string[] = [];
+  clock.setTimer(50, () => fired.push("now"));
+  clock.setTimer(40, () => fired.push("past"));
+  clock.setTimer(60, () => fired.push("later"));
+  assert.deepEqual(fired, []);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(fired, ["past", "now"]);
+  assert.equal(clock.now(), 50);
+  assert.equal(clock.pending, 1);
+  clock.advance(10);
+  assert.deepEqual(fired, ["past", "now", "later"]);
 });
 
 Deno.test("VirtualClock without autojump moves only with advance()", async () => {

@@ -50,7 +50,9 @@ interface VirtualTimer {
  *
  * "Waits only on time" counts delays, deadlines, memory connections,
  * inboxes and joins as internal; a real socket or `wait(promise)` holds the
- * clock still until it completes.
+ * clock still until it completes. A timer armed for a time already reached
+ * fires a macrotask later all the same (with `autojump`), as a system timer
+ * would: time does not move for it.
  *
  * @example A 3 s timeout, tested in microseconds
  * ```ts
@@ -109,6 +111,9 @@ export class VirtualClock implements Clock {
   setTimer(at: number, callback: () => void): unknown {
     const seq = ++this.#seq;
     this.#timers.set(seq, { at, seq, callback });
+    if (at <= this.#now && this.#isAutojump && this.#check === undefined) {
+      this.#check = setTimeout(this.#autojump, 0);
+    }
     return seq;
   }
 
@@ -176,6 +181,9 @@ export class VirtualClock implements Clock {
 
   #autojump = (): void => {
     this.#check = undefined;
+    // What is due fires whether or not every scheduler is idle: time
+    // stays where it is for it.
+    this.#advanceTo(this.#now);
     for (const isIdle of this.#idlers) if (!isIdle()) return;
     const next = this.#earliest();
     if (next === undefined) return;
