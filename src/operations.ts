@@ -78,7 +78,10 @@ class DelayOp extends Op<void> {
  * (virtual in tests), without a host timer of its own.
  *
  * Deadline: `ms` (negative counts as 0; `Infinity` waits until cancelled).
- * `delay(0)` yields: coroutines already ready run before this one goes on.
+ * `delay(0)` yields: coroutines already ready run, and then the host's event
+ * loop turns once (socket reads and host timers complete), before this one
+ * goes on, as asyncio's `sleep(0)` does. A long computation that yields
+ * with `delay(0)` now and then keeps a server answering.
  * Errors: the `signal`'s reason, if aborted.
  *
  * @param ms How long to wait.

@@ -817,6 +817,49 @@ Deno.test("delay(0) lets the coroutines already started run first", async () => 
   assert.deepEqual(order, ["parent before", "child", "parent after"]);
 });
 
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`${form === "function*" ? "a" : "an"} ${form} looping on delay(0) lets the event loop run: a host timer and a socket read complete`, async () => {
+    const LIMIT = 100_000;
+    let timerFired = false;
+    const timer = setTimeout(() => timerFired = true, 0);
+    // A read whose bytes are on their way, completed by the event loop.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+    });
+    const server = await listener.accept();
+    let readDone = false;
+    const read = server.read(new Uint8Array(1)).then(() => readDone = true);
+    await client.write(new Uint8Array([1]));
+    const spin = form === "function*"
+      ? (function* () {
+        let turns = 0;
+        while (!(timerFired && readDone) && turns < LIMIT) {
+          turns++;
+          yield* delay(0);
+        }
+        return turns;
+      })()
+      : (async function* () {
+        let turns = 0;
+        while (!(timerFired && readDone) && turns < LIMIT) {
+          turns++;
+          yield* delay(0);
+        }
+        return turns;
+      })();
+    try {
+      const turns = await run(spin);
+      assert.ok(turns < LIMIT, `${turns} delay(0)s without an event loop turn`);
+    } finally {
+      clearTimeout(timer);
+      await read;
+      for (const c of [client, server, listener]) c.close();
+    }
+  });
+}
+
 // async function* coroutines park in place (no yield to the scheduler) and
 // find their record through the async context across plain awaits: the
 // same guarantees must hold there.
