@@ -1,8 +1,9 @@
 // The examples' command-line flags: `--name value` (or `--name=value`) for
 // each name an example declares with its default, `--name` alone for a
-// boolean. A flag it does not know, a missing value or a number that is not
-// one prints what went wrong and the usage line, and exits with status 2, as
-// a command-line tool does, instead of an uncaught error and its stack.
+// boolean. A flag it does not know, a missing value, a number that is not
+// one or a number out of the flag's range prints what went wrong and the
+// usage line, and exits with status 2, as a command-line tool does, instead
+// of an uncaught error and its stack.
 
 import { parseArgs } from "node:util";
 
@@ -33,22 +34,85 @@ export type Flags<D extends FlagDefaults> = {
     : string;
 };
 
+/** The names of the number flags in `D`. */
+export type NumberFlag<D extends FlagDefaults> =
+  & {
+    [K in keyof D]: D[K] extends number ? K : never;
+  }[keyof D]
+  & string;
+
 /**
- * Parses `args` against `defaults`; on a bad flag prints the error and the
- * usage line to stderr and exits with status 2.
+ * The values a number flag takes. A bound is a number or the name of
+ * another number flag (`t2: { min: "t1" }`). Infinity, which corio's
+ * timeouts take for "none", passes only with `orInfinity`.
  *
  * @example
  * ```ts ignore
- * const flags = parseFlags({ port: 9999, hostname: "0.0.0.0" });
- * serve({ port: flags.port, hostname: flags.hostname }, handler);
+ * const calls: FlagRange = { integer: true, min: 1 };
+ * const timeout: FlagRange = { above: 0, orInfinity: true };
+ * ```
+ */
+export interface FlagRange<N extends string = string> {
+  /** Whole numbers only. @default {false} */
+  integer?: boolean;
+  /** The least value allowed. */
+  min?: number | N;
+  /** A value the flag must exceed: `above: 0` for a duration that cannot be 0. */
+  above?: number | N;
+  /** The greatest value allowed. */
+  max?: number | N;
+  /** Infinity passes too. @default {false} */
+  orInfinity?: boolean;
+}
+
+/**
+ * The ranges of an example's number flags. A flag without one takes any
+ * number, except `port`, which takes a port number (an integer 0-65535).
+ *
+ * @example
+ * ```ts ignore
+ * const ranges: FlagRanges<{ calls: number; t1: number; t2: number }> = {
+ *   calls: { integer: true, min: 1 },
+ *   t1: { above: 0 },
+ *   t2: { min: "t1" },
+ * };
+ * ```
+ */
+export type FlagRanges<D extends FlagDefaults> = {
+  [K in NumberFlag<D>]?: FlagRange<NumberFlag<D>>;
+};
+
+/** What a `port` flag takes unless its example says otherwise (0: any free port). */
+export const PORT_RANGE: FlagRange<never> = {
+  integer: true,
+  min: 0,
+  max: 65535,
+};
+
+/** A port to connect to: no server listens on port 0. */
+export const SERVER_PORT_RANGE: FlagRange<never> = {
+  integer: true,
+  min: 1,
+  max: 65535,
+};
+
+/**
+ * Parses `args` against `defaults` and `ranges`; on a bad flag prints the
+ * error and the usage line to stderr and exits with status 2.
+ *
+ * @example
+ * ```ts ignore
+ * const flags = parseFlags({ port: 9999, count: 5 }, { count: { integer: true, min: 0 } });
+ * serve({ port: flags.port }, handler);
  * ```
  */
 export function parseFlags<const D extends FlagDefaults>(
   defaults: D,
+  ranges: FlagRanges<D> = {},
   args: string[] = Deno.args,
 ): Flags<D> {
   try {
-    return parseFlagsOrThrow(defaults, args);
+    return parseFlagsOrThrow(defaults, ranges, args);
   } catch (error) {
     if (!(error instanceof TypeError)) throw error;
     console.error(`${error.message}\n${usage(defaults)}`);
@@ -61,12 +125,14 @@ export function parseFlags<const D extends FlagDefaults>(
  *
  * @example
  * ```ts ignore
- * parseFlagsOrThrow({ port: 9999 }, ["--port=7000"]); // { port: 7000 }
- * parseFlagsOrThrow({ port: 9999 }, ["--port", "abc"]); // TypeError
+ * parseFlagsOrThrow({ port: 9999 }, {}, ["--port=7000"]); // { port: 7000 }
+ * parseFlagsOrThrow({ port: 9999 }, {}, ["--port", "abc"]); // TypeError
+ * parseFlagsOrThrow({ port: 9999 }, {}, ["--port", "99999"]); // TypeError
  * ```
  */
 export function parseFlagsOrThrow<const D extends FlagDefaults>(
   defaults: D,
+  ranges: FlagRanges<D>,
   args: string[],
 ): Flags<D> {
   const options: Record<string, { type: "string" | "boolean" }> = {};
@@ -87,7 +153,48 @@ export function parseFlagsOrThrow<const D extends FlagDefaults>(
     }
     flags[name] = number;
   }
+  // Defaults too: a bound may name a flag that was given (`--t1 5000`
+  // against t2's default of 4000).
+  const declared: Record<string, FlagRange | undefined> = ranges;
+  for (const name of Object.keys(defaults)) {
+    const range = declared[name] ?? (name === "port" ? PORT_RANGE : undefined);
+    if (range !== undefined) checkRange(name, flags, range);
+  }
   return flags as Flags<D>;
+}
+
+/** Throws a `TypeError` unless flag `name` is within `range`. */
+function checkRange(
+  name: string,
+  flags: Record<string, number | string | boolean>,
+  range: FlagRange,
+): void {
+  const value = flags[name] as number;
+  const { min, above, max } = range;
+  const limit = (bound: number | string) =>
+    typeof bound === "string" ? flags[bound] as number : bound;
+  const isInRange = value === Infinity
+    ? range.orInfinity === true
+    : Number.isFinite(value) &&
+      (!range.integer || Number.isInteger(value)) &&
+      (min === undefined || value >= limit(min)) &&
+      (above === undefined || value > limit(above)) &&
+      (max === undefined || value <= limit(max));
+  if (isInRange) return;
+  const text = (bound: number | string) =>
+    typeof bound === "string" ? `--${bound} (${flags[bound]})` : `${bound}`;
+  const limits: string[] = [];
+  if (above !== undefined) limits.push(`> ${text(above)}`);
+  if (typeof min === "number" && typeof max === "number") {
+    limits.push(`from ${min} to ${max}`);
+  } else {
+    if (min !== undefined) limits.push(`>= ${text(min)}`);
+    if (max !== undefined) limits.push(`<= ${text(max)}`);
+  }
+  const kind = range.integer ? "an integer" : "a number";
+  const what = limits.length > 0 ? `${kind} ${limits.join(" and ")}` : kind;
+  const infinity = range.orInfinity ? " or Infinity" : "";
+  throw new TypeError(`--${name} must be ${what}${infinity}, got ${value}`);
 }
 
 /** "usage: echo_server.ts [--port 9999] [--hostname 0.0.0.0]". */

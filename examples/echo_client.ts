@@ -24,7 +24,7 @@ import {
   run,
   TimeoutError,
 } from "@corio/corio";
-import { parseFlags } from "./_flags.ts";
+import { parseFlags, SERVER_PORT_RANGE } from "./_flags.ts";
 
 /** What the client is asked to do. */
 export interface EchoClientOptions {
@@ -138,6 +138,13 @@ if (import.meta.main) {
     retries: 10,
     timeout: 3000,
     pause: 0,
+  }, {
+    port: SERVER_PORT_RANGE,
+    count: { integer: true, min: 0 },
+    retries: { integer: true, min: 1, orInfinity: true },
+    // A connect with no time at all never succeeds.
+    timeout: { above: 0, orInfinity: true },
+    pause: { min: 0 },
   });
   try {
     const result = await run(echoClient({

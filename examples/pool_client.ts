@@ -13,7 +13,7 @@
  */
 
 import { Pool, type PoolStats, run, spawn } from "@corio/corio";
-import { parseFlags } from "./_flags.ts";
+import { parseFlags, SERVER_PORT_RANGE } from "./_flags.ts";
 
 /** What the load is. */
 export interface PoolClientOptions {
@@ -77,6 +77,11 @@ if (import.meta.main) {
     pool: 10,
     clients: 100,
     requests: 100,
+  }, {
+    port: SERVER_PORT_RANGE,
+    pool: { integer: true, min: 1 },
+    clients: { integer: true, min: 0 },
+    requests: { integer: true, min: 0 },
   });
   const options = {
     hostname: flags.host,

@@ -128,6 +128,12 @@ if (import.meta.main) {
     t2: 4000,
     port: 0,
     hostname: "127.0.0.1",
+  }, {
+    calls: { integer: true, min: 1 },
+    rate: { above: 0, orInfinity: true }, // Infinity: all at once
+    hold: { min: 0 },
+    t1: { above: 0 }, // resolveTimers() takes 0 < t1 <= t2
+    t2: { min: "t1" },
   });
   const results = await placeCalls({
     target: flags.target,

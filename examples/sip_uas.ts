@@ -234,6 +234,10 @@ if (import.meta.main) {
     t2: 4000,
     "no-ringing": false,
     "max-calls": 10000,
+  }, {
+    t1: { above: 0 }, // resolveTimers() takes 0 < t1 <= t2
+    t2: { min: "t1" },
+    "max-calls": { integer: true, min: 1 },
   });
   if (flags.transport !== "udp" && flags.transport !== "tcp") {
     console.error(`--transport must be udp or tcp, got ${flags.transport}`);

@@ -112,6 +112,10 @@ if (import.meta.main) {
     hostname: "0.0.0.0",
     "max-connections": 20000,
     "idle-timeout": 30000,
+  }, {
+    "max-connections": { integer: true, min: 1, orInfinity: true },
+    // At 0 a session would time out before its client's HELLO arrived.
+    "idle-timeout": { above: 0, orInfinity: true },
   });
   const stop = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;

@@ -20,7 +20,7 @@
  */
 
 import { connect, delay, run, spawn, type Task, wait } from "@corio/corio";
-import { parseFlags } from "./_flags.ts";
+import { parseFlags, SERVER_PORT_RANGE } from "./_flags.ts";
 
 /** What the swarm is asked to do. */
 export interface SwarmOptions {
@@ -128,6 +128,13 @@ if (import.meta.main) {
     adds: 5,
     pause: 100,
     timeout: 10000,
+  }, {
+    port: SERVER_PORT_RANGE,
+    clients: { integer: true, min: 0 },
+    adds: { integer: true, min: 0 },
+    pause: { min: 0 },
+    // A connect with no time at all never succeeds.
+    timeout: { above: 0, orInfinity: true },
   });
   const started = performance.now();
   const result = await run(swarm({
