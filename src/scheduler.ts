@@ -695,12 +695,24 @@ function meetCancel(co: Coroutine): void {
 
 function stepAsync(co: Coroutine): void {
   const agen = co.gen as AsyncGenerator<unknown, unknown, unknown>;
-  const pending = co.mode === NEXT
-    ? agen.next(co.input)
-    : co.mode === RETURN
-    ? agen.return(undefined)
-    : agen.throw(co.input);
+  let pending: Promise<IteratorResult<unknown, unknown>>;
+  try {
+    pending = co.mode === NEXT
+      ? agen.next(co.input)
+      : co.mode === RETURN
+      ? agen.return(undefined)
+      : agen.throw(co.input);
+  } catch (error) {
+    // A hand-written async iterator can throw instead of rejecting (or
+    // lack `return`): thrown on, it would escape the drain or the timer
+    // that stepped it, and end the process or leave the timer unarmed.
+    co.input = undefined;
+    co.scheduler._afterAsyncFailure(co, error);
+    return;
+  }
   co.input = undefined;
+  // ... or hand back a plain result instead of a promise of one.
+  if (!(pending instanceof Promise)) pending = Promise.resolve(pending);
   pending.then(afterAsyncStep, afterAsyncFailure);
 }
 

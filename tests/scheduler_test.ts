@@ -860,6 +860,51 @@ for (const form of ["function*", "async function*"]) {
   });
 }
 
+Deno.test("a hand-written async iterator that throws from next() instead of rejecting, or returns a plain result, is run like an async generator; the scheduler's timers go on", async () => {
+  const throwsAtOnce = {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next(): never {
+      throw new Error("thrown, not rejected");
+    },
+  };
+  await assert.rejects(run(throwsAtOnce as unknown as Coroutine), {
+    message: "thrown, not rejected",
+  });
+  const plainResult = {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next: () => ({ done: true, value: 42 }),
+  };
+  assert.equal(await run(plainResult as unknown as Coroutine<number>), 42);
+  // Stepped by the scheduler's timer: the throw must not leave it unarmed.
+  const errors: unknown[] = [];
+  const scheduler = new Scheduler({ onError: (error) => errors.push(error) });
+  const wait = delay(5)[Symbol.iterator]();
+  let steps = 0;
+  const throwsAfterDelay = {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next(input: unknown) {
+      if (steps++ === 0) return Promise.resolve(wait.next(input));
+      throw new Error("thrown after a delay");
+    },
+  };
+  scheduler.spawn(throwsAfterDelay as unknown as Coroutine);
+  const later = scheduler.spawn((function* () {
+    yield* delay(10);
+    yield* delay(10);
+    return "fired";
+  })());
+  assert.equal(await later.finished, "fired");
+  assert.deepEqual(errors.map((e) => (e as Error).message), [
+    "thrown after a delay",
+  ]);
+});
+
 // async function* coroutines park in place (no yield to the scheduler) and
 // find their record through the async context across plain awaits: the
 // same guarantees must hold there.
