@@ -51,6 +51,13 @@ interface IdleEntry {
   watcher: Task<void> | null;
 }
 
+/** A connection's settings as dialled, which each lease starts from. */
+interface Settings {
+  readonly recvTimeout: number;
+  readonly sendTimeout: number;
+  readonly maxLineLength: number;
+}
+
 /** What a {@linkcode PoolCore} needs, checked by `Pool`'s constructor. */
 export interface PoolCoreOptions {
   /** The server's address, or `"dial()"`: for errors. */
@@ -211,6 +218,9 @@ export class PoolCore {
   #idle: IdleEntry[] = [];
   #waiters = new Set<WaitForConnectionOp>();
   #closing = new Set<Promise<void>>();
+  // What a borrower changes of a connection (`conn.recvTimeout = ...`) ends
+  // with its lease: the next borrower gets the connection as dialled.
+  #settings = new Map<Connection, Settings>();
   #isClosed = false;
   // Counts against max: open connections plus dials in progress.
   #slotsTaken = 0;
@@ -300,6 +310,11 @@ export class PoolCore {
     }
     this.#created++;
     this.#leased++;
+    this.#settings.set(conn, {
+      recvTimeout: conn.recvTimeout,
+      sendTimeout: conn.sendTimeout,
+      maxLineLength: conn.maxLineLength,
+    });
     if (this.#isClosed) {
       this.#leased--;
       this.#discard(conn);
@@ -373,6 +388,12 @@ export class PoolCore {
       this.#discard(conn);
       return;
     }
+    const settings = this.#settings.get(conn);
+    if (settings !== undefined) {
+      conn.recvTimeout = settings.recvTimeout;
+      conn.sendTimeout = settings.sendTimeout;
+      conn.maxLineLength = settings.maxLineLength;
+    }
     const waiter = this.#firstWaiter();
     if (waiter !== undefined) {
       this.#leased++;
@@ -409,6 +430,7 @@ export class PoolCore {
   }
 
   #discard(conn: Connection): void {
+    this.#settings.delete(conn);
     this.#slotsTaken--;
     this.#discarded++;
     conn.close();

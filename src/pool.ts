@@ -60,6 +60,10 @@ export type {
  * call `discard()` in its `catch` (the reply is still on its way; the next
  * borrower would read it).
  *
+ * Changes to the connection's `recvTimeout`, `sendTimeout` or
+ * `maxLineLength` last as long as the lease: the next borrower gets the
+ * connection as it was dialled.
+ *
  * @example
  * ```ts
  * import { Pool, run, serve } from "@corio/corio";

@@ -977,6 +977,46 @@ Deno.test("a waiter whose send failed on a discarded lease waits in acquire() as
   assert.deepEqual(outcome, ["served another", 0]);
 });
 
+Deno.test("a borrower's changes to recvTimeout, sendTimeout and maxLineLength end with its lease", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const seen = await run(
+    (function* () {
+      const settings = (conn: Connection) =>
+        [conn.recvTimeout, conn.sendTimeout, conn.maxLineLength].join(" ");
+      const out: string[] = [];
+      {
+        using lease = yield* pool.acquire();
+        out.push(settings(lease.conn));
+        lease.conn.recvTimeout = 10;
+        lease.conn.sendTimeout = 20;
+        lease.conn.maxLineLength = 30;
+      }
+      // Handed straight to a waiter, or taken from idle: as dialled both ways.
+      const waiter = yield* spawn((function* () {
+        using lease = yield* pool.acquire();
+        out.push(settings(lease.conn));
+        lease.conn.recvTimeout = 40;
+      })());
+      {
+        using lease = yield* pool.acquire();
+        out.push(settings(lease.conn));
+        lease.conn.maxLineLength = 50;
+      }
+      yield* waiter.join();
+      using lease = yield* pool.acquire();
+      out.push(settings(lease.conn));
+      return out;
+    })(),
+    { clock },
+  );
+  await pool.close();
+  await server.close();
+  assert.deepEqual(seen, Array(4).fill(`Infinity Infinity 65536`));
+  assert.equal(pool.stats.created, 1);
+});
+
 Deno.test("a connection whose borrower shut its sending side (closeWrite) is closed, not lent again", async () => {
   const clock = new VirtualClock();
   // Answers each line, and keeps its side open after the client's FIN.
