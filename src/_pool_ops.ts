@@ -2,7 +2,7 @@
 // waiters' queue, the acquire and dial operations, the idle watcher and the
 // lease tracker. Internal to src/pool.ts.
 
-import type { Connection } from "./connection.ts";
+import { Connection } from "./connection.ts";
 import { type Effect, Op, type OperationOptions, PENDING } from "./effects.ts";
 import { PoolClosedError, PoolExhaustedError, TimeoutError } from "./errors.ts";
 import type { AcquireOptions, DialFunction, Lease, PoolStats } from "./pool.ts";
@@ -288,7 +288,15 @@ export class PoolCore {
     if (grant !== SLOT) return grant;
     let conn: Connection | null = null;
     try {
-      conn = yield* this.#dial({ deadline, signal });
+      const dialled: unknown = yield* this.#dial({ deadline, signal });
+      if (!(dialled instanceof Connection)) {
+        throw new TypeError(
+          `Cannot acquire from pool of ${this.where}: dial() gave ${
+            typeof dialled === "object" ? String(dialled) : typeof dialled
+          }, not a Connection`,
+        );
+      }
+      conn = dialled;
     } catch (error) {
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&

@@ -746,6 +746,31 @@ Deno.test("a failed dial frees its slot for the next waiter", async () => {
   await server.close();
 });
 
+Deno.test("a dial that gives no connection fails acquire with a TypeError and frees its slot", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  let dials = 0;
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      if (++dials === 1) return undefined as unknown as Connection;
+      return yield* server.dial();
+    },
+  });
+  const reply = await run(
+    (async function* () {
+      yield* assertThrows(pool.acquire(), TypeError, /dial\(\) gave undefined/);
+      using lease = yield* pool.acquire({ timeout: 100 });
+      return yield* roundTrip(lease, "ok");
+    })(),
+    { clock },
+  );
+  assert.equal(reply, "ok");
+  assert.deepEqual([pool.stats.created, pool.stats.open], [1, 1]);
+  await pool.close();
+  await server.close();
+});
+
 Deno.test("acquire() deadline bounds a slow dial too", async () => {
   const clock = new VirtualClock();
   const pool = new Pool({
