@@ -206,8 +206,12 @@ export class Scheduler {
     }
     const co = new Coroutine(gen, this, parent);
     if (parent) (parent.children ??= new Set()).add(co);
-    this.#live++;
     this.#busy++;
+    // A clock that jumps must know every scheduler on it from its first
+    // coroutine on, not from its first idle moment: one whose waits are
+    // all external (a socket) would never be asked, and another's jump
+    // would time its waits out early.
+    if (this.#live++ === 0) this.clock.poke?.(this.#isIdle);
     this.#enqueue(co);
     return co;
   }
@@ -549,7 +553,7 @@ export class Scheduler {
     if (effect.external) this.#externalWaits++;
     this.#busy--;
     if (this.#busy === 0 && this.#externalWaits === 0) {
-      this.clock.poke?.(this.#isIdle);
+      this.#pokeIdle();
     }
     return null;
   }
@@ -592,6 +596,19 @@ export class Scheduler {
 
   // ---- time
 
+  /**
+   * Tells a clock that jumps (a virtual one) that this scheduler waits only
+   * on time now. Its queue first drops the deadlines of waits that ended
+   * (left queued on purpose, see `#unpark`): the clock jumps to the host
+   * timer, which must be a deadline something still waits on.
+   */
+  #pokeIdle(): void {
+    const clock = this.clock;
+    if (clock.poke === undefined) return;
+    this.#timers.tidy(liveDeadline);
+    clock.poke(this.#isIdle);
+  }
+
   #onTimeout = (co: Coroutine, now: number): void => {
     // Left queued by a wait that has ended (see `#unpark`): the coroutine
     // runs, waits without a deadline, or waits for a later one.
@@ -608,7 +625,7 @@ export class Scheduler {
     this.#busy--;
     // Ending, like parking, can leave only time to wait on: tell the clock.
     if (this.#busy === 0 && this.#externalWaits === 0) {
-      this.clock.poke?.(this.#isIdle);
+      this.#pokeIdle();
     }
     co.state = ENDING;
     if (co.cancelRequested) {
@@ -635,7 +652,7 @@ export class Scheduler {
       this.#busy--;
       this.#settle(co);
       if (this.#busy === 0 && this.#externalWaits === 0) {
-        this.clock.poke?.(this.#isIdle);
+        this.#pokeIdle();
       }
     };
     // A resource whose `settled` rejects has settled all the same: report
@@ -685,6 +702,11 @@ function settleHeld(co: Coroutine, value: unknown, isError = false): void {
 }
 
 /** `co` meets the cancel requested while it ran: it returns from its wait. */
+/** The deadline `co` waits for now: what `#onTimeout` would act on. */
+function liveDeadline(co: Coroutine): number {
+  return co.state === PARKED && co.effect!.hasDeadline ? co.deadline : Infinity;
+}
+
 function meetCancel(co: Coroutine): void {
   co.cancelRequested = false;
   pendingCancels.count--;

@@ -622,6 +622,63 @@ Deno.test("VirtualClock fires a timer armed for the current time a macrotask lat
   assert.deepEqual(fired, ["past", "now", "later"]);
 });
 
+Deno.test("VirtualClock holds time still for a scheduler whose only waits are real, while another sleeps", async () => {
+  const clock = new VirtualClock();
+  const sleeper = run(
+    (function* () {
+      yield* delay(10_000);
+    })(),
+    { clock },
+  );
+  const real = new Promise<string>((resolve) =>
+    setTimeout(() => resolve("real"), 30)
+  );
+  const waiter = run(
+    (function* () {
+      return yield* wait(real, { timeout: 1000 });
+    })(),
+    { clock },
+  );
+  assert.equal(await waiter, "real");
+  assert.equal(clock.now(), 0);
+  await sleeper;
+  assert.equal(clock.now(), 10_000);
+});
+
+Deno.test("VirtualClock does not jump to the deadline of a wait that has ended", async () => {
+  const clock = new VirtualClock();
+  const [conn, peer] = memoryConnPair();
+  const stamps: number[] = [];
+  const handler = run(
+    (function* () {
+      yield* conn.recvLine({ timeout: 5000 });
+      stamps.push(clock.now());
+      yield* conn.recvLine(); // no deadline: nothing waits on time now
+      stamps.push(clock.now());
+    })(),
+    { clock },
+  );
+  await run(
+    (function* () {
+      yield* peer.send("hello\n");
+    })(),
+    { clock },
+  );
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const before = clock.now();
+  assert.equal(clock.pending, 0);
+  await run(
+    (function* () {
+      yield* peer.send("second\n");
+    })(),
+    { clock },
+  );
+  await handler;
+  conn.close();
+  peer.close();
+  assert.deepEqual([before, ...stamps], [0, 0, 0]);
+});
+
 Deno.test("VirtualClock without autojump moves only with advance()", async () => {
   const clock = new VirtualClock({ autojump: false });
   let isDone = false;
