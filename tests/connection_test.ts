@@ -88,6 +88,45 @@ for (const pairs of pairMakers) {
 
   Deno.test(
     name(
+      "a send to a peer that closed succeeds once (its bytes lost), then fails with ConnectionResetError; to a peer that closed with bytes unread it fails at once",
+    ),
+    async () => {
+      const plain = await pairs.make();
+      const unread = await pairs.make();
+      const got = await run((function* () {
+        const out: string[] = [];
+        function* attempt(conn: Connection) {
+          try {
+            yield* conn.send("x");
+            out.push("sent");
+          } catch (error) {
+            out.push((error as Error).name);
+          }
+        }
+        plain.a.close(); // a FIN
+        yield* delay(10);
+        yield* attempt(plain.b);
+        yield* delay(10); // the peer's RST, answering it
+        yield* attempt(plain.b);
+        yield* unread.b.send("never read");
+        yield* delay(10);
+        unread.a.close(); // bytes unread: an RST at once
+        yield* delay(10);
+        yield* attempt(unread.b);
+        return out;
+      })());
+      await plain.dispose();
+      await unread.dispose();
+      assert.deepEqual(got, [
+        "sent",
+        "ConnectionResetError",
+        "ConnectionResetError",
+      ]);
+    },
+  );
+
+  Deno.test(
+    name(
       "a send or closeWrite ended before it could wait (past deadline, timeout 0, aborted signal) writes nothing, and the connection stays open",
     ),
     async () => {

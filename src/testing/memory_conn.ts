@@ -43,6 +43,9 @@ class Pipe {
   size = 0;
   isClosed = false; // the writer ended (FIN) or closed
   isBroken = false; // the reader closed: writes fail
+  // The reader closed with nothing unread: as over TCP (its FIN, then its
+  // RST answering our next segment), one more write succeeds, its bytes lost.
+  takesOneMore = false;
   reader: (() => void) | null = null;
   writer: (() => void) | null = null;
   constructor(readonly capacity: number) {}
@@ -105,6 +108,10 @@ class MemoryTransport {
           return reject(new Deno.errors.BadResource("connection closed"));
         }
         if (pipe.isBroken) {
+          if (pipe.takesOneMore) {
+            pipe.takesOneMore = false;
+            return resolve(bytes.length);
+          }
           return reject(
             new Deno.errors.ConnectionReset("connection reset by peer"),
           );
@@ -135,6 +142,10 @@ class MemoryTransport {
     this.#isClosed = true;
     this.outbound.isClosed = true;
     this.outbound.notifyReader();
+    // Closed with bytes unread, a TCP socket sends RST: the peer's writes
+    // fail at once. Else FIN: its next write succeeds, and later ones fail.
+    this.inbound.takesOneMore = this.inbound.size === 0 &&
+      this.inbound.writer === null;
     this.inbound.isBroken = true;
     this.inbound.chunks = [];
     this.inbound.size = 0;
@@ -146,8 +157,11 @@ class MemoryTransport {
 
 /**
  * Two connected in-memory {@linkcode Connection}s: what one sends, the other
- * receives. `close()` on one is end of stream for the other; sending to a
- * closed peer fails with `ConnectionResetError`.
+ * receives. `close()` on one is end of stream for the other. Sending to a
+ * closed peer behaves as over TCP on Linux: the first send after the peer
+ * closed succeeds and its bytes are lost (the peer's FIN, then its RST),
+ * later ones fail with `ConnectionResetError`; if the peer closed with
+ * bytes unread (an RST at once), every send fails.
  *
  * @param options `capacity` per direction, and the connections' defaults.
  * @returns `[a, b]`, a pair of connected ends.
