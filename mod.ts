@@ -31,6 +31,7 @@ export {
   IncompleteReadError,
   LineTooLongError,
   TimeoutError,
+  TlsHandshakeError,
 } from "./src/errors.ts";
 export type {
   Coroutine,
@@ -55,19 +56,27 @@ export type {
   Transport,
 } from "./src/connection_options.ts";
 export {
+  type ClientTlsOptions,
   connect,
   type ConnectOptions,
   run,
   type RunOptions,
+  type TcpConnectOptions,
+  type UnixConnectOptions,
 } from "./src/client.ts";
 export {
   type ConnectionInfo,
   type Handler,
   serve,
+  type ServeCommonOptions,
   type ServeOptions,
   Server,
+  type ServerAddr,
   type ServerStats,
   type ShutdownOptions,
+  type TcpServeOptions,
+  type TlsServeOptions,
+  type UnixServeOptions,
 } from "./src/server.ts";
 export { ConversationLimitError } from "./src/errors.ts";
 export {

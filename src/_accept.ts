@@ -6,11 +6,14 @@
 import type { Transport } from "./connection_options.ts";
 import { checkPort } from "./client.ts";
 import { AcceptError } from "./errors.ts";
-import type { ServeOptions } from "./_serve_options.ts";
+import type { ServeOptions, ServerAddr } from "./_serve_options.ts";
 
-/** What the accept loop needs of a listener; `Deno.TcpListener` fits. */
+/**
+ * What the accept loop needs of a listener; `Deno.TcpListener`,
+ * `Deno.TlsListener` and `Deno.UnixListener` fit.
+ */
 export interface Listener {
-  readonly addr: Deno.NetAddr;
+  readonly addr: ServerAddr;
   accept(): Promise<Transport>;
   close(): void;
 }

@@ -9,10 +9,13 @@ import type { Listener } from "./_accept.ts";
 
 type Outcome = { conn: Transport } | { error: unknown };
 
+/** One listening socket: a `Deno.TcpListener` or `Deno.TlsListener`. */
+type TcpListener = Listener & { readonly addr: Deno.NetAddr };
+
 /** `count` listeners on one port, one accept in flight on each. */
 export class AcceptQueues implements Listener {
   readonly addr: Deno.NetAddr;
-  #listeners: Deno.TcpListener[] = [];
+  #listeners: TcpListener[] = [];
   #isAccepting: boolean[] = [];
   // Connections (or errors) accepted before the server asked: at most one
   // per listener, since each one's next accept starts only when asked.
@@ -23,8 +26,15 @@ export class AcceptQueues implements Listener {
   } | null = null;
   #isClosed = false;
 
+  /**
+   * @param listenOn Opens one listening socket on `port` with SO_REUSEPORT
+   *   (TCP or TLS).
+   * @param port The port; 0 picks one for the first, the others share it.
+   * @param count How many listening sockets.
+   */
   constructor(
-    options: { hostname: string; port: number; tcpBacklog: number },
+    listenOn: (port: number) => TcpListener,
+    port: number,
     count: number,
   ) {
     // Without the flag, Deno ends the process at `reusePort` (exit 70)
@@ -36,15 +46,10 @@ export class AcceptQueues implements Listener {
     }
     try {
       for (let i = 0; i < count; i++) {
-        this.#listeners.push(Deno.listen(
-          {
-            ...options,
-            // Port 0 picks one for the first; the others share it.
-            port: i === 0 ? options.port : this.#listeners[0].addr.port,
-            reusePort: true,
-            transport: "tcp",
-          } as Deno.TcpListenOptions & { transport: "tcp" },
-        ));
+        // Port 0 picks one for the first; the others share it.
+        this.#listeners.push(
+          listenOn(i === 0 ? port : this.#listeners[0].addr.port),
+        );
         this.#isAccepting.push(false);
       }
     } catch (error) {

@@ -22,14 +22,34 @@ import type { Clock } from "./timers.ts";
  * console.log(line); // client 1 from 127.0.0.1
  * ```
  */
-export interface ConnectionInfo {
+export interface ConnectionInfo<Addr extends ServerAddr = Deno.NetAddr> {
   /** A number unique within this server, counting from 1. */
   readonly id: number;
-  /** The client's address. */
-  readonly remoteAddr: Deno.NetAddr;
-  /** The address it connected to. */
-  readonly localAddr: Deno.NetAddr;
+  /**
+   * The client's address. On a Unix socket server Deno gives
+   * `{ transport: "unix", path: null }` (a client's socket has no name),
+   * whatever its type says.
+   */
+  readonly remoteAddr: Addr;
+  /** The address it connected to: the server's own. */
+  readonly localAddr: Addr;
 }
+
+/**
+ * What a server listens on: an IP address and port (TCP, TLS), or a Unix
+ * socket's path.
+ *
+ * @example Describe a server's address
+ * ```ts
+ * import type { ServerAddr } from "@corio/corio";
+ *
+ * function describe(addr: ServerAddr): string {
+ *   return "path" in addr ? `unix:${addr.path}` : `${addr.hostname}:${addr.port}`;
+ * }
+ * console.log(describe({ transport: "unix", path: "/run/app.sock" })); // unix:/run/app.sock
+ * ```
+ */
+export type ServerAddr = Deno.NetAddr | Deno.UnixAddr;
 
 /**
  * A connection handler: a coroutine function that gets the connection.
@@ -45,20 +65,109 @@ export interface ConnectionInfo {
  * console.log(server.addr.port > 0); // true
  * ```
  */
-export type Handler = (
+export type Handler<Addr extends ServerAddr = Deno.NetAddr> = (
   conn: Connection,
-  info: ConnectionInfo,
+  info: ConnectionInfo<Addr>,
 ) => Coroutine<unknown>;
 
 /**
- * Options for {@linkcode serve}.
+ * What every kind of {@linkcode serve} takes: the cap, timeouts, hooks and
+ * shutdown. `Addr` is the address type of its connections.
+ *
+ * @example The options a TCP, TLS and Unix socket server share
+ * ```ts
+ * import { serve, type ServeCommonOptions } from "@corio/corio";
+ *
+ * const common: ServeCommonOptions = { maxConnections: 100, recvTimeout: 3000 };
+ * await using server = serve({ ...common, hostname: "127.0.0.1" }, function* (conn) {
+ *   yield* conn.send("hi\n");
+ * });
+ * console.log(server.addr.port > 0); // true
+ * ```
+ */
+export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
+  /**
+   * Handlers running at once. At the cap the server stops calling
+   * `accept()`; further clients wait in the kernel backlog (while eviction
+   * is possible, one of them is accepted and held: see `evictAfter`).
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Default timeout of every receive, in ms.
+   * @default {Infinity}
+   */
+  recvTimeout?: number;
+  /**
+   * Default timeout of every send, in ms (a send timeout closes).
+   * @default {Infinity}
+   */
+  sendTimeout?: number;
+  /**
+   * Longest line `recvLine` accepts, in bytes.
+   * @default {65536}
+   */
+  maxLineLength?: number;
+  /**
+   * At the cap, a connection that has received no complete message (no
+   * `recv`, `recvExact` or `recvLine` returned data) for this many ms since
+   * it was accepted may be evicted — the oldest first, its handler
+   * cancelled — to admit a waiting client. The defence against slowloris
+   * filling every slot. While it may evict, the server accepts one
+   * connection beyond the cap and holds it, handler not started, until a
+   * slot frees; never more than `maxConnections` handlers run. `Infinity`
+   * disables eviction. Server-first protocols whose clients stay silent
+   * for long (a push feed) should raise or disable it.
+   * @default {10000}
+   */
+  evictAfter?: number;
+  /**
+   * Decides on each accepted connection: `false` refuses it (closed at
+   * once), a function serves it with that handler instead, anything else
+   * serves it with the default handler.
+   */
+  onAccept?: (info: ConnectionInfo<Addr>) => boolean | Handler<Addr> | void;
+  /**
+   * Receives handler errors (with the connection) and accept-loop errors;
+   * also the error of a handler's child that no join delivered when the
+   * handler was cancelled (evicted, or at shutdown), with the connection.
+   * Not the `ConnectionClosedError` of the server's own close, which a
+   * cancelled handler (a goodbye sent in its `finally`) or its child may
+   * meet: such a handler counts as cancelled or evicted.
+   * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
+   */
+  onError?: (error: unknown, info?: ConnectionInfo<Addr>) => void;
+  /** Aborting it shuts the server down with `shutdownGrace`. */
+  signal?: AbortSignal;
+  /**
+   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
+   * @default {0}
+   */
+  shutdownGrace?: number;
+  /**
+   * Back-off after an accept failure such as EMFILE, in ms (Trio's 100 ms).
+   * A handler that ends frees a descriptor, so it cuts the back-off short.
+   * @default {100}
+   */
+  acceptBackoff?: number;
+  /**
+   * The scheduler's clock.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+/**
+ * Options for a TCP {@linkcode serve}: where to listen, and the TCP-only
+ * settings. Give `cert` and `key` for TLS ({@linkcode TlsServeOptions}),
+ * `path` for a Unix socket ({@linkcode UnixServeOptions}).
  *
  * @example Limits and timeouts, and a signal that shuts it down
  * ```ts
- * import { serve, type ServeOptions } from "@corio/corio";
+ * import { serve, type TcpServeOptions } from "@corio/corio";
  *
  * const controller = new AbortController();
- * const options: ServeOptions = {
+ * const options: TcpServeOptions = {
  *   hostname: "127.0.0.1",
  *   port: 0, // any free port: see server.addr
  *   maxConnections: 100,
@@ -73,7 +182,7 @@ export type Handler = (
  * await server.finished;
  * ```
  */
-export interface ServeOptions {
+export interface TcpServeOptions extends ServeCommonOptions<Deno.NetAddr> {
   /**
    * Port to listen on; 0 picks a free one (see `server.addr`).
    * @default {0}
@@ -101,39 +210,19 @@ export interface ServeOptions {
    * the port too and take a share of its connections, and that a
    * connection accepted from one queue while the server is at
    * `maxConnections` waits in the server (at most one per queue) instead
-   * of in the kernel.
+   * of in the kernel. Works with TLS too (`Deno.listenTls` takes
+   * `reusePort`, measured on Deno 2.9.6).
    * @default {1}
    */
   acceptQueues?: number;
   /**
    * Disable Nagle's algorithm (TCP_NODELAY) on accepted connections, as Go
    * does by default: a small reply goes out at once, not after the peer's
-   * delayed ACK.
+   * delayed ACK. No effect with TLS: Deno 2.9.6's `TlsConn` has no
+   * `setNoDelay` (measured).
    * @default {true}
    */
   noDelay?: boolean;
-  /**
-   * Handlers running at once. At the cap the server stops calling
-   * `accept()`; further clients wait in the kernel backlog (while eviction
-   * is possible, one of them is accepted and held: see `evictAfter`).
-   * @default {10000}
-   */
-  maxConnections?: number;
-  /**
-   * Default timeout of every receive, in ms.
-   * @default {Infinity}
-   */
-  recvTimeout?: number;
-  /**
-   * Default timeout of every send, in ms (a send timeout closes).
-   * @default {Infinity}
-   */
-  sendTimeout?: number;
-  /**
-   * Longest line `recvLine` accepts, in bytes.
-   * @default {65536}
-   */
-  maxLineLength?: number;
   /**
    * Handlers running at once for one peer IP address; a connection over it
    * is closed at once (counted in `refused` and `peerLimited`). Off by
@@ -143,54 +232,126 @@ export interface ServeOptions {
    * @default {Infinity}
    */
   maxConnectionsPerPeer?: number;
-  /**
-   * At the cap, a connection that has received no complete message (no
-   * `recv`, `recvExact` or `recvLine` returned data) for this many ms since
-   * it was accepted may be evicted — the oldest first, its handler
-   * cancelled — to admit a waiting client. The defence against slowloris
-   * filling every slot. While it may evict, the server accepts one
-   * connection beyond the cap and holds it, handler not started, until a
-   * slot frees; never more than `maxConnections` handlers run. `Infinity`
-   * disables eviction. Server-first protocols whose clients stay silent
-   * for long (a push feed) should raise or disable it.
-   * @default {10000}
-   */
-  evictAfter?: number;
-  /**
-   * Decides on each accepted connection: `false` refuses it (closed at
-   * once), a function serves it with that handler instead, anything else
-   * serves it with the default handler.
-   */
-  onAccept?: (info: ConnectionInfo) => boolean | Handler | void;
-  /**
-   * Receives handler errors (with the connection) and accept-loop errors;
-   * also the error of a handler's child that no join delivered when the
-   * handler was cancelled (evicted, or at shutdown), with the connection.
-   * Not the `ConnectionClosedError` of the server's own close, which a
-   * cancelled handler (a goodbye sent in its `finally`) or its child may
-   * meet: such a handler counts as cancelled or evicted.
-   * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
-   */
-  onError?: (error: unknown, info?: ConnectionInfo) => void;
-  /** Aborting it shuts the server down with `shutdownGrace`. */
-  signal?: AbortSignal;
-  /**
-   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
-   * @default {0}
-   */
-  shutdownGrace?: number;
-  /**
-   * Back-off after an accept failure such as EMFILE, in ms (Trio's 100 ms).
-   * A handler that ends frees a descriptor, so it cuts the back-off short.
-   * @default {100}
-   */
-  acceptBackoff?: number;
-  /**
-   * The scheduler's clock.
-   * @default {systemClock}
-   */
-  clock?: Clock;
+  /** TLS only: see {@linkcode TlsServeOptions}. */
+  cert?: never;
+  /** TLS only: see {@linkcode TlsServeOptions}. */
+  key?: never;
+  /** Unix sockets only: see {@linkcode UnixServeOptions}. */
+  path?: never;
 }
+
+/**
+ * Options for a TLS {@linkcode serve} (`Deno.listenTls`): those of TCP,
+ * with the certificate chain and its private key as PEM strings (the names
+ * `Deno.listenTls` uses).
+ *
+ * Each connection's TLS handshake runs at its handler's first receive or
+ * send, under that operation's deadline (and `evictAfter` at the cap): a
+ * client that does not speak TLS, rejects the certificate or leaves takes
+ * nothing from the accept loop or from other clients; its handler's first
+ * receive or send throws `ConnectionResetError` ("the TLS handshake
+ * failed: ..."), which is counted in `stats.failed` and, like any peer
+ * gone, not logged by the default `onError`.
+ *
+ * @example A TLS echo server
+ * ```ts ignore
+ * import { serve, type TlsServeOptions } from "@corio/corio";
+ *
+ * const options: TlsServeOptions = {
+ *   port: 8443,
+ *   cert: await Deno.readTextFile("cert.pem"),
+ *   key: await Deno.readTextFile("key.pem"),
+ * };
+ * const server = serve(options, async function* (conn) {
+ *   for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ * });
+ * await server.finished;
+ * ```
+ */
+export interface TlsServeOptions extends Omit<TcpServeOptions, "cert" | "key"> {
+  /** The certificate chain, PEM (`-----BEGIN CERTIFICATE-----`...). */
+  cert: string;
+  /** The certificate's private key, PEM (RSA, EC or PKCS #8). */
+  key: string;
+}
+
+/**
+ * Options for a Unix domain socket {@linkcode serve} (`Deno.listen({
+ * transport: "unix" })`): the socket file's path instead of an address; the
+ * TCP-only settings do not apply. No `--unstable-net` needed.
+ *
+ * The socket file: `serve` creates it, and removes it on shutdown (Deno's
+ * listener does so on close, as Go's does), so the next run finds the path
+ * free. If `path` exists, `serve` throws `AddrInUse` and removes nothing:
+ * a crashed run's leftover cannot be told from a live server's socket
+ * without a connect, and removing a live one would strand its server. To
+ * replace a leftover, try `connect({ path })` first and remove the file if
+ * it is refused.
+ *
+ * @example A Unix socket server and a client
+ * ```ts
+ * import { connect, run, serve, type UnixServeOptions } from "@corio/corio";
+ *
+ * const path = `${await Deno.makeTempDir()}/echo.sock`;
+ * const options: UnixServeOptions = { path, recvTimeout: 3000 };
+ * await using server = serve(options, function* (conn) {
+ *   yield* conn.send("hello over unix\n");
+ * });
+ * const line = await run((async function* () {
+ *   const conn = yield* connect({ path: server.addr.path, timeout: 1000 });
+ *   return yield* conn.recvLine({ timeout: 1000 });
+ * })());
+ * console.log(line); // hello over unix
+ * ```
+ */
+export interface UnixServeOptions extends ServeCommonOptions<Deno.UnixAddr> {
+  /** The socket file to listen on. */
+  path: string;
+  /** TCP only. */
+  port?: never;
+  /** TCP only. */
+  hostname?: never;
+  /** TCP only. */
+  tcpBacklog?: never;
+  /** TCP only. */
+  acceptQueues?: never;
+  /** TCP only. */
+  noDelay?: never;
+  /** TCP only: a Unix socket's clients have no address to count by. */
+  maxConnectionsPerPeer?: never;
+  /** TLS only. */
+  cert?: never;
+  /** TLS only. */
+  key?: never;
+}
+
+/**
+ * Options for {@linkcode serve}: TCP ({@linkcode TcpServeOptions}), TLS
+ * ({@linkcode TlsServeOptions}: `cert` and `key`) or a Unix socket
+ * ({@linkcode UnixServeOptions}: `path`). Mixing them (`path` with `port`,
+ * `cert` without `key`) is a type error, and a `TypeError` at run time.
+ *
+ * @example Limits and timeouts, and a signal that shuts it down
+ * ```ts
+ * import { serve, type ServeOptions } from "@corio/corio";
+ *
+ * const controller = new AbortController();
+ * const options: ServeOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0, // any free port: see server.addr
+ *   maxConnections: 100,
+ *   recvTimeout: 3000,
+ *   sendTimeout: 3000,
+ *   signal: controller.signal,
+ * };
+ * const server = serve(options, function* (conn) {
+ *   for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ * });
+ * controller.abort();
+ * await server.finished;
+ * ```
+ */
+export type ServeOptions = TcpServeOptions | TlsServeOptions | UnixServeOptions;
 
 /**
  * Counters of a {@linkcode Server}; a live view.

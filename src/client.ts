@@ -17,12 +17,135 @@ import {
   type OperationOptions,
   PENDING,
 } from "./effects.ts";
-import { CancelledError, ConnectError, TimeoutError } from "./errors.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
+import { addressOf, closeQuietly, dial, type DialOptions } from "./_dial.ts";
 import { type Coroutine as CoroutineRecord, Scheduler } from "./scheduler.ts";
 import type { Clock } from "./timers.ts";
 
 /**
- * Options for {@linkcode connect}.
+ * Options for a TCP or TLS {@linkcode connect}.
+ *
+ * @example Address, handshake timeout and the connection's defaults
+ * ```ts
+ * import { connect, run, serve, type TcpConnectOptions } from "@corio/corio";
+ *
+ * await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+ *   yield* conn.send("hi\n");
+ * });
+ * const options: TcpConnectOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: server.addr.port,
+ *   timeout: 1000, // the handshake
+ *   recvTimeout: 1000, // each receive on the connection
+ * };
+ * const line = await run((async function* () {
+ *   const conn = yield* connect(options);
+ *   return yield* conn.recvLine();
+ * })());
+ * console.log(line); // hi
+ * ```
+ */
+export interface TcpConnectOptions
+  extends OperationOptions, Omit<ConnectionOptions, "isExternal"> {
+  /** The server's port. */
+  port: number;
+  /**
+   * The server's host name or address.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * Disable Nagle's algorithm (TCP_NODELAY), as Go does by default: small
+   * request/response messages go out at once instead of waiting for an ACK.
+   * @default {true}
+   */
+  noDelay?: boolean;
+  /**
+   * Speak TLS: `true` verifies the server's certificate against the
+   * default root certificates and `hostname`; an object adds `caCerts`
+   * and can verify another `serverName`. The connect's deadline covers the
+   * TCP connect and the TLS handshake; a failed handshake throws
+   * `TlsHandshakeError`.
+   * @default {false}
+   */
+  tls?: boolean | ClientTlsOptions;
+  /** Unix sockets only: see {@linkcode UnixConnectOptions}. */
+  path?: never;
+}
+
+/**
+ * TLS settings of a {@linkcode connect}. `caCerts` is `Deno.connectTls`'s
+ * own name; Deno has no name for the other, so `serverName` is Go's
+ * (`tls.Config.ServerName`) and rustls's: the name the certificate must
+ * carry, sent as SNI, when it is not the `hostname` dialled.
+ *
+ * @example Trust a private CA; dial an address, verify a name
+ * ```ts ignore
+ * import { connect, type ClientTlsOptions, run } from "@corio/corio";
+ *
+ * const tls: ClientTlsOptions = {
+ *   caCerts: [await Deno.readTextFile("ca.pem")],
+ *   serverName: "db.internal",
+ * };
+ * await run((async function* () {
+ *   const conn = yield* connect({ hostname: "10.0.0.5", port: 5433, tls, timeout: 3000 });
+ *   yield* conn.send("PING\r\n");
+ * })());
+ * ```
+ */
+export interface ClientTlsOptions {
+  /**
+   * Root certificates (PEM) trusted besides the default ones (Mozilla's):
+   * a private CA, or a self-signed server certificate's CA.
+   */
+  caCerts?: string[];
+  /**
+   * The name the server's certificate must carry (and the SNI sent).
+   * @default {the `hostname` option}
+   */
+  serverName?: string;
+}
+
+/**
+ * Options for a Unix domain socket {@linkcode connect}: the socket file's
+ * path instead of a host and port. No `--unstable-net` needed; Deno asks
+ * `--allow-read` and `--allow-net` (or `--allow-net=unix:<path>`).
+ *
+ * @example Connect to a Unix socket server
+ * ```ts
+ * import { connect, run, serve, type UnixConnectOptions } from "@corio/corio";
+ *
+ * const path = `${await Deno.makeTempDir()}/app.sock`;
+ * await using _server = serve({ path }, function* (conn) {
+ *   yield* conn.send("hi\n");
+ * });
+ * const options: UnixConnectOptions = { path, timeout: 1000 };
+ * const line = await run((async function* () {
+ *   const conn = yield* connect(options);
+ *   return yield* conn.recvLine({ timeout: 1000 });
+ * })());
+ * console.log(line); // hi
+ * ```
+ */
+export interface UnixConnectOptions
+  extends OperationOptions, Omit<ConnectionOptions, "isExternal"> {
+  /** The socket file to connect to. */
+  path: string;
+  /** TCP only. */
+  port?: never;
+  /** TCP only. */
+  hostname?: never;
+  /** TCP only. */
+  noDelay?: never;
+  /** TCP only. */
+  tls?: never;
+}
+
+/**
+ * Options for {@linkcode connect}: a host and port, over TCP or TLS
+ * ({@linkcode TcpConnectOptions}), or a Unix socket's path
+ * ({@linkcode UnixConnectOptions}). Both is a type error, and a `TypeError`
+ * at run time.
  *
  * @example Address, handshake timeout and the connection's defaults
  * ```ts
@@ -44,22 +167,16 @@ import type { Clock } from "./timers.ts";
  * console.log(line); // hi
  * ```
  */
-export interface ConnectOptions
-  extends OperationOptions, Omit<ConnectionOptions, "isExternal"> {
-  /** The server's port. */
-  port: number;
-  /**
-   * The server's host name or address.
-   * @default {"127.0.0.1"}
-   */
-  hostname?: string;
-  /**
-   * Disable Nagle's algorithm (TCP_NODELAY), as Go does by default: small
-   * request/response messages go out at once instead of waiting for an ACK.
-   * @default {true}
-   */
-  noDelay?: boolean;
-}
+export type ConnectOptions = TcpConnectOptions | UnixConnectOptions;
+
+/**
+ * What the internals take for connect options: any kind, as one shape (a
+ * pool's `Omit<ConnectOptions, ...>` merges the kinds so).
+ */
+type AnyConnectOptions =
+  & OperationOptions
+  & Omit<ConnectionOptions, "isExternal">
+  & DialOptions;
 
 class ConnectOp extends Op<Connection> {
   get op(): string {
@@ -74,7 +191,10 @@ class ConnectOp extends Op<Connection> {
    * @param isOwned True: the connecting coroutine adopts the connection.
    *   A pool dials with false, so its connections outlive the acquirer.
    */
-  constructor(readonly options: ConnectOptions, readonly isOwned: boolean) {
+  constructor(
+    readonly options: AnyConnectOptions,
+    readonly isOwned: boolean,
+  ) {
     super(options);
     this.effect.external = true;
   }
@@ -92,30 +212,18 @@ class ConnectOp extends Op<Connection> {
     this.#waiter = co;
     if (this.#abort !== null) return false; // already dialling
     const abort = this.#abort = new AbortController();
-    const { hostname = "127.0.0.1", port } = this.options;
-    Deno.connect({ hostname, port, transport: "tcp", signal: abort.signal })
-      .then((conn) => {
-        // Aborting after the handshake does not close the socket (measured),
-        // so a connection that arrives after a timeout is closed here.
-        if (abort.signal.aborted) return conn.close();
-        if (this.options.noDelay !== false) conn.setNoDelay(true);
-        const connection = new Connection(conn, this.options);
-        connection.isPaced = true;
-        if (this.isOwned) co.adopt(connection);
-        this.#connection = connection;
-        this.#wake();
-      }, (error) => {
-        if (abort.signal.aborted) return;
-        // No network access granted is no network failure: retrying it
-        // (as a ConnectError invites) cannot help.
-        this.#error = error instanceof Deno.errors.NotCapable ||
-            error instanceof Deno.errors.PermissionDenied
-          ? error
-          : new ConnectError(hostname, port, describe(error), {
-            cause: error,
-          });
-        this.#wake();
-      });
+    dial(this.options, abort.signal).then((conn) => {
+      if (abort.signal.aborted) return closeQuietly(conn);
+      const connection = new Connection(conn, this.options);
+      connection.isPaced = true;
+      if (this.isOwned) co.adopt(connection);
+      this.#connection = connection;
+      this.#wake();
+    }, (error) => {
+      if (abort.signal.aborted) return;
+      this.#error = error;
+      this.#wake();
+    });
     return false;
   }
   #wake(): void {
@@ -131,36 +239,33 @@ class ConnectOp extends Op<Connection> {
     this.#abort?.abort();
   }
   timedOut(): Connection {
-    const { hostname = "127.0.0.1", port } = this.options;
     throw new TimeoutError(
       this.op,
       this.effect.timeout,
-      `to ${hostname}:${port}`,
+      `to ${addressOf(this.options)}`,
     );
   }
 }
 
-function describe(error: unknown): string {
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return "connection refused";
-  }
-  if (error instanceof Deno.errors.TimedOut) return "timed out in the kernel";
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
-
 /**
- * Connects to a TCP server. The connection belongs to the coroutine that
- * connected: it is closed when that coroutine ends, however it ends.
+ * Connects to a TCP server, over TLS with `tls`, or to a Unix socket with
+ * `path`. The connection belongs to the coroutine that connected: it is
+ * closed when that coroutine ends, however it ends.
  *
- * Deadline: `timeout`/`deadline`/`signal` for the handshake.
- * Errors: `ConnectError` (refused, unreachable: names the address);
- * `TimeoutError`; Deno's `NotCapable` as it is, without `--allow-net`
- * (retrying cannot help). State after failure: no socket is left open.
+ * Deadline: `timeout`/`deadline`/`signal` for the TCP handshake and, with
+ * `tls`, the TLS handshake too.
+ * Errors: `ConnectError` (refused, unreachable, no socket file: names the
+ * address); `TlsHandshakeError`, a `ConnectError`, when the TLS handshake
+ * fails (an untrusted certificate, the wrong name, a server that is no TLS
+ * server); `TimeoutError`; Deno's `NotCapable` as it is, without
+ * `--allow-net` (retrying cannot help). State after failure: no socket is
+ * left open.
  *
  * @param options Address, deadline, and the connection's defaults.
  * @throws {RangeError} At the call, for a bad port or a nonsense default
  *   (a negative `recvTimeout`, a `maxLineLength` below 1), before any dial.
+ * @throws {TypeError} At the call, for options that mix kinds (`path` with
+ *   `port`) or bad `tls` settings.
  * @returns An operation that gives the {@linkcode Connection}.
  *
  * @example
@@ -176,6 +281,19 @@ function describe(error: unknown): string {
  * })());
  * console.log(line); // hi
  * ```
+ *
+ * @example Over TLS, trusting a private CA
+ * ```ts ignore
+ * import { connect, run } from "@corio/corio";
+ *
+ * const caCerts = [await Deno.readTextFile("ca.pem")];
+ * const line = await run((async function* () {
+ *   const conn = yield* connect({ hostname: "localhost", port: 8443, tls: { caCerts }, timeout: 3000 });
+ *   yield* conn.send("hello\n");
+ *   return yield* conn.recvLine({ timeout: 3000 });
+ * })());
+ * console.log(line); // hello
+ * ```
  */
 export function connect(options: ConnectOptions): Operation<Connection> {
   checkConnectOptions(options);
@@ -187,7 +305,9 @@ export function connect(options: ConnectOptions): Operation<Connection> {
  * coroutine, so the caller must close it (the pool does). Not exported
  * from mod.ts.
  */
-export function dialUnowned(options: ConnectOptions): Operation<Connection> {
+export function dialUnowned(
+  options: AnyConnectOptions,
+): Operation<Connection> {
   checkConnectOptions(options);
   return new ConnectOp(options, false);
 }
@@ -196,9 +316,56 @@ export function dialUnowned(options: ConnectOptions): Operation<Connection> {
  * Internal: what `connect` checks at the call, before any dial: the port
  * and the connection's defaults (a `Pool` checks its `connect` so too).
  */
-export function checkConnectOptions(options: ConnectOptions): void {
-  checkPort(options.port);
+export function checkConnectOptions(options: AnyConnectOptions): void {
+  const { path, tls } = options;
+  if (path !== undefined) {
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(
+        `Cannot connect: path must be a non-empty string (a Unix socket's file), got ${
+          JSON.stringify(path)
+        }`,
+      );
+    }
+    for (const name of ["port", "hostname", "noDelay", "tls"] as const) {
+      if (options[name] !== undefined) {
+        throw new TypeError(
+          `Cannot connect to unix:${path}: ${name} is for TCP, not with path`,
+        );
+      }
+    }
+  } else {
+    checkPort(options.port as number);
+    if (tls !== undefined && typeof tls !== "boolean") checkTls(tls);
+  }
   checkConnectionOptions(options);
+}
+
+function checkTls(tls: ClientTlsOptions): void {
+  if (typeof tls !== "object" || tls === null) {
+    throw new TypeError(
+      `Cannot connect: tls must be true, false or { caCerts, serverName }, got ${
+        String(tls)
+      }`,
+    );
+  }
+  const { caCerts, serverName } = tls;
+  if (
+    caCerts !== undefined &&
+    !(Array.isArray(caCerts) &&
+      caCerts.every((pem) => typeof pem === "string"))
+  ) {
+    throw new TypeError(
+      "Cannot connect: tls.caCerts must be an array of PEM strings",
+    );
+  }
+  if (
+    serverName !== undefined &&
+    (typeof serverName !== "string" || serverName === "")
+  ) {
+    throw new TypeError(
+      "Cannot connect: tls.serverName must be a non-empty string",
+    );
+  }
 }
 
 /** Throws a RangeError unless `port` is a port number; `action` names the call. */

@@ -99,12 +99,28 @@ export class ConnectionClosedError extends Error {
  * The peer broke the connection (reset, broken pipe) while an operation was
  * using it. The connection is closed afterwards.
  *
+ * A TLS server's connection whose handshake fails (the client does not
+ * speak TLS, or rejects the server's certificate) is such a peer gone: its
+ * handler's first receive or send throws this error, its message says the
+ * handshake failed and its `cause` is Deno's `InvalidData` or
+ * `UnexpectedEof`.
+ *
  * @example
  * ```ts
  * import { ConnectionResetError } from "@corio/corio";
  *
  * const error = new ConnectionResetError("send", "to 127.0.0.1:4000");
  * console.log(error.message); // Cannot send to 127.0.0.1:4000: the peer reset the connection
+ * ```
+ *
+ * @example A failed TLS handshake, as a TLS server's handler sees it
+ * ```ts
+ * import { ConnectionResetError } from "@corio/corio";
+ *
+ * const error = new ConnectionResetError("recv", "from 127.0.0.1:51234", {
+ *   why: "the TLS handshake failed: received corrupt message of type InvalidContentType",
+ * });
+ * console.log(error.message.includes("TLS handshake failed")); // true
  * ```
  */
 export class ConnectionResetError extends Error {
@@ -115,11 +131,18 @@ export class ConnectionResetError extends Error {
    *
    * @param op The operation that was in progress.
    * @param where The address.
-   * @param options `cause`: the runtime's own error.
+   * @param options `cause`: the runtime's own error; `why`: what broke, when
+   *   more is known than a reset (a failed TLS handshake).
    */
-  constructor(op: string, where = "", options?: ErrorOptions) {
+  constructor(
+    op: string,
+    where = "",
+    options?: ErrorOptions & { why?: string },
+  ) {
     super(
-      `Cannot ${op}${where ? " " + where : ""}: the peer reset the connection`,
+      `Cannot ${op}${where ? " " + where : ""}: ${
+        options?.why ?? "the peer reset the connection"
+      }`,
       options,
     );
     this.name = "ConnectionResetError";
@@ -128,7 +151,8 @@ export class ConnectionResetError extends Error {
 }
 
 /**
- * A connection attempt failed: the peer refused it or could not be reached.
+ * A connection attempt failed: the peer refused it or could not be reached
+ * (for a Unix socket: no socket file, or no server on it).
  *
  * @example
  * ```ts
@@ -137,18 +161,76 @@ export class ConnectionResetError extends Error {
  * const error = new ConnectError("127.0.0.1", 1, "connection refused");
  * console.log(error.message); // Cannot connect to 127.0.0.1:1: connection refused
  * ```
+ *
+ * @example A Unix socket
+ * ```ts
+ * import { ConnectError } from "@corio/corio";
+ *
+ * const error = new ConnectError("", 0, "no such socket file", { path: "/run/app.sock" });
+ * console.log(error.message); // Cannot connect to unix:/run/app.sock: no such socket file
+ * ```
  */
 export class ConnectError extends Error {
-  /** The host that was dialled. */
+  /** The host that was dialled; `""` for a Unix socket. */
   readonly hostname: string;
-  /** The port that was dialled. */
+  /** The port that was dialled; `0` for a Unix socket. */
   readonly port: number;
+  /** The Unix socket's path that was dialled; `undefined` for TCP. */
+  readonly path: string | undefined;
   /**
    * Creates the error.
    *
    * @param hostname The host that was dialled.
    * @param port The port that was dialled.
    * @param why What went wrong, e.g. `"connection refused"`.
+   * @param options `cause`: the runtime's own error; `path`: the Unix
+   *   socket dialled instead of a host and port.
+   */
+  constructor(
+    hostname: string,
+    port: number,
+    why: string,
+    options?: ErrorOptions & { path?: string },
+  ) {
+    const path = options?.path;
+    const address = path === undefined ? `${hostname}:${port}` : `unix:${path}`;
+    super(`Cannot connect to ${address}: ${why}`, options);
+    this.name = "ConnectError";
+    this.hostname = hostname;
+    this.port = port;
+    this.path = path;
+  }
+}
+
+/**
+ * The TLS handshake of a `connect({ tls })` failed: the server's
+ * certificate is not trusted (`caCerts`) or does not name the server
+ * (`serverName`), or the server does not speak TLS. A
+ * {@linkcode ConnectError}, so code that retries or reports failed
+ * connects treats it as one; retrying rarely helps, as the certificate will
+ * not change.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError, TlsHandshakeError } from "@corio/corio";
+ *
+ * const error = new TlsHandshakeError(
+ *   "localhost",
+ *   8443,
+ *   "invalid peer certificate: UnknownIssuer",
+ * );
+ * console.log(error.message); // Cannot connect to localhost:8443: TLS handshake failed: invalid peer certificate: UnknownIssuer
+ * console.log(error instanceof ConnectError); // true
+ * ```
+ */
+export class TlsHandshakeError extends ConnectError {
+  /**
+   * Creates the error.
+   *
+   * @param hostname The host that was dialled.
+   * @param port The port that was dialled.
+   * @param why What the TLS library said, e.g.
+   *   `"invalid peer certificate: UnknownIssuer"`.
    * @param options `cause`: the runtime's own error.
    */
   constructor(
@@ -157,10 +239,8 @@ export class ConnectError extends Error {
     why: string,
     options?: ErrorOptions,
   ) {
-    super(`Cannot connect to ${hostname}:${port}: ${why}`, options);
-    this.name = "ConnectError";
-    this.hostname = hostname;
-    this.port = port;
+    super(hostname, port, `TLS handshake failed: ${why}`, options);
+    this.name = "TlsHandshakeError";
   }
 }
 

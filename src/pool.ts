@@ -22,6 +22,7 @@
  * @module
  */
 
+import { addressOf } from "./_dial.ts";
 import { checkConnectOptions, dialUnowned } from "./client.ts";
 import type { Connection } from "./connection.ts";
 import type { Effect, Operation } from "./effects.ts";
@@ -210,7 +211,7 @@ export class Pool implements AsyncDisposable {
       const connectOptions = connect;
       dialConnection = (acquire) =>
         dialUnowned({ ...connectOptions, ...acquire });
-      where = `${connect.hostname ?? "127.0.0.1"}:${connect.port}`;
+      where = addressOf(connect);
     } else {
       if (typeof dial !== "function") {
         throw new TypeError("Cannot create pool: dial must be a function");

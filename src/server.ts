@@ -1,13 +1,13 @@
 /**
- * `serve`: a TCP server whose connection handlers are coroutines. The
- * accept loop enforces the connection cap before `accept()`, survives
+ * `serve`: a TCP, TLS or Unix socket server whose connection handlers are
+ * coroutines. The accept loop enforces the connection cap before `accept()`, survives
  * descriptor exhaustion, and shuts down gracefully, then firmly.
  *
  * @module
  */
 
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
-import { AcceptQueues } from "./_accept_queues.ts";
+import { checkListenOptions, listen } from "./_listen.ts";
 import { Slot, Slots } from "./_slots.ts";
 import { Connection } from "./connection.ts";
 import {
@@ -27,16 +27,25 @@ import {
   DEFAULTS,
   type Handler,
   type ServeOptions,
+  type ServerAddr,
   type ServerStats,
   type ShutdownOptions,
+  type TcpServeOptions,
+  type TlsServeOptions,
+  type UnixServeOptions,
 } from "./_serve_options.ts";
 
 export type {
   ConnectionInfo,
   Handler,
+  ServeCommonOptions,
   ServeOptions,
+  ServerAddr,
   ServerStats,
   ShutdownOptions,
+  TcpServeOptions,
+  TlsServeOptions,
+  UnixServeOptions,
 } from "./_serve_options.ts";
 import { callOnError } from "./_on_error.ts";
 
@@ -92,6 +101,8 @@ function defaultOnError(error: unknown): void {
 
 /**
  * A running server. `await server.finished` to serve until shutdown.
+ * `Addr` is its address type: `Deno.NetAddr` for TCP and TLS,
+ * `Deno.UnixAddr` for a Unix socket.
  *
  * @example
  * ```ts
@@ -103,9 +114,13 @@ function defaultOnError(error: unknown): void {
  * console.log(server.addr.port > 0); // true
  * ```
  */
-export class Server implements AsyncDisposable {
-  /** The address the server listens on (the real port when 0 was asked). */
-  readonly addr: Deno.NetAddr;
+export class Server<Addr extends ServerAddr = Deno.NetAddr>
+  implements AsyncDisposable {
+  /**
+   * The address the server listens on (the real port when 0 was asked;
+   * `{ transport: "unix", path }` for a Unix socket).
+   */
+  readonly addr: Addr;
   /** Live counters. */
   readonly stats: ServerStats = {
     active: 0,
@@ -126,7 +141,7 @@ export class Server implements AsyncDisposable {
   /** Deno's own sockets, whose reads go through the read pacer. */
   readonly #isRealListener: boolean;
   #handler: Handler;
-  #options: ServeOptions;
+  #options: TcpServeOptions;
   #onError: (error: unknown, info?: ConnectionInfo) => void;
   #scheduler: Scheduler;
   #maxConnections: number;
@@ -151,7 +166,7 @@ export class Server implements AsyncDisposable {
   #compactor: ReturnType<typeof setInterval> | undefined = undefined;
 
   /** @internal Use {@linkcode serve}. */
-  constructor(options: ServeOptions, handler: Handler) {
+  constructor(options: ServeOptions, handler: Handler<Addr>) {
     if (typeof handler !== "function") {
       throw new TypeError(
         "Cannot serve: handler must be a function* or async function*",
@@ -160,31 +175,25 @@ export class Server implements AsyncDisposable {
     const maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
     const maxPerPeer = options.maxConnectionsPerPeer ??
       DEFAULTS.maxConnectionsPerPeer;
+    checkListenOptions(options);
     checkServeOptions(options, maxConnections, maxPerPeer);
     // Validate connection defaults now, not on the first connection.
     checkConnectionOptions(options);
-    this.#options = options;
-    this.#handler = handler;
+    // Inside, one shape for all three kinds: the kinds differ only in the
+    // address type their hooks see.
+    this.#options = options as TcpServeOptions;
+    this.#handler = handler as unknown as Handler;
     this.#maxConnections = maxConnections;
     this.#maxPerPeer = maxPerPeer;
     this.#evictAfter = options.evictAfter ?? DEFAULTS.evictAfter;
-    this.#onError = options.onError ?? defaultOnError;
+    this.#onError = this.#options.onError ?? defaultOnError;
     this.#scheduler = new Scheduler({
       clock: options.clock,
       onError: (error) => this.#onError(error),
     });
     this.#isRealListener = injectedListener === null;
-    const listen = {
-      port: options.port ?? DEFAULTS.port,
-      hostname: options.hostname ?? DEFAULTS.hostname,
-      tcpBacklog: options.tcpBacklog ?? DEFAULTS.tcpBacklog,
-    };
-    const queues = options.acceptQueues ?? DEFAULTS.acceptQueues;
-    this.#listener = injectedListener ??
-      (queues > 1
-        ? new AcceptQueues(listen, queues)
-        : Deno.listen({ ...listen, transport: "tcp" }));
-    this.addr = this.#listener.addr;
+    this.#listener = injectedListener ?? listen(options);
+    this.addr = this.#listener.addr as Addr;
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#acceptLoop = this.#accept();
     const signal = options.signal;
@@ -452,7 +461,10 @@ export class Server implements AsyncDisposable {
   }
 
   #where(): string {
-    return `${this.addr.hostname}:${this.addr.port}`;
+    const addr = this.addr as ServerAddr;
+    return "path" in addr
+      ? `unix:${addr.path}`
+      : `${addr.hostname}:${addr.port}`;
   }
 }
 
@@ -466,15 +478,22 @@ const CANCEL_TURNS = 32;
 const COMPACT_INTERVAL = 250;
 
 /**
- * Serves TCP connections: each is handled by a coroutine, `handler(conn,
- * info)`, which owns the connection (closed when the handler ends, however
- * it ends). A handler's error is reported to `onError` and ends only its
- * own connection.
+ * Serves TCP connections, or TLS ones with `cert` and `key`: each is
+ * handled by a coroutine, `handler(conn, info)`, which owns the connection
+ * (closed when the handler ends, however it ends). A handler's error is
+ * reported to `onError` and ends only its own connection.
  *
- * @param options Address, cap, timeouts, hooks.
+ * TLS: `Deno.listenTls` with the PEM `cert` and `key`. A connection's
+ * handshake runs at its handler's first receive or send: one that fails (a
+ * client that is no TLS client, or rejects the certificate) throws
+ * `ConnectionResetError` there, saying so, and touches neither the accept
+ * loop nor the other clients.
+ *
+ * @param options Address (and TLS certificate), cap, timeouts, hooks.
  * @param handler A `function*` or `async function*`.
  * @returns The running {@linkcode Server}.
  * @throws {RangeError} For nonsense options (cap 0, negative timeouts).
+ * @throws {TypeError} For options that mix kinds (`cert` without `key`).
  * @throws {Deno.errors.AddrInUse} If the port is taken.
  *
  * @example Seed 002: echo with 3 s timeouts, at most 100 connections
@@ -490,7 +509,86 @@ const COMPACT_INTERVAL = 250;
  * console.log(`listening on ${server.addr.hostname}:${server.addr.port}`);
  * await server.shutdown();
  * ```
+ *
+ * @example A TLS echo server
+ * ```ts ignore
+ * import { serve } from "@corio/corio";
+ *
+ * const server = serve({
+ *   port: 8443,
+ *   cert: await Deno.readTextFile("cert.pem"),
+ *   key: await Deno.readTextFile("key.pem"),
+ * }, async function* echo(conn) {
+ *   for (let chunk; (chunk = yield* conn.recv()) !== null;) yield* conn.send(chunk);
+ * });
+ * await server.finished;
+ * ```
  */
-export function serve(options: ServeOptions, handler: Handler): Server {
-  return new Server(options, handler);
+export function serve(
+  options: TcpServeOptions | TlsServeOptions,
+  handler: Handler<Deno.NetAddr>,
+): Server<Deno.NetAddr>;
+/**
+ * Serves connections on a Unix domain socket, `path`: each is handled by a
+ * coroutine, as for TCP. The socket file is removed on shutdown; an
+ * existing file at `path` (a live server's socket, or a crashed run's
+ * leftover) is an `AddrInUse` error, and is left alone.
+ *
+ * @param options The socket's path, cap, timeouts, hooks.
+ * @param handler A `function*` or `async function*`.
+ * @returns The running {@linkcode Server}, its `addr` the socket's.
+ * @throws {RangeError} For nonsense options (cap 0, negative timeouts).
+ * @throws {TypeError} For `path` with a TCP option (`port`, `cert`...).
+ * @throws {Deno.errors.AddrInUse} If a file is at `path` already.
+ *
+ * @example A Unix socket server
+ * ```ts
+ * import { serve } from "@corio/corio";
+ *
+ * const path = `${await Deno.makeTempDir()}/app.sock`;
+ * await using server = serve({ path }, function* (conn) {
+ *   yield* conn.send("hello\n");
+ * });
+ * console.log(server.addr.path === path); // true
+ * ```
+ */
+export function serve(
+  options: UnixServeOptions,
+  handler: Handler<Deno.UnixAddr>,
+): Server<Deno.UnixAddr>;
+/**
+ * Serves TCP, TLS or Unix socket connections, as the options say: for
+ * options whose kind is known only at run time.
+ *
+ * @param options {@linkcode ServeOptions} of any kind.
+ * @param handler A `function*` or `async function*`.
+ * @returns The running {@linkcode Server}.
+ * @throws {RangeError} For nonsense options (cap 0, negative timeouts).
+ * @throws {TypeError} For options that mix kinds.
+ * @throws {Deno.errors.AddrInUse} If the address is taken.
+ *
+ * @example Options chosen at run time
+ * ```ts
+ * import { serve, type ServeOptions } from "@corio/corio";
+ *
+ * const path = Deno.env.get("CORIO_EXAMPLE_SOCKET");
+ * const options: ServeOptions = path ? { path } : { hostname: "127.0.0.1" };
+ * await using server = serve(options, function* (conn) {
+ *   yield* conn.send("hello\n");
+ * });
+ * console.log(server.addr.transport); // tcp
+ * ```
+ */
+export function serve(
+  options: ServeOptions,
+  handler: Handler<ServerAddr>,
+): Server<ServerAddr>;
+export function serve(
+  options: ServeOptions,
+  handler:
+    | Handler<Deno.NetAddr>
+    | Handler<Deno.UnixAddr>
+    | Handler<ServerAddr>,
+): Server<ServerAddr> {
+  return new Server(options, handler as Handler<ServerAddr>);
 }

@@ -5,6 +5,8 @@
 export interface RunningExample {
   hostname: string;
   port: number;
+  /** The socket's path, for `listening on unix:PATH` (port is then 0). */
+  path?: string;
   /** Every stdout line after the first. */
   lines: string[];
   /** Sends SIGTERM and resolves with the exit code and remaining output. */
@@ -50,18 +52,22 @@ export async function startExample(
   while (first === undefined && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  const match = /^listening on (.+):(\d+)$/.exec(first ?? "");
+  const unix = /^listening on unix:(.+)$/.exec(first ?? "");
+  const match: readonly string[] | null = unix
+    ? [first!, "unix", "0"]
+    : /^listening on (.+):(\d+)$/.exec(first ?? "");
   if (!match) {
     child.kill("SIGKILL");
     await pump;
     await child.status;
     throw new Error(
-      `${file} did not print "listening on HOST:PORT" first: ${first}`,
+      `${file} did not print "listening on HOST:PORT" (or unix:PATH) first: ${first}`,
     );
   }
   return {
     hostname: match[1],
     port: Number(match[2]),
+    path: unix?.[1],
     lines,
     async stop() {
       child.kill("SIGTERM");

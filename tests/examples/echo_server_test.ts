@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { exchange, startExample } from "./_example.ts";
 
+const fixture = (name: string) =>
+  new URL(`../fixtures/tls/${name}`, import.meta.url).pathname;
+
 Deno.test("examples/echo_server.ts echoes, drops a silent client after 3 s, and stops on SIGTERM", async () => {
   const server = await startExample("echo_server.ts", ["--allow-net"]);
   try {
@@ -69,4 +72,92 @@ Deno.test("examples/echo_server.ts serves at most 100 connections at once; the n
     const { code } = await server.stop();
     assert.equal(code, 0);
   }
+});
+
+Deno.test("examples/echo_server.ts --cert --key echoes over TLS", async () => {
+  const server = await startExample(
+    "echo_server.ts",
+    ["--allow-net", "--allow-read"],
+    ["--cert", fixture("cert.pem"), "--key", fixture("key.pem")],
+  );
+  try {
+    const conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: server.port,
+      caCerts: [Deno.readTextFileSync(fixture("ca.pem"))],
+    });
+    try {
+      await conn.write(new TextEncoder().encode("over tls"));
+      const buffer = new Uint8Array(64);
+      let got = 0;
+      while (got < 8) {
+        const n = await conn.read(buffer.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      assert.equal(
+        new TextDecoder().decode(buffer.subarray(0, got)),
+        "over tls",
+      );
+    } finally {
+      conn.close();
+    }
+  } finally {
+    const { code, lines } = await server.stop();
+    assert.equal(code, 0);
+    assert.match(lines.join("\n"), /stopped: .*"completed":1/);
+  }
+});
+
+Deno.test("examples/echo_server.ts --unix PATH echoes on a Unix socket and removes it when stopped", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "corio_echo_" });
+  const path = `${dir}/echo.sock`;
+  try {
+    const server = await startExample(
+      "echo_server.ts",
+      ["--allow-net", "--allow-read", "--allow-write"],
+      ["--unix", path],
+    );
+    try {
+      assert.equal(server.path, path);
+      const conn = await Deno.connect({ transport: "unix", path });
+      try {
+        await conn.write(new TextEncoder().encode("over unix"));
+        const buffer = new Uint8Array(64);
+        let got = 0;
+        while (got < 9) {
+          const n = await conn.read(buffer.subarray(got));
+          if (n === null) break;
+          got += n;
+        }
+        assert.equal(
+          new TextDecoder().decode(buffer.subarray(0, got)),
+          "over unix",
+        );
+      } finally {
+        conn.close();
+      }
+    } finally {
+      const { code } = await server.stop();
+      assert.equal(code, 0);
+    }
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("examples/echo_server.ts --cert without --key exits 2", async () => {
+  const path = new URL("../../examples/echo_server.ts", import.meta.url)
+    .pathname;
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", path, "--port", "0", "--cert", "c.pem"],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 2);
+  assert.match(
+    new TextDecoder().decode(stderr),
+    /--cert and --key go together/,
+  );
 });

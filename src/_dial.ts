@@ -1,0 +1,151 @@
+// How connect() reaches a server: TCP, TLS over TCP, or a Unix domain
+// socket, each failure a typed error naming the address. The connect
+// operation (src/client.ts) owns the deadline; `signal` is how it stops a
+// dial in flight. Internal to src/client.ts.
+
+import { ConnectError, TlsHandshakeError } from "./errors.ts";
+import type { ClientTlsOptions } from "./client.ts";
+
+/** What `dial` reads of connect()'s options (every kind of them). */
+export interface DialOptions {
+  port?: number;
+  hostname?: string;
+  noDelay?: boolean;
+  tls?: boolean | ClientTlsOptions;
+  path?: string;
+}
+
+/** "127.0.0.1:4000" or "unix:/run/app.sock", as messages name the server. */
+export function addressOf(options: DialOptions): string {
+  return options.path !== undefined
+    ? `unix:${options.path}`
+    : `${options.hostname ?? "127.0.0.1"}:${options.port}`;
+}
+
+/**
+ * Opens the connection `options` describe. Once `signal` is aborted the
+ * result no longer matters: the caller closes a connection that still
+ * arrives (Deno's connect does not close it when aborted after the TCP
+ * handshake, measured) and ignores a rejection.
+ */
+export async function dial(
+  options: DialOptions,
+  signal: AbortSignal,
+): Promise<Deno.Conn> {
+  if (options.path !== undefined) {
+    const path = options.path;
+    // Deno's Unix connect takes no signal; a local connect ends at once
+    // (refused or not found) unless the server's backlog is full.
+    try {
+      return await Deno.connect({ transport: "unix", path });
+    } catch (error) {
+      throw connectError(error, "", 0, path);
+    }
+  }
+  const { hostname = "127.0.0.1", port = 0, tls } = options;
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await Deno.connect({ hostname, port, transport: "tcp", signal });
+  } catch (error) {
+    throw connectError(error, hostname, port);
+  }
+  // Before any TLS: Deno 2.9.6's TlsConn has no setNoDelay (measured), but
+  // the socket keeps the option.
+  if (options.noDelay !== false) tcp.setNoDelay(true);
+  if (tls === undefined || tls === false) return tcp;
+  if (signal.aborted) return tcp;
+  return await handshake(tcp, tls === true ? {} : tls, hostname, port, signal);
+}
+
+/**
+ * TLS over `tcp`. `Deno.connectTls` takes no signal, so the TCP connect
+ * (which does) and the handshake run apart: `Deno.startTls`, then
+ * `handshake()`, which a close ends at once with Interrupted (measured on
+ * 2.9.6), so the deadline covers both. But Deno finishes a handshake
+ * before it shuts TLS down (denoland/deno#14547): after that close the
+ * socket stays open until the server answers or closes (measured: still
+ * open after 120 s with a server that never reads). Nothing here can close
+ * it sooner: `startTls` took the TCP socket.
+ */
+async function handshake(
+  tcp: Deno.TcpConn,
+  tls: ClientTlsOptions,
+  hostname: string,
+  port: number,
+  signal: AbortSignal,
+): Promise<Deno.TlsConn> {
+  let conn: Deno.TlsConn;
+  try {
+    conn = await Deno.startTls(tcp, {
+      hostname: tls.serverName ?? hostname,
+      caCerts: tls.caCerts,
+    });
+  } catch (error) {
+    closeQuietly(tcp);
+    throw new TlsHandshakeError(hostname, port, messageOf(error), {
+      cause: error,
+    });
+  }
+  const onAbort = () => closeQuietly(conn);
+  if (signal.aborted) return conn;
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    await conn.handshake();
+    return conn;
+  } catch (error) {
+    if (signal.aborted) throw error; // closed by the abort: nobody listens
+    closeQuietly(conn);
+    throw new TlsHandshakeError(hostname, port, messageOf(error), {
+      cause: error,
+    });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Closes `conn` unless it is closed already. */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed (by an abort that raced the dial).
+  }
+}
+
+/**
+ * The error for a failed dial. No network access granted is no network
+ * failure: retrying it (as a ConnectError invites) cannot help, so Deno's
+ * NotCapable and PermissionDenied stay as they are.
+ */
+function connectError(
+  error: unknown,
+  hostname: string,
+  port: number,
+  path?: string,
+): unknown {
+  if (
+    error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied
+  ) return error;
+  return new ConnectError(hostname, port, describe(error, path), {
+    cause: error,
+    path,
+  });
+}
+
+function describe(error: unknown, path?: string): string {
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return path === undefined
+      ? "connection refused"
+      : "connection refused (no server listens on the socket)";
+  }
+  if (error instanceof Deno.errors.NotFound && path !== undefined) {
+    return "no such socket file";
+  }
+  if (error instanceof Deno.errors.TimedOut) return "timed out in the kernel";
+  return messageOf(error);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

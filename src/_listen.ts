@@ -1,0 +1,133 @@
+// What serve() listens on: TCP (`Deno.listen`), TLS (`Deno.listenTls`),
+// either with `acceptQueues`, or a Unix domain socket (`Deno.listen({
+// transport: "unix" })`), and the run-time check that the options do not
+// mix them. Internal to src/server.ts.
+
+import type { Listener } from "./_accept.ts";
+import { AcceptQueues } from "./_accept_queues.ts";
+import { DEFAULTS, type ServeOptions } from "./_serve_options.ts";
+
+/** The options that only a TCP or TLS server takes. */
+const IP_ONLY = [
+  "port",
+  "hostname",
+  "tcpBacklog",
+  "acceptQueues",
+  "noDelay",
+  "maxConnectionsPerPeer",
+  "cert",
+  "key",
+] as const;
+
+/**
+ * Throws a TypeError for options that mix kinds of server (a `path` with a
+ * `port`, a `cert` without its `key`): the types forbid them, but plain
+ * JavaScript and spread objects get past the types.
+ */
+export function checkListenOptions(options: ServeOptions): void {
+  const { path, cert, key } = options as {
+    path?: unknown;
+    cert?: unknown;
+    key?: unknown;
+  };
+  if (path !== undefined) {
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(
+        `Cannot serve: path must be a non-empty string (a Unix socket's file), got ${
+          JSON.stringify(path)
+        }`,
+      );
+    }
+    for (const name of IP_ONLY) {
+      if ((options as Record<string, unknown>)[name] !== undefined) {
+        throw new TypeError(
+          `Cannot serve on unix:${path}: ${name} is for TCP and TLS servers, not with path`,
+        );
+      }
+    }
+    return;
+  }
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError(
+      cert === undefined
+        ? "Cannot serve TLS: key needs its cert (PEM)"
+        : "Cannot serve TLS: cert needs its key (PEM)",
+    );
+  }
+  for (const [name, value] of [["cert", cert], ["key", key]] as const) {
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw new TypeError(
+        `Cannot serve TLS: ${name} must be a PEM string (the file's text, not its path)`,
+      );
+    }
+  }
+}
+
+/** Opens the listener `options` ask for (checked by `checkListenOptions`). */
+export function listen(options: ServeOptions): Listener {
+  if (options.path !== undefined) return listenUnix(options.path);
+  const { cert, key } = options;
+  const address = {
+    port: options.port ?? DEFAULTS.port,
+    hostname: options.hostname ?? DEFAULTS.hostname,
+    tcpBacklog: options.tcpBacklog ?? DEFAULTS.tcpBacklog,
+  };
+  const queues = options.acceptQueues ?? DEFAULTS.acceptQueues;
+  if (queues > 1) {
+    // Deno.listenTls takes reusePort as Deno.listen does (with
+    // --unstable-net, measured on 2.9.6), so TLS gets queues too.
+    return new AcceptQueues(
+      cert === undefined
+        ? (port) =>
+          Deno.listen(
+            {
+              ...address,
+              port,
+              reusePort: true,
+              transport: "tcp",
+            } as Deno.TcpListenOptions & { transport: "tcp" },
+          )
+        : (port) =>
+          Deno.listenTls(
+            { ...address, port, reusePort: true, cert, key: key! } as
+              & Deno.ListenTlsOptions
+              & Deno.TlsCertifiedKeyPem,
+          ),
+      address.port,
+      queues,
+    );
+  }
+  return cert === undefined
+    ? Deno.listen({ ...address, transport: "tcp" })
+    : Deno.listenTls({ ...address, cert, key: key! });
+}
+
+/**
+ * Listens on the Unix socket `path`. Binding fails with AddrInUse whenever
+ * the file exists, a crashed run's leftover too. The file is never removed
+ * here: telling a leftover from a live server's socket takes a connect,
+ * which is asynchronous while `serve()` is not, and /proc/net/unix, which
+ * would tell, needs --allow-all in Deno 2.9.6 (measured: NotCapable with
+ * --allow-read). Removing a live server's socket would leave that server
+ * running, unreachable. So the error says what is there, as Go's and
+ * Node's do, and the caller decides (connect, then remove).
+ */
+function listenUnix(path: string): Listener {
+  try {
+    return Deno.listen({ transport: "unix", path });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    let isSocket = false;
+    try {
+      isSocket = Deno.lstatSync(path).isSocket === true;
+    } catch {
+      // Gone meanwhile, or not ours to stat: say what bind said.
+    }
+    throw new Deno.errors.AddrInUse(
+      isSocket
+        ? `Cannot serve on unix:${path}: a socket file is there (a server listens on it, or a crashed run left it): if connect({ path }) is refused, remove it`
+        : `Cannot serve on unix:${path}: the path exists and is not a socket`,
+      { cause: error },
+    );
+  }
+}
