@@ -4,7 +4,7 @@
 // ENOMEM: Deno's listener throws them and leaves the connection queued).
 
 import type { Transport } from "./connection_options.ts";
-import { checkPort } from "./client.ts";
+import { checkPort } from "./_connect_options.ts";
 import { AcceptError } from "./errors.ts";
 import type { ServeOptions, ServerAddr } from "./_serve_options.ts";
 

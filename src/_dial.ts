@@ -4,7 +4,7 @@
 // dial in flight. Internal to src/client.ts.
 
 import { ConnectError, TlsHandshakeError } from "./errors.ts";
-import type { ClientTlsOptions } from "./client.ts";
+import type { ClientTlsOptions } from "./_connect_options.ts";
 
 /** What `dial` reads of connect()'s options (every kind of them). */
 export interface DialOptions {

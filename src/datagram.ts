@@ -13,7 +13,7 @@
 import { type ConversationHandler, Conversations } from "./conversations.ts";
 import type { Clock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
-import { checkPort } from "./client.ts";
+import { checkPort } from "./_connect_options.ts";
 import {
   type Datagram,
   type DatagramHandler,

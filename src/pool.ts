@@ -23,7 +23,8 @@
  */
 
 import { addressOf } from "./_dial.ts";
-import { checkConnectOptions, dialUnowned } from "./client.ts";
+import { dialUnowned } from "./client.ts";
+import { checkConnectOptions } from "./_connect_options.ts";
 import type { Connection } from "./connection.ts";
 import type { Effect, Operation } from "./effects.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
