@@ -57,8 +57,10 @@ export type Mode = typeof NEXT | typeof RETURN | typeof THROW;
 export const STARTING = 0;
 export const RUNNING = 1;
 export const PARKED = 2;
-export const ENDING = 3;
-export const DONE = 4;
+/** Yielded to the host's event loop by `delay(0)`; resumed a turn later. */
+export const HOST_TURN = 3;
+export const ENDING = 4;
+export const DONE = 5;
 
 // Each closure of a generator function gives its generator objects a
 // hidden class of their own, so a scheduler that steps coroutines made by
@@ -145,6 +147,12 @@ export class Coroutine implements DeadlineEntry {
    * `Scheduler.#unpark`).
    */
   deadline = Infinity;
+  /**
+   * Its place among waits with the same deadline: taken when that wait
+   * began, kept when its entry is moved there later (see `#onTimeout`), so
+   * equal deadlines still wake first come, first served.
+   */
+  deadlineOrder = 0;
   /** The scheduler's epoch when it last parked (see `_compact`). */
   parkedSince = 0;
   mode: Mode = NEXT;

@@ -176,6 +176,7 @@ const REPARK = 4;
 const HAS_DEADLINE = 8;
 const SHAREABLE = 16;
 const SETTLES_LATE = 32;
+const YIELDS_TO_HOST = 64;
 
 // `OpEffect.run`, what it is doing: nothing; handed out by a `Connection`,
 // not yet run; run by `yield*` in a `function*`, or in an `async function*`.
@@ -323,6 +324,16 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   }
   set settlesLate(value: boolean) {
     this.#flags = withBit(this.#flags, SETTLES_LATE, value);
+  }
+  /**
+   * True for a delay: over at once (`delay(0)`), it resumes after a turn
+   * of the host's event loop, not at once (see `Scheduler.#yieldToHost`).
+   */
+  get yieldsToHost(): boolean {
+    return (this.#flags & YIELDS_TO_HOST) !== 0;
+  }
+  set yieldsToHost(value: boolean) {
+    this.#flags = withBit(this.#flags, YIELDS_TO_HOST, value);
   }
 
   /**

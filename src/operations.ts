@@ -62,6 +62,7 @@ class DelayOp extends Op<void> {
     super(signal === undefined ? undefined : { signal }, Math.max(0, ms));
     // Each waiter's deadline is its own (the scheduler keeps it per coroutine).
     this.effect.isShareable = true;
+    this.effect.yieldsToHost = true;
   }
   poll(): typeof PENDING {
     return PENDING;

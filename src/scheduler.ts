@@ -14,6 +14,7 @@ import {
   ENDING,
   FAILED,
   GENERATOR,
+  HOST_TURN,
   type Mode,
   NEXT,
   OK,
@@ -132,7 +133,7 @@ export class Scheduler {
   #externalWaits = 0;
   #ready: Coroutine[] = [];
   /** Waiting for a turn of the event loop (see `#yieldToHost`). */
-  #yielded: Coroutine[] = [];
+  #yielded = new Set<Coroutine>();
   #epoch = 0;
   #isDriving = false;
   #isIdle = (): boolean =>
@@ -279,6 +280,14 @@ export class Scheduler {
         this.#unpark(co);
         co.isCancelled = true;
         this.#resume(co, RETURN, undefined);
+        return;
+      case HOST_TURN:
+        // At once, as a parked one: a server closes a running handler's
+        // connection soon after cancelling it, and its `finally` may send.
+        if (co.isCancelled) return;
+        this.#yielded.delete(co);
+        co.isCancelled = true;
+        this.#resume(co, RETURN, undefined, true);
         return;
       default: // ENDING, DONE: children already cancelled
     }
@@ -511,8 +520,18 @@ export class Scheduler {
     if (why === null) return false;
     if (why === EXPIRED) {
       co.input = TIMED_OUT;
-      this.#yieldToHost(co);
-      return false;
+      if (effect.yieldsToHost) {
+        this.#yieldToHost(co);
+        return false;
+      }
+      // Any other operation that ends before it waits (`recv({ timeout:
+      // 0 })`, `inbox.poll()`) only lets the coroutines already queued run
+      // first.
+      if (this.#isDriving) {
+        this.#ready.push(co);
+        return false;
+      }
+      return true;
     }
     co.input = why;
     return true;
@@ -533,8 +552,10 @@ export class Scheduler {
     if (signal?.aborted) return ABORTED;
     // Read the clock only for operations that have a deadline.
     let deadline = Infinity;
+    let isNewWait = false;
     if (effect.hasDeadline) {
       const now = this.clock.now();
+      isNewWait = effect.activeDeadline === undefined; // not a re-park
       deadline = effect.resolveDeadline(now);
       if (deadline <= now && !effect.settlesLate) return EXPIRED;
     }
@@ -543,11 +564,23 @@ export class Scheduler {
     co.effect = effect;
     co.parkedSince = this.#epoch;
     if (deadline !== Infinity) {
-      co.deadline = deadline;
-      // An entry left queued by an earlier wait (see `#unpark`) at or
-      // before this deadline stays as it is: it comes up first, and
-      // `#onTimeout` moves it here then.
-      if (deadline < this.#timers.keyOf(co)) this.#timers.set(co, deadline);
+      const timers = this.#timers;
+      // A wait parked again after a wake-up that found it pending keeps
+      // its place among ties; a new one goes behind those queued before.
+      // (A shared delay's deadline can be set by another coroutine between
+      // this one's start and park: the deadline tells a new wait too.)
+      const isNewPlace = isNewWait || deadline !== co.deadline;
+      if (isNewPlace) {
+        co.deadline = deadline;
+        co.deadlineOrder = timers.takeOrder();
+      }
+      // An entry left queued by an earlier wait (see `#unpark`) before
+      // this deadline stays as it is: it comes up first, and `#onTimeout`
+      // moves it here then, at this wait's place among ties.
+      const queuedAt = timers.keyOf(co);
+      if (deadline < queuedAt || (deadline === queuedAt && isNewPlace)) {
+        timers.set(co, deadline, co.deadlineOrder);
+      }
     }
     if (signal) signal.addEventListener("abort", co.onAbort, { once: true });
     if (effect.external) this.#externalWaits++;
@@ -584,13 +617,16 @@ export class Scheduler {
    * clamped to 4 ms. It stays busy meanwhile: virtual time holds still.
    */
   #yieldToHost(co: Coroutine): void {
-    this.#yielded.push(co);
-    if (this.#yielded.length === 1) setImmediate(this.#afterHostTurn);
+    co.state = HOST_TURN;
+    co.mode = NEXT;
+    co.input = TIMED_OUT;
+    this.#yielded.add(co);
+    if (this.#yielded.size === 1) setImmediate(this.#afterHostTurn);
   }
 
   #afterHostTurn = (): void => {
     const yielded = this.#yielded;
-    this.#yielded = [];
+    this.#yielded = new Set();
     for (const co of yielded) this.#resume(co, NEXT, TIMED_OUT, true);
   };
 
@@ -605,7 +641,7 @@ export class Scheduler {
   #pokeIdle(): void {
     const clock = this.clock;
     if (clock.poke === undefined) return;
-    this.#timers.tidy(liveDeadline);
+    this.#timers.tidy(liveDeadline, deadlineOrderOf);
     clock.poke(this.#isIdle);
   }
 
@@ -613,7 +649,9 @@ export class Scheduler {
     // Left queued by a wait that has ended (see `#unpark`): the coroutine
     // runs, waits without a deadline, or waits for a later one.
     if (co.state !== PARKED || !co.effect!.hasDeadline) return;
-    if (co.deadline > now) return this.#timers.set(co, co.deadline);
+    if (co.deadline > now) {
+      return this.#timers.set(co, co.deadline, co.deadlineOrder);
+    }
     co.effect!.owner.unpark(co);
     this.#unpark(co);
     this.#resume(co, NEXT, TIMED_OUT);
@@ -702,6 +740,10 @@ function settleHeld(co: Coroutine, value: unknown, isError = false): void {
 }
 
 /** `co` meets the cancel requested while it ran: it returns from its wait. */
+function deadlineOrderOf(co: Coroutine): number {
+  return co.deadlineOrder;
+}
+
 /** The deadline `co` waits for now: what `#onTimeout` would act on. */
 function liveDeadline(co: Coroutine): number {
   return co.state === PARKED && co.effect!.hasDeadline ? co.deadline : Infinity;

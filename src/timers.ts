@@ -135,11 +135,21 @@ export class DeadlineQueue<E extends DeadlineEntry> {
     return this.#size > 0 ? this.#entries[0] : undefined;
   }
 
-  /** Queues `entry` at `deadline`, or moves it there if already queued. */
-  set(entry: E, deadline: number): void {
+  /**
+   * A place in the order of ties, later than every one taken before: for
+   * an entry queued later at a deadline it takes now (see `set`).
+   */
+  takeOrder(): number {
+    return this.#setCount++;
+  }
+
+  /**
+   * Queues `entry` at `deadline`, or moves it there if already queued.
+   * Among equal deadlines it goes behind those set before it, or at
+   * `order` (from `takeOrder`): where its wait began.
+   */
+  set(entry: E, deadline: number, order: number = this.#setCount++): void {
     const index = entry.heapIndex;
-    // Set again, even at the same deadline, it goes behind its ties.
-    const order = this.#setCount++;
     if (index < 0) {
       const at = this.#size++;
       if (at === this.#keys.length) this.#grow();
@@ -289,10 +299,15 @@ export class Alarm<E extends DeadlineEntry> {
     this.#onExpired = onExpired;
   }
 
-  /** Queues `entry` at `deadline` (or moves it there). */
-  set(entry: E, deadline: number): void {
-    this.#queue.set(entry, deadline);
+  /** Queues `entry` at `deadline` (or moves it there), at `order` if given. */
+  set(entry: E, deadline: number, order?: number): void {
+    this.#queue.set(entry, deadline, order);
     if (deadline < this.#armedAt) this.#arm(deadline);
+  }
+
+  /** See {@linkcode DeadlineQueue.takeOrder}. */
+  takeOrder(): number {
+    return this.#queue.takeOrder();
   }
 
   /** The deadline `entry` is queued at, or `Infinity` when it is not. */
@@ -313,18 +328,22 @@ export class Alarm<E extends DeadlineEntry> {
 
   /**
    * Moves or drops entries whose deadline is no longer the one queued
-   * (`deadlineOf` gives the live one, `Infinity` for none), earliest first,
+   * (`deadlineOf` gives the live one, `Infinity` for none; `orderOf` its
+   * place among ties), earliest first,
    * until the earliest is live; then arms the host timer for it. For a
    * clock that jumps to the timer it holds: an entry left queued on
    * purpose must not make time move when nothing waits on it.
    */
-  tidy(deadlineOf: (entry: E) => number): void {
+  tidy(
+    deadlineOf: (entry: E) => number,
+    orderOf: (entry: E) => number,
+  ): void {
     const queue = this.#queue;
     for (let entry; (entry = queue.peek()) !== undefined;) {
       const deadline = deadlineOf(entry);
       if (deadline === queue.peekDeadline()) break;
       if (deadline === Infinity) queue.delete(entry);
-      else queue.set(entry, deadline);
+      else queue.set(entry, deadline, orderOf(entry));
     }
     this.#rearm();
   }

@@ -962,6 +962,119 @@ Deno.test("a hand-written async iterator that throws from next() instead of reje
   ]);
 });
 
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`${form === "function*" ? "a" : "an"} ${form} cancelled while delay(0) yields to the host runs its finally at once, as a parked one does`, async () => {
+    const log: string[] = [];
+    const scheduler = new Scheduler();
+    const body = function* () {
+      try {
+        log.push("before");
+        yield* delay(0);
+        log.push("after");
+      } finally {
+        log.push("finally");
+      }
+    };
+    const task = scheduler.spawn(
+      form === "function*" ? body() : (async function* () {
+        yield* body();
+      })(),
+    );
+    for (let i = 0; i < 10; i++) await Promise.resolve(); // reach delay(0)
+    task.cancel();
+    task.cancel();
+    if (form === "function*") assert.deepEqual(log, ["before", "finally"]);
+    await assert.rejects(task.finished, CancelledError);
+    assert.deepEqual(log, ["before", "finally"]);
+  });
+}
+
+Deno.test("a coroutine that loops on inbox.poll({ timeout: 0 }) or recv({ timeout: 0 }) does not yield to the host each time, as delay(0) does", async () => {
+  let hostTimerFired = false;
+  const timer = setTimeout(() => hostTimerFired = true, 0);
+  const [a, b] = memoryConnPair();
+  const seen = await run((function* () {
+    const inbox = new Inbox<number>();
+    let timeouts = 0;
+    for (let i = 0; i < 100; i++) {
+      // poll() gives undefined at its deadline; recv() throws.
+      if ((yield* inbox.poll({ timeout: 0 })) === undefined) timeouts++;
+      try {
+        yield* a.recv({ timeout: 0 });
+      } catch (error) {
+        if (error instanceof TimeoutError) timeouts++;
+      }
+    }
+    return [timeouts, hostTimerFired];
+  })());
+  clearTimeout(timer);
+  a.close();
+  b.close();
+  assert.deepEqual(seen, [200, false]);
+});
+
+for (const kind of ["system", "virtual"]) {
+  Deno.test(`equal deadlines wake first come, first served even when the first to wait had an earlier deadline left queued (${kind} clock)`, async () => {
+    const clock = kind === "virtual" ? new VirtualClock() : undefined;
+    const scheduler = new Scheduler({ clock });
+    const inbox = new Inbox<number>();
+    const order: string[] = [];
+    const t0 = scheduler.now();
+    function* sleepUntil(at: number) {
+      try {
+        yield* new Inbox<never>().recv({ deadline: at });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+    }
+    const a = scheduler.spawn((function* () {
+      // Woken at once: its deadline at t0 + 20 stays queued.
+      yield* inbox.recv({ timeout: 20 });
+      yield* sleepUntil(t0 + 60);
+      order.push("A");
+    })());
+    const b = scheduler.spawn((function* () {
+      yield* delay(0);
+      inbox.push(1);
+      yield* delay(1); // A is in its second wait by now
+      yield* sleepUntil(t0 + 60);
+      order.push("B");
+    })());
+    await Promise.all([a.finished, b.finished]);
+    assert.deepEqual(order, ["A", "B"]);
+  });
+}
+
+Deno.test("wait(pending, { timeout: 0 }) times out on a VirtualClock without autojump too, and whenIdle() lets a test step a delay(0) loop by hand", async () => {
+  const clock = new VirtualClock({ autojump: false });
+  await assert.rejects(
+    run(
+      (function* () {
+        yield* wait(new Promise(() => {}), { timeout: 0 });
+      })(),
+      { clock },
+    ),
+    TimeoutError,
+  );
+  const ticks: number[] = [];
+  const done = run(
+    (async function* () {
+      for (let i = 0; i < 5; i++) {
+        yield* delay(0);
+        yield* delay(100);
+        ticks.push(clock.now());
+      }
+    })(),
+    { clock },
+  );
+  for (let i = 0; i < 5; i++) {
+    await clock.whenIdle();
+    clock.advance(100);
+  }
+  await done;
+  assert.deepEqual(ticks, [100, 200, 300, 400, 500]);
+});
+
 // async function* coroutines park in place (no yield to the scheduler) and
 // find their record through the async context across plain awaits: the
 // same guarantees must hold there.

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  connect,
   type Connection,
   delay,
+  run,
   serve,
   type ServerStats,
   spawn,
+  wait,
 } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 import net from "node:net";
@@ -666,3 +669,36 @@ Deno.test("a server shut down by hand lets go of its longer-lived signal: serve(
   );
   assert.deepEqual(alive, [false, false, false, false]);
 });
+
+for (const form of ["function*", "async function*"]) {
+  Deno.test(`${form === "function*" ? "a" : "an"} ${form} handler looping on delay(0) when the server shuts down still sends its goodbye from finally`, async () => {
+    const errors: unknown[] = [];
+    const server = serve(
+      { hostname: "127.0.0.1", onError: (error) => errors.push(error) },
+      (conn) => {
+        function* body() {
+          try {
+            yield* conn.send("hi\n");
+            for (;;) yield* delay(0); // a long computation, yielding
+          } finally {
+            yield* conn.send("bye\n");
+          }
+        }
+        return form === "function*" ? body() : (async function* () {
+          yield* body();
+        })();
+      },
+    );
+    const lines = await run((function* () {
+      const conn = yield* connect({ port: server.addr.port, timeout: 1000 });
+      const got = [yield* conn.recvLine({ timeout: 1000 })];
+      const stopping = server.shutdown({ grace: 0 });
+      got.push(yield* conn.recvLine({ timeout: 1000 }));
+      yield* wait(stopping);
+      return got;
+    })());
+    assert.deepEqual(lines, ["hi", "bye"]);
+    assert.deepEqual(errors, []);
+    assert.equal(server.stats.cancelled, 1);
+  });
+}

@@ -16,7 +16,7 @@ import type { Clock } from "../timers.ts";
  *
  * const clock = new VirtualClock({ start: 1000, autojump: false });
  * const done = run((function* () { yield* delay(500); })(), { clock });
- * await new Promise((resolve) => setTimeout(resolve, 0)); // let it start waiting
+ * await clock.whenIdle(); // it has begun to wait
  * clock.advance(500);
  * await done;
  * console.log(clock.now()); // 1500
@@ -31,7 +31,8 @@ export interface VirtualClockOptions {
   /**
    * Jump to the next deadline whenever every scheduler using the clock has
    * nothing to do but wait on time (Trio's autojump). Off: only
-   * {@linkcode VirtualClock.advance} moves time.
+   * {@linkcode VirtualClock.advance} moves time (a timer armed for the
+   * time already reached still fires, a macrotask later).
    * @default {true}
    */
   autojump?: boolean;
@@ -51,8 +52,8 @@ interface VirtualTimer {
  * "Waits only on time" counts delays, deadlines, memory connections,
  * inboxes and joins as internal; a real socket or `wait(promise)` holds the
  * clock still until it completes. A timer armed for a time already reached
- * fires a macrotask later all the same (with `autojump`), as a system timer
- * would: time does not move for it.
+ * fires a macrotask later all the same, with or without `autojump`, as a
+ * system timer would: time does not move for it.
  *
  * @example A 3 s timeout, tested in microseconds
  * ```ts
@@ -81,6 +82,8 @@ export class VirtualClock implements Clock {
   #isAutojump: boolean;
   #idlers = new Set<() => boolean>();
   #check: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Set while a timer armed for a time already reached waits to fire. */
+  #due: ReturnType<typeof setTimeout> | undefined = undefined;
 
   /**
    * Creates a clock at `start` (0 by default).
@@ -111,8 +114,8 @@ export class VirtualClock implements Clock {
   setTimer(at: number, callback: () => void): unknown {
     const seq = ++this.#seq;
     this.#timers.set(seq, { at, seq, callback });
-    if (at <= this.#now && this.#isAutojump && this.#check === undefined) {
-      this.#check = setTimeout(this.#autojump, 0);
+    if (at <= this.#now && this.#due === undefined) {
+      this.#due = setTimeout(this.#fireDue, 0);
     }
     return seq;
   }
@@ -179,6 +182,52 @@ export class VirtualClock implements Clock {
     return best;
   }
 
+  /**
+   * Resolves once every scheduler using this clock has nothing to do but
+   * wait on time: the moment autojump would jump (Trio's
+   * `wait_all_tasks_blocked`). With `autojump` off, a test awaits it before
+   * {@linkcode VirtualClock.advance}, so that each coroutine has begun its
+   * next wait. It checks once per macrotask; a coroutine waiting on a real
+   * socket or promise keeps it pending.
+   *
+   * @returns A promise that resolves when the clock's schedulers are idle.
+   *
+   * @example Step a coroutine's timers by hand
+   * ```ts
+   * import { delay, run } from "@corio/corio";
+   * import { VirtualClock } from "@corio/corio/testing";
+   *
+   * const clock = new VirtualClock({ autojump: false });
+   * const ticks: number[] = [];
+   * const done = run((function* () {
+   *   for (let i = 0; i < 3; i++) {
+   *     yield* delay(0); // a turn of the event loop
+   *     yield* delay(100);
+   *     ticks.push(clock.now());
+   *   }
+   * })(), { clock });
+   * for (let i = 0; i < 3; i++) {
+   *   await clock.whenIdle();
+   *   clock.advance(100);
+   * }
+   * await done;
+   * console.log(ticks); // [ 100, 200, 300 ]
+   * ```
+   */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      let isIdle = true;
+      for (const idle of this.#idlers) if (!idle()) isIdle = false;
+      if (isIdle) return;
+    }
+  }
+
+  #fireDue = (): void => {
+    this.#due = undefined;
+    this.#advanceTo(this.#now);
+  };
+
   #autojump = (): void => {
     this.#check = undefined;
     // What is due fires whether or not every scheduler is idle: time
@@ -196,5 +245,7 @@ export class VirtualClock implements Clock {
   #cancelCheck(): void {
     if (this.#check !== undefined) clearTimeout(this.#check);
     this.#check = undefined;
+    if (this.#due !== undefined) clearTimeout(this.#due);
+    this.#due = undefined;
   }
 }
