@@ -76,6 +76,7 @@ export {
   type ShutdownOptions,
   type TcpServeOptions,
   type TlsServeOptions,
+  type UnixPeerAddr,
   type UnixServeOptions,
 } from "./src/server.ts";
 export { ConversationLimitError } from "./src/errors.ts";

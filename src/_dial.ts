@@ -115,7 +115,7 @@ export function closeQuietly(conn: Deno.Conn): void {
 /**
  * The error for a failed dial. No network access granted is no network
  * failure: retrying it (as a ConnectError invites) cannot help, so Deno's
- * NotCapable and PermissionDenied stay as they are.
+ * NotCapable stays as it is.
  */
 function connectError(
   error: unknown,
@@ -123,10 +123,9 @@ function connectError(
   port: number,
   path?: string,
 ): unknown {
-  if (
-    error instanceof Deno.errors.NotCapable ||
-    error instanceof Deno.errors.PermissionDenied
-  ) return error;
+  // PermissionDenied is the system's refusal (EACCES: a socket file this
+  // user may not open), a failure to connect like any other.
+  if (error instanceof Deno.errors.NotCapable) return error;
   return new ConnectError(hostname, port, describe(error, path), {
     cause: error,
     path,
@@ -143,6 +142,9 @@ function describe(error: unknown, path?: string): string {
     return "no such socket file";
   }
   if (error instanceof Deno.errors.TimedOut) return "timed out in the kernel";
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied by the system";
+  }
   return messageOf(error);
 }
 

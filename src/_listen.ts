@@ -116,7 +116,9 @@ function listenUnix(path: string): Listener {
   try {
     return Deno.listen({ transport: "unix", path });
   } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    if (!(error instanceof Deno.errors.AddrInUse)) {
+      throw withPath(error, `Cannot serve on unix:${path}`);
+    }
     let isSocket = false;
     try {
       isSocket = Deno.lstatSync(path).isSocket === true;
@@ -130,4 +132,21 @@ function listenUnix(path: string): Listener {
       { cause: error },
     );
   }
+}
+
+/**
+ * `error` with `what` before its message (Deno's say "No such file or
+ * directory (os error 2)", or "path must be shorter than SUN_LEN", and
+ * name no path), of the same class, the original as its cause. Deno's
+ * permission error (NotCapable) is left as it is.
+ */
+export function withPath(error: unknown, what: string): unknown {
+  if (!(error instanceof Error) || error instanceof Deno.errors.NotCapable) {
+    return error;
+  }
+  const Class = error.constructor as new (
+    message: string,
+    options?: ErrorOptions,
+  ) => Error;
+  return new Class(`${what}: ${error.message}`, { cause: error });
 }

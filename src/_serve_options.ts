@@ -26,11 +26,10 @@ export interface ConnectionInfo<Addr extends ServerAddr = Deno.NetAddr> {
   /** A number unique within this server, counting from 1. */
   readonly id: number;
   /**
-   * The client's address. On a Unix socket server Deno gives
-   * `{ transport: "unix", path: null }` (a client's socket has no name),
-   * whatever its type says.
+   * The client's address. On a Unix socket server, `{ transport: "unix",
+   * path: null }`: a client's socket has no name.
    */
-  readonly remoteAddr: Addr;
+  readonly remoteAddr: Addr extends Deno.UnixAddr ? UnixPeerAddr : Addr;
   /** The address it connected to: the server's own. */
   readonly localAddr: Addr;
 }
@@ -50,6 +49,26 @@ export interface ConnectionInfo<Addr extends ServerAddr = Deno.NetAddr> {
  * ```
  */
 export type ServerAddr = Deno.NetAddr | Deno.UnixAddr;
+
+/**
+ * A Unix socket client's address, as a server sees it: Deno gives
+ * `path: null`, since a client's socket has no name (its type,
+ * `Deno.UnixAddr`, says `string`).
+ *
+ * @example
+ * ```ts
+ * import type { UnixPeerAddr } from "@corio/corio";
+ *
+ * const peer: UnixPeerAddr = { transport: "unix", path: null };
+ * console.log(peer.path ?? "a client"); // a client
+ * ```
+ */
+export interface UnixPeerAddr {
+  /** `"unix"`. */
+  transport: "unix" | "unixpacket";
+  /** `null` for a client: its socket has no name. */
+  path: string | null;
+}
 
 /**
  * A connection handler: a coroutine function that gets the connection.

@@ -45,6 +45,7 @@ export type {
   ShutdownOptions,
   TcpServeOptions,
   TlsServeOptions,
+  UnixPeerAddr,
   UnixServeOptions,
 } from "./_serve_options.ts";
 import { callOnError } from "./_on_error.ts";
@@ -134,7 +135,11 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     cancelled: 0,
     acceptErrors: 0,
   };
-  /** Resolves once the server has shut down and every socket is closed. */
+  /**
+   * Resolves once the server has shut down and closed every socket (a TLS
+   * socket whose handshake never completed stays open in Deno 2.9.6 until
+   * its client leaves: see the README).
+   */
   readonly finished: Promise<void>;
 
   #listener: Listener;

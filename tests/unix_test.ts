@@ -216,6 +216,13 @@ Deno.test("the option types make path with port, and cert without key, type erro
     connect({ path: "/tmp/x.sock", tls: true });
     // @ts-expect-error: a Unix server's info has no hostname
     serve({ path: "/tmp/x.sock" }, (_conn, info) => info.remoteAddr.hostname);
+    // deno-lint-ignore require-yield
+    serve({ path: "/tmp/x.sock" }, function* (_conn, info) {
+      // @ts-expect-error: a Unix client's socket has no name: path is null
+      const path: string = info.remoteAddr.path;
+      const named: string | null = info.remoteAddr.path;
+      return [path, named];
+    });
   };
   assert.equal(typeof typeChecks, "function");
 });
@@ -244,5 +251,22 @@ Deno.test("a Pool over a Unix socket lends one connection in turn and names the 
       yield* pool.acquire();
     })()),
     (error: Error) => error.message.includes(`unix:${path}`),
+  );
+});
+
+Deno.test("serve({ path }) errors name the socket: a missing directory, a path too long", () => {
+  using dir = tempDir();
+  const missing = `${dir.path}/no/such/dir/app.sock`;
+  assert.throws(
+    () => serve({ path: missing }, echo),
+    (error: Error) =>
+      error instanceof Deno.errors.NotFound &&
+      error.message.startsWith(`Cannot serve on unix:${missing}: `),
+  );
+  const long = `${dir.path}/${"x".repeat(120)}.sock`;
+  assert.throws(
+    () => serve({ path: long }, echo),
+    (error: Error) =>
+      error.message.startsWith(`Cannot serve on unix:${long}: `),
   );
 });
