@@ -327,7 +327,7 @@ export class Scheduler {
           co.heldBy = op;
           return hold(co);
         }
-        if (why === EXPIRED) return null; // delay(0): yield to the host first
+        if (why === EXPIRED) return null; // over at once: see #afterYield
         signal = why;
       }
       const r = op._step(signal);
@@ -608,13 +608,13 @@ export class Scheduler {
   }
 
   /**
-   * Resumes `co` (timed out at once: `delay(0)`, a deadline already past)
-   * after a turn of the host's event loop, behind the coroutines already
-   * ready. Resumed at once, a coroutine looping on `delay(0)` would keep
-   * the event loop from ever running: no socket read, no host timer would
-   * complete, which is what such a loop yields for. `setImmediate` is a
-   * turn of the loop (3.5 µs on Deno 2.9.6); `setTimeout(0)` nested is
-   * clamped to 4 ms. It stays busy meanwhile: virtual time holds still.
+   * Resumes `co`, whose delay was over at once (`delay(0)`), after a turn
+   * of the host's event loop, behind the coroutines already ready. Resumed
+   * at once, a coroutine looping on `delay(0)` would keep the event loop
+   * from ever running: no socket read, no host timer would complete, which
+   * is what such a loop yields for. `setImmediate` is a turn of the loop
+   * (3.5 µs on Deno 2.9.6); `setTimeout(0)` nested is clamped to 4 ms. It
+   * stays busy meanwhile: virtual time holds still.
    */
   #yieldToHost(co: Coroutine): void {
     co.state = HOST_TURN;
@@ -627,7 +627,13 @@ export class Scheduler {
   #afterHostTurn = (): void => {
     const yielded = this.#yielded;
     this.#yielded = new Set();
-    for (const co of yielded) this.#resume(co, NEXT, TIMED_OUT, true);
+    for (const co of yielded) {
+      // Cancelled by one resumed before it in this batch (its parent's
+      // end, a signal), it ran already: in its finally, done, or in a new
+      // host turn of its own (in the new set).
+      if (co.state !== HOST_TURN || this.#yielded.has(co)) continue;
+      this.#resume(co, NEXT, TIMED_OUT, true);
+    }
   };
 
   // ---- time
@@ -739,7 +745,7 @@ function settleHeld(co: Coroutine, value: unknown, isError = false): void {
   settle(value as IteratorResult<unknown, unknown>);
 }
 
-/** `co` meets the cancel requested while it ran: it returns from its wait. */
+/** Its wait's place among equal deadlines (see `Coroutine.deadlineOrder`). */
 function deadlineOrderOf(co: Coroutine): number {
   return co.deadlineOrder;
 }
@@ -749,6 +755,7 @@ function liveDeadline(co: Coroutine): number {
   return co.state === PARKED && co.effect!.hasDeadline ? co.deadline : Infinity;
 }
 
+/** `co` meets the cancel requested while it ran: it returns from its wait. */
 function meetCancel(co: Coroutine): void {
   co.cancelRequested = false;
   pendingCancels.count--;

@@ -989,6 +989,26 @@ for (const form of ["function*", "async function*"]) {
   });
 }
 
+Deno.test("an async function* child in delay(0)'s host turn, cancelled by its parent ending in the same turn, ends once", async () => {
+  const scheduler = new Scheduler();
+  const log: string[] = [];
+  const parent = scheduler.spawn((function* () {
+    yield* spawn((async function* () {
+      try {
+        for (;;) yield* delay(0);
+      } finally {
+        log.push("child finally");
+      }
+    })());
+    yield* delay(0); // the parent's host turn comes first in the batch
+    return "parent done";
+  })());
+  assert.equal(await parent.finished, "parent done");
+  for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(log, ["child finally"]);
+  assert.equal(scheduler.size, 0);
+});
+
 Deno.test("a coroutine that loops on inbox.poll({ timeout: 0 }) or recv({ timeout: 0 }) does not yield to the host each time, as delay(0) does", async () => {
   let hostTimerFired = false;
   const timer = setTimeout(() => hostTimerFired = true, 0);
