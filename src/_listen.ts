@@ -112,7 +112,10 @@ export function listen(options: ServeOptions): Listener {
  * running, unreachable. So the error says what is there, as Go's and
  * Node's do, and the caller decides (connect, then remove).
  */
-function listenUnix(path: string): Listener {
+function listenUnix(given: string): Listener {
+  // Deno's close removes the file at the path it was given: a relative
+  // one, from the working directory at shutdown, maybe not the socket's.
+  const path = given.startsWith("/") ? given : `${Deno.cwd()}/${given}`;
   try {
     return Deno.listen({ transport: "unix", path });
   } catch (error) {

@@ -324,7 +324,12 @@ export interface TlsServeOptions extends Omit<TcpServeOptions, "cert" | "key"> {
  * ```
  */
 export interface UnixServeOptions extends ServeCommonOptions<Deno.UnixAddr> {
-  /** The socket file to listen on. */
+  /**
+   * The socket file to listen on. A relative path is resolved against the
+   * working directory when `serve` starts (`server.addr.path` is absolute):
+   * the file removed at shutdown is the socket's, wherever the process has
+   * moved since.
+   */
   path: string;
   /** TCP only. */
   port?: never;

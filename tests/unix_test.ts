@@ -270,3 +270,29 @@ Deno.test("serve({ path }) errors name the socket: a missing directory, a path t
       error.message.startsWith(`Cannot serve on unix:${long}: `),
   );
 });
+
+Deno.test("serve({ path }) with a relative path listens at it in the working directory of the start, and removes that file at shutdown, wherever the process is by then", async () => {
+  using first = tempDir();
+  using second = tempDir();
+  const cwd = Deno.cwd();
+  Deno.chdir(first.path);
+  let server;
+  try {
+    server = serve({ path: "app.sock" }, echo);
+  } finally {
+    Deno.chdir(cwd);
+  }
+  const absolute = `${Deno.realPathSync(first.path)}/app.sock`;
+  assert.equal(server.addr.path, absolute);
+  assert.equal(await unixEcho(absolute, "relative"), "relative");
+  // Another file of the same name where the process has moved since.
+  Deno.writeTextFileSync(`${second.path}/app.sock`, "not a socket");
+  Deno.chdir(second.path);
+  try {
+    await server.shutdown();
+  } finally {
+    Deno.chdir(cwd);
+  }
+  assert.equal(exists(absolute), false);
+  assert.equal(exists(`${second.path}/app.sock`), true);
+});
