@@ -172,13 +172,7 @@ export type AnyConnectOptions =
 export function checkConnectOptions(options: AnyConnectOptions): void {
   const { path, tls } = options;
   if (path !== undefined) {
-    if (typeof path !== "string" || path === "") {
-      throw new TypeError(
-        `Cannot connect: path must be a non-empty string (a Unix socket's file), got ${
-          JSON.stringify(path)
-        }`,
-      );
-    }
+    checkSocketPath(path, "connect");
     for (const name of ["port", "hostname", "noDelay", "tls"] as const) {
       if (options[name] !== undefined) {
         throw new TypeError(
@@ -217,6 +211,20 @@ function checkTls(tls: ClientTlsOptions): void {
   ) {
     throw new TypeError(
       "Cannot connect: tls.serverName must be a non-empty string",
+    );
+  }
+}
+
+/**
+ * Throws a TypeError unless `path` can name a Unix socket's file; `action`
+ * names the call.
+ */
+export function checkSocketPath(path: unknown, action: string): void {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `Cannot ${action}: path must be a non-empty string (a Unix socket's file), got ${
+        JSON.stringify(path)
+      }`,
     );
   }
 }

@@ -15,11 +15,18 @@ export interface DialOptions {
   path?: string;
 }
 
-/** "127.0.0.1:4000" or "unix:/run/app.sock", as messages name the server. */
-export function addressOf(options: DialOptions): string {
-  return options.path !== undefined
-    ? `unix:${options.path}`
-    : `${options.hostname ?? "127.0.0.1"}:${options.port}`;
+/**
+ * "127.0.0.1:4000", "[::1]:4000" or "unix:/run/app.sock", as messages
+ * name an address: connect()'s options, a server's or a peer's address.
+ */
+export function addressOf(
+  address: { hostname?: string; port?: number; path?: string | null },
+): string {
+  if (address.path != null) return `unix:${address.path}`;
+  const hostname = address.hostname ?? "127.0.0.1";
+  return `${
+    hostname.includes(":") ? `[${hostname}]` : hostname
+  }:${address.port}`;
 }
 
 /**

@@ -5,6 +5,7 @@
 
 import type { Listener } from "./_accept.ts";
 import { AcceptQueues } from "./_accept_queues.ts";
+import { checkSocketPath } from "./_connect_options.ts";
 import { DEFAULTS, type ServeOptions } from "./_serve_options.ts";
 
 /** The options that only a TCP or TLS server takes. */
@@ -31,13 +32,7 @@ export function checkListenOptions(options: ServeOptions): void {
     key?: unknown;
   };
   if (path !== undefined) {
-    if (typeof path !== "string" || path === "") {
-      throw new TypeError(
-        `Cannot serve: path must be a non-empty string (a Unix socket's file), got ${
-          JSON.stringify(path)
-        }`,
-      );
-    }
+    checkSocketPath(path, "serve");
     for (const name of IP_ONLY) {
       if ((options as Record<string, unknown>)[name] !== undefined) {
         throw new TypeError(

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { addressOf } from "./_dial.ts";
 import type { Operation, OperationOptions } from "./effects.ts";
 import {
   checkLimit,
@@ -380,15 +381,13 @@ export class Connection {
         port?: number;
         path?: string | null;
       };
-      const path = addr.path;
       const localPath = (this.transport.localAddr as { path?: string | null })
         .path;
-      this.#peer = addr.hostname !== undefined
-        ? (addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname) +
-          `:${addr.port}`
+      this.#peer = addr.hostname !== undefined || addr.path
+        ? addressOf(addr)
         : addr.transport === "unix" || addr.transport === "unixpacket"
-        ? (path ? `unix:${path}` : `a client of unix:${localPath ?? "?"}`)
-        : String(path ?? "peer");
+        ? `a client of unix:${localPath ?? "?"}`
+        : "peer";
     }
     return this.#peer;
   }

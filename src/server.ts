@@ -8,6 +8,7 @@
 
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
 import { checkListenOptions, listen } from "./_listen.ts";
+import { addressOf } from "./_dial.ts";
 import { Slot, Slots } from "./_slots.ts";
 import { Connection } from "./connection.ts";
 import {
@@ -466,10 +467,7 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
   }
 
   #where(): string {
-    const addr = this.addr as ServerAddr;
-    return "path" in addr
-      ? `unix:${addr.path}`
-      : `${addr.hostname}:${addr.port}`;
+    return addressOf(this.addr as ServerAddr);
   }
 }
 

@@ -80,13 +80,18 @@ export async function startExample(
   };
 }
 
-/** Connects, sends `request`, reads until `expectBytes` bytes or EOF. */
+/**
+ * Connects (to 127.0.0.1:`to`, or with `to()`: TLS, a Unix socket), sends
+ * `request`, reads until `expectBytes` bytes or EOF.
+ */
 export async function exchange(
-  port: number,
+  to: number | (() => Promise<Deno.Conn>),
   request: Uint8Array | string,
   expectBytes: number,
 ): Promise<Uint8Array> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = typeof to === "number"
+    ? await Deno.connect({ hostname: "127.0.0.1", port: to })
+    : await to();
   try {
     const bytes = typeof request === "string"
       ? new TextEncoder().encode(request)

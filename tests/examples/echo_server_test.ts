@@ -81,27 +81,17 @@ Deno.test("examples/echo_server.ts --cert --key echoes over TLS", async () => {
     ["--cert", fixture("cert.pem"), "--key", fixture("key.pem")],
   );
   try {
-    const conn = await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port: server.port,
-      caCerts: [Deno.readTextFileSync(fixture("ca.pem"))],
-    });
-    try {
-      await conn.write(new TextEncoder().encode("over tls"));
-      const buffer = new Uint8Array(64);
-      let got = 0;
-      while (got < 8) {
-        const n = await conn.read(buffer.subarray(got));
-        if (n === null) break;
-        got += n;
-      }
-      assert.equal(
-        new TextDecoder().decode(buffer.subarray(0, got)),
-        "over tls",
-      );
-    } finally {
-      conn.close();
-    }
+    const echoed = await exchange(
+      () =>
+        Deno.connectTls({
+          hostname: "127.0.0.1",
+          port: server.port,
+          caCerts: [Deno.readTextFileSync(fixture("ca.pem"))],
+        }),
+      "over tls",
+      8,
+    );
+    assert.equal(new TextDecoder().decode(echoed), "over tls");
   } finally {
     const { code, lines } = await server.stop();
     assert.equal(code, 0);
@@ -120,23 +110,12 @@ Deno.test("examples/echo_server.ts --unix PATH echoes on a Unix socket and remov
     );
     try {
       assert.equal(server.path, path);
-      const conn = await Deno.connect({ transport: "unix", path });
-      try {
-        await conn.write(new TextEncoder().encode("over unix"));
-        const buffer = new Uint8Array(64);
-        let got = 0;
-        while (got < 9) {
-          const n = await conn.read(buffer.subarray(got));
-          if (n === null) break;
-          got += n;
-        }
-        assert.equal(
-          new TextDecoder().decode(buffer.subarray(0, got)),
-          "over unix",
-        );
-      } finally {
-        conn.close();
-      }
+      const echoed = await exchange(
+        () => Deno.connect({ transport: "unix", path }),
+        "over unix",
+        9,
+      );
+      assert.equal(new TextDecoder().decode(echoed), "over unix");
     } finally {
       const { code } = await server.stop();
       assert.equal(code, 0);
