@@ -90,7 +90,7 @@ abstract class ReadOp<T> extends Op<T> {
   }
   timedOut(): T {
     this.release();
-    throw new TimeoutError(this.op, this.effect.timeout, this.where);
+    throw new TimeoutError(this.op, this.effect.timeoutThatFired, this.where);
   }
 }
 
@@ -388,7 +388,7 @@ export class SendOp extends Op<void> {
       this.conn.close();
     }
     this.#release();
-    throw new TimeoutError(this.op, this.effect.timeout, this.where);
+    throw new TimeoutError(this.op, this.effect.timeoutThatFired, this.where);
   }
 }
 

@@ -156,7 +156,10 @@ export interface ConversationStats {
   active: number;
   /** Conversations started. */
   started: number;
-  /** Messages delivered to running conversations. */
+  /**
+   * Messages delivered to running conversations. One its conversation ended
+   * without receiving is dispatched again, and counted there instead.
+   */
   delivered: number;
   /** Messages refused at `maxConversations`. */
   refused: number;

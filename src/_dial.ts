@@ -16,20 +16,6 @@ export interface DialOptions {
 }
 
 /**
- * "127.0.0.1:4000", "[::1]:4000" or "unix:/run/app.sock", as messages
- * name an address: connect()'s options, a server's or a peer's address.
- */
-export function addressOf(
-  address: { hostname?: string; port?: number; path?: string | null },
-): string {
-  if (address.path != null) return `unix:${address.path}`;
-  const hostname = address.hostname ?? "127.0.0.1";
-  return `${
-    hostname.includes(":") ? `[${hostname}]` : hostname
-  }:${address.port}`;
-}
-
-/**
  * Opens the connection `options` describe. Once `signal` is aborted the
  * result no longer matters: the caller closes a connection that still
  * arrives (Deno's connect does not close it when aborted after the TCP

@@ -192,6 +192,16 @@ class WaitForConnectionOp extends Op<Grant> {
     this.waiter = null;
     this.pool.dequeue(this);
   }
+  // Cancelled after `give()` woke it but before it ran (a `function*`
+  // waiter queued to resume, cancelled by the same step that released the
+  // connection): what it was given goes back, or the pool loses it.
+  override cancelled(): void {
+    const grant = this.#grant;
+    this.#grant = null;
+    if (grant !== null && !(grant instanceof Error)) {
+      this.pool.takeBack(grant);
+    }
+  }
   timedOut(): Grant {
     throw new TimeoutError(
       this.op,
@@ -275,11 +285,16 @@ export class PoolCore {
     const timeout = options?.timeout ??
       (options?.deadline === undefined ? this.#acquireTimeout : undefined);
     let deadline = options?.deadline ?? Infinity;
+    // What a TimeoutError names: the timeout, unless the deadline is first.
+    let reported: number | undefined;
     if (timeout !== undefined && timeout !== Infinity) {
-      deadline = Math.min(deadline, scheduler.now() + timeout);
+      const relative = scheduler.now() + timeout;
+      if (relative < deadline) {
+        deadline = relative;
+        reported = timeout;
+      }
     }
     const signal = options?.signal;
-    const reported = timeout === Infinity ? undefined : timeout;
     const grant = yield* new WaitForConnectionOp(
       this,
       { deadline, signal },
@@ -387,6 +402,21 @@ export class PoolCore {
 
   dequeue(waiter: WaitForConnectionOp): void {
     this.#waiters.delete(waiter);
+  }
+
+  /**
+   * A grant its waiter never took (cancelled between `give()` and its
+   * poll): the slot is free again, the connection goes to the next waiter
+   * or back to idle.
+   */
+  takeBack(grant: Grant): void {
+    if (grant === SLOT) {
+      this.#connecting--;
+      this.#slotsTaken--;
+      this.#slotFreed();
+      return;
+    }
+    this.giveBack(grant, false);
   }
 
   /** A lease ended: reuse, hand over, or close its connection. */

@@ -8,7 +8,8 @@
 import { Connection } from "./connection.ts";
 import { type Coroutine, Op, type Operation, PENDING } from "./effects.ts";
 import { CancelledError, TimeoutError } from "./errors.ts";
-import { addressOf, closeQuietly, dial } from "./_dial.ts";
+import { addressOf } from "./_address.ts";
+import { closeQuietly, dial } from "./_dial.ts";
 import {
   type AnyConnectOptions,
   checkConnectOptions,
@@ -91,7 +92,7 @@ class ConnectOp extends Op<Connection> {
   timedOut(): Connection {
     throw new TimeoutError(
       this.op,
-      this.effect.timeout,
+      this.effect.timeoutThatFired,
       `to ${addressOf(this.options)}`,
     );
   }

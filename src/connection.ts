@@ -7,7 +7,7 @@
  * @module
  */
 
-import { addressOf } from "./_dial.ts";
+import { addressOf } from "./_address.ts";
 import type { Operation, OperationOptions } from "./effects.ts";
 import {
   checkLimit,
@@ -75,12 +75,9 @@ const WRITE_CLOSED = 64;
  */
 export class Connection {
   /** @internal */ readonly transport: Transport;
-  /** Default recv timeout in ms (`Infinity` for none). */
-  recvTimeout: number;
-  /** Default send timeout in ms (`Infinity` for none). */
-  sendTimeout: number;
-  /** Longest line `recvLine` accepts, in bytes. */
-  maxLineLength: number;
+  #recvTimeout: number;
+  #sendTimeout: number;
+  #maxLineLength: number;
 
   // Read side: bytes buffered in buf[start, end), at most one read in flight.
   /** @internal */ buf: Uint8Array = new Uint8Array(INITIAL_READ_SIZE);
@@ -127,9 +124,9 @@ export class Connection {
    */
   constructor(transport: Transport, options: ConnectionOptions = {}) {
     this.transport = transport;
-    this.recvTimeout = checkTimeout("recvTimeout", options.recvTimeout);
-    this.sendTimeout = checkTimeout("sendTimeout", options.sendTimeout);
-    this.maxLineLength = checkLimit(
+    this.#recvTimeout = checkTimeout("recvTimeout", options.recvTimeout);
+    this.#sendTimeout = checkTimeout("sendTimeout", options.sendTimeout);
+    this.#maxLineLength = checkLimit(
       "maxLineLength",
       options.maxLineLength ?? DEFAULTS.maxLineLength,
     );
@@ -147,6 +144,41 @@ export class Connection {
       typeof result === "number"
         ? this.writing!.written(result)
         : this.writing!.writeFailed(result);
+  }
+
+  /**
+   * Default recv timeout in ms (`Infinity` for none), for receives given
+   * no `timeout` or `deadline`. Settable; a value below 0 or NaN throws
+   * `RangeError`, as in the options.
+   */
+  get recvTimeout(): number {
+    return this.#recvTimeout;
+  }
+  set recvTimeout(ms: number) {
+    this.#recvTimeout = checkTimeout("recvTimeout", ms);
+  }
+
+  /**
+   * Default send timeout in ms (`Infinity` for none), for sends given no
+   * `timeout` or `deadline`. Settable; a value below 0 or NaN throws
+   * `RangeError`, as in the options.
+   */
+  get sendTimeout(): number {
+    return this.#sendTimeout;
+  }
+  set sendTimeout(ms: number) {
+    this.#sendTimeout = checkTimeout("sendTimeout", ms);
+  }
+
+  /**
+   * Longest line `recvLine` accepts, in bytes. Settable; anything but an
+   * integer >= 1 throws `RangeError`, as in the options.
+   */
+  get maxLineLength(): number {
+    return this.#maxLineLength;
+  }
+  set maxLineLength(bytes: number) {
+    this.#maxLineLength = checkLimit("maxLineLength", bytes);
   }
 
   /** @internal True when only the outside world can wake its waits. */

@@ -103,6 +103,11 @@ export class Conversations<M, K = string> implements AsyncDisposable {
   /** The scheduler the conversations run on. */
   readonly scheduler: Scheduler;
   #table = new Map<K, Entry<M, K>>();
+  /**
+   * @internal Its messages come from a socket (`serveDatagram`): the
+   * inboxes' receives wait as on a socket (see `Inbox._isExternal`).
+   */
+  _isFedExternally = false;
   /** Live counters. */
   readonly stats: ConversationStats = liveStats(this.#table);
   #key: (message: M) => K;
@@ -268,6 +273,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       capacity: this.#inboxCapacity,
       name: String(key),
     });
+    inbox._isExternal = this._isFedExternally;
     const conversation = body(inbox);
     if (
       conversation === null || typeof conversation !== "object" ||
@@ -334,6 +340,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     // the scheduler's own bookkeeping: what `key` or `onRefuse` throw goes
     // to `onError`.
     while (entry.inbox.size > 0) {
+      this.stats.delivered--; // counted again where it goes now
       try {
         this.dispatch(entry.inbox._take());
       } catch (error) {

@@ -119,6 +119,9 @@ export class DatagramServer<M = Datagram, K = string>
       onError: options.onError,
       clock: options.clock as Clock | undefined,
     });
+    // A virtual clock then holds still while a conversation waits for a
+    // datagram, as it does for a TCP handler's receive.
+    this.conversations._isFedExternally = true;
     this.#socket = Deno.listenDatagram({
       port: options.port ?? DEFAULTS.port,
       hostname: options.hostname ?? DEFAULTS.hostname,

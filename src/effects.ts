@@ -258,6 +258,13 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
   readonly timeout: number | undefined;
   /** Absolute deadline from the options (Infinity when none). */
   readonly deadline: number;
+  /**
+   * What a `TimeoutError` of this run names: its relative timeout, or
+   * `undefined` when the absolute deadline came first (it wins ties).
+   */
+  get timeoutThatFired(): number | undefined {
+    return this.activeDeadline === this.deadline ? undefined : this.timeout;
+  }
   /** True when only the outside world (a socket, a promise) can wake it. */
   get external(): boolean {
     return (this.#flags & EXTERNAL) !== 0;

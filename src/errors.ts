@@ -6,6 +6,8 @@
  * @module
  */
 
+import { addressOf } from "./_address.ts";
+
 /**
  * An operation did not finish by its deadline. Thrown at the `yield*` of the
  * operation that timed out.
@@ -38,7 +40,10 @@
 export class TimeoutError extends Error {
   /** The operation that timed out, e.g. `"recvLine"`. */
   readonly op: string;
-  /** The timeout in milliseconds, or `undefined` when the operation had an absolute deadline only. */
+  /**
+   * The timeout in milliseconds, or `undefined` when an absolute deadline
+   * ended the operation (it had no timeout, or the deadline came first).
+   */
   readonly timeout: number | undefined;
 
   /**
@@ -193,8 +198,10 @@ export class ConnectError extends Error {
     options?: ErrorOptions & { path?: string },
   ) {
     const path = options?.path;
-    const address = path === undefined ? `${hostname}:${port}` : `unix:${path}`;
-    super(`Cannot connect to ${address}: ${why}`, options);
+    super(
+      `Cannot connect to ${addressOf({ hostname, port, path })}: ${why}`,
+      options,
+    );
     this.name = "ConnectError";
     this.hostname = hostname;
     this.port = port;

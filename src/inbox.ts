@@ -53,6 +53,7 @@ class RecvOp<M, R> extends Op<M | R> {
     readonly isOptional: boolean,
   ) {
     super(options);
+    this.effect.external = inbox._isExternal;
   }
   poll(): M | typeof PENDING {
     const inbox = this.inbox;
@@ -81,7 +82,7 @@ class RecvOp<M, R> extends Op<M | R> {
     if (this.isOptional) return undefined as R;
     throw new TimeoutError(
       "recv",
-      this.effect.timeout,
+      this.effect.timeoutThatFired,
       `from ${this.inbox.name}`,
     );
   }
@@ -121,6 +122,11 @@ export class Inbox<M> {
   /** @internal */ _waiter: CoroutineRecord | null = null;
   /** @internal The receive waiting, until it takes its message. */
   _receiver: RecvOp<M, unknown> | null = null;
+  /**
+   * @internal Fed by the outside world (a socket): a receive waits on it as
+   * on a socket, so a virtual clock does not jump past what is in flight.
+   */
+  _isExternal = false;
 
   /**
    * Creates an empty inbox.

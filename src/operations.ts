@@ -146,7 +146,7 @@ class WaitOp<T> extends Op<T> {
     this.#waiter = null;
   }
   timedOut(): T {
-    throw new TimeoutError("wait", this.effect.timeout, "for promise");
+    throw new TimeoutError("wait", this.effect.timeoutThatFired, "for promise");
   }
 }
 

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { addressOf } from "./_dial.ts";
+import { addressOf } from "./_address.ts";
 import { dialUnowned } from "./client.ts";
 import { checkConnectOptions } from "./_connect_options.ts";
 import type { Connection } from "./connection.ts";

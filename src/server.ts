@@ -8,7 +8,7 @@
 
 import { AcceptFailures, checkServeOptions, type Listener } from "./_accept.ts";
 import { checkListenOptions, listen } from "./_listen.ts";
-import { addressOf } from "./_dial.ts";
+import { addressOf } from "./_address.ts";
 import { Slot, Slots } from "./_slots.ts";
 import { Connection } from "./connection.ts";
 import {

@@ -95,7 +95,7 @@ class JoinOp<T> extends Op<T> {
     if (index >= 0) joiners!.splice(index, 1);
   }
   timedOut(): T {
-    throw new TimeoutError("join", this.effect.timeout);
+    throw new TimeoutError("join", this.effect.timeoutThatFired);
   }
   override get throwsResult(): boolean {
     return true;

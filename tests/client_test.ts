@@ -121,6 +121,25 @@ Deno.test("connect() to a refused port throws ConnectError naming the address", 
   assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
 });
 
+Deno.test("connect() to a refused IPv6 port names the address in brackets, as its other errors do", async () => {
+  const listener = Deno.listen({ hostname: "::1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const error = await run((function* () {
+    try {
+      yield* connect({ hostname: "::1", port, timeout: 5000 });
+    } catch (error) {
+      return error;
+    }
+  })());
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(
+    error.message,
+    `Cannot connect to [::1]:${port}: connection refused`,
+  );
+  assert.equal(error.hostname, "::1");
+});
+
 Deno.test("connect() rejects a port outside 0-65535 with RangeError", () => {
   assert.throws(() => connect({ port: 65536 }), RangeError);
   assert.throws(() => connect({ port: -1 }), RangeError);

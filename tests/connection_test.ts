@@ -915,6 +915,29 @@ Deno.test("bad arguments throw RangeError", () => {
   b.close();
 });
 
+Deno.test("a bad default assigned to recvTimeout, sendTimeout or maxLineLength throws RangeError, as in the options, and keeps the old one", () => {
+  const [a, b] = memoryConnPair({ recvTimeout: 3000 });
+  // NaN (Number() of an unset variable) would make every receive wait for ever.
+  assert.throws(() => a.recvTimeout = NaN, RangeError);
+  assert.throws(() => a.sendTimeout = -1, RangeError);
+  assert.throws(() => a.maxLineLength = 0, RangeError);
+  assert.throws(() => a.maxLineLength = 1.5, RangeError);
+  assert.deepEqual(
+    [a.recvTimeout, a.sendTimeout, a.maxLineLength > 0],
+    [3000, Infinity, true],
+  );
+  a.recvTimeout = 50;
+  a.sendTimeout = Infinity;
+  a.maxLineLength = 10;
+  assert.deepEqual([a.recvTimeout, a.sendTimeout, a.maxLineLength], [
+    50,
+    Infinity,
+    10,
+  ]);
+  a.close();
+  b.close();
+});
+
 Deno.test("an idle connection's read buffer is small and grows for bulk data", async () => {
   const [a, b] = memoryConnPair({ capacity: 1 << 20 });
   const total = 512 * 1024;

@@ -95,7 +95,7 @@ Deno.test("a message delivered to a conversation that ends without receiving it 
   assert.equal(calls.stats.started, 2);
 });
 
-Deno.test("a conversation's unreceived messages go on ahead of one that arrives just after it ends", async () => {
+Deno.test("a conversation's unreceived messages go on ahead of one that arrives just after it ends, counted once each", async () => {
   const firsts: number[] = [];
   const received: number[] = [];
   const nudge = new Inbox<string>();
@@ -124,6 +124,9 @@ Deno.test("a conversation's unreceived messages go on ahead of one that arrives 
   );
   await calls.shutdown({ grace: 1000 });
   assert.deepEqual([firsts, received], [[0, 1], [2]]);
+  // Three messages, each counted once: 1 where it was dispatched again.
+  const { started, delivered } = calls.stats;
+  assert.deepEqual({ started, delivered }, { started: 2, delivered: 1 });
 });
 
 Deno.test("Conversations refuses a new key at maxConversations and calls onRefuse", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type Datagram, serveDatagram } from "@corio/corio";
+import { VirtualClock } from "@corio/corio/testing";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -333,5 +334,35 @@ Deno.test({
     assert.equal(await length, 65_527);
   } finally {
     client.close();
+  }
+});
+
+Deno.test("serveDatagram() on a VirtualClock: a conversation waiting for its next datagram holds the clock, as a socket does", async () => {
+  const clock = new VirtualClock();
+  const { promise: answered, resolve } = Promise.withResolvers<number>();
+  const server = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "one",
+    clock,
+  }, function* (inbox) {
+    const start = clock.now();
+    const next = yield* inbox.poll({ timeout: 10_000 });
+    resolve(next === undefined ? -1 : clock.now() - start);
+  });
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  try {
+    await client.send(encoder.encode("1"), server.addr);
+    // Real time passes with the next datagram in flight: virtual time
+    // would otherwise jump to the poll's deadline.
+    await new Promise((wake) => setTimeout(wake, 50));
+    await client.send(encoder.encode("2"), server.addr);
+    assert.equal(await answered, 0);
+  } finally {
+    client.close();
+    await server.shutdown();
   }
 });

@@ -7,8 +7,11 @@ import {
   ConnectionClosedError,
   delay,
   type Effect,
+  Inbox,
   IncompleteReadError,
   LineTooLongError,
+  type OperationOptions,
+  Pool,
   run,
   spawn,
   TimeoutError,
@@ -56,6 +59,68 @@ Deno.test("a timeout from an absolute deadline says it was the deadline", async 
     `Cannot recv from ${peer}: timed out after its deadline`,
   );
   assert.equal(error.timeout, undefined);
+});
+
+Deno.test("a timeout names the deadline when the deadline came before the timeout, the timeout when it came first", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<string>();
+  const [conn, peer] = memoryConnPair();
+  const ends = [conn, peer];
+  // A send that times out closes its connection: each gets a pair whose
+  // peer never reads.
+  const sender = () => {
+    const pair = memoryConnPair({ capacity: 64 });
+    ends.push(...pair);
+    return pair[0];
+  };
+  const [pooled, pooledPeer] = memoryConnPair();
+  const pool = new Pool({
+    max: 1,
+    // deno-lint-ignore require-yield
+    *dial() {
+      return pooled;
+    },
+  });
+  const named = await run(
+    (function* () {
+      using _held = yield* pool.acquire(); // so acquire() below waits
+      const sleeper = yield* spawn((function* () {
+        yield* delay(1e9);
+      })());
+      const attempts = [
+        (options: OperationOptions) => conn.recv(options),
+        (options: OperationOptions) => sender().send("x".repeat(1000), options),
+        (options: OperationOptions) => inbox.recv(options),
+        (options: OperationOptions) => sleeper.join(options),
+        (options: OperationOptions) => pool.acquire(options),
+      ];
+      const named: (number | undefined)[] = [];
+      for (const attempt of attempts) {
+        for (const [timeout, deadline] of [[1000, 100], [100, 1000]]) {
+          try {
+            yield* attempt({ timeout, deadline: clock.now() + deadline });
+          } catch (error) {
+            assert.ok(error instanceof TimeoutError, String(error));
+            named.push(error.timeout);
+          }
+        }
+      }
+      sleeper.cancel();
+      return named;
+    })(),
+    { clock },
+  );
+  for (const end of ends) end.close();
+  pooledPeer.close();
+  await pool.close();
+  // Each operation: the deadline first (no timeout named), then the timeout.
+  assert.deepEqual(named, [
+    ...[undefined, 100],
+    ...[undefined, 100],
+    ...[undefined, 100],
+    ...[undefined, 100],
+    ...[undefined, 100],
+  ]);
 });
 
 Deno.test("a send timeout names the send and its limit", async () => {

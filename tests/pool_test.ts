@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  CancelledError,
   ConnectError,
   type Connection,
   ConnectionClosedError,
@@ -707,6 +708,72 @@ Deno.test("a waiter that is cancelled or aborted leaves the queue", async () => 
       assert.equal(pool.stats.idle, 1);
     })(),
     { clock },
+  );
+  await pool.close();
+  await server.close();
+});
+
+for (
+  const [how, end] of [["released", "release"], [
+    "discarded",
+    "discard",
+  ]] as const
+) {
+  Deno.test(`a waiter cancelled after a ${how} lease woke it, before it ran, leaves the connection or slot to the pool`, async () => {
+    const clock = new VirtualClock();
+    const server = memoryServer(clock);
+    const pool = new Pool({ max: 1, dial: server.dial });
+    await run(
+      (function* () {
+        const lease = yield* pool.acquire();
+        const waiter = yield* spawn((function* () {
+          using _lease = yield* pool.acquire();
+        })());
+        yield* delay(1);
+        assert.equal(pool.stats.waiting, 1);
+        lease[end](); // hands the waiter the connection, or the slot to dial in
+        waiter.cancel(); // in the same step: it never ran to take it
+        try {
+          yield* waiter.join();
+          assert.fail("the waiter was not cancelled");
+        } catch (error) {
+          assert.ok(error instanceof CancelledError, String(error));
+        }
+        assert.equal(pool.stats.leased, 0);
+        assert.equal(pool.stats.connecting, 0);
+        using again = yield* pool.acquire({ timeout: 100 });
+        assert.equal(again.conn.isClosed, false);
+      })(),
+      { clock },
+    );
+    assert.deepEqual(
+      { open: pool.stats.open, idle: pool.stats.idle },
+      { open: 1, idle: 1 },
+    );
+    await pool.close();
+    await server.close();
+  });
+}
+
+Deno.test("a function* that ends holding a lease while its child waits in acquire() leaves the pool whole", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  await run(
+    (function* () {
+      using _lease = yield* pool.acquire();
+      yield* spawn((function* () {
+        using _lease = yield* pool.acquire(); // waits for the parent's
+      })());
+      yield* delay(1);
+      // Ends: `using` hands the connection to the child, whose parent's
+      // end then cancels it.
+    })(),
+    { clock },
+  );
+  assert.deepEqual(
+    { open: pool.stats.open, idle: pool.stats.idle, leased: pool.stats.leased },
+    { open: 1, idle: 1, leased: 0 },
   );
   await pool.close();
   await server.close();
