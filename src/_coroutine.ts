@@ -289,6 +289,16 @@ export class Coroutine implements DeadlineEntry {
     else this.owned = [owned, resource];
   }
 
+  /** Forgets `resource`: no longer closed when this coroutine ends. */
+  disown(resource: Resource): void {
+    const owned = this.owned;
+    if (owned === resource) this.owned = null;
+    else if (Array.isArray(owned)) {
+      const index = owned.indexOf(resource);
+      if (index >= 0) owned.splice(index, 1);
+    }
+  }
+
   /** True once the coroutine and its children have ended. */
   get isDone(): boolean {
     return this.state === DONE;

@@ -274,9 +274,10 @@ export class PoolCore {
    * connection it gives counts as leased.
    */
   *acquire(
-    scheduler: Scheduler,
+    co: CoroutineRecord,
     options: AcquireOptions | undefined,
   ): Generator<Effect, Connection, unknown> {
+    const scheduler = co.scheduler;
     this.#housekeeper ??= new Scheduler({
       clock: scheduler.clock === systemClock
         ? unrefSystemClock
@@ -312,6 +313,9 @@ export class PoolCore {
         );
       }
       conn = dialled;
+      // A dial that used connect() gave it to the acquirer: the pool
+      // closes it, not the acquirer's end (the next borrower may have it).
+      co.disown(conn);
     } catch (error) {
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&

@@ -28,11 +28,13 @@ import type { Effect, OperationOptions } from "./effects.ts";
 export type PoolConnectOptions = Omit<ConnectOptions, "deadline" | "signal">;
 
 /**
- * A custom way to open a pooled connection (TLS, a Unix socket, memory
- * connections in tests): a function giving an operation, or a `function*`,
- * that returns a {@linkcode Connection}. It runs inside the acquiring
- * coroutine and gets the acquire's `deadline` and `signal`. The connection
- * it returns must belong to no coroutine: the pool closes it.
+ * A custom way to open a pooled connection (a greeting or a login after
+ * `connect()`, memory connections in tests; TLS and Unix sockets need none:
+ * `connect: { tls }`, `connect: { path }`): a function giving an
+ * operation, or a `function*`, that returns a {@linkcode Connection}. It
+ * runs inside the acquiring coroutine and gets the acquire's `deadline`
+ * and `signal`. The pool owns the connection it returns, even one that
+ * `connect()` gave the acquiring coroutine: the pool closes it.
  *
  * @example In-memory connections for a test
  * ```ts

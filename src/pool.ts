@@ -304,7 +304,7 @@ export class Pool implements AsyncDisposable {
     options: AcquireOptions | undefined,
   ): Generator<Effect, Lease, unknown> {
     const co = yield* new CurrentCoroutineOp();
-    const conn = yield* this.#core.acquire(co.scheduler, options);
+    const conn = yield* this.#core.acquire(co, options);
     return this.#lend(conn, co);
   }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   CancelledError,
+  connect,
   ConnectError,
   type Connection,
   ConnectionClosedError,
@@ -949,6 +950,37 @@ Deno.test("Pool over TCP: a refused port fails acquire with ConnectError and fre
     }
   })());
   assert.deepEqual([pool.stats.open, pool.stats.connecting], [0, 0]);
+});
+
+Deno.test("Pool over TCP: a dial written with connect() lends its connection to one borrower after another", async () => {
+  await using server = serve({ hostname: "127.0.0.1" }, echo);
+  const pool = new Pool({
+    max: 1,
+    *dial(options) {
+      const conn = yield* connect({ port: server.addr.port, ...options });
+      yield* conn.send("hello\n"); // a greeting of this protocol's own
+      yield* conn.recvLine(options);
+      return conn;
+    },
+  });
+  const replies = await run((function* () {
+    function* client(text: string) {
+      using lease = yield* pool.acquire({ timeout: 5000 });
+      yield* lease.conn.send(text + "\n");
+      return yield* lease.conn.recvLine({ timeout: 5000 });
+    }
+    // The first borrower ends holding the only connection: the second,
+    // waiting, gets it, not one its dialler's end closed.
+    const first = yield* spawn(client("one"));
+    const second = yield* spawn(client("two"));
+    return [yield* first.join(), yield* second.join()];
+  })());
+  assert.deepEqual(replies, ["one", "two"]);
+  assert.deepEqual(
+    { created: pool.stats.created, idle: pool.stats.idle },
+    { created: 1, idle: 1 },
+  );
+  await pool.close();
 });
 
 Deno.test("Pool over TCP: many clients share a few connections", async () => {
