@@ -319,7 +319,11 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
       if (victim && eligibleAt <= this.#scheduler.now()) {
         victim.isEvicted = true;
         await this.#cancelThenClose([victim]);
-        await this.#pause(Infinity); // until its handler has ended
+        // Until its handler has ended, unless one has already (its wake-up
+        // then found no pause to end).
+        if (this.stats.active >= this.#maxConnections) {
+          await this.#pause(Infinity);
+        }
       } else {
         await this.#pause(eligibleAt);
       }
