@@ -85,7 +85,7 @@ export interface ClientTlsOptions {
    * Root certificates (PEM) trusted besides the default ones (Mozilla's):
    * a private CA, or a self-signed server certificate's CA.
    */
-  caCerts?: string[];
+  caCerts?: readonly string[];
   /**
    * The name the server's certificate must carry (and the SNI sent).
    * @default {the `hostname` option}

@@ -71,7 +71,7 @@ async function handshake(
   try {
     conn = await Deno.startTls(tcp, {
       hostname: tls.serverName ?? hostname,
-      caCerts: tls.caCerts,
+      caCerts: tls.caCerts && [...tls.caCerts],
     });
   } catch (error) {
     closeQuietly(tcp);

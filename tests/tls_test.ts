@@ -25,13 +25,16 @@ async function* echo(conn: Connection) {
   }
 }
 
+/** A configuration's list, frozen: connect() takes readonly arrays. */
+const trusted: readonly string[] = Object.freeze([ca]);
+
 /** Sends `text` over TLS and returns the echoed line. */
 function tlsEcho(port: number, text: string, hostname = "127.0.0.1") {
   return run((async function* () {
     const conn = yield* connect({
       hostname,
       port,
-      tls: { caCerts: [ca] },
+      tls: { caCerts: trusted },
       timeout: 5000,
     });
     yield* conn.send(`${text}\n`);
