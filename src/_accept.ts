@@ -73,9 +73,43 @@ export class AcceptFailures {
     this.#unreported++;
     if (now - this.#lastReport < this.backoff) return null;
     this.#lastReport = now;
-    const cause = error instanceof Error ? error : new Error(String(error));
     const failures = this.#unreported;
     this.#unreported = 0;
-    return new AcceptError(this.where, this.backoff, failures, { cause });
+    // Neither error keeps a stack to format (the accept loop's frames and
+    // the runtime's tell nothing): Deno 2.9.6 panics when it formats a
+    // stack through a file it has not source-mapped yet while no
+    // descriptor is free, which is when this is reported (`console.error`
+    // of it, as serve()'s default onError does, ended the process).
+    const cause = error instanceof Error
+      ? withoutStack(error)
+      : stackless(() => new Error(String(error)));
+    return stackless(() =>
+      new AcceptError(this.where, this.backoff, failures, { cause })
+    );
   }
+}
+
+/** Makes an error with no stack frames. */
+function stackless<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/** Replaces `error`'s stack, not yet formatted, with its first line. */
+function withoutStack(error: Error): Error {
+  try {
+    Object.defineProperty(error, "stack", {
+      value: `${error.name}: ${error.message}`,
+      writable: true,
+      configurable: true,
+    });
+  } catch {
+    // A frozen error keeps its stack.
+  }
+  return error;
 }

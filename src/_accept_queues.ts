@@ -17,9 +17,9 @@ export class AcceptQueues implements Listener {
   readonly addr: Deno.NetAddr;
   #listeners: TcpListener[] = [];
   #isAccepting: boolean[] = [];
-  // Connections (or errors) accepted before the server asked: at most one
-  // per listener, since each one's next accept starts only when asked.
-  #ready: Outcome[] = [];
+  // Connections accepted before the server asked: at most one per
+  // listener, since each one's next accept starts only when asked.
+  #ready: { conn: Transport }[] = [];
   #waiter: {
     resolve(conn: Transport): void;
     reject(error: unknown): void;
@@ -60,12 +60,8 @@ export class AcceptQueues implements Listener {
   }
 
   accept(): Promise<Transport> {
-    const outcome = this.#ready.shift();
-    if (outcome !== undefined) {
-      return "conn" in outcome
-        ? Promise.resolve(outcome.conn)
-        : Promise.reject(outcome.error);
-    }
+    const ready = this.#ready.shift();
+    if (ready !== undefined) return Promise.resolve(ready.conn);
     if (this.#isClosed) {
       return Promise.reject(new Deno.errors.BadResource("Listener closed"));
     }
@@ -92,7 +88,13 @@ export class AcceptQueues implements Listener {
       return;
     }
     const waiter = this.#waiter;
-    if (waiter === null) return void this.#ready.push(outcome);
+    if (waiter === null) {
+      // An error no one asked for is stale by the time someone does (a
+      // descriptor freed meanwhile): dropped, so the next accept() tries
+      // this listener afresh instead of backing off again on it.
+      if ("conn" in outcome) this.#ready.push(outcome);
+      return;
+    }
     this.#waiter = null;
     if ("conn" in outcome) waiter.resolve(outcome.conn);
     else waiter.reject(outcome.error);
@@ -102,9 +104,7 @@ export class AcceptQueues implements Listener {
     if (this.#isClosed) return;
     this.#isClosed = true;
     for (const listener of this.#listeners) listener.close();
-    for (const outcome of this.#ready.splice(0)) {
-      if ("conn" in outcome) outcome.conn.close();
-    }
+    for (const ready of this.#ready.splice(0)) ready.conn.close();
     const waiter = this.#waiter;
     this.#waiter = null;
     waiter?.reject(new Deno.errors.BadResource("Listener closed"));
