@@ -12,7 +12,7 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import type { Connection } from "./connection.ts";
-import type { RecvOptions } from "./connection_options.ts";
+import type { RecvLineOptions, RecvOptions } from "./connection_options.ts";
 import type { Coroutine } from "./scheduler.ts";
 
 const LF = 10;
@@ -158,12 +158,14 @@ export class RecvLineOp extends ReadOp<string | null> {
     return "recvLine";
   }
   #scanned = 0; // bytes after conn.start already known to hold no LF
+  readonly requireNewline: boolean;
   constructor(
     conn: Connection,
     readonly limit: number,
-    options?: OperationOptions,
+    options?: RecvLineOptions,
   ) {
     super(conn, options);
+    this.requireNewline = options?.requireNewline === true;
   }
   override begin(): void {
     this.#scanned = 0;
@@ -190,6 +192,10 @@ export class RecvLineOp extends ReadOp<string | null> {
     if (conn.isEof && conn.readError === null) {
       if (buffered === 0) return null;
       conn.start = conn.end = 0;
+      if (this.requireNewline) {
+        const partial = buf.slice(start, end);
+        throw new IncompleteReadError(undefined, partial, this.where);
+      }
       const lineEnd = buf[end - 1] === CR ? end - 1 : end;
       if (lineEnd - start > limit) return this.#tooLong();
       return decoder.decode(buf.subarray(start, lineEnd));

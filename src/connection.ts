@@ -305,13 +305,15 @@ export class Connection {
   /**
    * Receives one line, ended by LF or CRLF, as a string without its
    * terminator (UTF-8). At end of stream a final unterminated line is
-   * returned, then `null`.
+   * returned, then `null`; with `requireNewline` it throws instead.
    *
    * Deadline: for the whole line, so a trickle cannot keep it alive.
    * Errors: as `recv`, and `LineTooLongError` past `maxLineLength`, which
-   * also closes the connection. Buffers at most the limit plus one read.
+   * also closes the connection; `IncompleteReadError` (with the `partial`
+   * bytes) for an unterminated last line, given `requireNewline`. Buffers
+   * at most the limit plus one read.
    *
-   * @param options Deadline, signal and `maxLineLength`.
+   * @param options Deadline, signal, `maxLineLength` and `requireNewline`.
    * @returns The line, or `null` at end of stream.
    */
   recvLine(options?: RecvLineOptions): Operation<string | null> {
@@ -322,6 +324,7 @@ export class Connection {
     let op = this.#recvLineOp;
     if (
       op === null || op.effect.isInUse || op.limit !== limit ||
+      op.requireNewline !== (options?.requireNewline === true) ||
       !op.hasOptions(options, this.recvTimeout)
     ) op = this.#recvLineOp = new RecvLineOp(this, limit, options);
     op.effect.handOut();

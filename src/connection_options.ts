@@ -149,6 +149,14 @@ export interface RecvLineOptions extends OperationOptions {
    * @default {65536}
    */
   maxLineLength?: number;
+  /**
+   * True: a last line that the stream ends before its terminator throws
+   * `IncompleteReadError` (its bytes in `partial`) instead of being
+   * returned. For protocols whose lines are commands: a peer cut off
+   * mid-line did not send `ADD 12` when `ADD 1` arrived.
+   * @default {false}
+   */
+  requireNewline?: boolean;
 }
 
 /** A connection's defaults, where its options leave one out. */

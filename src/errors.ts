@@ -285,7 +285,9 @@ export class LineTooLongError extends Error {
 }
 
 /**
- * The peer closed the connection before `recvExact(n)` had all `n` bytes.
+ * The peer closed the connection before `recvExact(n)` had all `n` bytes,
+ * or before the end of a line that `recvLine({ requireNewline: true })`
+ * was receiving.
  *
  * @example
  * ```ts
@@ -296,22 +298,30 @@ export class LineTooLongError extends Error {
  * ```
  */
 export class IncompleteReadError extends Error {
-  /** How many bytes were asked for. */
-  readonly expected: number;
+  /** How many bytes were asked for; `undefined` for a line. */
+  readonly expected: number | undefined;
   /** The bytes that did arrive before the end of the stream. */
   readonly partial: Uint8Array;
   /**
    * Creates the error.
    *
-   * @param expected How many bytes were asked for.
+   * @param expected How many bytes were asked for; `undefined` for a line.
    * @param partial The bytes that arrived.
    * @param where The address.
    */
-  constructor(expected: number, partial: Uint8Array, where = "") {
+  constructor(
+    expected: number | undefined,
+    partial: Uint8Array,
+    where = "",
+  ) {
+    const what = expected === undefined ? "a line" : `${expected} bytes`;
+    const after = expected === undefined
+      ? `${partial.length} bytes of it, before its end`
+      : `${partial.length}`;
     super(
-      `Cannot receive ${expected} bytes${
+      `Cannot receive ${what}${
         where ? " " + where : ""
-      }: the peer closed the stream after ${partial.length}`,
+      }: the peer closed the stream after ${after}`,
     );
     this.name = "IncompleteReadError";
     this.expected = expected;

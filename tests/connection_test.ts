@@ -321,6 +321,47 @@ for (const pairs of pairMakers) {
   );
 
   Deno.test(
+    name(
+      "recvLine({ requireNewline: true }) throws IncompleteReadError for a line the stream ends before its terminator, and gives whole lines as before",
+    ),
+    async () => {
+      const cut = await pairs.make();
+      const whole = await pairs.make();
+      const got = await run((function* () {
+        const strict = { requireNewline: true };
+        yield* cut.a.send("ADD 1\nADD 1"); // cut off: "ADD 12\n" was meant
+        yield* cut.a.closeWrite();
+        const first = yield* cut.b.recvLine(strict);
+        let error: unknown;
+        try {
+          yield* cut.b.recvLine(strict);
+        } catch (caught) {
+          error = caught;
+        }
+        yield* whole.a.send("QUIT\r\n");
+        yield* whole.a.closeWrite();
+        const lines = [
+          yield* whole.b.recvLine(strict),
+          yield* whole.b.recvLine(strict),
+        ];
+        return { first, error, after: yield* cut.b.recvLine(strict), lines };
+      })());
+      assert.equal(got.first, "ADD 1");
+      assert.ok(got.error instanceof IncompleteReadError, String(got.error));
+      assert.equal(text(got.error.partial), "ADD 1");
+      assert.equal(got.error.expected, undefined);
+      assert.match(
+        got.error.message,
+        /^Cannot receive a line from .+: the peer closed the stream after 5 bytes of it, before its end$/,
+      );
+      assert.equal(got.after, null); // the partial bytes went with the error
+      assert.deepEqual(got.lines, ["QUIT", null]);
+      await cut.dispose();
+      await whole.dispose();
+    },
+  );
+
+  Deno.test(
     name("recvLine() throws LineTooLongError past maxLineLength and closes"),
     async () => {
       const { a, b, dispose } = await pairs.make({ maxLineLength: 100 });
