@@ -221,7 +221,10 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
    * closes every socket. Idempotent: later calls return the same promise.
    *
    * @param options The grace period.
-   * @returns Resolves when everything is closed.
+   * @returns Resolves when every handler has ended and every socket is
+   *   closed. A cancelled handler's `finally` that waits off the network
+   *   (a `delay`, a `wait()`) holds it that long: give such a wait a
+   *   timeout. Network waits cannot: the connections are closed.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     const grace = options.grace ?? DEFAULTS.shutdownGrace;
