@@ -40,9 +40,12 @@ import {
 import { type Task, TaskHandle } from "./task.ts";
 import { Alarm, type Clock, systemClock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
+import { hold, settleHeld, stepAsync } from "./_async_step.ts";
+import type { SchedulerOptions, SpawnOptions } from "./_scheduler_options.ts";
 import { setImmediate } from "node:timers";
 
 export { Coroutine, type Resource, type Task };
+export type { SchedulerOptions, SpawnOptions };
 
 /** Yielded by a coroutine cancelled while parked in place: return now. */
 const CANCEL_EFFECT: Effect = { op: "cancel" };
@@ -52,62 +55,6 @@ const CANCEL_RESULT: IteratorResult<Effect> = {
 };
 /** `#park` could not park: the deadline has passed already. */
 const EXPIRED = Symbol("corio.expired");
-
-/**
- * Options for {@linkcode Scheduler}.
- *
- * @example A virtual clock, and a sink for errors nobody awaits
- * ```ts
- * import { delay, Scheduler, type SchedulerOptions } from "@corio/corio";
- * import { VirtualClock } from "@corio/corio/testing";
- *
- * const errors: unknown[] = [];
- * const options: SchedulerOptions = {
- *   clock: new VirtualClock(),
- *   onError: (error) => errors.push(error),
- * };
- * const scheduler = new Scheduler(options);
- * scheduler.spawn((function* () { throw new Error("nobody awaits this task"); })());
- * await scheduler.spawn((function* () { yield* delay(1000); })()).finished;
- * console.log(errors.length, scheduler.now()); // 1 1000
- * ```
- */
-export interface SchedulerOptions {
-  /**
-   * The clock for deadlines and delays.
-   * @default {systemClock}
-   */
-  clock?: Clock;
-  /**
-   * Receives errors nobody else will see: a top-level task that failed with
-   * no one awaiting `finished`, and a child's error that no join delivered
-   * when its parent was cancelled. (A parent that fails fails with one
-   * error: its own, or its first child's.) If it throws, that is logged
-   * with `console.error` and the scheduler goes on.
-   * @default {console.error}
-   */
-  onError?: (error: unknown) => void;
-}
-
-/**
- * Options for {@linkcode Scheduler.spawn}.
- *
- * @example A coroutine that owns its connection
- * ```ts
- * import { Scheduler, type SpawnOptions } from "@corio/corio";
- * import { memoryConnPair } from "@corio/corio/testing";
- *
- * const [conn, peer] = memoryConnPair();
- * const options: SpawnOptions = { owns: [conn] }; // closed when the coroutine ends
- * await new Scheduler().spawn((function* () { yield* conn.send("bye"); })(), options).finished;
- * peer.close();
- * console.log(conn.isClosed); // true
- * ```
- */
-export interface SpawnOptions {
-  /** Resources the new coroutine owns: closed when it ends. */
-  owns?: Resource[];
-}
 
 /**
  * The engine: runs coroutines, performs their operations, times them out
@@ -718,33 +665,6 @@ export class Scheduler {
   }
 }
 
-// The executor of every wait in place, told its coroutine through
-// `holding`: it runs inside `new Promise`, at once. One closure per
-// coroutine instead measured 56 B of heap per idle connection.
-let holding: Coroutine | null = null;
-function holdExecutor(
-  resolve: (r: IteratorResult<unknown, unknown>) => void,
-  reject: (error: unknown) => void,
-): void {
-  holding!.resolveHeld = resolve;
-  holding!.rejectHeld = reject;
-}
-
-/** The promise `co`'s `yield*` awaits while it waits in place. */
-function hold(co: Coroutine): Promise<IteratorResult<unknown, unknown>> {
-  holding = co;
-  const promise = new Promise(holdExecutor);
-  holding = null;
-  return promise;
-}
-
-/** Ends a wait in place: its `yield*` gets `value`, or `value` thrown. */
-function settleHeld(co: Coroutine, value: unknown, isError = false): void {
-  const settle = isError ? co.rejectHeld! : co.resolveHeld!;
-  co.heldBy = co.resolveHeld = co.rejectHeld = null;
-  settle(value as IteratorResult<unknown, unknown>);
-}
-
 /** Its wait's place among equal deadlines (see `Coroutine.deadlineOrder`). */
 function deadlineOrderOf(co: Coroutine): number {
   return co.deadlineOrder;
@@ -762,43 +682,6 @@ function meetCancel(co: Coroutine): void {
   co.isCancelled = true;
   co.mode = RETURN;
   co.input = undefined;
-}
-
-function stepAsync(co: Coroutine): void {
-  const agen = co.gen as AsyncGenerator<unknown, unknown, unknown>;
-  let pending: Promise<IteratorResult<unknown, unknown>>;
-  try {
-    pending = co.mode === NEXT
-      ? agen.next(co.input)
-      : co.mode === RETURN
-      ? agen.return(undefined)
-      : agen.throw(co.input);
-  } catch (error) {
-    // A hand-written async iterator can throw instead of rejecting (or
-    // lack `return`): thrown on, it would escape the drain or the timer
-    // that stepped it, and end the process or leave the timer unarmed.
-    co.input = undefined;
-    co.scheduler._afterAsyncFailure(co, error);
-    return;
-  }
-  co.input = undefined;
-  // ... or hand back a plain result instead of a promise of one.
-  if (!(pending instanceof Promise)) pending = Promise.resolve(pending);
-  pending.then(afterAsyncStep, afterAsyncFailure);
-}
-
-// A step's callbacks run in the async context `.then()` was called in,
-// `co`'s: they find it there, so no coroutine needs closures of its own
-// for them (two closures, their context and two fields: 209 B of heap per
-// idle connection in a heap snapshot).
-function afterAsyncStep(r: IteratorResult<unknown, unknown>): void {
-  const co = running.getStore()!;
-  co.scheduler._afterAsyncStep(co, r);
-}
-
-function afterAsyncFailure(error: unknown): void {
-  const co = running.getStore()!;
-  co.scheduler._afterAsyncFailure(co, error);
 }
 
 function describe(value: unknown): string {
