@@ -14,7 +14,14 @@
  * @module
  */
 
-import { delay, run, serveDatagram, type Task } from "@corio/corio";
+import {
+  type Clock,
+  delay,
+  Inbox,
+  run,
+  serveDatagram,
+  type Task,
+} from "@corio/corio";
 import {
   getHeader,
   parseSipMessage,
@@ -43,13 +50,19 @@ export interface PlaceCallsOptions {
   port?: number;
   /** Our address. @default {"127.0.0.1"} */
   hostname?: string;
+  /** The clock the calls' timers run on (virtual in tests). @default {systemClock} */
+  clock?: Clock;
   /** Told once the socket is bound. */
   onListening?: (addr: Deno.NetAddr) => void;
-  /** Told of each call as it ends. */
+  /** Told of each call's result as soon as it is known. */
   onResult?: (index: number, result: CallResult) => void;
 }
 
-/** Places the calls, `rate` per second, and returns their results in order. */
+/**
+ * Places the calls, `rate` per second, and returns their results in order
+ * once all are known; a call that still waits out Timer D (after a non-2xx
+ * answer) is cancelled then, as the socket closes.
+ */
 export async function placeCalls(
   options: PlaceCallsOptions,
 ): Promise<CallResult[]> {
@@ -68,6 +81,10 @@ export async function placeCalls(
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 0,
     maxConversations: count,
+    // Each call's own timers end it (Timer B or C, the hold, Timer F, Timer
+    // D); an idle timeout would cut a call held longer than it.
+    idleTimeout: Infinity,
+    clock: options.clock,
     parse: (datagram) => ({
       message: parseSipMessage(datagram.data),
       reply: (message: SipMessage) =>
@@ -83,31 +100,44 @@ export async function placeCalls(
     return await run(
       (async function* () {
         const tasks: Task<unknown>[] = [];
+        const results: CallResult[] = [];
+        // Each call's index, once its result is known or it ended without
+        // one (it threw, or was cancelled).
+        const decided = new Inbox<number>({ capacity: count });
         for (let index = 0; index < count; index++) {
           if (index > 0) yield* delay(1000 / rate);
           const callId = `${randomToken()}@${hostport}`;
+          const onResult = (result: CallResult) => {
+            results[index] = result;
+            options.onResult?.(index, result);
+            decided.push(index);
+          };
           const task = socket.conversations.start(
             callId,
             (inbox) =>
               (async function* () {
-                const outcome = yield* uacCall(inbox, {
-                  callId,
-                  send,
-                  target: options.target,
-                  hostport,
-                  holdTime: options.holdTime,
-                  t1: options.t1,
-                  t2: options.t2,
-                });
-                options.onResult?.(index, outcome);
-                return outcome;
+                try {
+                  return yield* uacCall(inbox, {
+                    callId,
+                    send,
+                    target: options.target,
+                    hostport,
+                    holdTime: options.holdTime,
+                    t1: options.t1,
+                    t2: options.t2,
+                    clock: socket.conversations.scheduler.clock,
+                    onResult,
+                  });
+                } finally {
+                  if (results[index] === undefined) decided.push(index);
+                }
               })(),
           );
           tasks.push(task);
         }
-        const results: CallResult[] = [];
-        for (const task of tasks) {
-          results.push((yield* task.join()) as CallResult);
+        for (let known = 0; known < count; known++) {
+          const index = yield* decided.recv();
+          if (results[index] === undefined) yield* tasks[index].join(); // throws why
         }
         return results;
       })(),

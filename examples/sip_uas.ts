@@ -7,11 +7,15 @@
  *
  *     deno run --allow-net --unstable-net examples/sip_uas.ts [--port 5060]
  *       [--hostname 0.0.0.0] [--transport udp|tcp] [--t1 500] [--t2 4000]
- *       [--no-ringing] [--max-calls 10000]
+ *       [--no-ringing] [--max-calls 10000] [--idle-timeout 3600000]
  *
  * (`--unstable-net` is for `Deno.listenDatagram`; this repository's
  * deno.json turns it on.) Prints `listening on HOST:PORT` first;
  * SIGINT/SIGTERM stop it with a 1 s grace and print its counters.
+ *
+ * A call that receives nothing for `--idle-timeout` ms is dropped (as
+ * "cancelled"): between ACK and BYE a call receives nothing, so this is how
+ * long a call may last whose caller never hangs up.
  *
  * @module
  */
@@ -20,6 +24,7 @@ import {
   type Connection,
   type ConversationHandler,
   Conversations,
+  type ConversationStats,
   type Coroutine,
   Inbox,
   serve,
@@ -52,21 +57,35 @@ export interface StartUasOptions
   transport?: "udp" | "tcp";
   /** Calls at once (`maxConversations`); beyond it: 503. @default {10000} */
   maxCalls?: number;
+  /**
+   * A call that receives no message for this long is dropped, in ms
+   * (`idleTimeout`): the longest call whose caller never sends its BYE.
+   * @default {3600000}
+   */
+  idleTimeout?: number;
 }
 
 /** A running UAS. */
 export interface RunningUas {
   /** Where it listens. */
   addr: Deno.NetAddr;
-  /** Its counters, for the shutdown report. */
+  /**
+   * Its counters, for the shutdown report: `calls` by outcome, the
+   * transport's counters (over TCP `active`, `refused` and `failed` count
+   * connections), and the calls' under names of their own: `activeCalls`,
+   * `refusedCalls` (503 at the cap), `failedCalls`, `started`, `expired`, ...
+   */
   stats(): Record<string, unknown>;
-  /** Stops it: running calls get `grace` ms. */
+  /**
+   * Stops it: new calls get 503 at once, running calls (and over TCP
+   * their connections) get `grace` ms.
+   */
   shutdown(grace: number): Promise<void>;
 }
 
 const callId = (incoming: Incoming) => getHeader(incoming.message, "Call-ID")!;
 
-/** At the call cap: 503 to anything that wants an answer. */
+/** At the call cap or shutting down: 503 to anything that wants an answer. */
 function refuse(incoming: Incoming): void {
   const message = incoming.message;
   if (message.kind === "request" && message.method !== "ACK") {
@@ -86,6 +105,7 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
   const onCallEnd = (_: string, outcome: string) =>
     void (calls[outcome] = (calls[outcome] ?? 0) + 1);
   const contactHost = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
+  const idleTimeout = options.idleTimeout ?? 3_600_000;
   // The handler's Contact needs the bound port, known once listening; no
   // message can arrive before then.
   let handler: ConversationHandler<Incoming, string>;
@@ -97,6 +117,8 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
       hostname,
       port,
       maxConversations: options.maxCalls,
+      idleTimeout,
+      clock: options.clock,
       parse: (datagram) => {
         const message = parseSipMessage(datagram.data);
         // The reply keeps only the address: the datagram's bytes can go
@@ -123,7 +145,11 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
     });
     return {
       addr: server.addr,
-      stats: () => ({ calls, ...server.stats, ...server.conversations.stats }),
+      stats: () => ({
+        calls,
+        ...server.stats,
+        ...callStats(server.conversations.stats),
+      }),
       shutdown: (grace) => server.shutdown({ grace }),
     };
   }
@@ -132,10 +158,12 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
     key: callId,
     handler: route,
     maxConversations: options.maxCalls,
+    idleTimeout,
     onRefuse: refuse,
+    clock: options.clock,
   });
   const server = serve(
-    { hostname, port, onError: reportUnexpected },
+    { hostname, port, onError: reportUnexpected, clock: options.clock },
     (conn) => sipConnection(conn, conversations),
   );
   handler = uas({
@@ -146,11 +174,34 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
   });
   return {
     addr: server.addr,
-    stats: () => ({ calls, ...server.stats, ...conversations.stats }),
+    stats: () => ({
+      calls,
+      ...server.stats,
+      ...callStats(conversations.stats),
+    }),
+    // Together: new calls are refused at once, while the connections stay
+    // up for the calls' grace (their replies go out on them).
     shutdown: async (grace) => {
-      await server.shutdown({ grace });
-      await conversations.shutdown({ grace });
+      await Promise.all([
+        conversations.shutdown({ grace }),
+        server.shutdown({ grace }),
+      ]);
     },
+  };
+}
+
+/**
+ * The calls' counters, renamed where the TCP server's own (connections)
+ * have the same names.
+ */
+function callStats(
+  { active, refused, failed, ...rest }: ConversationStats,
+): Record<string, number> {
+  return {
+    ...rest,
+    activeCalls: active,
+    refusedCalls: refused,
+    failedCalls: failed,
   };
 }
 
@@ -221,7 +272,8 @@ async function* readRequests(
       continue;
     }
     if (message === null) return;
-    conversations.dispatch({ message, reply });
+    const incoming = { message, reply };
+    if (conversations.dispatch(incoming) === "closed") refuse(incoming); // shutting down
   }
 }
 
@@ -234,10 +286,12 @@ if (import.meta.main) {
     t2: 4000,
     "no-ringing": false,
     "max-calls": 10000,
+    "idle-timeout": 3_600_000,
   }, {
     t1: { above: 0 }, // resolveTimers() takes 0 < t1 <= t2
     t2: { min: "t1" },
     "max-calls": { integer: true, min: 1 },
+    "idle-timeout": { above: 0, orInfinity: true },
   });
   if (flags.transport !== "udp" && flags.transport !== "tcp") {
     console.error(`--transport must be udp or tcp, got ${flags.transport}`);
@@ -251,6 +305,7 @@ if (import.meta.main) {
     t2: flags.t2,
     ringing: !flags["no-ringing"],
     maxCalls: flags["max-calls"],
+    idleTimeout: flags["idle-timeout"],
   });
   console.log(`listening on ${uasServer.addr.hostname}:${uasServer.addr.port}`);
   const stopped = Promise.withResolvers<void>();

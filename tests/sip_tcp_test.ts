@@ -1,8 +1,8 @@
 // SIP over a byte stream (examples/sip/tcp.ts): Content-Length framing
 // (RFC 3261 §18.3), on memory connections.
 import assert from "node:assert/strict";
-import { connect, type Connection, run } from "@corio/corio";
-import { memoryConnPair } from "@corio/corio/testing";
+import { connect, type Connection, run, wait } from "@corio/corio";
+import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import {
   getHeader,
   type SipLimits,
@@ -220,3 +220,147 @@ Deno.test("sip_uas over TCP answers every pipelined request sent before the clie
     await uas.shutdown(0);
   }
 });
+
+/**
+ * Where the UAS tests' virtual clocks start: far from the system clock's
+ * time, so that a server that read its calls' timers on one clock and
+ * waited on the other would wait for days (and fail the test) rather than
+ * spin.
+ */
+const FAR = 1e9;
+
+Deno.test("sip_uas over TCP: shutdown(grace) answers a new INVITE during the grace with 503 on the open connection, and ends after the grace, not twice it", async () => {
+  const clock = new VirtualClock({ start: FAR, autojump: false });
+  const uas = startUas({
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 0,
+    clock,
+  });
+  let stopped: Promise<void> | undefined;
+  try {
+    const seen = await run((async function* () {
+      const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      conn.recvTimeout = 5000;
+      try {
+        const out: string[] = [];
+        yield* conn.send(invite("c1"));
+        for (let status = ""; !status.startsWith("200");) {
+          out.push(status = describe(yield* recvSipMessage(conn)));
+        }
+        stopped = uas.shutdown(500);
+        yield* conn.send(invite("c2"));
+        out.push(describe(yield* recvSipMessage(conn)));
+        // The grace's deadlines are armed by now: the 503 came after them.
+        clock.advance(500);
+        for (let status = ""; status !== "closed";) { // until the server closes it
+          out.push(status = describe(yield* recvSipMessage(conn)));
+        }
+        yield* wait(stopped, { timeout: 5000 }); // no second grace
+        return out;
+      } finally {
+        conn.close();
+      }
+    })());
+    assert.deepEqual(seen, [
+      "100 c1",
+      "180 c1",
+      "200 c1",
+      "503 c2 Retry-After 5",
+      "200 c1", // Timer G, at 500 as the grace ends
+      "closed",
+    ]);
+    assert.equal(clock.now(), FAR + 500);
+    assert.deepEqual(uas.stats().calls, { cancelled: 1 });
+  } finally {
+    clock.advance(10_000); // what still waits on the clock after a failure
+    await uas.shutdown(0);
+  }
+});
+
+Deno.test("sip_uas over TCP: stats() counts connections (active, accepted) apart from calls (activeCalls, started)", async () => {
+  const uas = startUas({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const stats = await run((async function* () {
+      const caller = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      const other = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      try {
+        caller.recvTimeout = other.recvTimeout = 5000;
+        yield* caller.send(invite("c1"));
+        for (let status = ""; !status.startsWith("200");) {
+          status = describe(yield* recvSipMessage(caller));
+        }
+        yield* other.send(
+          `${HEAD.replace("c1", "o1")}Content-Length: 0\r\n\r\n`,
+        ); // OPTIONS: no call
+        describe(yield* recvSipMessage(other));
+        return uas.stats();
+      } finally {
+        caller.close();
+        other.close();
+      }
+    })());
+    const { active, accepted, activeCalls, started } = stats;
+    assert.deepEqual({ active, accepted, activeCalls, started }, {
+      active: 2,
+      accepted: 2,
+      activeCalls: 1,
+      started: 2,
+    });
+  } finally {
+    await uas.shutdown(0);
+  }
+});
+
+const inDialog = (method: string, call: string, seq: number) =>
+  `${method} sip:uas@127.0.0.1 SIP/2.0\r\n` +
+  `Via: SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bK${call}${method}\r\n` +
+  `From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>;tag=x\r\n` +
+  `Call-ID: ${call}\r\nCSeq: ${seq} ${method}\r\nContent-Length: 0\r\n\r\n`;
+
+Deno.test("sip_uas: a confirmed call outlives Conversations' default idleTimeout of 5 minutes (its BYE at 6 gets 200), and one silent for --idle-timeout (1 h) is dropped as cancelled", async () => {
+  const clock = new VirtualClock({ start: FAR, autojump: false });
+  const uas = startUas({
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 0,
+    clock,
+  });
+  try {
+    const seen = await run((async function* () {
+      const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });
+      conn.recvTimeout = 5000;
+      try {
+        for (const call of ["long", "silent"]) {
+          yield* conn.send(invite(call));
+          for (let status = ""; !status.startsWith("200");) {
+            status = describe(yield* recvSipMessage(conn));
+          }
+          yield* conn.send(inDialog("ACK", call, 1));
+        }
+        yield* wait(until(() => uas.stats().delivered === 2)); // both ACKs
+        clock.advance(360_000);
+        yield* conn.send(inDialog("BYE", "long", 2));
+        const answer = describe(yield* recvSipMessage(conn));
+        clock.advance(3_600_000 - 360_000);
+        yield* wait(until(() => uas.stats().expired === 1));
+        return answer;
+      } finally {
+        conn.close();
+      }
+    })());
+    assert.equal(seen, "200 long");
+    assert.deepEqual(uas.stats().calls, { completed: 1, cancelled: 1 });
+  } finally {
+    clock.advance(10_000_000); // what still waits on the clock after a failure
+    await uas.shutdown(0);
+  }
+});
+
+/** Resolves once `isTrue()`, or rejects after 5 s of real time. */
+async function until(isTrue: () => boolean): Promise<void> {
+  for (const start = Date.now(); !isTrue();) {
+    if (Date.now() - start > 5000) throw new Error("Not true within 5 s");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}

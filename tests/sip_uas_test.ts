@@ -19,27 +19,43 @@ import { type CallResult, uacCall } from "../examples/sip/uac_call.ts";
 const T1 = 500;
 const T2 = 4000;
 
-function request(method: string, seq = 1, cseqMethod = method): SipRequest {
+function request(
+  method: string,
+  seq = 1,
+  cseqMethod = method,
+  { branch = `z9hG4bK${method}${seq}`, toTag = "" } = {},
+): SipRequest {
   return parseSipMessage(
-    `${method} sip:uas@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK${method}${seq}\r\n` +
-      `From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>\r\nCall-ID: call-1\r\nCSeq: ${seq} ${cseqMethod}\r\n` +
+    `${method} sip:uas@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=${branch}\r\n` +
+      `From: <sip:uac@127.0.0.1>;tag=f1\r\nTo: <sip:uas@127.0.0.1>${toTag}\r\nCall-ID: call-1\r\nCSeq: ${seq} ${cseqMethod}\r\n` +
       `Contact: <sip:uac@127.0.0.1:5061>\r\n\r\n`,
   ) as SipRequest;
 }
 
-/** A UAS on a virtual clock; `sent` records what it sends, and when. */
+/**
+ * A UAS on a virtual clock; `sent` records what it sends, and when,
+ * `ended` what it tells onCallEnd.
+ */
 function uasHarness(
   onSend?: (
     message: SipMessage,
     at: number,
     dispatch: (m: SipMessage) => void,
   ) => void,
+  { idleTimeout = 300_000 } = {},
 ) {
   const clock = new VirtualClock();
   const sent: { at: number; message: SipMessage }[] = [];
+  const ended: string[] = [];
   const calls = new Conversations<Incoming, string>({
     key: (incoming) => getHeader(incoming.message, "Call-ID")!,
-    handler: uas({ t1: T1, t2: T2, clock }),
+    handler: uas({
+      t1: T1,
+      t2: T2,
+      clock,
+      onCallEnd: (_, outcome) => ended.push(outcome),
+    }),
+    idleTimeout,
     clock,
   });
   const dispatch = (message: SipMessage) =>
@@ -50,7 +66,7 @@ function uasHarness(
         onSend?.(reply, clock.now(), dispatch);
       },
     });
-  return { clock, calls, sent, dispatch };
+  return { clock, calls, sent, dispatch, ended };
 }
 
 const label = (message: SipMessage) =>
@@ -332,13 +348,132 @@ Deno.test("UAS answers nothing to a stray response or to an ACK of no call, and 
   assert.deepEqual([calls.stats.started, calls.stats.failed], [2, 0]);
 });
 
+Deno.test("UAS answers a re-INVITE in a confirmed call with 488 to its own CSeq, and the call goes on to its BYE", async () => {
+  const inDialog = { toTag: ";tag=x" };
+  const { calls, sent, dispatch, clock, ended } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && clock.now() === 0) {
+        queueMicrotask(() => dispatch(request("ACK")));
+        calls.scheduler.spawn((function* () {
+          yield* delay(5000);
+          dispatch(request("INVITE", 2, "INVITE", inDialog));
+          dispatch(request("INVITE", 2, "INVITE", inDialog)); // retransmitted
+          dispatch(request("ACK", 2, "ACK", inDialog));
+          yield* delay(100);
+          dispatch(request("BYE", 3, "BYE", inDialog));
+        })());
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.slice(3).map((s) => `${s.at} ${label(s.message)}`), [
+    "5000 488 2 INVITE",
+    "5000 488 2 INVITE",
+    "5100 200 3 BYE",
+  ]);
+  assert.match(getHeader(sent[3].message, "Warning")!, /^399 /);
+  assert.deepEqual(ended, ["completed"]);
+});
+
+Deno.test("UAS answers an INFO in a confirmed call with 405 and Allow, and the same INFO after the call ended with the same 405 (Timer J)", async () => {
+  const inDialog = { toTag: ";tag=x" };
+  const { calls, sent, dispatch, clock } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && clock.now() === 0) {
+        queueMicrotask(() => dispatch(request("ACK")));
+        calls.scheduler.spawn((function* () {
+          yield* delay(1000);
+          dispatch(request("INFO", 2, "INFO", inDialog));
+          dispatch(request("BYE", 3, "BYE", inDialog));
+          yield* delay(1000);
+          dispatch(request("INFO", 2, "INFO", inDialog)); // its 405 was lost
+        })());
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  await calls.scheduler.spawn((function* () {
+    yield* delay(3000);
+  })()).finished;
+  await calls.shutdown();
+  assert.deepEqual(sent.slice(3).map((s) => `${s.at} ${label(s.message)}`), [
+    "1000 405 2 INFO",
+    "1000 200 3 BYE",
+    "2000 405 2 INFO",
+  ]);
+  assert.equal(
+    getHeader(sent[3].message, "Allow"),
+    getHeader(sent[5].message, "Allow"),
+  );
+  assert.match(getHeader(sent[3].message, "Allow")!, /INVITE/);
+});
+
+Deno.test("UAS answers a CANCEL of its INVITE after the ACK with 200 within 64·T1 of the 200 OK, 481 after it, and the call goes on", async () => {
+  const { calls, sent, dispatch, clock, ended } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && clock.now() === 0) {
+        queueMicrotask(() => dispatch(request("ACK")));
+        calls.scheduler.spawn((function* () {
+          yield* delay(10);
+          dispatch(
+            request("CANCEL", 1, "CANCEL", { branch: "z9hG4bKINVITE1" }),
+          );
+          yield* delay(64 * T1 - 10);
+          dispatch(request("CANCEL", 1, "CANCEL", { branch: "z9hG4bKlate" }));
+          dispatch(request("BYE", 2, "BYE", { toTag: ";tag=x" }));
+        })());
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  await calls.shutdown({ grace: 120_000 });
+  assert.deepEqual(sent.slice(3).map((s) => `${s.at} ${label(s.message)}`), [
+    "10 200 1 CANCEL",
+    `${64 * T1} 481 1 CANCEL`,
+    `${64 * T1} 200 2 BYE`,
+  ]);
+  assert.deepEqual(ended, ["completed"]);
+});
+
+Deno.test("UAS answers an INVITE with a To tag of no call with 481, and starts no call", async () => {
+  const { calls, sent, dispatch, ended } = uasHarness();
+  dispatch(request("INVITE", 5, "INVITE", { toTag: ";tag=gone" }));
+  await calls.scheduler.spawn((function* () {
+    yield* delay(64 * T1);
+  })()).finished;
+  await calls.shutdown();
+  assert.deepEqual(sent.map((s) => `${s.at} ${label(s.message)}`), [
+    "0 481 5 INVITE",
+  ]);
+  assert.deepEqual(ended, []);
+});
+
+Deno.test("UAS tells onCallEnd of a call that ends without a BYE (cut by the transport's idleTimeout) as cancelled", async () => {
+  const { calls, dispatch, clock, ended } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE" && clock.now() === 0) {
+        queueMicrotask(() => dispatch(request("ACK")));
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  dispatch(request("INVITE"));
+  await calls.scheduler.spawn((function* () {
+    yield* delay(61_000);
+  })()).finished;
+  const expired = calls.stats.expired;
+  await calls.shutdown();
+  assert.deepEqual([expired, ended], [1, ["cancelled"]]);
+});
+
 /**
  * A UAC call on a virtual clock; `respond` plays the server (what it sends
  * may be requests too), and `replies` records what the UAC answers them.
  */
 async function uacHarness(
   respond: (message: SipRequest, at: number) => SipMessage[],
-  { holdTime = 0 } = {},
+  { holdTime = 0, isReliable = false } = {},
 ) {
   const clock = new VirtualClock();
   const calls = new Conversations<Incoming, string>({
@@ -347,6 +482,7 @@ async function uacHarness(
   });
   const sent: { at: number; message: SipRequest }[] = [];
   const replies: SipMessage[] = [];
+  const told: { at: number; outcome: string }[] = [];
   const send = (message: SipMessage) => {
     sent.push({ at: clock.now(), message: message as SipRequest });
     for (const reply of respond(message as SipRequest, clock.now())) {
@@ -369,12 +505,14 @@ async function uacHarness(
         t1: T1,
         t2: T2,
         holdTime,
+        isReliable,
         clock,
+        onResult: ({ outcome }) => told.push({ at: clock.now(), outcome }),
       }),
   );
   const result = await task.finished;
   await calls.shutdown();
-  return { result: result as CallResult, sent, replies, clock };
+  return { result: result as CallResult, sent, replies, told, clock };
 }
 
 function responseTo(
@@ -554,6 +692,46 @@ Deno.test("UAC: a BYE answered 100 Trying is retransmitted every T2 from its nex
     sent.filter((s) => s.message.method === "BYE").map((s) => s.at),
     [0, 500, 4500, 8500, 12_500, 16_500, 20_500, 24_500, 28_500],
   );
+});
+
+Deno.test("UAC answers the server's BYE that crosses its own with 200, and the call completes", async () => {
+  const { result, replies } = await uacHarness((message) => {
+    if (message.method === "INVITE") return [responseTo(message, 200, "OK")];
+    if (message.method !== "BYE") return [];
+    const serverBye = parseSipMessage(
+      "BYE sip:uac@127.0.0.1:5061 SIP/2.0\r\n" +
+        "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye1\r\n" +
+        `From: ${getHeader(message, "To")}\r\n` +
+        `To: ${getHeader(message, "From")}\r\n` +
+        "Call-ID: call-1\r\nCSeq: 1 BYE\r\n\r\n",
+    );
+    return [serverBye, responseTo(message, 200, "OK")];
+  }, { holdTime: 1000 });
+  assert.equal(result.outcome, "completed");
+  assert.deepEqual(replies.map(label), ["200 1 BYE"]);
+});
+
+Deno.test("UAC ACKs each retransmission of a non-2xx final response until Timer D (32 s over UDP, none over TCP), and tells its result at once", async () => {
+  for (const isReliable of [false, true]) {
+    let acks = 0;
+    let invite: SipRequest | undefined;
+    const { result, sent, told, clock } = await uacHarness((message) => {
+      if (message.method === "INVITE") invite = message;
+      // The first ACK "lost": the server sends its 486 again.
+      if (message.method === "INVITE" || ++acks === 1) {
+        return [responseTo(invite!, 486, "Busy Here")];
+      }
+      return [];
+    }, { isReliable });
+    assert.equal(result.outcome, "INVITE got 486 Busy Here");
+    assert.deepEqual(told, [{ at: 0, outcome: result.outcome }]);
+    assert.equal(clock.now(), isReliable ? 0 : 32_000);
+    const ackBytes = sent.filter((s) => s.message.method === "ACK").map((s) =>
+      new TextDecoder().decode(serializeSipMessage(s.message))
+    );
+    assert.equal(ackBytes.length, isReliable ? 1 : 2);
+    assert.equal(new Set(ackBytes).size, 1); // the same ACK again
+  }
 });
 
 Deno.test("resolveTimers() refuses a T1 that is not positive, or a T2 under T1", () => {

@@ -38,6 +38,12 @@ export interface UacCallOptions extends SipTimers {
    * @default {0}
    */
   holdTime?: number;
+  /**
+   * Told of the call's result as soon as it is known: after a non-2xx
+   * final response the call still waits out Timer D (see `uacCall`)
+   * before it returns the result.
+   */
+  onResult?: (result: CallResult) => void;
 }
 
 /** How a call went. */
@@ -58,7 +64,13 @@ const SDP =
   "v=0\r\no=corio 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n" +
   "t=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
-/** Places one call. Run it with `conversations.start(callId, (inbox) => uacCall(inbox, options))`. */
+/**
+ * Places one call. Run it with `conversations.start(callId, (inbox) =>
+ * uacCall(inbox, options))`. After a non-2xx final response it stays for
+ * Timer D (RFC 3261 §17.1.1.2: 32 s over UDP, 0 over TCP) to ACK each
+ * retransmission of that response, whose first ACK was lost; `onResult`
+ * has the result before then.
+ */
 export async function* uacCall(
   inbox: Inbox<Incoming>,
   options: UacCallOptions,
@@ -90,13 +102,11 @@ export async function* uacCall(
   };
   let inviteSends = 0;
   const started = clock.now();
-  const result = (isCompleted: boolean, outcome: string): CallResult => ({
-    callId,
-    isCompleted,
-    outcome,
-    inviteSends,
-    setupTime,
-  });
+  const result = (isCompleted: boolean, outcome: string): CallResult => {
+    const known = { callId, isCompleted, outcome, inviteSends, setupTime };
+    options.onResult?.(known);
+    return known;
+  };
 
   const answer = yield* transact(inbox, send, invite, timers, {
     onSend: () => inviteSends++,
@@ -119,7 +129,20 @@ export async function* uacCall(
     const ack = request("ACK", 1, invite.uri);
     ack.headers[0] = invite.headers[0];
     send(ack);
-    return result(false, `INVITE got ${answer.status} ${answer.reason}`);
+    const failed = result(
+      false,
+      `INVITE got ${answer.status} ${answer.reason}`,
+    );
+    // Timer D: 32 s, or the server's Timer H (64·T1) if longer.
+    const lingerUntil = clock.now() +
+      (timers.isReliable ? 0 : Math.max(32_000, 64 * timers.t1));
+    for (
+      let incoming;
+      (incoming = yield* inbox.poll({ deadline: lingerUntil })) !== undefined;
+    ) {
+      if (isResponseTo(incoming.message, "INVITE", 1)) send(ack);
+    }
+    return failed;
   }
 
   const remote = /<([^>]+)>/.exec(getHeader(answer, "Contact") ?? "")?.[1] ??
@@ -146,7 +169,13 @@ export async function* uacCall(
   }
 
   const bye = yield* transact(inbox, send, request("BYE", 2, remote), timers, {
-    onOther,
+    onOther: (incoming) => {
+      const message = incoming.message;
+      // The server hung up as we did: both BYEs get a 200.
+      if (isRequest(message, "BYE")) {
+        incoming.reply(createResponse(message, 200, "OK"));
+      } else onOther(incoming);
+    },
   });
   if (bye === undefined) return result(false, "BYE timed out (Timer F)");
   if (bye.status >= 300) {

@@ -10,6 +10,8 @@ import type { ConversationHandler, Coroutine, Inbox } from "@corio/corio";
 import {
   createResponse,
   getHeader,
+  getTag,
+  parseCSeq,
   type SipHeader,
   type SipRequest,
   type SipResponse,
@@ -37,7 +39,10 @@ export interface UasOptions extends SipTimers {
    * @default {true}
    */
   ringing?: boolean;
-  /** Told when a call ends: `"completed"`, `"no-ack"` (Timer H), ... */
+  /**
+   * Told once when a call ends: `"completed"` (a BYE), `"no-ack"` (Timer
+   * H), or `"cancelled"` (its conversation expired or was shut down).
+   */
   onCallEnd?: (callId: string, outcome: string) => void;
 }
 
@@ -86,12 +91,27 @@ async function* conversation(
   if (context.completed.absorb(first)) return;
   switch (request.method) {
     case "INVITE": {
-      const bye = yield* call(
-        inbox,
-        first as Incoming & { message: SipRequest },
-        context,
-      );
-      if (bye !== undefined) byeReceived(bye, context);
+      // RFC 3261 §12.2.2: a request with a To tag belongs to a dialog, and
+      // this one's is gone (or never was).
+      if (getTag(getHeader(request, "To")) !== undefined) {
+        return first.reply(
+          createResponse(request, 481, "Call/Transaction Does Not Exist"),
+        );
+      }
+      const callId = getHeader(request, "Call-ID")!;
+      let outcome: string | undefined;
+      const end = (how: string) => context.onCallEnd(callId, outcome = how);
+      try {
+        const bye = yield* call(
+          inbox,
+          first as Incoming & { message: SipRequest },
+          context,
+          end,
+        );
+        if (bye !== undefined) byeReceived(bye, context, end);
+      } finally {
+        if (outcome === undefined) end("cancelled"); // expired or shut down
+      }
       return; // the call's coroutine ends here; Timer J is CompletedTransactions'
     }
     case "ACK":
@@ -125,16 +145,17 @@ async function* conversation(
 
 /**
  * INVITE → 100 → 180 → 200 until ACK (Timer G) or give up (Timer H) → wait
- * for BYE. Returns the caller's BYE, unanswered (undefined after Timer H).
+ * for BYE. Returns the caller's BYE, unanswered (undefined after Timer H,
+ * which it reports to `end` as "no-ack").
  */
 async function* call(
   inbox: Inbox<Incoming>,
   first: Incoming & { message: SipRequest },
   context: Context,
+  end: (outcome: string) => void,
 ): Coroutine<Incoming | undefined> {
   const { message: invite, reply } = first;
   const { clock, t1, t2 } = context;
-  const callId = getHeader(invite, "Call-ID")!;
   const toTag = randomToken();
   const contact: SipHeader = [
     "Contact",
@@ -156,12 +177,17 @@ async function* call(
   // capped at T2 (Timer G) until the ACK; at 64·T1 (Timer H) it gives up
   // and ends the session with a BYE.
   const giveUpAt = clock.now() + 64 * t1;
+  const dialog: Dialog = {
+    inviteSeq: parseCSeq(getHeader(invite, "CSeq")!)!.seq,
+    ok,
+    acceptedUntil: giveUpAt,
+  };
   let nextSend = clock.now();
   let interval = t1;
   for (;;) {
     if (clock.now() >= giveUpAt) {
-      context.onCallEnd(callId, "no-ack");
-      yield* hangUp(inbox, first, ok, context);
+      end("no-ack");
+      yield* hangUp(inbox, first, dialog, context);
       return undefined;
     }
     if (clock.now() >= nextSend) {
@@ -173,35 +199,96 @@ async function* call(
       deadline: Math.min(nextSend, giveUpAt),
     });
     if (incoming === undefined) continue;
-    const message = incoming.message;
-    if (isRequest(message, "ACK")) break;
-    if (isRequest(message, "INVITE")) incoming.reply(ok); // a retransmission gets the last response
-    else if (isRequest(message, "BYE")) {
-      return incoming;
-    } else if (isRequest(message, "CANCEL")) {
-      incoming.reply(createResponse(message, 200, "OK"));
-    }
+    if (isRequest(incoming.message, "ACK")) break;
+    if (isRequest(incoming.message, "BYE")) return incoming;
+    answerInDialog(incoming, dialog, context);
   }
 
-  // Confirmed: wait for the caller's BYE (Conversations' idleTimeout bounds it).
+  // Confirmed: wait for the caller's BYE (the transport's idleTimeout
+  // bounds it: see startUas).
   for (;;) {
     const incoming = yield* inbox.recv();
-    const message = incoming.message;
-    if (isRequest(message, "BYE")) {
-      return incoming;
-    }
-    if (isRequest(message, "INVITE")) incoming.reply(ok);
-    else if (isRequest(message, "OPTIONS")) {
-      incoming.reply(createResponse(message, 200, "OK"));
-    }
-    // A retransmitted ACK needs nothing.
+    if (isRequest(incoming.message, "BYE")) return incoming;
+    answerInDialog(incoming, dialog, context);
   }
 }
 
-function byeReceived(incoming: Incoming, context: Context): void {
-  const bye = incoming.message as SipRequest;
-  context.onCallEnd(getHeader(bye, "Call-ID")!, "completed");
-  answer(incoming, createResponse(bye, 200, "OK"), context);
+/** What a call answers the requests of its dialog from. */
+interface Dialog {
+  /** The INVITE's CSeq number: an INVITE with it is a retransmission. */
+  inviteSeq: number;
+  /** The 200 to the INVITE. */
+  ok: SipResponse;
+  /**
+   * Until when a CANCEL finds the INVITE's transaction (clock ms): Timer L,
+   * 64·T1 after the 200 (RFC 6026 §7.1).
+   */
+  acceptedUntil: number;
+}
+
+/**
+ * Answers a request of a call's dialog other than BYE. A retransmitted
+ * INVITE gets the 200 again; a new one (a re-INVITE, which would change
+ * the session) gets 488, and the call goes on as it was (RFC 3261 §14.2):
+ * this UAS offers one session, and does not renegotiate it. A CANCEL of
+ * the INVITE, which has its final response, changes nothing and gets 200
+ * while the INVITE's transaction lasts, 481 after it (§9.2); OPTIONS gets
+ * 200, any other method 405. ACKs and responses need no answer.
+ */
+function answerInDialog(
+  incoming: Incoming,
+  dialog: Dialog,
+  context: Context,
+): void {
+  const request = incoming.message;
+  if (request.kind === "response") return;
+  const seq = parseCSeq(getHeader(request, "CSeq") ?? "")?.seq;
+  switch (request.method) {
+    case "ACK":
+      return;
+    case "INVITE":
+      if (seq === dialog.inviteSeq) return incoming.reply(dialog.ok);
+      return incoming.reply(
+        createResponse(request, 488, "Not Acceptable Here", {
+          headers: [[
+            "Warning",
+            `399 ${context.hostport} "session changes not supported"`,
+          ]],
+        }),
+      );
+    case "CANCEL":
+      return answer(
+        incoming,
+        seq === dialog.inviteSeq &&
+          context.clock.now() < dialog.acceptedUntil
+          ? createResponse(request, 200, "OK")
+          : createResponse(request, 481, "Call/Transaction Does Not Exist"),
+        context,
+      );
+    case "OPTIONS":
+      return answer(incoming, createResponse(request, 200, "OK"), context);
+    default:
+      return answer(
+        incoming,
+        createResponse(request, 405, "Method Not Allowed", {
+          headers: [["Allow", ALLOW]],
+        }),
+        context,
+      );
+  }
+}
+
+function byeReceived(
+  incoming: Incoming,
+  context: Context,
+  end: (outcome: string) => void,
+): void {
+  end("completed");
+  answer(
+    incoming,
+    createResponse(incoming.message as SipRequest, 200, "OK"),
+    context,
+  );
 }
 
 /**
@@ -224,7 +311,7 @@ function answer(
 async function* hangUp(
   inbox: Inbox<Incoming>,
   first: Incoming & { message: SipRequest },
-  ok: SipResponse,
+  dialog: Dialog,
   context: Context,
 ): Coroutine<void> {
   const invite = first.message;
@@ -239,7 +326,7 @@ async function* hangUp(
         "Via",
         `SIP/2.0/${context.transport.toUpperCase()} ${context.hostport};branch=z9hG4bK${randomToken()}`,
       ],
-      ["From", getHeader(ok, "To")!],
+      ["From", getHeader(dialog.ok, "To")!],
       ["To", getHeader(invite, "From")!],
       ["Call-ID", getHeader(invite, "Call-ID")!],
       ["CSeq", "1 BYE"],
@@ -251,10 +338,9 @@ async function* hangUp(
     // A late INVITE retransmission still gets its answer.
     onOther: (incoming) => {
       const message = incoming.message;
-      if (isRequest(message, "INVITE")) incoming.reply(ok);
-      else if (isRequest(message, "BYE")) {
-        incoming.reply(createResponse(message, 200, "OK")); // both hung up
-      }
+      if (isRequest(message, "BYE")) {
+        answer(incoming, createResponse(message, 200, "OK"), context); // both hung up
+      } else answerInDialog(incoming, dialog, context);
     },
   });
 }
