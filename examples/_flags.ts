@@ -3,7 +3,8 @@
 // boolean. A flag it does not know, a missing value, a number that is not
 // one or a number out of the flag's range prints what went wrong and the
 // usage line, and exits with status 2, as a command-line tool does, instead
-// of an uncaught error and its stack.
+// of an uncaught error and its stack. `-h` or `--help` prints the usage line
+// and what the example does, and exits with status 0.
 
 import { parseArgs } from "node:util";
 
@@ -97,31 +98,79 @@ export const SERVER_PORT_RANGE: FlagRange<never> = {
 };
 
 /**
- * Parses `args` against `defaults` and `ranges`; on a bad flag prints the
- * error and the usage line to stderr and exits with status 2.
+ * What `--help` shows besides the usage line, and how the usage line names
+ * the value of a string flag that has no default.
  *
  * @example
  * ```ts ignore
- * const flags = parseFlags({ port: 9999, count: 5 }, { count: { integer: true, min: 0 } });
+ * const options: FlagOptions<{ cert: string }> = {
+ *   about: "Echoes what it receives.",
+ *   placeholders: { cert: "FILE" },
+ * };
+ * ```
+ */
+export interface FlagOptions<D extends FlagDefaults = FlagDefaults> {
+  /** What the example does and what its flags mean, for `--help`. */
+  about?: string;
+  /**
+   * The word shown for the value of a string flag whose default is `""`
+   * (`[--cert FILE]`); others show their default.
+   * @default {the flag's name in upper case}
+   */
+  placeholders?: { [K in keyof D]?: string };
+  /** The arguments to parse. @default {Deno.args} */
+  args?: string[];
+}
+
+/**
+ * Thrown by {@linkcode parseFlagsOrThrow} for `-h` or `--help`: not a
+ * mistake, so no `TypeError`; {@linkcode parseFlags} answers it with the
+ * usage on stdout and exit status 0.
+ */
+export class HelpRequested extends Error {
+  /** Creates it. */
+  constructor() {
+    super("-h/--help asks for the usage");
+    this.name = "HelpRequested";
+  }
+}
+
+/**
+ * Parses `Deno.args` against `defaults` and `ranges`; on a bad flag prints
+ * the error and the usage line to stderr and exits with status 2; for `-h`
+ * or `--help` prints the usage line and `about` to stdout and exits with
+ * status 0.
+ *
+ * @example
+ * ```ts ignore
+ * const flags = parseFlags({ port: 9999, count: 5 }, { count: { integer: true, min: 0 } }, {
+ *   about: "Sends --count messages to the echo server on --port.",
+ * });
  * serve({ port: flags.port }, handler);
  * ```
  */
 export function parseFlags<const D extends FlagDefaults>(
   defaults: D,
   ranges: FlagRanges<D> = {},
-  args: string[] = Deno.args,
+  { about = "", placeholders = {}, args = Deno.args }: FlagOptions<D> = {},
 ): Flags<D> {
   try {
     return parseFlagsOrThrow(defaults, ranges, args);
   } catch (error) {
+    const line = usage(defaults, placeholders);
+    if (error instanceof HelpRequested) {
+      console.log(about === "" ? line : `${line}\n\n${about.trim()}`);
+      Deno.exit(0);
+    }
     if (!(error instanceof TypeError)) throw error;
-    console.error(`${error.message}\n${usage(defaults)}`);
+    console.error(`${error.message}\n${line}`);
     Deno.exit(2);
   }
 }
 
 /**
- * {@linkcode parseFlags}, throwing a `TypeError` where it would exit.
+ * {@linkcode parseFlags}, throwing a `TypeError` where it would exit with
+ * status 2, and {@linkcode HelpRequested} for `-h` or `--help`.
  *
  * @example
  * ```ts ignore
@@ -135,20 +184,26 @@ export function parseFlagsOrThrow<const D extends FlagDefaults>(
   ranges: FlagRanges<D>,
   args: string[],
 ): Flags<D> {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string }
+  > = { help: { type: "boolean", short: "h" } };
   for (const [name, value] of Object.entries(defaults)) {
     options[name] = { type: typeof value === "boolean" ? "boolean" : "string" };
   }
+  // Mistakes first: `--help --bogus` is answered as `--bogus` is.
   const { values } = parseArgs({ args, options, strict: true });
+  if (values.help === true && !("help" in defaults)) throw new HelpRequested();
   const flags: Record<string, number | string | boolean> = { ...defaults };
   for (const [name, value] of Object.entries(values)) {
     if (typeof defaults[name] !== "number") {
-      flags[name] = value as string | boolean;
+      if (name in defaults) flags[name] = value as string | boolean;
       continue;
     }
-    // "Infinity" is a number: corio's timeouts take it for "none".
+    // "Infinity" is a number: corio's timeouts take it for "none". Number()
+    // reads a blank string as 0: `--port " "` would be any free port.
     const number = Number(value);
-    if (value === "" || Number.isNaN(number)) {
+    if ((value as string).trim() === "" || Number.isNaN(number)) {
       throw new TypeError(`--${name} must be a number, got "${value}"`);
     }
     flags[name] = number;
@@ -197,11 +252,18 @@ function checkRange(
   throw new TypeError(`--${name} must be ${what}${infinity}, got ${value}`);
 }
 
-/** "usage: echo_server.ts [--port 9999] [--hostname 0.0.0.0]". */
-function usage(defaults: FlagDefaults): string {
+/** "usage: echo_server.ts [--port 9999] [--cert FILE] [-h|--help]". */
+function usage(
+  defaults: FlagDefaults,
+  placeholders: Record<string, string | undefined>,
+): string {
   const script = new URL(Deno.mainModule).pathname.split("/").pop();
   const flags = Object.entries(defaults).map(([name, value]) =>
-    typeof value === "boolean" ? `[--${name}]` : `[--${name} ${value}]`
+    typeof value === "boolean"
+      ? `[--${name}]`
+      : `[--${name} ${
+        value === "" ? placeholders[name] ?? name.toUpperCase() : value
+      }]`
   );
-  return `usage: ${script} ${flags.join(" ")}`;
+  return `usage: ${script} ${[...flags, "[-h|--help]"].join(" ")}`;
 }

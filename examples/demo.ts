@@ -5,6 +5,8 @@
  *
  *     deno run --allow-net --allow-run --allow-read examples/demo.ts
  *
+ * It takes no flags but `-h`/`--help`.
+ *
  * @module
  */
 
@@ -15,6 +17,13 @@ import {
   spawn,
   TimeoutError,
 } from "@corio/corio";
+import { parseFlags } from "./_flags.ts";
+
+parseFlags({}, {}, {
+  about: `The demo behind \`deno task demo\`: starts echo_server.ts on a free
+port, runs 20 client coroutines against it (5 messages each, every echo
+checked), shows a receive timeout that loses nothing, and stops it.`,
+});
 
 const server = new Deno.Command(Deno.execPath(), {
   args: [

@@ -11,6 +11,11 @@
  * timeout, it drops the connection, and the client reconnects).
  * Prints one line per step; exits 1 if it gave up.
  *
+ * A connection that breaks (refused, reset, timed out, or closed by the
+ * server before the whole echo line came back) is replaced and the message
+ * sent again, after a back-off that doubles from 100 ms up to 1 s for each
+ * failure in a row; an echo ends the run of failures.
+ *
  * @module
  */
 
@@ -21,6 +26,7 @@ import {
   ConnectionClosedError,
   ConnectionResetError,
   delay,
+  IncompleteReadError,
   run,
   TimeoutError,
 } from "@corio/corio";
@@ -37,33 +43,49 @@ export interface EchoClientOptions {
   log: (line: string) => void;
 }
 
-/** Failures after which a new connection may succeed. */
+/**
+ * Failures after which a new connection may succeed. An echo cut off by
+ * the end of the stream (`IncompleteReadError`) is a connection closed
+ * mid-reply: as broken as one closed before its first byte.
+ */
 function isTransient(error: unknown): boolean {
   return error instanceof ConnectError || error instanceof TimeoutError ||
     error instanceof ConnectionResetError ||
-    error instanceof ConnectionClosedError;
-}
-
-/** The back-off before attempt `n + 1`: doubling, 100 ms up to 1 s. */
-function backoffAfter(n: number): number {
-  return Math.min(100 * 2 ** (n - 1), 1000);
+    error instanceof ConnectionClosedError ||
+    error instanceof IncompleteReadError;
 }
 
 /**
- * Connects, retrying with back-off. `attempt.n` counts the attempts since
- * the last echo: a connection that broke before one counts too.
+ * The failures since the last echo: `attempts` the connects (a connection
+ * that broke before an echo counts too), `backoffs` the waits.
  */
-function* connectWithRetry(options: EchoClientOptions, attempt = { n: 0 }) {
+interface Failures {
+  attempts: number;
+  backoffs: number;
+}
+
+/** The next back-off: 100 ms, doubling with each one in a row, up to 1 s. */
+function nextBackoff(failures: Failures): number {
+  return Math.min(100 * 2 ** failures.backoffs++, 1000);
+}
+
+/** Connects, retrying with back-off. */
+function* connectWithRetry(
+  options: EchoClientOptions,
+  failures: Failures = { attempts: 0, backoffs: 0 },
+) {
   const { hostname, port, timeout } = options;
   for (;;) {
-    attempt.n++;
+    failures.attempts++;
     try {
       const conn = yield* connect({ hostname, port, timeout });
       options.log(`connected to ${conn.peer}`);
       return conn;
     } catch (error) {
-      if (!isTransient(error) || attempt.n >= options.retries) throw error;
-      const backoff = backoffAfter(attempt.n);
+      if (!isTransient(error) || failures.attempts >= options.retries) {
+        throw error;
+      }
+      const backoff = nextBackoff(failures);
       options.log(
         `connect failed (${
           (error as Error).message
@@ -82,13 +104,13 @@ function* connectWithRetry(options: EchoClientOptions, attempt = { n: 0 }) {
 export async function* echoClient(options: EchoClientOptions) {
   let current: Connection | null = null;
   let reconnects = 0;
-  let failuresInARow = { n: 0 };
+  let failures: Failures = { attempts: 0, backoffs: 0 };
   // A connection that breaks before an echo is a failed attempt: it counts
   // against --retries and waits its back-off, or a server that accepts and
   // closes at once would have us reconnect for ever, as fast as we can.
   function* reconnectAfter(conn: Connection, why: string, error: unknown) {
-    if (failuresInARow.n >= options.retries) throw error;
-    const backoff = backoffAfter(failuresInARow.n);
+    if (failures.attempts >= options.retries) throw error;
+    const backoff = nextBackoff(failures);
     options.log(`${why}; reconnecting in ${backoff} ms`);
     conn.close();
     current = null;
@@ -98,13 +120,16 @@ export async function* echoClient(options: EchoClientOptions) {
   for (let i = 1; i <= options.count;) {
     const conn: Connection = current ??= yield* connectWithRetry(
       options,
-      failuresInARow,
+      failures,
     );
     const message = `message ${i} of ${options.count}`;
     try {
       const started = performance.now();
       yield* conn.send(message + "\n"); // send
-      const reply = yield* conn.recvLine({ timeout: options.timeout }); // receive
+      const reply = yield* conn.recvLine({ // receive: a whole line, or throw
+        timeout: options.timeout,
+        requireNewline: true,
+      });
       if (reply === null) {
         const closed = new ConnectionClosedError(
           "recvLine",
@@ -117,7 +142,7 @@ export async function* echoClient(options: EchoClientOptions) {
       const ms = (performance.now() - started).toFixed(2);
       if (reply !== message) throw new Error(`bad echo: ${reply}`);
       options.log(`sent "${message}", got it back in ${ms} ms`);
-      failuresInARow = { n: 0 };
+      failures = { attempts: 0, backoffs: 0 };
       i++;
       if (options.pause > 0 && i <= options.count) yield* delay(options.pause);
     } catch (error) {
@@ -145,6 +170,21 @@ if (import.meta.main) {
     // A connect with no time at all never succeeds.
     timeout: { above: 0, orInfinity: true },
     pause: { min: 0 },
+  }, {
+    about:
+      `Seed 001's client model against echo_server.ts: connects (again, with
+back-off, when the connection breaks), sends each message, checks its echo,
+closes.
+
+  --host ADDR    the server's address
+  --port N       the server's port
+  --count N      messages to send
+  --retries N    connection attempts in a row before giving up
+  --timeout MS   for the connect and for each reply
+  --pause MS     between messages
+
+Back-off: 100 ms, doubling for each failure in a row, up to 1 s. Exits 1 if
+it gave up.`,
   });
   try {
     const result = await run(echoClient({

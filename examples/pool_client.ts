@@ -82,6 +82,18 @@ if (import.meta.main) {
     pool: { integer: true, min: 1 },
     clients: { integer: true, min: 0 },
     requests: { integer: true, min: 0 },
+  }, {
+    about: `Seed 001's co::pool: many client coroutines sharing a pool of
+connections to echo_server.ts; each borrows one per request, sends a line,
+checks the echo and gives it back.
+
+  --host ADDR     the server's address
+  --port N        the server's port
+  --pool N        connections in the pool
+  --clients N     client coroutines
+  --requests N    requests per client
+
+Prints requests/s and the pool's stats; exits 1 if a request failed.`,
   });
   const options = {
     hostname: flags.host,

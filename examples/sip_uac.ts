@@ -31,6 +31,7 @@ import {
 import { type Incoming, randomToken } from "./sip/transaction.ts";
 import { type CallResult, uacCall } from "./sip/uac_call.ts";
 import { parseFlags } from "./_flags.ts";
+import { describeFailure } from "./_main.ts";
 
 /** Options for {@linkcode placeCalls}. */
 export interface PlaceCallsOptions {
@@ -164,8 +165,15 @@ if (import.meta.main) {
     hold: { min: 0 },
     t1: { above: 0 }, // resolveTimers() takes 0 < t1 <= t2
     t2: { min: "t1" },
+  }, {
+    about: `Seed 000's SIP client: places --calls calls to --target over UDP,
+--rate per second, each INVITE, ACK, a --hold of ms, BYE, with RFC 3261's
+retransmission timers (--t1, --t2 in ms).
+
+Prints "listening on HOST:PORT" (its own socket) first, a line per call,
+then a summary; exits 0 only if every call completed.`,
   });
-  const results = await placeCalls({
+  const placing = placeCalls({
     target: flags.target,
     calls: flags.calls,
     rate: flags.rate,
@@ -182,6 +190,11 @@ if (import.meta.main) {
           result.setupTime.toFixed(1)
         } ms, INVITE sent ${result.inviteSends}x`,
       ),
+  });
+  // Its socket not bound (a port in use), say so as a command does.
+  const results = await placing.catch((error) => {
+    console.error(describeFailure("place calls", error));
+    return Deno.exit(1);
   });
   const completed = results.filter((result) => result.isCompleted).length;
   console.log(

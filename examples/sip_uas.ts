@@ -45,6 +45,7 @@ import { recvSipMessage, SipFramingError } from "./sip/tcp.ts";
 import type { Incoming } from "./sip/transaction.ts";
 import { uas, type UasOptions } from "./sip/uas_call.ts";
 import { parseFlags } from "./_flags.ts";
+import { orExit } from "./_main.ts";
 
 /** Options for {@linkcode startUas}. */
 export interface StartUasOptions
@@ -292,21 +293,34 @@ if (import.meta.main) {
     t2: { min: "t1" },
     "max-calls": { integer: true, min: 1 },
     "idle-timeout": { above: 0, orInfinity: true },
+  }, {
+    about: `Seed 000's SIP server: one conversation coroutine per call, over UDP
+or TCP (--transport). Answers INVITE with 100, 180 (unless --no-ringing)
+and 200, retransmitted until the ACK (--t1, --t2 in ms), then waits for
+the BYE; at most --max-calls calls at once (then 503). A call silent for
+--idle-timeout ms is dropped.
+
+Prints "listening on HOST:PORT" first; SIGINT/SIGTERM stop it with a 1 s
+grace and print its counters.`,
   });
   if (flags.transport !== "udp" && flags.transport !== "tcp") {
     console.error(`--transport must be udp or tcp, got ${flags.transport}`);
     Deno.exit(2);
   }
-  const uasServer = startUas({
-    port: flags.port,
-    hostname: flags.hostname,
-    transport: flags.transport,
-    t1: flags.t1,
-    t2: flags.t2,
-    ringing: !flags["no-ringing"],
-    maxCalls: flags["max-calls"],
-    idleTimeout: flags["idle-timeout"],
-  });
+  const uasServer = orExit(
+    `listen on ${flags.transport} ${flags.hostname}:${flags.port}`,
+    () =>
+      startUas({
+        port: flags.port,
+        hostname: flags.hostname,
+        transport: flags.transport as "udp" | "tcp",
+        t1: flags.t1,
+        t2: flags.t2,
+        ringing: !flags["no-ringing"],
+        maxCalls: flags["max-calls"],
+        idleTimeout: flags["idle-timeout"],
+      }),
+  );
   console.log(`listening on ${uasServer.addr.hostname}:${uasServer.addr.port}`);
   const stopped = Promise.withResolvers<void>();
   const onSignal = () => stopped.resolve();

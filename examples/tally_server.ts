@@ -19,7 +19,9 @@
  * Before HELLO only HELLO and BYE are accepted (`503`). A bad command is
  * answered `500`, a bad number `501`; neither ends the session. A session
  * idle for `--idle-timeout` ms gets `421 idle timeout` and is closed; one
- * that sends a line over 1 KiB is closed at once.
+ * that sends a line over 1 KiB is closed at once. A last command that the
+ * stream ends before its newline (`ADD 12` cut to `ADD 1`) is not carried
+ * out: the session ends, and the server prints what it dropped.
  *
  * Prints `listening on HOST:PORT` first. SIGINT/SIGTERM shut it down with a
  * 1 s grace; it then prints `served N sessions, at most M at once`.
@@ -29,11 +31,13 @@
 
 import {
   type Connection,
+  IncompleteReadError,
   LineTooLongError,
   serve,
   TimeoutError,
 } from "@corio/corio";
 import { parseFlags } from "./_flags.ts";
+import { orExit } from "./_main.ts";
 
 /** The largest line a session reads, in bytes. */
 export const MAX_LINE = 1024;
@@ -43,15 +47,22 @@ const NUMBER = /^[+-]?\d{1,9}$/;
 /**
  * One session. The connection's receive timeout (the server's
  * `recvTimeout`) is the idle timeout; the connection is closed when the
- * session returns.
+ * session returns. `log` gets a line for a command cut off by the end of
+ * the stream.
  */
-export async function* tallySession(conn: Connection) {
+export async function* tallySession(
+  conn: Connection,
+  log: (line: string) => void = (line) => console.log(line),
+) {
   const reply = (line: string) => conn.send(line + "\r\n");
+  // A command is only one when its newline came: at the end of the stream,
+  // `ADD 12` may have arrived as `ADD 1`.
+  const whole = { requireNewline: true };
   try {
     // Who is it? Nothing else is allowed until we know.
     let name = "";
     while (name === "") {
-      const line = yield* conn.recvLine();
+      const line = yield* conn.recvLine(whole);
       if (line === null) return;
       const [verb, arg] = split(line);
       if (verb === "HELLO" && arg !== "") {
@@ -67,7 +78,7 @@ export async function* tallySession(conn: Connection) {
     // The tally.
     let total = 0;
     let adds = 0;
-    for (let line; (line = yield* conn.recvLine()) !== null;) {
+    for (let line; (line = yield* conn.recvLine(whole)) !== null;) {
       const [verb, arg] = split(line);
       if (verb === "ADD") {
         if (!NUMBER.test(arg)) {
@@ -92,6 +103,13 @@ export async function* tallySession(conn: Connection) {
     // has a send that timed out.
     if (error instanceof TimeoutError && error.op === "recvLine") {
       yield* reply("421 idle timeout");
+    } else if (error instanceof IncompleteReadError) {
+      const partial = new TextDecoder().decode(error.partial);
+      log(
+        `${conn.peer}: the stream ended inside a command, not carried out: ${
+          JSON.stringify(partial)
+        }`,
+      );
     } else if (!(error instanceof LineTooLongError)) {
       throw error;
     }
@@ -116,6 +134,17 @@ if (import.meta.main) {
     "max-connections": { integer: true, min: 1, orInfinity: true },
     // At 0 a session would time out before its client's HELLO arrived.
     "idle-timeout": { above: 0, orInfinity: true },
+  }, {
+    about: `Seed 004's stateful line protocol, one coroutine per session:
+HELLO <name>, then ADD <n> (a running total), SUM, BYE.
+
+  --port N               port to listen on (0: any free one)
+  --hostname ADDR        address to listen on
+  --max-connections N    sessions at once
+  --idle-timeout MS      a session silent this long gets 421 and is closed
+
+Prints "listening on HOST:PORT" first; SIGINT/SIGTERM stop it, and it
+prints how many sessions it served.`,
   });
   const stop = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;
@@ -124,23 +153,25 @@ if (import.meta.main) {
 
   let open = 0;
   let mostAtOnce = 0;
-  const server = serve({
-    port: flags.port,
-    hostname: flags.hostname,
-    maxConnections: flags["max-connections"],
-    recvTimeout: flags["idle-timeout"],
-    sendTimeout: 10_000,
-    maxLineLength: MAX_LINE,
-    signal: stop.signal,
-    shutdownGrace: 1000,
-  }, async function* (conn) {
-    mostAtOnce = Math.max(mostAtOnce, ++open);
-    try {
-      yield* tallySession(conn);
-    } finally {
-      open--;
-    }
-  });
+  const where = `${flags.hostname}:${flags.port}`;
+  const server = orExit(`listen on ${where}`, () =>
+    serve({
+      port: flags.port,
+      hostname: flags.hostname,
+      maxConnections: flags["max-connections"],
+      recvTimeout: flags["idle-timeout"],
+      sendTimeout: 10_000,
+      maxLineLength: MAX_LINE,
+      signal: stop.signal,
+      shutdownGrace: 1000,
+    }, async function* (conn) {
+      mostAtOnce = Math.max(mostAtOnce, ++open);
+      try {
+        yield* tallySession(conn);
+      } finally {
+        open--;
+      }
+    }));
   console.log(`listening on ${server.addr.hostname}:${server.addr.port}`);
   await server.finished;
   for (const signal of signals) Deno.removeSignalListener(signal, onSignal);

@@ -135,6 +135,18 @@ if (import.meta.main) {
     pause: { min: 0 },
     // A connect with no time at all never succeeds.
     timeout: { above: 0, orInfinity: true },
+  }, {
+    about: `Seed 004's scale: client coroutines that each hold a session with
+tally_server.ts, all open at once: HELLO, wait for the others, ADDs, BYE.
+
+  --host ADDR     the server's address
+  --port N        the server's port
+  --clients N     sessions
+  --adds N        ADDs per session
+  --pause MS      between ADDs
+  --timeout MS    for the connect, each reply and the wait for the others
+
+Prints one summary line; exits 1 if any session failed.`,
   });
   const started = performance.now();
   const result = await run(swarm({

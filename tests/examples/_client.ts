@@ -1,6 +1,6 @@
 // Runs a client example as a user would (`deno run --allow-net
-// examples/<file> ...`), collecting its output lines; killed if it runs
-// past `bound` ms.
+// examples/<file> ...`, or with the `permissions` given), collecting its
+// output lines; killed if it runs past `bound` ms.
 
 export interface ClientRun {
   code: number;
@@ -19,10 +19,11 @@ export function startClient(
   file: string,
   args: string[],
   bound = 30_000,
+  permissions: string[] = ["--allow-net"],
 ): RunningClient {
   const path = new URL(`../../examples/${file}`, import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", path, ...args],
+    args: ["run", ...permissions, path, ...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -9,8 +9,11 @@ export interface RunningExample {
   path?: string;
   /** Every stdout line after the first. */
   lines: string[];
-  /** Sends SIGTERM and resolves with the exit code and remaining output. */
-  stop(): Promise<{ code: number; lines: string[] }>;
+  /**
+   * Sends SIGTERM and resolves with the exit code, the remaining output and
+   * everything it wrote to stderr (which is also passed on to the test's).
+   */
+  stop(): Promise<{ code: number; lines: string[]; stderr: string }>;
 }
 
 export async function startExample(
@@ -31,8 +34,17 @@ export async function startExample(
       ...args,
     ],
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
   }).spawn();
+  let stderr = "";
+  const pumpStderr = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) {
+      stderr += chunk;
+      await Deno.stderr.write(new TextEncoder().encode(chunk));
+    }
+  })();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const lines: string[] = [];
   let partial = "";
@@ -59,6 +71,7 @@ export async function startExample(
   if (!match) {
     child.kill("SIGKILL");
     await pump;
+    await pumpStderr;
     await child.status;
     throw new Error(
       `${file} did not print "listening on HOST:PORT" (or unix:PATH) first: ${first}`,
@@ -75,7 +88,8 @@ export async function startExample(
       const status = await child.status;
       clearTimeout(killer);
       await pump;
-      return { code: status.code, lines };
+      await pumpStderr;
+      return { code: status.code, lines, stderr };
     },
   };
 }

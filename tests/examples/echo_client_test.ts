@@ -194,3 +194,111 @@ Deno.test("examples/echo_client.ts gives up after --retries connections that eac
     await accepting;
   }
 });
+
+/**
+ * A server whose first connection is served by `first`, with each read's
+ * bytes, for as long as it returns true; it echoes on every later
+ * connection.
+ */
+function scriptedServer(
+  first: (conn: Deno.Conn, request: Uint8Array) => Promise<boolean>,
+) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      const isFirst = conns.length === 1;
+      (async () => {
+        const buf = new Uint8Array(1024);
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          if (!isFirst) await conn.write(buf.subarray(0, n));
+          else if (!await first(conn, buf.subarray(0, n))) return;
+        }
+      })().catch(() => {});
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async close() {
+      listener.close();
+      await serving;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed by the script already
+        }
+      }
+    },
+  };
+}
+
+/** Runs echo_client.ts until it exits 0; round-trip times as "T". */
+async function echoClientLinesWithBackoffs(
+  port: number,
+  flags: string[],
+): Promise<string[]> {
+  const { code, lines, stderr } = await startClient("echo_client.ts", [
+    "--port",
+    String(port),
+    ...flags,
+  ]).finished;
+  assert.equal(code, 0, stderr);
+  return lines.map((line) =>
+    line.replace(/got it back in [\d.]+ ms$/, "got it back in T ms")
+  );
+}
+
+Deno.test("examples/echo_client.ts treats a server that closes mid-reply as a broken connection, and sends the message again", async () => {
+  // The first connection gets 5 bytes of its echo, then EOF.
+  const server = scriptedServer(async (conn, request) => {
+    await conn.write(request.subarray(0, 5));
+    conn.close();
+    return false;
+  });
+  try {
+    assert.deepEqual(
+      await echoClientLinesWithBackoffs(server.port, ["--count", "2"]),
+      [
+        `connected to 127.0.0.1:${server.port}`,
+        `connection lost (Cannot receive a line from 127.0.0.1:${server.port}: the peer closed the stream after 5 bytes of it, before its end); reconnecting in 100 ms`,
+        `connected to 127.0.0.1:${server.port}`,
+        `sent "message 1 of 2", got it back in T ms`,
+        `sent "message 2 of 2", got it back in T ms`,
+        "done: 2 messages echoed, 1 reconnects",
+      ],
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("examples/echo_client.ts backs off 100 ms first, as its doc says, also after a connection that had echoed", async () => {
+  // The first connection echoes the first message, then closes when the
+  // second arrives.
+  let requests = 0;
+  const server = scriptedServer(async (conn, request) => {
+    if (++requests === 1) {
+      await conn.write(request);
+      return true;
+    }
+    conn.close();
+    return false;
+  });
+  try {
+    assert.deepEqual(
+      await echoClientLinesWithBackoffs(server.port, ["--count", "2"]),
+      [
+        `connected to 127.0.0.1:${server.port}`,
+        `sent "message 1 of 2", got it back in T ms`,
+        "the server closed the connection; reconnecting in 100 ms",
+        `connected to 127.0.0.1:${server.port}`,
+        `sent "message 2 of 2", got it back in T ms`,
+        "done: 2 messages echoed, 1 reconnects",
+      ],
+    );
+  } finally {
+    await server.close();
+  }
+});

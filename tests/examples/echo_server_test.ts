@@ -140,3 +140,87 @@ Deno.test("examples/echo_server.ts --cert without --key exits 2", async () => {
     /--cert and --key go together/,
   );
 });
+
+Deno.test("examples/echo_server.ts --deny ADDR refuses that address's clients, as seed 002's connection factory may, and logs each", async () => {
+  const server = await startExample("echo_server.ts", ["--allow-net"], [
+    "--deny",
+    "127.0.0.1",
+  ]);
+  let port = 0;
+  try {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    try {
+      port = conn.localAddr.port;
+      await conn.write(new TextEncoder().encode("hello")).catch(() => {});
+      assert.equal(await conn.read(new Uint8Array(10)).catch(() => null), null);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    const { code, lines } = await server.stop();
+    assert.equal(code, 0);
+    assert.equal(lines[0], `refused 1 from 127.0.0.1:${port}`);
+    assert.match(lines[1], /^stopped: .*"refused":1,/);
+  }
+});
+
+Deno.test("examples/echo_server.ts --deny serves clients from other addresses", async () => {
+  const server = await startExample("echo_server.ts", ["--allow-net"], [
+    "--deny",
+    "192.0.2.1",
+  ]);
+  try {
+    const echoed = await exchange(server.port, "not denied", 10);
+    assert.equal(new TextDecoder().decode(echoed), "not denied");
+  } finally {
+    const { code, lines } = await server.stop();
+    assert.equal(code, 0);
+    assert.match(lines.join("\n"), /"refused":0,.*"completed":1/);
+  }
+});
+
+Deno.test("examples/echo_server.ts --backlog N sets the kernel's accept queue: past the 100 served and N waiting, a connect gets no answer", async () => {
+  // The seed's backlog of 30, made small to count: Linux queues N + 1
+  // connections, and the server holds one more at the cap (evictAfter).
+  const backlog = 3;
+  const server = await startExample("echo_server.ts", ["--allow-net"], [
+    "--backlog",
+    String(backlog),
+  ]);
+  const conns: Deno.Conn[] = [];
+  try {
+    // One at a time, each echoing before the next connects: a queue of 3
+    // would overflow if they all came at once.
+    for (let i = 0; i < 100; i++) {
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+      });
+      conns.push(conn);
+      await conn.write(new Uint8Array([1]));
+      assert.equal(await conn.read(new Uint8Array(1)), 1);
+    }
+    let waiting = 0;
+    for (; waiting < 20; waiting++) {
+      const timeout = AbortSignal.timeout(300);
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        signal: timeout,
+      }).catch(() => null);
+      if (conn === null) break;
+      conns.push(conn);
+    }
+    assert.ok(
+      waiting >= backlog && waiting <= backlog + 2,
+      `${waiting} connects completed past the cap`,
+    );
+  } finally {
+    for (const conn of conns) conn.close();
+    const { code } = await server.stop();
+    assert.equal(code, 0);
+  }
+});

@@ -178,3 +178,33 @@ Deno.test("examples/tally_swarm.ts exits 1 and says why when sessions fail", asy
   assert.equal(result.err.split("\n").length, 3);
   assert.match(result.err, /refused/i);
 });
+
+Deno.test("examples/tally_server.ts does not carry out a command the stream cut off before its newline, and says so", async () => {
+  const server = await startExample("tally_server.ts", ["--allow-net"]);
+  let replies = "";
+  try {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    try {
+      // `ADD 12`, cut to `ADD 1` by the end of the stream.
+      await conn.write(new TextEncoder().encode("HELLO ada\r\nADD 1"));
+      await conn.closeWrite();
+      replies = await new Response(conn.readable).text();
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+  } finally {
+    const { code, lines } = await server.stop();
+    assert.equal(code, 0);
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(
+      lines[0],
+      /^127\.0\.0\.1:\d+: the stream ended inside a command, not carried out: "ADD 1"$/,
+    );
+    assert.equal(lines[1], "served 1 sessions, at most 1 at once");
+  }
+  assert.equal(replies, "200 hello ada\r\n");
+});
