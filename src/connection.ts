@@ -265,7 +265,8 @@ export class Connection {
    * bytes of the read in flight go to the next receive.
    *
    * @param options Deadline, signal, and `borrow` for a zero-copy view.
-   * @returns The bytes, or `null` at end of stream.
+   * @returns The bytes, or `null` at end of stream, which on Deno 2.9.6 is
+   *   also how a TCP peer's reset reads (a send then fails).
    */
   recv(options?: RecvOptions): Operation<Uint8Array | null> {
     // The usual loop, `recv()` once per message with the same options,

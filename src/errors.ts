@@ -102,7 +102,9 @@ export class ConnectionClosedError extends Error {
 
 /**
  * The peer broke the connection (reset, broken pipe) while an operation was
- * using it. The connection is closed afterwards.
+ * using it. The connection is closed afterwards. On Deno 2.9.6 a TCP
+ * peer's reset reads as the end of the stream (`recv()` gives `null`): it
+ * shows as this error at the next send.
  *
  * A TLS server's connection whose handshake fails (the client does not
  * speak TLS, or rejects the server's certificate) is such a peer gone: its

@@ -12,8 +12,8 @@ import {
   PENDING,
 } from "./effects.ts";
 import { TimeoutError } from "./errors.ts";
-import type { Coroutine as Generator } from "./effects.ts";
-import type { Coroutine, Task } from "./scheduler.ts";
+import type { Coroutine } from "./effects.ts";
+import type { Coroutine as CoroutineRecord, Task } from "./scheduler.ts";
 
 /**
  * Options for {@linkcode delay}.
@@ -114,7 +114,7 @@ class WaitOp<T> extends Op<T> {
   }
   #state = 0; // 0 pending, 1 fulfilled, 2 rejected
   #result: unknown = undefined;
-  #waiter: Coroutine | null = null;
+  #waiter: CoroutineRecord | null = null;
   constructor(promise: PromiseLike<T>, options?: OperationOptions) {
     super(options);
     this.effect.external = true;
@@ -137,7 +137,7 @@ class WaitOp<T> extends Op<T> {
     if (this.#state === 2) throw this.#result;
     return PENDING;
   }
-  park(co: Coroutine): boolean {
+  park(co: CoroutineRecord): boolean {
     if (this.#state !== 0) return true;
     this.#waiter = co;
     return false;
@@ -185,11 +185,11 @@ class SpawnOp<T> extends Op<Task<T>> {
     return "spawn";
   }
   #task: Task<T> | null = null;
-  constructor(readonly coroutine: Generator<T>) {
+  constructor(readonly coroutine: Coroutine<T>) {
     super(undefined);
     this.effect.immediate = true;
   }
-  override perform(co: Coroutine): void {
+  override perform(co: CoroutineRecord): void {
     const scheduler = co.scheduler;
     this.#task = scheduler._task(
       scheduler._start(this.coroutine, co),
@@ -212,7 +212,10 @@ class SpawnOp<T> extends Op<Task<T>> {
  * read a connection while the parent writes it (full duplex). The child
  * never outlives its parent: when the parent ends, the child is cancelled,
  * and the parent's end waits for the child's `finally` blocks. A child's
- * error reaches whoever joins it; if nobody does, the parent fails with it.
+ * error reaches whoever joins it; if nobody does, the parent fails with it
+ * when the parent ends: its own code runs on meanwhile, so a parent that
+ * must stop when a child fails joins it (or the child catches its own
+ * errors). Cancelling a child that has already failed keeps its error.
  *
  * @param coroutine A generator object, e.g. `reader(conn)`.
  * @returns An operation that gives the child's {@linkcode Task}.
@@ -233,6 +236,6 @@ class SpawnOp<T> extends Op<Task<T>> {
  * console.log(order); // ["parent", "child"]
  * ```
  */
-export function spawn<T>(coroutine: Generator<T>): Operation<Task<T>> {
+export function spawn<T>(coroutine: Coroutine<T>): Operation<Task<T>> {
   return new SpawnOp(coroutine);
 }

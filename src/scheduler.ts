@@ -9,7 +9,7 @@
 import {
   ASYNC,
   CANCELLED,
-  Coroutine,
+  Coroutine as CoroutineRecord,
   DONE,
   ENDING,
   FAILED,
@@ -30,7 +30,7 @@ import {
 } from "./_coroutine.ts";
 import {
   ABORTED,
-  type Coroutine as Generator,
+  type Coroutine,
   type Effect,
   OpEffect,
   RESUME,
@@ -44,7 +44,7 @@ import { hold, settleHeld, stepAsync } from "./_async_step.ts";
 import type { SchedulerOptions, SpawnOptions } from "./_scheduler_options.ts";
 import { setImmediate } from "node:timers";
 
-export { Coroutine, type Resource, type Task };
+export { CoroutineRecord as Coroutine, type Resource, type Task };
 export type { SchedulerOptions, SpawnOptions };
 
 /** Yielded by a coroutine cancelled while parked in place: return now. */
@@ -74,13 +74,13 @@ export class Scheduler {
   /** The clock this scheduler reads and arms. */
   readonly clock: Clock;
   #onError: (error: unknown) => void;
-  #timers: Alarm<Coroutine>;
+  #timers: Alarm<CoroutineRecord>;
   #live = 0;
   #busy = 0;
   #externalWaits = 0;
-  #ready: Coroutine[] = [];
+  #ready: CoroutineRecord[] = [];
   /** Waiting for a turn of the event loop (see `#yieldToHost`). */
-  #yielded = new Set<Coroutine>();
+  #yielded = new Set<CoroutineRecord>();
   #epoch = 0;
   #isDriving = false;
   #isIdle = (): boolean =>
@@ -114,7 +114,10 @@ export class Scheduler {
    * @param options What it owns.
    * @returns Its task.
    */
-  spawn<T>(coroutine: Generator<T>, options?: SpawnOptions): Task<T> {
+  spawn<T>(
+    coroutine: Coroutine<T>,
+    options?: SpawnOptions,
+  ): Task<T> {
     const co = this._start(coroutine, null);
     if (options?.owns) {
       for (const resource of options.owns) {
@@ -132,10 +135,10 @@ export class Scheduler {
    * no task object per connection).
    */
   _spawnSettled(
-    coroutine: Generator<unknown>,
+    coroutine: Coroutine<unknown>,
     resource: Resource,
     listener: SettleListener,
-  ): Coroutine {
+  ): CoroutineRecord {
     const co = this._start(coroutine, null);
     co.adopt(resource);
     co.listener = listener;
@@ -143,7 +146,10 @@ export class Scheduler {
   }
 
   /** @internal */
-  _start(gen: Generator<unknown>, parent: Coroutine | null): Coroutine {
+  _start(
+    gen: Coroutine<unknown>,
+    parent: CoroutineRecord | null,
+  ): CoroutineRecord {
     if (
       gen === null || typeof gen !== "object" ||
       typeof (gen as { next?: unknown }).next !== "function"
@@ -152,7 +158,7 @@ export class Scheduler {
         `Cannot start coroutine: expected a generator object (call the function*), got ${typeof gen}`,
       );
     }
-    const co = new Coroutine(gen, this, parent);
+    const co = new CoroutineRecord(gen, this, parent);
     if (parent) (parent.children ??= new Set()).add(co);
     this.#busy++;
     // A clock that jumps must know every scheduler on it from its first
@@ -165,12 +171,12 @@ export class Scheduler {
   }
 
   /** @internal */
-  _task(co: Coroutine): Task<unknown> {
+  _task(co: CoroutineRecord): Task<unknown> {
     return co.task ??= new TaskHandle(co);
   }
 
   /** @internal */
-  _promise(co: Coroutine): Promise<unknown> {
+  _promise(co: CoroutineRecord): Promise<unknown> {
     if (co.promise === null) {
       co.promise = new Promise((resolve, reject) => {
         co.settle = { resolve, reject };
@@ -186,7 +192,7 @@ export class Scheduler {
    * top-level coroutine above it (a server's connection slot, which adds
    * the connection's info), else to `onError`.
    */
-  #reportChild = (error: unknown, parent: Coroutine): void => {
+  #reportChild = (error: unknown, parent: CoroutineRecord): void => {
     let top = parent;
     while (top.parent !== null) top = top.parent;
     if (top.listener?.onChildError) top.listener.onChildError(error);
@@ -194,13 +200,13 @@ export class Scheduler {
   };
 
   /** @internal */
-  _wake(co: Coroutine): void {
+  _wake(co: CoroutineRecord): void {
     this.#unpark(co);
     this.#resume(co, NEXT, RESUME);
   }
 
   /** @internal */
-  _abort(co: Coroutine): void {
+  _abort(co: CoroutineRecord): void {
     if (co.effect === null) return;
     co.effect.owner.unpark(co);
     this.#unpark(co);
@@ -208,7 +214,7 @@ export class Scheduler {
   }
 
   /** @internal */
-  _cancel(co: Coroutine): void {
+  _cancel(co: CoroutineRecord): void {
     switch (co.state) {
       case STARTING:
         co.isCancelled = true;
@@ -241,12 +247,15 @@ export class Scheduler {
   }
 
   /** @internal */
-  _afterAsyncStep(co: Coroutine, r: IteratorResult<unknown, unknown>): void {
+  _afterAsyncStep(
+    co: CoroutineRecord,
+    r: IteratorResult<unknown, unknown>,
+  ): void {
     if (this.#afterYield(co, r)) this.#resume(co, co.mode, co.input, true);
   }
 
   /** @internal */
-  _afterAsyncFailure(co: Coroutine, error: unknown): void {
+  _afterAsyncFailure(co: CoroutineRecord, error: unknown): void {
     this.#end(co, FAILED, error);
   }
 
@@ -257,7 +266,7 @@ export class Scheduler {
    * cancel, a deadline already past).
    */
   _parkHere(
-    co: Coroutine,
+    co: CoroutineRecord,
     op: OpEffect<unknown>,
   ): IteratorResult<unknown> | Promise<IteratorResult<unknown>> | null {
     if (co.state !== RUNNING || co.cancelRequested || co.heldBy !== null) {
@@ -292,7 +301,7 @@ export class Scheduler {
    * coroutine yields it, and the scheduler parks it again. A server calls
    * this for its handlers a few times a second.
    */
-  _compact(co: Coroutine): boolean {
+  _compact(co: CoroutineRecord): boolean {
     if (co.state !== PARKED || co.parkedSince === this.#epoch) return false;
     const op = co.effect!;
     if (!op.isRepark) return false;
@@ -311,7 +320,7 @@ export class Scheduler {
 
   // ---- driving
 
-  #enqueue(co: Coroutine): void {
+  #enqueue(co: CoroutineRecord): void {
     this.#ready.push(co);
     if (!this.#isDriving) queueMicrotask(this.#drain);
   }
@@ -343,7 +352,12 @@ export class Scheduler {
    * Resumes `co`. Re-entrant calls (a coroutine waking another while it
    * runs) queue instead of nesting, so stacks stay flat.
    */
-  #resume(co: Coroutine, mode: Mode, input: unknown, isBusy = false): void {
+  #resume(
+    co: CoroutineRecord,
+    mode: Mode,
+    input: unknown,
+    isBusy = false,
+  ): void {
     if (co.heldBy !== null) return this.#resumeHeld(co, mode, input, isBusy);
     co.mode = mode;
     co.input = input;
@@ -365,7 +379,12 @@ export class Scheduler {
    * Resumes a coroutine parked in place: steps its operation here and
    * settles the promise its `yield*` awaits (no generator step, no yield).
    */
-  #resumeHeld(co: Coroutine, mode: Mode, input: unknown, isBusy: boolean) {
+  #resumeHeld(
+    co: CoroutineRecord,
+    mode: Mode,
+    input: unknown,
+    isBusy: boolean,
+  ) {
     if (!isBusy) this.#busy++;
     const op = co.heldBy!;
     let result = CANCEL_RESULT as IteratorResult<unknown>;
@@ -388,7 +407,7 @@ export class Scheduler {
     settleHeld(co, result);
   }
 
-  #step(co: Coroutine): void {
+  #step(co: CoroutineRecord): void {
     if (co.state === DONE || co.state === ENDING) return;
     co.state = RUNNING;
     // Cancelled while queued to resume (woken, not yet run): it meets the
@@ -429,7 +448,10 @@ export class Scheduler {
    * resumed at once (with `co.mode`/`co.input` set), false when it parked
    * or ended.
    */
-  #afterYield(co: Coroutine, r: IteratorResult<unknown, unknown>): boolean {
+  #afterYield(
+    co: CoroutineRecord,
+    r: IteratorResult<unknown, unknown>,
+  ): boolean {
     if (r.done) {
       this.#end(co, OK, r.value);
       return false;
@@ -490,7 +512,7 @@ export class Scheduler {
    * or it became ready meanwhile (RESUME: poll again).
    */
   #park(
-    co: Coroutine,
+    co: CoroutineRecord,
     effect: OpEffect<unknown>,
   ): Resume | typeof EXPIRED | null {
     // An aborted signal wins over a deadline already past, as it does
@@ -539,7 +561,7 @@ export class Scheduler {
   }
 
   /** Bookkeeping when a parked coroutine is about to run again. */
-  #unpark(co: Coroutine): void {
+  #unpark(co: CoroutineRecord): void {
     const effect = co.effect!;
     co.effect = null;
     co.state = RUNNING;
@@ -563,7 +585,7 @@ export class Scheduler {
    * (3.5 µs on Deno 2.9.6); `setTimeout(0)` nested is clamped to 4 ms. It
    * stays busy meanwhile: virtual time holds still.
    */
-  #yieldToHost(co: Coroutine): void {
+  #yieldToHost(co: CoroutineRecord): void {
     co.state = HOST_TURN;
     co.mode = NEXT;
     co.input = TIMED_OUT;
@@ -598,7 +620,7 @@ export class Scheduler {
     clock.poke(this.#isIdle);
   }
 
-  #onTimeout = (co: Coroutine, now: number): void => {
+  #onTimeout = (co: CoroutineRecord, now: number): void => {
     // Left queued by a wait that has ended (see `#unpark`): the coroutine
     // runs, waits without a deadline, or waits for a later one.
     if (co.state !== PARKED || !co.effect!.hasDeadline) return;
@@ -612,7 +634,7 @@ export class Scheduler {
 
   // ---- ending
 
-  #end(co: Coroutine, outcome: number, result: unknown): void {
+  #end(co: CoroutineRecord, outcome: number, result: unknown): void {
     this.#busy--;
     // Ending, like parking, can leave only time to wait on: tell the clock.
     if (this.#busy === 0 && this.#externalWaits === 0) {
@@ -635,7 +657,7 @@ export class Scheduler {
     this.#complete(co);
   }
 
-  #complete(co: Coroutine): void {
+  #complete(co: CoroutineRecord): void {
     const pending = co.closeOwned(this.#onError);
     if (pending === null) return this.#settle(co);
     this.#busy++; // finishing is work: keep virtual time still meanwhile
@@ -654,7 +676,7 @@ export class Scheduler {
     });
   }
 
-  #settle(co: Coroutine): void {
+  #settle(co: CoroutineRecord): void {
     co.state = DONE;
     this.#live--;
     if (co.heapIndex >= 0) this.#timers.delete(co);
@@ -665,18 +687,18 @@ export class Scheduler {
   }
 }
 
-/** Its wait's place among equal deadlines (see `Coroutine.deadlineOrder`). */
-function deadlineOrderOf(co: Coroutine): number {
+/** Its wait's place among equal deadlines (see `CoroutineRecord.deadlineOrder`). */
+function deadlineOrderOf(co: CoroutineRecord): number {
   return co.deadlineOrder;
 }
 
 /** The deadline `co` waits for now: what `#onTimeout` would act on. */
-function liveDeadline(co: Coroutine): number {
+function liveDeadline(co: CoroutineRecord): number {
   return co.state === PARKED && co.effect!.hasDeadline ? co.deadline : Infinity;
 }
 
 /** `co` meets the cancel requested while it ran: it returns from its wait. */
-function meetCancel(co: Coroutine): void {
+function meetCancel(co: CoroutineRecord): void {
   co.cancelRequested = false;
   pendingCancels.count--;
   co.isCancelled = true;
