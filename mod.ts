@@ -47,7 +47,13 @@ export {
   type SpawnOptions,
   type Task,
 } from "./src/scheduler.ts";
-export { delay, type DelayOptions, spawn, wait } from "./src/operations.ts";
+export {
+  delay,
+  type DelayOptions,
+  now,
+  spawn,
+  wait,
+} from "./src/operations.ts";
 export { Connection } from "./src/connection.ts";
 export type {
   ConnectionOptions,

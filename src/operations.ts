@@ -239,3 +239,53 @@ class SpawnOp<T> extends Op<Task<T>> {
 export function spawn<T>(coroutine: Coroutine<T>): Operation<Task<T>> {
   return new SpawnOp(coroutine);
 }
+
+class NowOp extends Op<number> {
+  get op(): string {
+    return "now";
+  }
+  #now = NaN;
+  constructor() {
+    super(undefined);
+    this.effect.immediate = true;
+  }
+  override perform(co: CoroutineRecord): void {
+    this.#now = co.scheduler.now();
+  }
+  poll(): number | typeof PENDING {
+    return Number.isNaN(this.#now) ? PENDING : this.#now;
+  }
+  park(): boolean {
+    return true;
+  }
+  unpark(): void {}
+  timedOut(): number {
+    throw new TimeoutError("now");
+  }
+}
+
+/**
+ * The time on the running coroutine's clock, in ms: what `deadline`
+ * options are measured on. Use it, not `Date.now()` or
+ * `performance.now()`, to work out a deadline in a coroutine, so that it
+ * holds on a `VirtualClock` in tests too.
+ *
+ * @returns An operation that gives the time.
+ *
+ * @example One deadline for a whole exchange, on the virtual clock
+ * ```ts
+ * import { delay, now, run } from "@corio/corio";
+ * import { VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock();
+ * const left = await run((function* () {
+ *   const deadline = (yield* now()) + 5000;
+ *   yield* delay(1200); // a first step
+ *   return deadline - (yield* now());
+ * })(), { clock });
+ * console.log(left); // 3800
+ * ```
+ */
+export function now(): Operation<number> {
+  return new NowOp();
+}

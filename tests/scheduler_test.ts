@@ -7,6 +7,7 @@ import {
   delay,
   type Effect,
   Inbox,
+  now,
   type Operation,
   run,
   Scheduler,
@@ -1351,4 +1352,23 @@ Deno.test("a function* woken and then cancelled before it runs is cancelled at t
     { clock: new VirtualClock() },
   );
   assert.deepEqual([outcome, got, inbox.size], ["CancelledError", [], 2]);
+});
+
+Deno.test("now() gives the time on the running coroutine's clock, in function* and async function*", async () => {
+  const clock = new VirtualClock({ start: 1_000_000 });
+  const seen = await run(
+    (async function* () {
+      const times = [yield* now()];
+      yield* delay(250);
+      times.push(yield* now());
+      const child = yield* spawn((function* () {
+        yield* delay(50);
+        return yield* now();
+      })());
+      times.push(yield* child.join());
+      return times;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(seen, [1_000_000, 1_000_250, 1_000_300]);
 });
