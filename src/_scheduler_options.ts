@@ -41,7 +41,7 @@ export interface SchedulerOptions {
 }
 
 /**
- * Options for {@linkcode Scheduler.spawn}.
+ * Options for {@linkcode spawn} and {@linkcode Scheduler.spawn}.
  *
  * @example A coroutine that owns its connection
  * ```ts

@@ -13,7 +13,11 @@ import {
 } from "./effects.ts";
 import { TimeoutError } from "./errors.ts";
 import type { Coroutine } from "./effects.ts";
-import type { Coroutine as CoroutineRecord, Task } from "./scheduler.ts";
+import type {
+  Coroutine as CoroutineRecord,
+  SpawnOptions,
+  Task,
+} from "./scheduler.ts";
 
 /**
  * Options for {@linkcode delay}.
@@ -185,15 +189,18 @@ class SpawnOp<T> extends Op<Task<T>> {
     return "spawn";
   }
   #task: Task<T> | null = null;
-  constructor(readonly coroutine: Coroutine<T>) {
+  constructor(
+    readonly coroutine: Coroutine<T>,
+    readonly options: SpawnOptions | undefined,
+  ) {
     super(undefined);
     this.effect.immediate = true;
   }
   override perform(co: CoroutineRecord): void {
     const scheduler = co.scheduler;
-    this.#task = scheduler._task(
-      scheduler._start(this.coroutine, co),
-    ) as Task<T>;
+    const child = scheduler._start(this.coroutine, co);
+    for (const resource of this.options?.owns ?? []) child.adopt(resource);
+    this.#task = scheduler._task(child) as Task<T>;
   }
   poll(): Task<T> | typeof PENDING {
     return this.#task ?? PENDING;
@@ -218,6 +225,8 @@ class SpawnOp<T> extends Op<Task<T>> {
  * errors). Cancelling a child that has already failed keeps its error.
  *
  * @param coroutine A generator object, e.g. `reader(conn)`.
+ * @param options `owns`: resources the child closes when it ends (a
+ *   connection it serves, as `serve()` gives each handler its own).
  * @returns An operation that gives the child's {@linkcode Task}.
  *
  * @example
@@ -235,9 +244,28 @@ class SpawnOp<T> extends Op<Task<T>> {
  * })());
  * console.log(order); // ["parent", "child"]
  * ```
+ *
+ * @example A child that owns the connection it serves
+ * ```ts
+ * import { run, spawn } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * await run((function* () {
+ *   const child = yield* spawn((function* () {
+ *     yield* conn.send("bye\n");
+ *   })(), { owns: [conn] });
+ *   yield* child.join();
+ *   console.log(conn.isClosed); // true: closed as its child ended
+ * })());
+ * peer.close();
+ * ```
  */
-export function spawn<T>(coroutine: Coroutine<T>): Operation<Task<T>> {
-  return new SpawnOp(coroutine);
+export function spawn<T>(
+  coroutine: Coroutine<T>,
+  options?: SpawnOptions,
+): Operation<Task<T>> {
+  return new SpawnOp(coroutine, options);
 }
 
 class NowOp extends Op<number> {

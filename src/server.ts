@@ -236,6 +236,14 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     return this.#shutdown ??= this.#stop(grace);
   }
 
+  /**
+   * True once shutdown has begun (`shutdown()`, the `signal` option, `await
+   * using`): a handler in its grace can wrap up instead of starting more.
+   */
+  get isStopping(): boolean {
+    return this.#isStopping;
+  }
+
   /** Shuts down with the `shutdownGrace` option. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown({ grace: this.#options.shutdownGrace });

@@ -1372,3 +1372,21 @@ Deno.test("now() gives the time on the running coroutine's clock, in function* a
   );
   assert.deepEqual(seen, [1_000_000, 1_000_250, 1_000_300]);
 });
+
+Deno.test("spawn(child, { owns }) closes what the child owns when the child ends, while its parent goes on", async () => {
+  const [conn, peer] = memoryConnPair();
+  const seen = await run((function* () {
+    const child = yield* spawn(
+      (function* () {
+        yield* conn.send("bye\n");
+      })(),
+      { owns: [conn] },
+    );
+    yield* child.join();
+    const closedAtChildEnd = conn.isClosed;
+    yield* delay(1);
+    return { closedAtChildEnd, peerGot: yield* peer.recvLine() };
+  })());
+  peer.close();
+  assert.deepEqual(seen, { closedAtChildEnd: true, peerGot: "bye" });
+});

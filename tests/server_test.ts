@@ -306,7 +306,7 @@ Deno.test("a recv timeout is counted, and the client sees the connection close",
   assert.equal(server.stats.failed, 1);
 });
 
-Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, runs every finally", async () => {
+Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, runs every finally; isStopping says it began", async () => {
   const finallies: string[] = [];
   const server = serve(
     { hostname: "127.0.0.1", port: 0 },
@@ -328,7 +328,9 @@ Deno.test("shutdown({ grace }) lets quick handlers finish, cancels slow ones, ru
   );
   for (const conn of clients) assert.equal(await readLine(conn), "ready");
   const started = performance.now();
+  assert.equal(server.isStopping, false);
   const stopping = server.shutdown({ grace: 500 });
+  assert.equal(server.isStopping, true);
   assert.equal(server.shutdown({ grace: 500 }), stopping); // idempotent
   // New connections are refused at once.
   await assert.rejects(
