@@ -192,12 +192,12 @@ export class RecvLineOp extends ReadOp<string | null> {
     if (conn.isEof && conn.readError === null) {
       if (buffered === 0) return null;
       conn.start = conn.end = 0;
+      const lineEnd = buf[end - 1] === CR ? end - 1 : end;
+      if (lineEnd - start > limit) return this.#tooLong();
       if (this.requireNewline) {
         const partial = buf.slice(start, end);
         throw new IncompleteReadError(undefined, partial, this.where);
       }
-      const lineEnd = buf[end - 1] === CR ? end - 1 : end;
-      if (lineEnd - start > limit) return this.#tooLong();
       return decoder.decode(buf.subarray(start, lineEnd));
     }
     this.checkUsable();

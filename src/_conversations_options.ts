@@ -158,7 +158,7 @@ export interface ConversationStats {
   started: number;
   /**
    * Messages delivered to running conversations. One its conversation ended
-   * without receiving is dispatched again, and counted there instead.
+   * without receiving is dispatched again, and counted again where it goes.
    */
   delivered: number;
   /** Messages refused at `maxConversations`. */

@@ -303,6 +303,7 @@ export class PoolCore {
     );
     if (grant !== SLOT) return grant;
     let conn: Connection | null = null;
+    const ownedBefore = co.ownedCount;
     try {
       const dialled: unknown = yield* this.#dial({ deadline, signal });
       if (!(dialled instanceof Connection)) {
@@ -312,11 +313,20 @@ export class PoolCore {
           }, not a Connection`,
         );
       }
+      if (dialled.isClosed) {
+        throw new TypeError(
+          `Cannot acquire from pool of ${this.where}: dial() gave a closed connection (did a coroutine that has ended own it? connect in the acquiring coroutine itself)`,
+        );
+      }
       conn = dialled;
       // A dial that used connect() gave it to the acquirer: the pool
       // closes it, not the acquirer's end (the next borrower may have it).
       co.disown(conn);
     } catch (error) {
+      // A dial that connected, then failed (its greeting timed out): what
+      // it opened is no one's to keep, and would hold a socket past `max`
+      // until the acquirer ends.
+      co.closeAdoptedSince(ownedBefore);
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&
         scheduler.now() >= deadline

@@ -183,7 +183,8 @@ export function checkConnectionOptions(options: ConnectionOptions): void {
 
 export function checkTimeout(name: string, value: number | undefined): number {
   if (value === undefined) return Infinity;
-  if (!(value >= 0)) {
+  // `null >= 0` holds: a null timeout would time every wait out at once.
+  if (typeof value !== "number" || !(value >= 0)) {
     throw new RangeError(`Cannot use ${name}: must be >= 0 ms, got ${value}`);
   }
   return value;

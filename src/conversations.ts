@@ -340,7 +340,6 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     // the scheduler's own bookkeeping: what `key` or `onRefuse` throw goes
     // to `onError`.
     while (entry.inbox.size > 0) {
-      this.stats.delivered--; // counted again where it goes now
       try {
         this.dispatch(entry.inbox._take());
       } catch (error) {

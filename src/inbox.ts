@@ -95,7 +95,9 @@ class RecvOp<M, R> extends Op<M | R> {
  * whoever feeds it — for datagram protocols the sender's retransmission
  * recovers the dropped message.
  *
- * Waiting on an inbox is internal (a virtual clock may jump past it).
+ * Waiting on an inbox is internal (a virtual clock may jump past it),
+ * except on a `serveDatagram` conversation's inbox, which a socket feeds:
+ * that waits as a socket does.
  *
  * @example A channel between two coroutines
  * ```ts

@@ -277,6 +277,9 @@ class NowOp extends Op<number> {
     super(undefined);
     this.effect.immediate = true;
   }
+  override begin(): void {
+    this.#now = NaN; // each run reads the clock afresh
+  }
   override perform(co: CoroutineRecord): void {
     this.#now = co.scheduler.now();
   }

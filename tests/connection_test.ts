@@ -358,6 +358,19 @@ for (const pairs of pairMakers) {
       assert.deepEqual(got.lines, ["QUIT", null]);
       await cut.dispose();
       await whole.dispose();
+      // Over the limit it is LineTooLongError, as without the option.
+      const long = await pairs.make();
+      const tooLong = await run((function* () {
+        yield* long.a.send("ABCDE");
+        yield* long.a.closeWrite();
+        try {
+          yield* long.b.recvLine({ maxLineLength: 4, requireNewline: true });
+        } catch (error) {
+          return error;
+        }
+      })());
+      assert.ok(tooLong instanceof LineTooLongError, String(tooLong));
+      await long.dispose();
     },
   );
 
@@ -960,6 +973,12 @@ Deno.test("a bad default assigned to recvTimeout, sendTimeout or maxLineLength t
   const [a, b] = memoryConnPair({ recvTimeout: 3000 });
   // NaN (Number() of an unset variable) would make every receive wait for ever.
   assert.throws(() => a.recvTimeout = NaN, RangeError);
+  // `null >= 0` holds in JS: a null timeout timed every receive out at once.
+  assert.throws(() => a.recvTimeout = null as unknown as number, RangeError);
+  assert.throws(
+    () => memoryConnPair({ sendTimeout: null as unknown as number }),
+    RangeError,
+  );
   assert.throws(() => a.sendTimeout = -1, RangeError);
   assert.throws(() => a.maxLineLength = 0, RangeError);
   assert.throws(() => a.maxLineLength = 1.5, RangeError);

@@ -983,6 +983,56 @@ Deno.test("Pool over TCP: a dial written with connect() lends its connection to 
   await pool.close();
 });
 
+Deno.test("Pool over TCP: a dial that connected and then failed leaves no socket open, and one that gives a closed connection fails clearly", async () => {
+  // The server reads the greeting and never answers it.
+  await using server = serve({ hostname: "127.0.0.1" }, async function* (conn) {
+    yield* conn.recvLine();
+    yield* conn.recv(); // until the client closes
+  });
+  const greeting = new Pool({
+    max: 1,
+    *dial(options) {
+      const conn = yield* connect({ port: server.addr.port, ...options });
+      yield* conn.send("hello\n");
+      yield* conn.recvLine({ timeout: 30 }); // times out
+      return conn;
+    },
+  });
+  // Connected in a child it joined: the child's end closed it.
+  const inChild = new Pool({
+    max: 1,
+    *dial(options) {
+      const child = yield* spawn((function* () {
+        return yield* connect({ port: server.addr.port, ...options });
+      })());
+      return yield* child.join();
+    },
+  });
+  const seen = await run((async function* () {
+    // One long-lived client retrying, as a service would.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        using _lease = yield* greeting.acquire({ timeout: 5000 });
+      } catch (error) {
+        assert.ok(error instanceof TimeoutError, String(error));
+      }
+    }
+    yield* delay(50); // the server sees the closes
+    const openAfterRetries = server.stats.active;
+    try {
+      using _lease = yield* inChild.acquire({ timeout: 5000 });
+      return { openAfterRetries, inChild: "lent" };
+    } catch (error) {
+      return { openAfterRetries, inChild: String(error) };
+    }
+  })());
+  await greeting.close();
+  await inChild.close();
+  assert.equal(seen.openAfterRetries, 0);
+  assert.match(seen.inChild, /^TypeError: .*dial\(\) gave a closed connection/);
+  assert.equal(inChild.stats.connecting, 0);
+});
+
 Deno.test("Pool over TCP: many clients share a few connections", async () => {
   await using server = serve({ hostname: "127.0.0.1" }, echo);
   await using pool = new Pool({

@@ -1373,6 +1373,30 @@ Deno.test("now() gives the time on the running coroutine's clock, in function* a
   assert.deepEqual(seen, [1_000_000, 1_000_250, 1_000_300]);
 });
 
+Deno.test("one now() operation run again reads the clock again", async () => {
+  const clock = new VirtualClock();
+  for (const form of ["function*", "async function*"]) {
+    const start = clock.now();
+    const times = await run(
+      form === "function*"
+        ? (function* () {
+          const time = now();
+          const first = yield* time;
+          yield* delay(250);
+          return [first, yield* time];
+        })()
+        : (async function* () {
+          const time = now();
+          const first = yield* time;
+          yield* delay(250);
+          return [first, yield* time];
+        })(),
+      { clock },
+    );
+    assert.deepEqual(times, [start, start + 250], form);
+  }
+});
+
 Deno.test("spawn(child, { owns }) closes what the child owns when the child ends, while its parent goes on", async () => {
   const [conn, peer] = memoryConnPair();
   const seen = await run((function* () {
