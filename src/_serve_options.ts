@@ -32,6 +32,15 @@ export interface ConnectionInfo<Addr extends ServerAddr = Deno.NetAddr> {
   readonly remoteAddr: Addr extends Deno.UnixAddr ? UnixPeerAddr : Addr;
   /** The address it connected to: the server's own. */
   readonly localAddr: Addr;
+  /**
+   * Aborted as the server begins to shut down, its reason a `DOMException`
+   * named `AbortError`. Give it to a wait (`conn.recvLine({ signal })`) to
+   * end that wait at the start of the grace, not be cancelled at its end: a
+   * handler can then say goodbye and return. A handler that lets the
+   * reason propagate counts as cancelled, not failed. One signal for every
+   * connection of the server.
+   */
+  readonly signal: AbortSignal;
 }
 
 /**

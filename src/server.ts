@@ -165,6 +165,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
   );
   #nextId = 1;
   #isStopping = false;
+  // Aborted as shutdown begins: every ConnectionInfo's `signal`.
+  #stopping = new AbortController();
   #wake: (() => void) | null = null;
   #acceptLoop: Promise<void>;
   #shutdown: Promise<void> | null = null;
@@ -295,6 +297,7 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
       id: this.#nextId++,
       remoteAddr: conn.remoteAddr as Deno.NetAddr,
       localAddr: conn.localAddr as Deno.NetAddr,
+      signal: this.#stopping.signal,
     };
     let verdict: boolean | Handler | void = true;
     const stats = this.stats;
@@ -384,7 +387,11 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     }
     stats.active--;
     if (isOk) stats.completed++;
-    else if (error instanceof CancelledError || isServersClose(slot, error)) {
+    else if (
+      error instanceof CancelledError || isServersClose(slot, error) ||
+      // A wait given `info.signal` that the shutdown ended, not caught.
+      (this.#stopping.signal.aborted && error === this.#stopping.signal.reason)
+    ) {
       if (slot.isEvicted) stats.evicted++;
       else stats.cancelled++;
     } else {
@@ -434,6 +441,9 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
 
   async #stop(grace: number): Promise<void> {
     this.#isStopping = true;
+    this.#stopping.abort(
+      new DOMException("the server is shutting down", "AbortError"),
+    );
     try {
       this.#listener.close();
     } catch {

@@ -704,3 +704,44 @@ for (const form of ["function*", "async function*"]) {
     assert.equal(server.stats.cancelled, 1);
   });
 }
+
+Deno.test("info.signal aborts as shutdown begins: a wait given it ends then, so a handler says goodbye at the start of the grace; one that lets it propagate counts as cancelled", async () => {
+  const reported: unknown[] = [];
+  const server = serve(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      onError: (error) => reported.push(error),
+    },
+    async function* (conn, info) {
+      yield* conn.send("ready\n");
+      try {
+        yield* conn.recvLine({ signal: info.signal });
+      } catch (error) {
+        if (!info.signal.aborted || info.id % 2 === 0) throw error;
+        yield* conn.send("going down\n");
+      }
+    },
+  );
+  const clients = await Promise.all(
+    [1, 2, 3, 4].map(() =>
+      Deno.connect({ hostname: "127.0.0.1", port: server.addr.port })
+    ),
+  );
+  for (const conn of clients) assert.equal(await readLine(conn), "ready");
+  const started = performance.now();
+  await server.shutdown({ grace: 10_000 });
+  const took = performance.now() - started;
+  const goodbyes = await Promise.all(clients.map((conn) => readLine(conn)));
+  for (const conn of clients) conn.close();
+  assert.ok(took < 2000, `shutdown took ${took} ms of a 10 s grace`);
+  assert.deepEqual(goodbyes.filter((line) => line !== null), [
+    "going down",
+    "going down",
+  ]);
+  assert.deepEqual(
+    { completed: server.stats.completed, cancelled: server.stats.cancelled },
+    { completed: 2, cancelled: 2 },
+  );
+  assert.deepEqual(reported, []);
+});
