@@ -94,7 +94,7 @@ abstract class ReadOp<T> extends Op<T> {
   }
 }
 
-export class RecvOp extends ReadOp<Uint8Array | null> {
+export class RecvOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
   get op(): string {
     return "recv";
   }
@@ -103,7 +103,7 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
     super(conn, options);
     this.isBorrowed = options?.borrow === true;
   }
-  protected read(): Uint8Array | null | typeof PENDING {
+  protected read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
     const conn = this.conn;
     if (conn.start < conn.end) {
       // A borrowed view stays valid until the next receive starts a read.
@@ -123,7 +123,7 @@ export class RecvOp extends ReadOp<Uint8Array | null> {
   }
 }
 
-export class RecvExactOp extends ReadOp<Uint8Array> {
+export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
   get op(): string {
     return "recvExact";
   }
@@ -134,7 +134,7 @@ export class RecvExactOp extends ReadOp<Uint8Array> {
   ) {
     super(conn, options);
   }
-  protected read(): Uint8Array | typeof PENDING {
+  protected read(): Uint8Array<ArrayBuffer> | typeof PENDING {
     const conn = this.conn;
     const buffered = conn.end - conn.start;
     if (buffered >= this.n) {

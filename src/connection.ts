@@ -80,7 +80,9 @@ export class Connection {
   #maxLineLength: number;
 
   // Read side: bytes buffered in buf[start, end), at most one read in flight.
-  /** @internal */ buf: Uint8Array = new Uint8Array(INITIAL_READ_SIZE);
+  /** @internal */ buf: Uint8Array<ArrayBuffer> = new Uint8Array(
+    INITIAL_READ_SIZE,
+  );
   /** @internal */ start = 0;
   /** @internal */ end = 0;
   /** @internal */ readSize = INITIAL_READ_SIZE;
@@ -108,8 +110,8 @@ export class Connection {
   #recvOp: RecvOp | null = null;
   #recvLineOp: RecvLineOp | null = null;
   #sendOp: SendOp | null = null;
-  #view: Uint8Array | null = null;
-  #viewOf: Uint8Array | null = null;
+  #view: Uint8Array<ArrayBuffer> | null = null;
+  #viewOf: Uint8Array<ArrayBuffer> | null = null;
   #viewAt = 0;
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
@@ -268,7 +270,7 @@ export class Connection {
    * @returns The bytes, or `null` at end of stream, which on Deno 2.9.6 is
    *   also how a TCP peer's reset reads (a send then fails).
    */
-  recv(options?: RecvOptions): Operation<Uint8Array | null> {
+  recv(options?: RecvOptions): Operation<Uint8Array<ArrayBuffer> | null> {
     // The usual loop, `recv()` once per message with the same options,
     // reuses one operation: an allocation less per message. One in use
     // (handed out, or running) is never handed out again, so two readers
@@ -294,7 +296,10 @@ export class Connection {
    * @param options Deadline and signal.
    * @returns The bytes.
    */
-  recvExact(n: number, options?: OperationOptions): Operation<Uint8Array> {
+  recvExact(
+    n: number,
+    options?: OperationOptions,
+  ): Operation<Uint8Array<ArrayBuffer>> {
     if (!Number.isInteger(n) || n < 0) {
       throw new RangeError(
         `Cannot receive exact bytes: n must be an integer >= 0, got ${n}`,
@@ -466,7 +471,7 @@ export class Connection {
    * when it covers the same bytes (fixed-size messages): a borrowed view is
    * valid only until the next receive anyway.
    */
-  view(start: number, end: number): Uint8Array {
+  view(start: number, end: number): Uint8Array<ArrayBuffer> {
     const last = this.#view;
     // Compared by the buffer object and offset it was cut at: reading a
     // view's `buffer` and `byteOffset` cost more than the subarray saved.
@@ -607,12 +612,12 @@ export class Connection {
  * the peak RSS near twice the live bytes).
  */
 function grow(
-  buf: Uint8Array,
+  buf: Uint8Array<ArrayBuffer>,
   start: number,
   end: number,
   size: number,
-): Uint8Array {
-  const backing = buf.buffer as ArrayBuffer;
+): Uint8Array<ArrayBuffer> {
+  const backing = buf.buffer;
   if (backing.resizable && size <= backing.maxByteLength) {
     if (start > 0) buf.copyWithin(0, start, end);
     backing.resize(size);

@@ -1,6 +1,8 @@
 // What `deno check` infers for `yield*` on each operation, in both handler
 // forms: the result types are part of the API (no casts in user code), so
-// a change that widened one to `any` or `unknown` must fail here. The checks
+// a change that widened one to `any` or `unknown` must fail here. Received
+// bytes are `Uint8Array<ArrayBuffer>`, so they fit a variable made with
+// `new Uint8Array(n)`. The checks
 // are compile-time; the test body runs them once on memory connections.
 
 import assert from "node:assert/strict";
@@ -29,10 +31,12 @@ function exactly<Expected>() {
   ): Actual => value;
 }
 
+// Received bytes are `Uint8Array<ArrayBuffer>`, the type of `new
+// Uint8Array(n)`: they fit a variable made that way.
 async function* asyncHandler(conn: Connection, inbox: Inbox<number>) {
-  const exact = exactly<Uint8Array>()(yield* conn.recvExact(2));
+  const exact = exactly<Uint8Array<ArrayBuffer>>()(yield* conn.recvExact(2));
   const line = exactly<string | null>()(yield* conn.recvLine());
-  const chunk = exactly<Uint8Array | null>()(yield* conn.recv());
+  const chunk = exactly<Uint8Array<ArrayBuffer> | null>()(yield* conn.recv());
   exactly<void>()(yield* conn.send("ok\n"));
   exactly<void>()(yield* delay(1));
   const answer = exactly<number>()(yield* wait(Promise.resolve(42)));
@@ -44,7 +48,7 @@ async function* asyncHandler(conn: Connection, inbox: Inbox<number>) {
 }
 
 function* syncHandler(conn: Connection) {
-  const chunk = exactly<Uint8Array | null>()(yield* conn.recv());
+  const chunk = exactly<Uint8Array<ArrayBuffer> | null>()(yield* conn.recv());
   const line = exactly<string | null>()(yield* conn.recvLine());
   return { chunk, line };
 }
