@@ -289,26 +289,17 @@ export class Coroutine implements DeadlineEntry {
     else this.owned = [owned, resource];
   }
 
-  /** How many resources it owns: a mark for `closeAdoptedSince`. */
+  /** How many resources it owns: a mark for `adoptedSince`. */
   get ownedCount(): number {
     const owned = this.owned;
     return owned === null ? 0 : Array.isArray(owned) ? owned.length : 1;
   }
 
-  /** Closes and forgets what it adopted after it owned `count`. */
-  closeAdoptedSince(count: number): void {
+  /** What it adopted after it owned `count` resources. */
+  adoptedSince(count: number): Resource[] {
     const owned = this.owned;
-    if (owned === null || this.ownedCount <= count) return;
-    const all = Array.isArray(owned) ? owned : [owned];
-    const adopted = all.splice(count);
-    this.owned = all.length === 0 ? null : all.length === 1 ? all[0] : all;
-    for (const resource of adopted) {
-      try {
-        resource.close();
-      } catch {
-        // Its close failing is its own affair: it is no longer ours.
-      }
-    }
+    if (owned === null) return [];
+    return (Array.isArray(owned) ? owned : [owned]).slice(count);
   }
 
   /** Forgets `resource`: no longer closed when this coroutine ends. */

@@ -323,10 +323,14 @@ export class PoolCore {
       // closes it, not the acquirer's end (the next borrower may have it).
       co.disown(conn);
     } catch (error) {
-      // A dial that connected, then failed (its greeting timed out): what
-      // it opened is no one's to keep, and would hold a socket past `max`
-      // until the acquirer ends.
-      co.closeAdoptedSince(ownedBefore);
+      // A dial that connected, then failed (its greeting timed out): the
+      // connections it opened are no one's to keep, and would hold sockets
+      // past `max` until the acquirer ends.
+      for (const resource of co.adoptedSince(ownedBefore)) {
+        if (!(resource instanceof Connection)) continue;
+        co.disown(resource);
+        resource.close();
+      }
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&
         scheduler.now() >= deadline
