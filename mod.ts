@@ -85,7 +85,7 @@ export {
   type UnixPeerAddr,
   type UnixServeOptions,
 } from "./src/server.ts";
-export { ConversationLimitError } from "./src/errors.ts";
+export { ConversationLimitError, InboxClosedError } from "./src/errors.ts";
 export {
   type ConversationHandler,
   Conversations,

@@ -365,6 +365,41 @@ export class BusyError extends Error {
 }
 
 /**
+ * An inbox was closed (`inbox.close()`) and holds no more messages: what
+ * `inbox.recv()` throws then (`inbox.poll()` gives `undefined` instead).
+ *
+ * @example
+ * ```ts
+ * import { Inbox, InboxClosedError, run } from "@corio/corio";
+ *
+ * const inbox = new Inbox<string>({ name: "writer" });
+ * inbox.push("last");
+ * inbox.close();
+ * const seen = await run((function* () {
+ *   const seen: string[] = [];
+ *   try {
+ *     for (;;) seen.push(yield* inbox.recv());
+ *   } catch (error) {
+ *     if (!(error instanceof InboxClosedError)) throw error;
+ *   }
+ *   return seen;
+ * })());
+ * console.log(seen); // ["last"]
+ * ```
+ */
+export class InboxClosedError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param where Which inbox, e.g. `"from call 42"`.
+   */
+  constructor(where = "") {
+    super(`Cannot recv${where ? " " + where : ""}: the inbox is closed`);
+    this.name = "InboxClosedError";
+  }
+}
+
+/**
  * A task was cancelled before it finished; `join()` on it throws this.
  *
  * @example

@@ -12,7 +12,7 @@ import {
   type OperationOptions,
   PENDING,
 } from "./effects.ts";
-import { BusyError, TimeoutError } from "./errors.ts";
+import { BusyError, InboxClosedError, TimeoutError } from "./errors.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 
 /**
@@ -61,12 +61,17 @@ class RecvOp<M, R> extends Op<M | R> {
     if (inbox._receiver !== null && inbox._receiver !== this) {
       throw new BusyError("recv", `from ${inbox.name}`, "inbox");
     }
-    if (inbox.size === 0) return PENDING;
+    if (inbox.size === 0) {
+      if (!inbox.isClosed) return PENDING;
+      inbox._receiver = null;
+      if (this.isOptional) return undefined as M;
+      throw new InboxClosedError(`from ${inbox.name}`);
+    }
     inbox._receiver = null;
     return inbox._take();
   }
   park(co: CoroutineRecord): boolean {
-    if (this.inbox.size > 0) return true;
+    if (this.inbox.size > 0 || this.inbox.isClosed) return true;
     this.inbox._waiter = co;
     this.inbox._receiver = this;
     return false;
@@ -121,6 +126,7 @@ export class Inbox<M> {
   readonly capacity: number;
   #items: (M | undefined)[] = [];
   #head = 0;
+  #isClosed = false;
   /** @internal */ _waiter: CoroutineRecord | null = null;
   /** @internal The receive waiting, until it takes its message. */
   _receiver: RecvOp<M, unknown> | null = null;
@@ -150,13 +156,34 @@ export class Inbox<M> {
     return this.#items.length - this.#head;
   }
 
+  /** True once `close()` was called. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /**
+   * Ends the stream of messages: `push` refuses from now on, while the
+   * receiver still gets what is queued; then `recv()` throws
+   * `InboxClosedError` and `poll()` gives `undefined`, at once. A receiver
+   * waiting now is woken. Idempotent. How a producer says "no more" to a
+   * consumer coroutine (a writer that flushes and stops).
+   */
+  close(): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    const waiter = this._waiter;
+    this._waiter = null;
+    waiter?.wake();
+  }
+
   /**
    * Adds a message and wakes the receiver. Never blocks.
    * @param message The message.
-   * @returns False if the inbox is full and the message was dropped.
+   * @returns False if the inbox is full or closed and the message was
+   *   dropped.
    */
   push(message: M): boolean {
-    if (this.size >= this.capacity) return false;
+    if (this.#isClosed || this.size >= this.capacity) return false;
     this.#items.push(message);
     const waiter = this._waiter;
     this._waiter = null;
