@@ -166,7 +166,9 @@ export class Inbox<M> {
    * receiver still gets what is queued; then `recv()` throws
    * `InboxClosedError` and `poll()` gives `undefined`, at once. A receiver
    * waiting now is woken. Idempotent. How a producer says "no more" to a
-   * consumer coroutine (a writer that flushes and stops).
+   * consumer coroutine (a writer that flushes and stops). A conversation
+   * that closes its own inbox gets no more messages: `dispatch` reports
+   * those of its key as `"overflow"`.
    */
   close(): void {
     if (this.#isClosed) return;
