@@ -106,7 +106,12 @@ export class VirtualClock implements Clock {
   }
 
   /**
-   * Arms a virtual timer.
+   * Arms a virtual timer. Timers due at the same time fire in the order
+   * they were armed. A scheduler's deadlines share one timer, armed (again)
+   * whenever its earliest deadline changes: a test's own timer armed after
+   * that fires after the scheduler's deadlines at the same time. Clear what
+   * a test arms and no longer needs: an armed timer keeps the clock's host
+   * timer (autojump) pending, which `--sanitize-ops` reports.
    * @param at When it fires.
    * @param callback What it calls.
    * @returns Its handle.
