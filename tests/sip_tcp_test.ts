@@ -229,7 +229,8 @@ Deno.test("sip_uas over TCP answers every pipelined request sent before the clie
  */
 const FAR = 1e9;
 
-Deno.test("sip_uas over TCP: shutdown(grace) answers a new INVITE during the grace with 503 on the open connection, and ends after the grace, not twice it", async () => {
+/** A TCP UAS on 127.0.0.1 whose calls and server run on a clock at FAR. */
+function tcpUasOnFarClock() {
   const clock = new VirtualClock({ start: FAR, autojump: false });
   const uas = startUas({
     transport: "tcp",
@@ -237,6 +238,11 @@ Deno.test("sip_uas over TCP: shutdown(grace) answers a new INVITE during the gra
     port: 0,
     clock,
   });
+  return { clock, uas };
+}
+
+Deno.test("sip_uas over TCP: shutdown(grace) answers a new INVITE during the grace with 503 on the open connection, and ends after the grace, not twice it", async () => {
+  const { clock, uas } = tcpUasOnFarClock();
   let stopped: Promise<void> | undefined;
   try {
     const seen = await run((async function* () {
@@ -319,13 +325,7 @@ const inDialog = (method: string, call: string, seq: number) =>
   `Call-ID: ${call}\r\nCSeq: ${seq} ${method}\r\nContent-Length: 0\r\n\r\n`;
 
 Deno.test("sip_uas: a confirmed call outlives Conversations' default idleTimeout of 5 minutes (its BYE at 6 gets 200), and one silent for --idle-timeout (1 h) is dropped as cancelled", async () => {
-  const clock = new VirtualClock({ start: FAR, autojump: false });
-  const uas = startUas({
-    transport: "tcp",
-    hostname: "127.0.0.1",
-    port: 0,
-    clock,
-  });
+  const { clock, uas } = tcpUasOnFarClock();
   try {
     const seen = await run((async function* () {
       const conn = yield* connect({ port: uas.addr.port, timeout: 5000 });

@@ -18,31 +18,43 @@ if (!hasPrlimit) {
 
 const BACKOFF = 100;
 
+/**
+ * Starts R2's server (tests/fixtures/exhaustion_server.ts) with 64
+ * descriptors and `mode` ("queues=N", "default"); once it listens, gives
+ * it, its output readers and its port.
+ */
+async function startServer(mode: string) {
+  const child = new Deno.Command("prlimit", {
+    args: [
+      "--nofile=64:64",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--config",
+      CONFIG,
+      fixture("exhaustion_server.ts"),
+      String(BACKOFF),
+      mode,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = new LineReader(child.stdout);
+  const err = new LineReader(child.stderr);
+  const port = Number(
+    /:(\d+)$/.exec(await out.waitFor(/^listening on /))![1],
+  );
+  return { child, out, err, port };
+}
+
 for (const queues of [1, 4]) {
   Deno.test({
     name:
       `R2: out of descriptors (nofile 64, 150 clients, acceptQueues ${queues}), the server backs off idle, recovers within back-off + 50 ms and serves all`,
     ignore: !hasPrlimit,
     async fn() {
-      const child = new Deno.Command("prlimit", {
-        args: [
-          "--nofile=64:64",
-          Deno.execPath(),
-          "run",
-          "--allow-net",
-          "--config",
-          CONFIG,
-          fixture("exhaustion_server.ts"),
-          String(BACKOFF),
-          `queues=${queues}`,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const out = new LineReader(child.stdout);
-      const err = new LineReader(child.stderr);
-      const port = Number(
-        /:(\d+)$/.exec(await out.waitFor(/^listening on /))![1],
+      const { child, out, err, port } = await startServer(
+        `queues=${queues}`,
       );
       const pid = Number(/^pid (\d+)$/.exec(await out.waitFor(/^pid /))![1]);
 
@@ -161,26 +173,7 @@ Deno.test({
     "R2: out of descriptors with serve()'s own onError, the server prints its reports and serves on (Deno 2.9.6 panics formatting a stack then)",
   ignore: !hasPrlimit,
   async fn() {
-    const child = new Deno.Command("prlimit", {
-      args: [
-        "--nofile=64:64",
-        Deno.execPath(),
-        "run",
-        "--allow-net",
-        "--config",
-        CONFIG,
-        fixture("exhaustion_server.ts"),
-        String(BACKOFF),
-        "default",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const out = new LineReader(child.stdout);
-    const err = new LineReader(child.stderr);
-    const port = Number(
-      /:(\d+)$/.exec(await out.waitFor(/^listening on /))![1],
-    );
+    const { child, out, err, port } = await startServer("default");
     const clients = await Promise.all(
       Array.from(
         { length: 150 },
