@@ -366,7 +366,8 @@ export class BusyError extends Error {
 
 /**
  * An inbox was closed (`inbox.close()`) and holds no more messages: what
- * `inbox.recv()` throws then (`inbox.poll()` gives `undefined` instead).
+ * `inbox.recv()` throws then (`inbox.poll()` gives `undefined` instead),
+ * and what `inbox.send()` throws once the inbox is closed.
  *
  * @example
  * ```ts
@@ -388,14 +389,18 @@ export class BusyError extends Error {
  * ```
  */
 export class InboxClosedError extends Error {
+  /** The operation that was refused: `"recv"` or `"send"`. */
+  readonly op: string;
   /**
    * Creates the error.
    *
    * @param where Which inbox, e.g. `"from call 42"`.
+   * @param op The operation that was refused.
    */
-  constructor(where = "") {
-    super(`Cannot recv${where ? " " + where : ""}: the inbox is closed`);
+  constructor(where = "", op = "recv") {
+    super(`Cannot ${op}${where ? " " + where : ""}: the inbox is closed`);
     this.name = "InboxClosedError";
+    this.op = op;
   }
 }
 

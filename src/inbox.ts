@@ -93,12 +93,56 @@ class RecvOp<M, R> extends Op<M | R> {
   }
 }
 
+class SendOp<M> extends Op<void> {
+  get op(): string {
+    return "send";
+  }
+  /** The coroutine waiting for room, while it waits. */
+  waiter: CoroutineRecord | null = null;
+  constructor(
+    readonly inbox: Inbox<M>,
+    readonly message: M,
+    options: OperationOptions | undefined,
+  ) {
+    super(options);
+  }
+  poll(): void | typeof PENDING {
+    const inbox = this.inbox;
+    if (inbox.isClosed) {
+      inbox._leave(this);
+      throw new InboxClosedError(`to ${inbox.name}`, "send");
+    }
+    if (!inbox._hasRoomFor(this)) return PENDING;
+    inbox.push(this.message);
+    inbox._leave(this);
+  }
+  park(co: CoroutineRecord): boolean {
+    this.waiter = co;
+    this.inbox._queue(this);
+    return false;
+  }
+  unpark(): void {
+    this.inbox._leave(this);
+  }
+  override cancelled(): void {
+    this.inbox._leave(this);
+  }
+  timedOut(): void {
+    throw new TimeoutError(
+      "send",
+      this.effect.timeoutThatFired,
+      `to ${this.inbox.name}`,
+    );
+  }
+}
+
 /**
  * A bounded FIFO of messages for one coroutine. Messages come out in the
  * order they were pushed. `push` never blocks: when the inbox is full it
  * refuses the message (returns false), so a slow reader can never stall
  * whoever feeds it — for datagram protocols the sender's retransmission
- * recovers the dropped message.
+ * recovers the dropped message. A producer that must not drop, and should
+ * slow down to its consumer's pace instead, uses `send`: it waits for room.
  *
  * Waiting on an inbox is internal (a virtual clock may jump past it),
  * except on a `serveDatagram` conversation's inbox, which a socket feeds:
@@ -130,6 +174,8 @@ export class Inbox<M> {
   /** @internal */ _waiter: CoroutineRecord | null = null;
   /** @internal The receive waiting, until it takes its message. */
   _receiver: RecvOp<M, unknown> | null = null;
+  // Senders waiting for room, oldest first; made by the first that waits.
+  #senders: SendOp<M>[] | null = null;
   /**
    * @internal Fed by the outside world (a socket): a receive waits on it as
    * on a socket, so a virtual clock does not jump past what is in flight.
@@ -176,10 +222,16 @@ export class Inbox<M> {
     const waiter = this._waiter;
     this._waiter = null;
     waiter?.wake();
+    // Each finds the inbox closed, and leaves the queue as it throws.
+    if (this.#senders !== null) {
+      for (const sender of [...this.#senders]) sender.waiter?.wake();
+    }
   }
 
   /**
-   * Adds a message and wakes the receiver. Never blocks.
+   * Adds a message and wakes the receiver. Never blocks, and does not wait
+   * its turn behind senders waiting in `send`: a free place goes to
+   * whichever comes first.
    * @param message The message.
    * @returns False if the inbox is full or closed and the message was
    *   dropped.
@@ -221,6 +273,83 @@ export class Inbox<M> {
     return new RecvOp<M, undefined>(this, options, true);
   }
 
+  /**
+   * Adds a message, waiting for room while the inbox is full: a bounded
+   * channel that slows its producer to the consumer's pace. Senders
+   * waiting at once get room in the order they came.
+   *
+   * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
+   * `"send"`) and the signal's reason, the message not added;
+   * `InboxClosedError` (op `"send"`) when the inbox is closed, or closes
+   * while the sender waits.
+   *
+   * @example A producer held to its consumer's pace
+   * ```ts
+   * import { delay, Inbox, run, spawn } from "@corio/corio";
+   * import { VirtualClock } from "@corio/corio/testing";
+   *
+   * const clock = new VirtualClock();
+   * const inbox = new Inbox<number>({ capacity: 1 });
+   * const sentAt = await run((function* () {
+   *   yield* spawn((function* () {
+   *     for (;;) {
+   *       yield* delay(10); // a slow consumer
+   *       yield* inbox.recv();
+   *     }
+   *   })());
+   *   const sentAt: number[] = [];
+   *   for (let i = 0; i < 3; i++) {
+   *     yield* inbox.send(i);
+   *     sentAt.push(clock.now());
+   *   }
+   *   return sentAt;
+   * })(), { clock });
+   * console.log(sentAt); // [0, 10, 20]
+   * ```
+   *
+   * @param message The message.
+   * @param options Deadline and signal.
+   * @returns An operation that completes once the message is in the inbox.
+   */
+  send(message: M, options?: OperationOptions): Operation<void> {
+    return new SendOp(this, message, options);
+  }
+
+  /** @internal True when `sender` may add its message now. */
+  _hasRoomFor(sender: SendOp<M>): boolean {
+    if (this.size >= this.capacity) return false;
+    const senders = this.#senders;
+    return senders === null || senders.length === 0 || senders[0] === sender;
+  }
+
+  /** @internal Queues `sender` for room, once. */
+  _queue(sender: SendOp<M>): void {
+    const senders = this.#senders ??= [];
+    if (!senders.includes(sender)) senders.push(sender);
+  }
+
+  /**
+   * @internal Takes `sender` off the queue (it sent, or stopped waiting),
+   * and passes room it leaves to the next one.
+   */
+  _leave(sender: SendOp<M>): void {
+    sender.waiter = null;
+    const senders = this.#senders;
+    if (senders === null) return;
+    const at = senders.indexOf(sender);
+    if (at === -1) return;
+    senders.splice(at, 1);
+    if (at === 0) this.#wakeSender();
+  }
+
+  /** Wakes the oldest sender if there is room for it. */
+  #wakeSender(): void {
+    const senders = this.#senders;
+    if (senders !== null && senders.length > 0 && this.size < this.capacity) {
+      senders[0].waiter?.wake();
+    }
+  }
+
   /** @internal */
   _take(): M {
     const message = this.#items[this.#head] as M;
@@ -232,6 +361,7 @@ export class Inbox<M> {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
+    if (this.#senders !== null) this.#wakeSender();
     return message;
   }
 }

@@ -62,3 +62,230 @@ Deno.test("Inbox.close() wakes a receiver waiting on an empty inbox, in function
   assert.ok(outcome instanceof InboxClosedError, String(outcome));
   assert.equal(clock.now(), 5);
 });
+
+// A coroutine that sends `message` and logs how it ended, in either form.
+function sender(
+  form: "function*" | "async function*",
+  clock: VirtualClock,
+  inbox: Inbox<string>,
+  message: string,
+  log: string[],
+  options?: { timeout?: number; signal?: AbortSignal },
+) {
+  const ended = (error?: unknown) =>
+    log.push(
+      `${message} ${
+        error === undefined ? "sent" : (error as Error).name
+      } at ${clock.now()}`,
+    );
+  return form === "function*"
+    ? (function* () {
+      try {
+        yield* inbox.send(message, options);
+        ended();
+      } catch (error) {
+        ended(error);
+      }
+    })()
+    : (async function* () {
+      try {
+        yield* inbox.send(message, options);
+        ended();
+      } catch (error) {
+        ended(error);
+      }
+    })();
+}
+
+for (const form of ["function*", "async function*"] as const) {
+  Deno.test(`Inbox.send() waits for room: a producer runs at its consumer's pace and nothing is dropped (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>({ capacity: 2 });
+    const log: string[] = [];
+    const got = await run(
+      (function* () {
+        const got: string[] = [];
+        const consumer = yield* spawn((function* () {
+          for (let i = 0; i < 5; i++) {
+            yield* delay(10);
+            got.push(yield* inbox.recv());
+          }
+        })());
+        for (const message of ["a", "b", "c", "d", "e"]) {
+          yield* spawn(sender(form, clock, inbox, message, log));
+          yield* delay(0); // in this order
+        }
+        yield* consumer.join();
+        return got;
+      })(),
+      { clock },
+    );
+    assert.deepEqual(got, ["a", "b", "c", "d", "e"]);
+    // Two fit at once; then each waits for the receive before it, in turn.
+    assert.deepEqual(log, [
+      "a sent at 0",
+      "b sent at 0",
+      "c sent at 10",
+      "d sent at 20",
+      "e sent at 30",
+    ]);
+  });
+
+  Deno.test(`Inbox.send() that times out adds nothing, and the sender behind it gets the room (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>({ capacity: 1 });
+    const log: string[] = [];
+    const got = await run(
+      (function* () {
+        inbox.push("full");
+        yield* spawn(sender(form, clock, inbox, "x", log, { timeout: 5 }));
+        yield* delay(0);
+        yield* spawn(sender(form, clock, inbox, "y", log));
+        yield* delay(20);
+        const got = [yield* inbox.recv()];
+        yield* delay(0);
+        got.push(yield* inbox.recv({ timeout: 0 }));
+        return got;
+      })(),
+      { clock },
+    );
+    assert.deepEqual(log, ["x TimeoutError at 5", "y sent at 20"]);
+    assert.deepEqual(got, ["full", "y"]);
+    assert.equal(inbox.size, 0);
+  });
+
+  Deno.test(`Inbox.send(): an aborted or cancelled sender leaves the queue, and the next one is not stranded (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>({ capacity: 1 });
+    const log: string[] = [];
+    const controller = new AbortController();
+    const got = await run(
+      (function* () {
+        inbox.push("full");
+        const first = yield* spawn(sender(form, clock, inbox, "x", log));
+        yield* delay(0);
+        yield* spawn(
+          sender(form, clock, inbox, "y", log, { signal: controller.signal }),
+        );
+        yield* delay(0);
+        yield* spawn(sender(form, clock, inbox, "z", log));
+        yield* delay(10);
+        first.cancel();
+        controller.abort(new Error("changed my mind"));
+        yield* delay(10);
+        const got = [yield* inbox.recv()];
+        yield* delay(0);
+        got.push(yield* inbox.recv({ timeout: 0 }));
+        return got;
+      })(),
+      { clock },
+    );
+    assert.deepEqual(log, ["y Error at 10", "z sent at 20"]);
+    assert.deepEqual(got, ["full", "z"]);
+  });
+
+  Deno.test(`Inbox.send() to a closed inbox throws InboxClosedError, and close() wakes the senders waiting (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<string>({ capacity: 1, name: "jobs" });
+    const log: string[] = [];
+    const closedError = await run(
+      (function* () {
+        inbox.push("full");
+        yield* spawn(sender(form, clock, inbox, "x", log, { timeout: 1000 }));
+        yield* spawn(sender(form, clock, inbox, "y", log));
+        yield* delay(7);
+        inbox.close();
+        yield* delay(1);
+        try {
+          yield* inbox.send("late");
+        } catch (error) {
+          return error;
+        }
+      })(),
+      { clock },
+    );
+    assert.deepEqual(log, [
+      "x InboxClosedError at 7",
+      "y InboxClosedError at 7",
+    ]);
+    assert.ok(closedError instanceof InboxClosedError);
+    assert.equal(closedError.op, "send");
+    assert.equal(
+      closedError.message,
+      "Cannot send to jobs: the inbox is closed",
+    );
+    assert.equal(inbox.size, 1); // what was queued is still received
+  });
+}
+
+Deno.test("Inbox.send() while senders wait goes behind them, even when a place is free", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<string>({ capacity: 1 });
+  const log: string[] = [];
+  const got = await run(
+    (function* () {
+      inbox.push("full");
+      yield* spawn(sender("function*", clock, inbox, "first", log));
+      yield* delay(1);
+      // Frees the place "first" waits for, and sends before "first" runs
+      // again: the place is free, but "first" came before.
+      yield* spawn((function* () {
+        yield* inbox.recv();
+        yield* inbox.send("second");
+        log.push(`second sent at ${clock.now()}`);
+      })());
+      yield* delay(1);
+      const got = [yield* inbox.recv()];
+      yield* delay(1);
+      got.push(yield* inbox.recv({ timeout: 0 }));
+      return got;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(got, ["first", "second"]);
+  assert.deepEqual(log, ["first sent at 1", "second sent at 2"]);
+});
+
+Deno.test("Inbox.send(): a sender cancelled after a place was freed for it, before it took it, passes the place on", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<string>({ capacity: 1 });
+  const log: string[] = [];
+  const got = await run(
+    (function* () {
+      inbox.push("full");
+      const first = yield* spawn(sender("function*", clock, inbox, "x", log));
+      yield* delay(1);
+      yield* spawn(sender("function*", clock, inbox, "y", log));
+      yield* delay(1);
+      yield* inbox.recv(); // wakes "x", which has yet to run...
+      first.cancel(); // ... and never will
+      yield* delay(1);
+      return yield* inbox.recv({ timeout: 0 });
+    })(),
+    { clock },
+  );
+  assert.equal(got, "y");
+  assert.deepEqual(log, ["y sent at 2"]);
+});
+
+Deno.test("Inbox.send() times out with a TimeoutError that names the operation and the inbox", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<number>({ capacity: 1, name: "call 42" });
+  inbox.push(1);
+  const error = await run(
+    (async function* () {
+      try {
+        yield* inbox.send(2, { timeout: 250 });
+      } catch (error) {
+        return error;
+      }
+    })(),
+    { clock },
+  ) as Error & { op: string; timeout: number };
+  assert.equal(error.name, "TimeoutError");
+  assert.equal(error.op, "send");
+  assert.equal(error.timeout, 250);
+  assert.equal(error.message, "Cannot send to call 42: timed out after 250 ms");
+  assert.equal(clock.now(), 250);
+  assert.equal(inbox.size, 1);
+});
