@@ -221,6 +221,35 @@ Deno.test("UAS ends a call's coroutine once it answers the BYE; a BYE repeated w
   assert.equal(clock.now(), 64 * T1 + 1);
 });
 
+Deno.test("UAS absorbs a late copy of a call's INVITE after the call ended (RFC 6026): no answer and no second call, for 64·T1", async () => {
+  const { calls, sent, dispatch, ended } = uasHarness(
+    (message, _, dispatch) => {
+      if (label(message) === "200 1 INVITE") {
+        queueMicrotask(() => {
+          dispatch(request("ACK"));
+          dispatch(request("BYE", 2));
+        });
+      }
+    },
+  );
+  dispatch(request("INVITE"));
+  await calls.scheduler.spawn((function* () {
+    yield* delay(1000);
+    dispatch(request("INVITE")); // the copy, late
+    yield* delay(64 * T1 - 1000 - 1);
+    dispatch(request("INVITE")); // still within 64·T1 of the call's end
+    yield* delay(1);
+  })()).finished;
+  await calls.shutdown();
+  assert.deepEqual(ended, ["completed"]);
+  assert.deepEqual(sent.map((s) => [label(s.message), s.at]), [
+    ["100 1 INVITE", 0],
+    ["180 1 INVITE", 0],
+    ["200 1 INVITE", 0],
+    ["200 2 BYE", 0],
+  ]);
+});
+
 Deno.test("a request repeated within Timer J gets the exact bytes of its answer, body and UTF-8 included", () => {
   const clock = new VirtualClock();
   const completed = new CompletedTransactions(resolveTimers({ clock }));

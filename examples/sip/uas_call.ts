@@ -87,7 +87,7 @@ async function* conversation(
   const request = first.message;
   if (request.kind === "response") return; // a stray response: nothing to answer
   // A request answered within Timer J, sent again: its call has ended, and
-  // it gets the same answer.
+  // it gets the same answer (a late copy of the call's INVITE, none).
   if (context.completed.absorb(first)) return;
   switch (request.method) {
     case "INVITE": {
@@ -111,6 +111,8 @@ async function* conversation(
         if (bye !== undefined) byeReceived(bye, context, end);
       } finally {
         if (outcome === undefined) end("cancelled"); // expired or shut down
+        // A late copy of this INVITE must not start a second call.
+        context.completed.rememberInvite(request);
       }
       return; // the call's coroutine ends here; Timer J is CompletedTransactions'
     }
