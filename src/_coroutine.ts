@@ -289,19 +289,6 @@ export class Coroutine implements DeadlineEntry {
     else this.owned = [owned, resource];
   }
 
-  /** How many resources it owns: a mark for `adoptedSince`. */
-  get ownedCount(): number {
-    const owned = this.owned;
-    return owned === null ? 0 : Array.isArray(owned) ? owned.length : 1;
-  }
-
-  /** What it adopted after it owned `count` resources. */
-  adoptedSince(count: number): Resource[] {
-    const owned = this.owned;
-    if (owned === null) return [];
-    return (Array.isArray(owned) ? owned : [owned]).slice(count);
-  }
-
   /** Forgets `resource`: no longer closed when this coroutine ends. */
   disown(resource: Resource): void {
     const owned = this.owned;

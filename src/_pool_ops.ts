@@ -5,6 +5,7 @@
 import { Connection } from "./connection.ts";
 import { type Effect, Op, type OperationOptions, PENDING } from "./effects.ts";
 import { PoolClosedError, PoolExhaustedError, TimeoutError } from "./errors.ts";
+import { delay } from "./operations.ts";
 import type { AcquireOptions, DialFunction, Lease, PoolStats } from "./pool.ts";
 import {
   type Coroutine as CoroutineRecord,
@@ -12,6 +13,7 @@ import {
   Scheduler,
   type Task,
 } from "./scheduler.ts";
+import type { SettleListener } from "./_coroutine.ts";
 import { type Clock, systemClock } from "./timers.ts";
 
 /** Given to a waiter: "dial a connection yourself, in this reserved slot". */
@@ -92,6 +94,68 @@ export class LeaseOwner implements Resource {
       ? undefined
       : Promise.all(this.#settled).then(() => {});
   }
+}
+
+/**
+ * A dial run in a child: what it gave, once it gave it, and the end of its
+ * slot. The slot is free once the child has ended and the acquire gave up
+ * on it (a failure, a timeout, a cancel), whichever comes last: a dial
+ * cut off keeps its sockets until its `finally` blocks have run.
+ */
+class DialRun implements SettleListener {
+  dialled: unknown = undefined;
+  #isChildDone = false;
+  #isAbandoned = false;
+  constructor(readonly release: (dialled: unknown) => void) {}
+  onSettled(): void {
+    this.#isChildDone = true;
+    if (this.#isAbandoned) this.#end();
+  }
+  /** The acquire took no connection from it. */
+  abandon(): void {
+    this.#isAbandoned = true;
+    if (this.#isChildDone) this.#end();
+  }
+  #end(): void {
+    this.release(this.dialled);
+  }
+}
+
+/**
+ * Runs `dial` as a child of the acquirer. A dial that used `connect()`
+ * gave the connection to this coroutine, whose end would close it: the
+ * pool owns it instead (the next borrower may have it).
+ */
+function* dialInChild(
+  dial: DialFunction,
+  options: OperationOptions,
+  run: DialRun,
+): Generator<Effect, unknown, unknown> {
+  const self = yield* new CurrentCoroutineOp();
+  const dialled: unknown = yield* dial(options);
+  if (dialled instanceof Connection) self.disown(dialled);
+  run.dialled = dialled;
+  return dialled;
+}
+
+/**
+ * Joins a dial, cut off at the deadline: unless it ends at that instant,
+ * as an operation of its own does when it completes at its deadline (the
+ * join's timer may have come up first among those due then).
+ */
+function* joinDial(
+  task: Task<unknown>,
+  child: CoroutineRecord,
+  options: OperationOptions,
+): Generator<Effect, unknown, unknown> {
+  try {
+    return yield* task.join(options);
+  } catch (error) {
+    if (!(error instanceof TimeoutError)) throw error;
+  }
+  // What else is due now runs (virtual time holds still meanwhile).
+  if (!child.isDone) yield* delay(0);
+  return yield* task.join({ timeout: 0 });
 }
 
 /** Internal: gives the running coroutine's record, without waiting. */
@@ -303,9 +367,22 @@ export class PoolCore {
     );
     if (grant !== SLOT) return grant;
     let conn: Connection | null = null;
-    const ownedBefore = co.ownedCount;
+    // In a child, so that the deadline and the signal cut off a dial that
+    // ignores them (a greeting read without them): cancelled, its
+    // `finally` blocks run and what it connected closes with it. Its slot
+    // stays taken until it has ended, however the acquire ends.
+    const dial = new DialRun((dialled) => this.#dialEnded(dialled));
+    const child = scheduler._start(
+      dialInChild(this.#dial, { deadline, signal }, dial),
+      co,
+    );
+    child.listener = dial;
     try {
-      const dialled: unknown = yield* this.#dial({ deadline, signal });
+      const dialled = yield* joinDial(
+        scheduler._task(child),
+        child,
+        { deadline, signal },
+      );
       if (!(dialled instanceof Connection)) {
         throw new TypeError(
           `Cannot acquire from pool of ${this.where}: dial() gave ${
@@ -319,18 +396,8 @@ export class PoolCore {
         );
       }
       conn = dialled;
-      // A dial that used connect() gave it to the acquirer: the pool
-      // closes it, not the acquirer's end (the next borrower may have it).
-      co.disown(conn);
+      this.#connecting--;
     } catch (error) {
-      // A dial that connected, then failed (its greeting timed out): the
-      // connections it opened are no one's to keep, and would hold sockets
-      // past `max` until the acquirer ends.
-      for (const resource of co.adoptedSince(ownedBefore)) {
-        if (!(resource instanceof Connection)) continue;
-        co.disown(resource);
-        resource.close();
-      }
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&
         scheduler.now() >= deadline
@@ -343,10 +410,11 @@ export class PoolCore {
       }
       throw error;
     } finally {
-      this.#connecting--;
+      // No wait here: a `finally` that waits in a cancelled coroutine
+      // would resume the code that delegated to this one.
       if (conn === null) {
-        this.#slotsTaken--;
-        this.#slotFreed();
+        scheduler._cancel(child);
+        dial.abandon();
       }
     }
     this.#created++;
@@ -496,7 +564,24 @@ export class PoolCore {
     this.#slotFreed();
   }
 
+  /**
+   * A dial whose connection nobody took has ended: its slot is free. One
+   * that dialled as its acquirer gave up (cancelled, aborted) was made and
+   * is discarded.
+   */
+  #dialEnded(dialled: unknown): void {
+    this.#connecting--;
+    if (dialled instanceof Connection && !dialled.isClosed) {
+      this.#created++;
+      this.#discard(dialled);
+      return;
+    }
+    this.#slotsTaken--;
+    this.#slotFreed();
+  }
+
   /** A slot came free: the first waiter may dial in it. */
+
   #slotFreed(): void {
     if (this.#isClosed || this.#slotsTaken >= this.#max) return;
     const waiter = this.#firstWaiter();

@@ -32,9 +32,14 @@ export type PoolConnectOptions = Omit<ConnectOptions, "deadline" | "signal">;
  * `connect()`, memory connections in tests; TLS and Unix sockets need none:
  * `connect: { tls }`, `connect: { path }`): a function giving an
  * operation, or a `function*`, that returns a {@linkcode Connection}. It
- * runs inside the acquiring coroutine and gets the acquire's `deadline`
- * and `signal`. The pool owns the connection it returns, even one that
- * `connect()` gave the acquiring coroutine: the pool closes it.
+ * runs in a child of the acquiring coroutine, and gets the acquire's
+ * `deadline` and `signal` to pass on (to `connect()`, to a greeting's
+ * receive), so that they fail with their own errors. One that ignores them
+ * is cut off all the same: at the deadline the acquire throws
+ * `TimeoutError` and the dial is cancelled (its `finally` blocks run, and
+ * the connections it made with `connect()` close). The pool owns the
+ * connection it returns, though `connect()` gave it to the dial: the pool
+ * closes it.
  *
  * @example In-memory connections for a test
  * ```ts

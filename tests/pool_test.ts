@@ -870,6 +870,112 @@ Deno.test("acquire() deadline bounds a slow dial too", async () => {
   await pool.close();
 });
 
+Deno.test("acquire() deadline cuts off a dial that ignores it: TimeoutError at the deadline, and its slot is free", async () => {
+  const clock = new VirtualClock();
+  const opened: { conn: Connection; peer: Connection }[] = [];
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      const [conn, peer] = memoryConnPair();
+      opened.push({ conn, peer });
+      yield* delay(10_000); // a slow greeting, deaf to the acquire's deadline
+      return conn;
+    },
+  });
+  const seen = await run(
+    (async function* () {
+      const error = yield* assertThrows(
+        pool.acquire({ timeout: 100 }),
+        TimeoutError,
+      );
+      const at = clock.now();
+      const stats = { ...pool.stats };
+      yield* delay(20_000); // the dial's delay would have ended by now
+      return { error, at, stats, after: { ...pool.stats } };
+    })(),
+    { clock },
+  );
+  assert.equal(seen.error.op, "acquire");
+  assert.equal(seen.error.timeout, 100);
+  assert.equal(seen.at, 100);
+  assert.deepEqual(
+    [seen.stats.connecting, seen.stats.open, seen.after.created],
+    [0, 0, 0],
+  );
+  await pool.close();
+  for (const { peer } of opened) peer.close();
+});
+
+Deno.test("acquire() with a signal cuts off a dial that ignores it", async () => {
+  const clock = new VirtualClock();
+  const controller = new AbortController();
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      yield* delay(10_000);
+      return memoryConnPair()[0];
+    },
+  });
+  const reason = await run(
+    (function* () {
+      yield* spawn((function* () {
+        yield* delay(50);
+        controller.abort(new Error("stop"));
+      })());
+      try {
+        yield* pool.acquire({ signal: controller.signal });
+      } catch (error) {
+        return error;
+      }
+    })(),
+    { clock },
+  );
+  assert.equal((reason as Error).message, "stop");
+  assert.equal(clock.now(), 50);
+  assert.equal(pool.stats.connecting, 0);
+  await pool.close();
+});
+
+Deno.test("an acquirer cancelled while its dial runs ends there: the dial is cancelled, its slot freed once the dial's finally has run", async () => {
+  const clock = new VirtualClock();
+  const log: string[] = [];
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      try {
+        yield* delay(10_000);
+        return memoryConnPair()[0];
+      } finally {
+        log.push(`dial finally at ${clock.now()}`);
+      }
+    },
+  });
+  await run(
+    (async function* () {
+      const acquirer = yield* spawn((async function* () {
+        try {
+          using _lease = yield* pool.acquire();
+          log.push("lent (wrong)");
+        } finally {
+          log.push(`acquirer finally at ${clock.now()}`);
+        }
+        log.push("after acquire (wrong)");
+      })());
+      yield* delay(5);
+      acquirer.cancel();
+      yield* assertThrows(acquirer.join(), CancelledError);
+      log.push(`connecting ${pool.stats.connecting}`);
+    })(),
+    { clock },
+  );
+  assert.deepEqual(log, [
+    "dial finally at 5",
+    "acquirer finally at 5",
+    "connecting 0",
+  ]);
+  await pool.close();
+});
+
 Deno.test("new Pool() rejects bad options", () => {
   // deno-lint-ignore require-yield
   const dial = function* (): Generator<Effect, Connection, unknown> {
@@ -983,7 +1089,7 @@ Deno.test("Pool over TCP: a dial written with connect() lends its connection to 
   await pool.close();
 });
 
-Deno.test("Pool over TCP: a dial that connected and then failed leaves no socket open, and one that gives a closed connection fails clearly", async () => {
+Deno.test("Pool over TCP: a dial that connected and then failed, or was cut off at the deadline, leaves no socket open, and one that gives a closed connection fails clearly", async () => {
   // The server reads the greeting and never answers it.
   await using server = serve({ hostname: "127.0.0.1" }, async function* (conn) {
     yield* conn.recvLine();
@@ -995,6 +1101,15 @@ Deno.test("Pool over TCP: a dial that connected and then failed leaves no socket
       const conn = yield* connect({ port: server.addr.port, ...options });
       yield* conn.send("hello\n");
       yield* conn.recvLine({ timeout: 30 }); // times out
+      return conn;
+    },
+  });
+  // Connected, then deaf to the acquire's deadline.
+  const deaf = new Pool({
+    max: 1,
+    *dial(options) {
+      const conn = yield* connect({ port: server.addr.port, ...options });
+      yield* delay(60_000);
       return conn;
     },
   });
@@ -1017,6 +1132,14 @@ Deno.test("Pool over TCP: a dial that connected and then failed leaves no socket
         assert.ok(error instanceof TimeoutError, String(error));
       }
     }
+    const started = Date.now();
+    try {
+      using _lease = yield* deaf.acquire({ timeout: 100 });
+    } catch (error) {
+      assert.ok(error instanceof TimeoutError, String(error));
+      assert.equal(error.op, "acquire");
+    }
+    assert.ok(Date.now() - started < 5000);
     yield* delay(50); // the server sees the closes
     const openAfterRetries = server.stats.active;
     try {
@@ -1027,6 +1150,7 @@ Deno.test("Pool over TCP: a dial that connected and then failed leaves no socket
     }
   })());
   await greeting.close();
+  await deaf.close();
   await inChild.close();
   assert.equal(seen.openAfterRetries, 0);
   assert.match(seen.inChild, /^TypeError: .*dial\(\) gave a closed connection/);
