@@ -17,7 +17,9 @@ import type { Coroutine } from "./scheduler.ts";
 
 const LF = 10;
 const CR = 13;
-const decoder = new TextDecoder();
+// `ignoreBOM` keeps a U+FEFF that starts a line: each line is decoded on
+// its own, and the default would drop it from every line it began.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
 
 abstract class ReadOp<T> extends Op<T> {
@@ -86,7 +88,11 @@ abstract class ReadOp<T> extends Op<T> {
     if (this.conn.readOwner === this) this.conn.readOwner = null;
   }
   override cancelled(): void {
-    if (this.conn.readOwner === this) this.unpark();
+    const conn = this.conn;
+    if (conn.readOwner === this) this.unpark();
+    // Refused at its start (an aborted signal): it still makes a pool's
+    // read in flight its own, as poll() does.
+    else if (conn.readOwner === null) conn.readWaiter = null;
   }
   timedOut(): T {
     this.release();

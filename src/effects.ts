@@ -148,6 +148,11 @@ export interface Operation<T> {
  * on operations) and returns `T`. `async function*` is the documented form;
  * `function*` is accepted and cheaper when the body never awaits.
  *
+ * A helper that coroutines run with `yield*` is typed by its form, not as
+ * `Coroutine<T>` (a union a `function*` cannot `yield*`):
+ * `Generator<Effect, T, unknown>` serves both forms,
+ * `AsyncGenerator<Effect, T, unknown>` only `async function*` callers.
+ *
  * @example
  * ```ts
  * import { type Coroutine, delay, run } from "@corio/corio";
@@ -438,7 +443,14 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       if (value === undefined) return DONE_VOID as IteratorResult<Effect, T>;
       return { done: true, value };
     }
-    if (signal === ABORTED) {
+    // Aborted already at its start: refused even when its result is at
+    // hand (a buffered line, a queued message), as `fetch` refuses an
+    // aborted signal, so a handler given `info.signal` stops at shutdown.
+    if (
+      signal === ABORTED ||
+      (signal === undefined && this.signal !== undefined &&
+        this.signal.aborted)
+    ) {
       // As for a cancel: leave no trace in queues joined by poll().
       this.owner.cancelled();
       throw this.signal!.reason;

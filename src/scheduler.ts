@@ -32,6 +32,7 @@ import {
   ABORTED,
   type Coroutine,
   type Effect,
+  Op,
   OpEffect,
   RESUME,
   type Resume,
@@ -658,8 +659,16 @@ export class Scheduler {
   }
 
   #complete(co: CoroutineRecord): void {
+    if (this.#closeOwned(co)) this.#settle(co);
+  }
+
+  /**
+   * Closes what `co` owns: true when that is done at once, else it settles
+   * once the resources have.
+   */
+  #closeOwned(co: CoroutineRecord): boolean {
     const pending = co.closeOwned(this.#onError);
-    if (pending === null) return this.#settle(co);
+    if (pending === null) return true;
     this.#busy++; // finishing is work: keep virtual time still meanwhile
     const done = () => {
       this.#busy--;
@@ -674,15 +683,30 @@ export class Scheduler {
       this.#onError(error);
       done();
     });
+    return false;
   }
 
   #settle(co: CoroutineRecord): void {
-    co.state = DONE;
-    this.#live--;
-    if (co.heapIndex >= 0) this.#timers.delete(co);
-    const parent = co.leaveParent(this.#reportChild);
-    if (parent !== null) this.#complete(parent);
-    if (!co.notifyWaiters()) this.#onError(co.result);
+    // A parent that waited only for this child settles with it, and so on
+    // up: in a loop, as a chain of thousands of nested spawns would
+    // overflow the stack by recursion. Waiters are told top down.
+    let below: CoroutineRecord[] | null = null;
+    let top = co;
+    for (;;) {
+      top.state = DONE;
+      this.#live--;
+      if (top.heapIndex >= 0) this.#timers.delete(top);
+      const parent = top.leaveParent(this.#reportChild);
+      if (parent === null || !this.#closeOwned(parent)) break;
+      (below ??= []).push(top);
+      top = parent;
+    }
+    if (!top.notifyWaiters()) this.#onError(top.result);
+    if (below !== null) {
+      for (let i = below.length - 1; i >= 0; i--) {
+        if (!below[i].notifyWaiters()) this.#onError(below[i].result);
+      }
+    }
     if (this.#live === 0) this.#timers.stop();
   }
 }
@@ -710,6 +734,13 @@ function describe(value: unknown): string {
   if (value === undefined) return "undefined (a bare `yield`)";
   if (typeof value === "string") return JSON.stringify(value);
   if (value instanceof Promise) return "a Promise (use yield* wait(promise))";
+  if (value instanceof Op) {
+    return `the operation ${value.op} itself (yield without *)`;
+  }
+  if (
+    value !== null && typeof value === "object" &&
+    (Symbol.iterator in value || Symbol.asyncIterator in value)
+  ) return "an iterable, an operation or a generator (yield without *)";
   return typeof value === "object"
     ? Object.prototype.toString.call(value)
     : String(value);

@@ -39,7 +39,26 @@ export interface Task<T> {
   join(options?: OperationOptions): Operation<T>;
   /**
    * Cancels the task at its current wait: `finally` blocks run, its
-   * children are cancelled and what it owns is closed. Idempotent.
+   * children are cancelled and what it owns is closed. Idempotent: once
+   * cancelled, its waits in `finally` blocks are cleanup, which a second
+   * cancel does not cut short.
+   *
+   * The coroutine ends by `return()` at its wait, which no `catch` sees.
+   * Two things in its own code can undo that, as in any JavaScript
+   * generator: a `finally` that exits with `return`, `break` or `continue`
+   * (Deno's lint rule `no-unsafe-finally` flags it), and a wait in the
+   * `finally` of a helper it runs with `yield*`: once such a helper has
+   * waited there, its end reads to its caller as a normal return, and the
+   * caller runs on. Cleanup that waits belongs in the coroutine's own
+   * `finally` (the function given to `spawn()`, `serve()`, `run()`), or in
+   * a helper run as a child (`yield* (yield* spawn(helper())).join()`);
+   * a helper's synchronous `finally` is fine.
+   *
+   * A wait that ended in the same turn as the cancel, before the coroutine
+   * ran again, counts as ended in an `async function*` (its result, a
+   * message taken from an inbox say, is handed over and the cancel met at
+   * the next operation), and as not yet ended in a `function*` (the cancel
+   * is met at it, and the message stays queued).
    */
   cancel(): void;
   /** Settles when the task has ended; for code outside coroutines. */
@@ -71,12 +90,19 @@ class JoinOp<T> extends Op<T> {
   get op(): string {
     return "join";
   }
+  #isSelfJoin = false;
   constructor(readonly target: Coroutine, options?: OperationOptions) {
     super(options);
     // Any number of coroutines may wait in one join: each is a joiner.
     this.effect.isShareable = true;
   }
   poll(): T | typeof PENDING {
+    if (this.#isSelfJoin) {
+      this.#isSelfJoin = false;
+      throw new TypeError(
+        "Cannot join task: it is the coroutine that joins it, which would wait for ever",
+      );
+    }
     const target = this.target;
     if (target.state !== DONE) return PENDING;
     if (target.outcome === OK) return target.result as T;
@@ -86,6 +112,10 @@ class JoinOp<T> extends Op<T> {
   }
   park(co: Coroutine): boolean {
     if (this.target.state === DONE) return true;
+    if (co === this.target) {
+      this.#isSelfJoin = true; // poll throws it into the coroutine
+      return true;
+    }
     (this.target.joiners ??= []).push(co);
     return false;
   }

@@ -9,10 +9,12 @@ import {
   Inbox,
   now,
   type Operation,
+  Pool,
   run,
   Scheduler,
   spawn,
   systemClock,
+  type Task,
   TimeoutError,
   wait,
 } from "@corio/corio";
@@ -52,6 +54,11 @@ Deno.test("a bare yield is a TypeError thrown into the coroutine, which names wh
     ["recv", '"recv"'],
     [Promise.resolve(1), "a Promise (use yield* wait(promise))"],
     [{}, "[object Object]"],
+    [delay(5), "the operation delay itself (yield without *)"],
+    [
+      (function* () {})(),
+      "an iterable, an operation or a generator (yield without *)",
+    ],
   ];
   for (const [value, named] of cases) {
     const caught = await run((function* () {
@@ -1414,3 +1421,159 @@ Deno.test("spawn(child, { owns }) closes what the child owns when the child ends
   peer.close();
   assert.deepEqual(seen, { closedAtChildEnd: true, peerGot: "bye" });
 });
+
+Deno.test("an already aborted signal throws its reason at once, even from an operation whose result is at hand", async () => {
+  const reason = new Error("stop");
+  const controller = new AbortController();
+  controller.abort(reason);
+  const signal = controller.signal;
+  const [conn, peer] = memoryConnPair();
+  const [c2, p2] = memoryConnPair();
+  const pool = new Pool({
+    max: 1,
+    // deno-lint-ignore require-yield
+    *dial() {
+      return c2;
+    },
+  });
+  const got = await run(
+    (function* () {
+      const out: Record<string, string> = {};
+      function* t(
+        name: string,
+        f: () => Generator<Effect, unknown, unknown>,
+      ): Generator<Effect, void, unknown> {
+        try {
+          yield* f();
+          out[name] = "returned";
+        } catch (e) {
+          out[name] = e === reason ? "reason" : String(e);
+        }
+      }
+      yield* peer.send("abc\ndef\n");
+      yield* conn.recvLine({ timeout: 100 }); // both lines now buffered
+      yield* t("recvLine (line buffered)", function* () {
+        yield* conn.recvLine({ signal });
+      });
+      const inbox = new Inbox<number>();
+      inbox.push(1);
+      yield* t("inbox.recv (message queued)", function* () {
+        yield* inbox.recv({ signal });
+      });
+      const child = yield* spawn((function* () {
+        return 1;
+      })());
+      yield* delay(1);
+      yield* t("join (task finished)", function* () {
+        yield* child.join({ signal });
+      });
+      yield* t("wait (promise settled)", function* () {
+        yield* wait(Promise.resolve(1), { signal });
+      });
+      yield* t("send (room in the pipe)", function* () {
+        yield* conn.send("x", { signal });
+      });
+      yield* t("delay(0)", function* () {
+        yield* delay(0, { signal });
+      });
+      {
+        using _l = yield* pool.acquire();
+      }
+      yield* t("acquire (idle connection)", function* () {
+        using _l = yield* pool.acquire({ signal });
+      });
+      return out;
+    })(),
+    { clock: new VirtualClock() },
+  );
+  await pool.close();
+  conn.close();
+  peer.close();
+  p2.close();
+  const notThrown = Object.entries(got).filter(([, v]) => v !== "reason").map((
+    [k, v],
+  ) => `${k}: ${v}`);
+  assert.deepEqual(notThrown, [], JSON.stringify(got, null, 1));
+});
+
+Deno.test("a chain of 20,000 nested spawns, each parent ending before its child, settles without overflowing the stack", async () => {
+  const clock = new VirtualClock();
+  const scheduler = new Scheduler({ clock });
+  let deepest = -1;
+  function* level(n: number): Generator<Effect, void, unknown> {
+    if (n > 0) yield* spawn(level(n - 1));
+    yield* delay(1);
+    if (n === 0) deepest = clock.now();
+  }
+  const task = scheduler.spawn(level(20_000));
+  await task.finished;
+  assert.equal(scheduler.size, 0);
+  assert.equal(deepest, -1); // each child was cancelled as its parent ended
+});
+
+for (const form of ["function*", "async function*"] as const) {
+  Deno.test(`a coroutine that joins its own task gets a TypeError instead of waiting for ever (${form})`, async () => {
+    const scheduler = new Scheduler({ clock: new VirtualClock() });
+    const self: { task?: Task<unknown> } = {};
+    const body = form === "function*"
+      ? (function* () {
+        yield* delay(1);
+        try {
+          yield* self.task!.join();
+        } catch (error) {
+          return error;
+        }
+      })()
+      : (async function* () {
+        yield* delay(1);
+        try {
+          yield* self.task!.join();
+        } catch (error) {
+          return error;
+        }
+      })();
+    self.task = scheduler.spawn(body);
+    const error = await self.task.finished;
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /^Cannot join task: it is the coroutine/);
+  });
+}
+
+Deno.test("cleanup that waits, in a helper run as a child: a cancelled parent runs it to its end and does not run on", async () => {
+  const clock = new VirtualClock();
+  const log: string[] = [];
+  function* helper(): Generator<Effect, void, unknown> {
+    try {
+      yield* delay(100);
+    } finally {
+      yield* delay(5); // a goodbye, say
+      log.push(`helper cleaned up at ${clock.now()}`);
+    }
+  }
+  await run(
+    (function* () {
+      const parent = yield* spawn((function* () {
+        yield* (yield* spawn(helper())).join();
+        log.push("parent ran on (wrong)");
+        yield* delay(1000);
+      })());
+      yield* delay(10);
+      parent.cancel();
+      yield* assertThrowsCancelled(parent);
+      log.push(`parent ended at ${clock.now()}`);
+    })(),
+    { clock },
+  );
+  assert.deepEqual(log, ["helper cleaned up at 15", "parent ended at 15"]);
+});
+
+function* assertThrowsCancelled(
+  task: Task<unknown>,
+): Generator<Effect, void, unknown> {
+  try {
+    yield* task.join();
+    assert.fail("expected CancelledError");
+  } catch (error) {
+    assert.ok(error instanceof CancelledError, String(error));
+  }
+}
