@@ -162,7 +162,7 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * Not the `ConnectionClosedError` of the server's own close, which a
    * cancelled handler (a goodbye sent in its `finally`) or its child may
    * meet: such a handler counts as cancelled or evicted.
-   * @default {console.error, except for TimeoutError and ConnectionResetError, which are only counted}
+   * @default {console.error, except for TimeoutError, ConnectionResetError and IncompleteReadError (a peer that hung up mid-message), which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo<Addr>) => void;
   /** Aborting it shuts the server down with `shutdownGrace`. */

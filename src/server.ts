@@ -19,6 +19,7 @@ import {
   CancelledError,
   ConnectionClosedError,
   ConnectionResetError,
+  IncompleteReadError,
   TimeoutError,
 } from "./errors.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -95,9 +96,11 @@ function isServersClose(slot: Slot, error: unknown): boolean {
 }
 
 function defaultOnError(error: unknown): void {
-  if (error instanceof TimeoutError || error instanceof ConnectionResetError) {
-    return;
-  }
+  // A peer that goes quiet, resets, or hangs up mid-message is routine.
+  if (
+    error instanceof TimeoutError || error instanceof ConnectionResetError ||
+    error instanceof IncompleteReadError
+  ) return;
   console.error(error);
 }
 

@@ -572,6 +572,19 @@ for (const pairs of pairMakers) {
     assert.equal(line, "héllo wörld ✓");
     await dispose();
   });
+
+  Deno.test(
+    name("recvLine() keeps a U+FEFF (BOM) that starts a line"),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const lines = await run((function* () {
+        yield* a.send("\uFEFFfirst\n\uFEFFsecond\n");
+        return [yield* b.recvLine(), yield* b.recvLine()];
+      })());
+      assert.deepEqual(lines, ["\uFEFFfirst", "\uFEFFsecond"]);
+      await dispose();
+    },
+  );
 }
 
 // Virtual-clock behaviour, exact to the millisecond. The contract suite above

@@ -745,3 +745,25 @@ Deno.test("info.signal aborts as shutdown begins: a wait given it ends then, so 
   );
   assert.deepEqual(reported, []);
 });
+
+Deno.test("the default onError counts, and does not print, a client that hangs up mid-line (IncompleteReadError)", async () => {
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  try {
+    const server = serve({ hostname: "127.0.0.1" }, async function* (conn) {
+      yield* conn.recvLine({ requireNewline: true, timeout: 5000 });
+    });
+    const client = await Deno.connect({ port: server.addr.port });
+    await writeAll(client, encoder.encode("ADD 1")); // ADD 12, cut off
+    client.close();
+    for (let i = 0; i < 200 && server.stats.failed === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await server.shutdown();
+    assert.equal(server.stats.failed, 1);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.deepEqual(printed, []);
+});
