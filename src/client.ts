@@ -188,7 +188,9 @@ export interface RunOptions {
    * Aborting it cancels the coroutine (its `finally` blocks run); `run`
    * then rejects with the signal's reason. A coroutine in a plain `await`
    * meets the cancel at its next operation: one that returns before any
-   * completes, and `run` gives its result.
+   * completes, and `run` gives its result. A coroutine aborted before its
+   * first step (`run()` starts it a microtask later) never runs: no
+   * `finally` either.
    */
   signal?: AbortSignal;
   /**

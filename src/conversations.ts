@@ -77,7 +77,13 @@ interface EntryTable<M, K> {
  * the reader that feeds them. A conversation that ends is removed; the
  * table is capped (`maxConversations`) and idle ones expire. Messages its
  * handler never received are dispatched again once it has ended, as if
- * they had arrived a moment later: to a new conversation, not lost.
+ * they had arrived a moment later: to a new conversation, not lost. Over a
+ * lossy transport that includes a client's retransmitted request that came
+ * while the handler worked: once the handler ends, it starts the exchange
+ * again. A handler that wants no more takes them off its inbox before it
+ * ends (`inbox.close()`, then `inbox.poll({ timeout: 0 })` until
+ * `undefined`), or answers them, as a server transaction absorbs
+ * retransmissions (RFC 3261 §17.2; `examples/sip/`).
  *
  * @example Seed 000: wait for INVITE, send OK, wait for ACK
  * ```ts

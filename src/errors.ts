@@ -102,7 +102,9 @@ export class ConnectionClosedError extends Error {
 
 /**
  * The peer broke the connection (reset, broken pipe) while an operation was
- * using it. The connection is closed afterwards. On Deno 2.9.6 a TCP
+ * using it. The connection is of no more use, though still open until
+ * `close()` or its owner's end: every later send throws this again. On
+ * Deno 2.9.6 a TCP
  * peer's reset reads as the end of the stream (`recv()` gives `null`): it
  * shows as this error at the next send.
  *

@@ -53,14 +53,16 @@ export type {
 /**
  * A borrowed connection. Disposing it (`using`, or `release()`) gives the
  * connection back to the pool, unless it saw an error, an end of stream
- * (the peer's, or its own `closeWrite()`), a timeout, or still has bytes in
- * flight, or the coroutine that acquired it
+ * (the peer's, or its own `closeWrite()`), a timeout, or still holds bytes
+ * received and unread, or the coroutine that acquired it
  * is being cancelled (it may have stopped between a request and its
  * reply): then it is closed. `discard()` closes it in any case.
  *
- * If a coroutine throws between sending a request and reading its reply,
- * call `discard()` in its `catch` (the reply is still on its way; the next
- * borrower would read it).
+ * The pool sees only bytes that have reached the connection: a reply still
+ * on its way when the lease ends goes to the next borrower. If a coroutine
+ * throws between sending a request and reading its reply, or the peer may
+ * send more than was read (a late or extra reply), call `discard()`
+ * instead of releasing.
  *
  * Changes to the connection's `recvTimeout`, `sendTimeout` or
  * `maxLineLength` last as long as the lease: the next borrower gets the
