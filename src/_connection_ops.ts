@@ -163,8 +163,9 @@ export class RecvLineOp extends ReadOp<string | null> {
   get op(): string {
     return "recvLine";
   }
-  #scanned = 0; // bytes after conn.start already known to hold no LF
+  #scanned = 0; // bytes after conn.start already known to end no line
   readonly requireNewline: boolean;
+  readonly crlfOnly: boolean;
   constructor(
     conn: Connection,
     readonly limit: number,
@@ -172,6 +173,7 @@ export class RecvLineOp extends ReadOp<string | null> {
   ) {
     super(conn, options);
     this.requireNewline = options?.requireNewline === true;
+    this.crlfOnly = options?.crlfOnly === true;
   }
   override begin(): void {
     this.#scanned = 0;
@@ -180,6 +182,14 @@ export class RecvLineOp extends ReadOp<string | null> {
     const conn = this.conn;
     const { buf, start, end } = conn;
     let index = buf.indexOf(LF, start + this.#scanned);
+    if (this.crlfOnly) {
+      // A bare LF is text: look on for one after a CR.
+      while (
+        index >= 0 && index < end && (index === start || buf[index - 1] !== CR)
+      ) {
+        index = buf.indexOf(LF, index + 1);
+      }
+    }
     if (index >= end) index = -1;
     // A CRLF terminator's CR does not count against the limit.
     const limit = this.limit;

@@ -309,9 +309,11 @@ export class Connection {
   }
 
   /**
-   * Receives one line, ended by LF or CRLF, as a string without its
-   * terminator (UTF-8). At end of stream a final unterminated line is
-   * returned, then `null`; with `requireNewline` it throws instead.
+   * Receives one line, ended by LF or CRLF (with `crlfOnly`, by CRLF
+   * alone), as a string without its terminator (UTF-8; invalid bytes become
+   * U+FFFD: a protocol that carries other bytes reads them with `recv`). At
+   * end of stream a final unterminated line is returned, then `null`; with
+   * `requireNewline` it throws instead.
    *
    * Deadline: for the whole line, so a trickle cannot keep it alive.
    * Errors: as `recv`, and `LineTooLongError` past `maxLineLength`, which
@@ -319,7 +321,8 @@ export class Connection {
    * bytes) for an unterminated last line, given `requireNewline`. Buffers
    * at most the limit plus one read.
    *
-   * @param options Deadline, signal, `maxLineLength` and `requireNewline`.
+   * @param options Deadline, signal, `maxLineLength`, `requireNewline` and
+   *   `crlfOnly`.
    * @returns The line, or `null` at end of stream.
    */
   recvLine(options?: RecvLineOptions): Operation<string | null> {
@@ -331,6 +334,7 @@ export class Connection {
     if (
       op === null || op.effect.isInUse || op.limit !== limit ||
       op.requireNewline !== (options?.requireNewline === true) ||
+      op.crlfOnly !== (options?.crlfOnly === true) ||
       !op.hasOptions(options, this.recvTimeout)
     ) op = this.#recvLineOp = new RecvLineOp(this, limit, options);
     op.effect.handOut();

@@ -157,6 +157,14 @@ export interface RecvLineOptions extends OperationOptions {
    * @default {false}
    */
   requireNewline?: boolean;
+  /**
+   * True: only CRLF ends a line, and a bare LF is part of the line's text.
+   * For protocols that require CRLF and where reading a bare LF as a line
+   * end is an attack: an SMTP server that took `\n.\n` for the end of
+   * DATA would let a client smuggle a second message in (CVE-2023-51766).
+   * @default {false}
+   */
+  crlfOnly?: boolean;
 }
 
 /** A connection's defaults, where its options leave one out. */

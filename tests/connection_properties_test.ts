@@ -44,7 +44,8 @@ const CR = 13;
 const decoder = new TextDecoder();
 
 interface Step {
-  kind: "recv" | "recvExact" | "recvLine";
+  /** `recvLineCrlf`: `recvLine({ crlfOnly: true })`. */
+  kind: "recv" | "recvExact" | "recvLine" | "recvLineCrlf";
   /** recvExact's byte count. */
   n: number;
   /**
@@ -62,7 +63,7 @@ interface Step {
 
 const stepsOf = fc.array(
   fc.record({
-    kind: fc.constantFrom("recv", "recvExact", "recvLine"),
+    kind: fc.constantFrom("recv", "recvExact", "recvLine", "recvLineCrlf"),
     n: fc.integer({ min: 0, max: 12 }),
     limit: fc.oneof(
       fc.constant(null),
@@ -151,7 +152,13 @@ function check(plan: Arrivals, outcomes: Outcome[]): number {
       if (step.n === 0) ready = start;
       else ready = pos + step.n <= data.length ? at[pos + step.n - 1] : eofAt;
     } else {
-      const lf = data.indexOf(LF, pos);
+      let lf = data.indexOf(LF, pos);
+      if (step.kind === "recvLineCrlf") {
+        // Only a CRLF ends it: a bare LF is part of the line.
+        while (lf >= 0 && (lf === pos || data[lf - 1] !== CR)) {
+          lf = data.indexOf(LF, lf + 1);
+        }
+      }
       const lineEnd = lf >= 0 ? lf : data.length;
       ready = lf >= 0 ? at[lf] : eofAt;
       // A CR ending the line (before its LF, or at the EOF) is no part of it.
@@ -191,6 +198,9 @@ function check(plan: Arrivals, outcomes: Outcome[]): number {
       pos += value.length;
       // Its terminator: LF, CRLF, or (at the EOF) a lone CR or nothing.
       if (data[pos] === CR) pos++;
+      if (step.kind === "recvLineCrlf" && pos < data.length) {
+        assert.equal(data[pos - 1], CR, `line ended by a bare LF: ${where}`);
+      }
       if (pos < data.length) {
         assert.equal(data[pos], LF, `line cut short: ${where}`);
         pos++;
@@ -291,7 +301,10 @@ async function* receiveAsync(
         ? yield* b.recv(options)
         : step.kind === "recvExact"
         ? yield* b.recvExact(step.n, options)
-        : yield* b.recvLine(options);
+        : yield* b.recvLine({
+          ...options,
+          crlfOnly: step.kind === "recvLineCrlf",
+        });
     } catch (error) {
       value = error;
     }
@@ -319,7 +332,10 @@ function* receiveSync(
         ? yield* b.recv(options)
         : step.kind === "recvExact"
         ? yield* b.recvExact(step.n, options)
-        : yield* b.recvLine(options);
+        : yield* b.recvLine({
+          ...options,
+          crlfOnly: step.kind === "recvLineCrlf",
+        });
     } catch (error) {
       value = error;
     }

@@ -574,6 +574,31 @@ for (const pairs of pairMakers) {
   });
 
   Deno.test(
+    name(
+      "recvLine({ crlfOnly }) ends a line at CRLF only: a bare LF is part of it, a CR and its LF may come apart",
+    ),
+    async () => {
+      const { a, b, dispose } = await pairs.make();
+      const lines = await run((function* () {
+        yield* a.send("MAIL\n.\nRCPT\r\n");
+        const first = yield* b.recvLine({ crlfOnly: true });
+        yield* a.send("\nx\r");
+        yield* spawn((function* () {
+          yield* delay(5);
+          yield* a.send("\ntail\r");
+          yield* a.closeWrite();
+        })());
+        const second = yield* b.recvLine({ crlfOnly: true, timeout: 1000 });
+        const last = yield* b.recvLine({ crlfOnly: true, timeout: 1000 });
+        const plain = yield* b.recvLine({ timeout: 1000 });
+        return [first, second, last, plain];
+      })());
+      assert.deepEqual(lines, ["MAIL\n.\nRCPT", "\nx", "tail", null]);
+      await dispose();
+    },
+  );
+
+  Deno.test(
     name("recvLine() keeps a U+FEFF (BOM) that starts a line"),
     async () => {
       const { a, b, dispose } = await pairs.make();
