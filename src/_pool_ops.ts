@@ -4,7 +4,12 @@
 
 import { Connection } from "./connection.ts";
 import { type Effect, Op, type OperationOptions, PENDING } from "./effects.ts";
-import { PoolClosedError, PoolExhaustedError, TimeoutError } from "./errors.ts";
+import {
+  CancelledError,
+  PoolClosedError,
+  PoolExhaustedError,
+  TimeoutError,
+} from "./errors.ts";
 import { delay } from "./operations.ts";
 import type { AcquireOptions, DialFunction, Lease, PoolStats } from "./pool.ts";
 import {
@@ -104,19 +109,34 @@ export class LeaseOwner implements Resource {
  */
 class DialRun implements SettleListener {
   dialled: unknown = undefined;
+  /** Set when the acquire got the dial's outcome (its join gave it). */
+  isSeen = false;
   #isChildDone = false;
   #isAbandoned = false;
+  #failure: unknown = undefined;
+  /** The coroutine it runs in, once started. */
+  child: CoroutineRecord | null = null;
   constructor(readonly release: (dialled: unknown) => void) {}
-  onSettled(): void {
+  onSettled(isOk: boolean, result: unknown): void {
     this.#isChildDone = true;
+    if (!isOk && !(result instanceof CancelledError)) this.#failure = result;
     if (this.#isAbandoned) this.#end();
   }
   /** The acquire took no connection from it. */
   abandon(): void {
     this.#isAbandoned = true;
+    // Its failure is not the acquirer's, which has its own error (or was
+    // cancelled): it must not fail the acquirer as that ends.
+    this.child!.isObserved = true;
     if (this.#isChildDone) this.#end();
   }
   #end(): void {
+    // A failure nobody saw (its `finally` threw after the acquire gave up)
+    // goes where a cancelled parent's child's error goes.
+    if (this.#failure !== undefined && !this.isSeen) {
+      const child = this.child!;
+      child.scheduler._reportChild(this.#failure, child.parent!);
+    }
     this.release(this.dialled);
   }
 }
@@ -376,6 +396,7 @@ export class PoolCore {
       dialInChild(this.#dial, { deadline, signal }, dial),
       co,
     );
+    dial.child = child;
     child.listener = dial;
     try {
       const dialled = yield* joinDial(
@@ -396,8 +417,12 @@ export class PoolCore {
         );
       }
       conn = dialled;
+      dial.isSeen = true;
       this.#connecting--;
     } catch (error) {
+      // The dial's own failure, or one of the acquire's checks of what it
+      // gave; else the acquire gave up on it (a timeout, its signal).
+      dial.isSeen = child.isDone;
       if (
         error instanceof TimeoutError && error.op !== "acquire" &&
         scheduler.now() >= deadline

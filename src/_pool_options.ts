@@ -39,7 +39,8 @@ export type PoolConnectOptions = Omit<ConnectOptions, "deadline" | "signal">;
  * `TimeoutError` and the dial is cancelled (its `finally` blocks run, and
  * the connections it made with `connect()` close). The pool owns the
  * connection it returns, though `connect()` gave it to the dial: the pool
- * closes it.
+ * closes it. Coroutines the dial spawns end with it: a reader or a
+ * keep-alive for the connection belongs to the borrower, not the dial.
  *
  * @example In-memory connections for a test
  * ```ts
@@ -164,7 +165,10 @@ export interface PoolStats {
   idle: number;
   /** Open connections lent out. */
   leased: number;
-  /** Connections being dialled now. */
+  /**
+   * Connections being dialled now, a dial cut off by an acquire's deadline
+   * included until its `finally` blocks have run.
+   */
   connecting: number;
   /** Coroutines waiting in `acquire()`. */
   waiting: number;

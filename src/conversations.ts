@@ -345,6 +345,9 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     // and ended, say), so that is where they go, not nowhere. This runs in
     // the scheduler's own bookkeeping: what `key` or `onRefuse` throw goes
     // to `onError`.
+    // Closed first: a sender waiting for room in it would take that room
+    // as the queue drains, and wait on after, for a handler that is gone.
+    entry.inbox.close();
     while (entry.inbox.size > 0) {
       try {
         this.dispatch(entry.inbox._take());

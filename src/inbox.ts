@@ -28,7 +28,7 @@ import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
  */
 export interface InboxOptions {
   /**
-   * Messages the inbox holds before it refuses more (see `push`).
+   * Messages the inbox holds before `push` refuses more and `send` waits.
    * @default {64}
    */
   capacity?: number;
@@ -128,6 +128,9 @@ class SendOp<M> extends Op<void> {
     this.inbox._leave(this);
   }
   timedOut(): void {
+    // Also reached without `unpark()`: woken, then its deadline already
+    // past as it parks again (a push took the place meanwhile).
+    this.inbox._leave(this);
     throw new TimeoutError(
       "send",
       this.effect.timeoutThatFired,
@@ -281,7 +284,9 @@ export class Inbox<M> {
    * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
    * `"send"`) and the signal's reason, the message not added;
    * `InboxClosedError` (op `"send"`) when the inbox is closed, or closes
-   * while the sender waits.
+   * while the sender waits. A sender cancelled in the step that makes room
+   * for it may still add its message in an `async function*` (see
+   * `Task.cancel`).
    *
    * @example A producer held to its consumer's pace
    * ```ts

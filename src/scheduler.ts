@@ -200,6 +200,11 @@ export class Scheduler {
     else this.#onError(error);
   };
 
+  /** @internal Reports a child's error that nobody will see. */
+  _reportChild(error: unknown, parent: CoroutineRecord): void {
+    this.#reportChild(error, parent);
+  }
+
   /** @internal */
   _wake(co: CoroutineRecord): void {
     this.#unpark(co);
@@ -737,10 +742,15 @@ function describe(value: unknown): string {
   if (value instanceof Op) {
     return `the operation ${value.op} itself (yield without *)`;
   }
-  if (
-    value !== null && typeof value === "object" &&
-    (Symbol.iterator in value || Symbol.asyncIterator in value)
-  ) return "an iterable, an operation or a generator (yield without *)";
+  if (value !== null && typeof value === "object") {
+    if (Symbol.iterator in value && Symbol.asyncIterator in value) {
+      return "an operation (yield without *)";
+    }
+    const { next, throw: throwIt } = value as Partial<Generator>;
+    if (typeof next === "function" && typeof throwIt === "function") {
+      return "a generator (yield without *)";
+    }
+  }
   return typeof value === "object"
     ? Object.prototype.toString.call(value)
     : String(value);

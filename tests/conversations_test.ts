@@ -717,3 +717,44 @@ Deno.test("stats.expired counts only what idle expiry cancelled: not a conversat
   await assert.rejects(started.finished, CancelledError);
   assert.deepEqual([clock.now(), calls.stats.expired], [5100, 0]);
 });
+
+Deno.test("a conversation's inbox closes as its handler ends: a sender waiting there gets InboxClosedError, and no message a send delivered is lost", async () => {
+  const clock = new VirtualClock();
+  const got: string[] = [];
+  let captured: Inbox<string> | undefined;
+  const calls = new Conversations<string, string>({
+    key: () => "k",
+    clock,
+    inboxCapacity: 1,
+    handler: function* (inbox, first) {
+      got.push(first!);
+      captured ??= inbox;
+      yield* delay(10); // ends without draining its inbox
+    },
+  });
+  calls.dispatch("m0");
+  const log: string[] = [];
+  await run(
+    (function* () {
+      for (const m of ["m1", "m2", "m3"]) {
+        try {
+          yield* captured!.send(m, { timeout: 100 });
+          log.push(`${m} sent at ${clock.now()}`);
+        } catch (error) {
+          log.push(`${m} ${(error as Error).name} at ${clock.now()}`);
+        }
+      }
+      yield* delay(50);
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  await calls.shutdown();
+  // Every message a send reported as sent reaches a handler.
+  const sent = log.filter((l) => l.includes(" sent ")).map((l) =>
+    l.split(" ")[0]
+  );
+  for (const m of sent) {
+    assert.ok(got.includes(m), `${m} was sent but never received: ${got}`);
+  }
+  assert.ok(log.some((l) => l.includes("InboxClosedError")), log.join("; "));
+});

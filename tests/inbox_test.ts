@@ -289,3 +289,61 @@ Deno.test("Inbox.send() times out with a TimeoutError that names the operation a
   assert.equal(clock.now(), 250);
   assert.equal(inbox.size, 1);
 });
+
+for (const form of ["function*", "async function*"] as const) {
+  // The head sender is woken by a receive at its own deadline, a push()
+  // takes the place first, and its re-park finds the deadline passed: it
+  // throws TimeoutError from the EXPIRED path, which never calls _leave.
+  Deno.test(`Inbox.send(): a sender woken, beaten to the place by a push, and out of time as it waits again leaves the queue (${form})`, async () => {
+    const clock = new VirtualClock();
+    const inbox = new Inbox<number>({ capacity: 1 });
+    inbox.push(0);
+    const log: string[] = [];
+    await run(
+      (function* () {
+        // The main coroutine's delay(10) is queued before S's deadline 10.
+        const s = yield* spawn(
+          form === "function*"
+            ? (function* () {
+              try {
+                yield* inbox.send(1, { timeout: 10 });
+                log.push(`S sent at ${clock.now()}`);
+              } catch (e) {
+                log.push(`S ${(e as Error).name} at ${clock.now()}`);
+              }
+            })()
+            : (async function* () {
+              try {
+                yield* inbox.send(1, { timeout: 10 });
+                log.push(`S sent at ${clock.now()}`);
+              } catch (e) {
+                log.push(`S ${(e as Error).name} at ${clock.now()}`);
+              }
+            })(),
+        );
+        yield* delay(10);
+        // t=10: take one (wakes S), then a push takes the room before S runs.
+        log.push(`took ${yield* inbox.recv({ timeout: 0 })}`);
+        log.push(`push ${inbox.push(2)}`);
+        yield* s.join();
+        // T comes later and waits; a receive makes room for it.
+        const t = yield* spawn((function* () {
+          try {
+            yield* inbox.send(3, { timeout: 100 });
+            log.push(`T sent at ${clock.now()}`);
+          } catch (e) {
+            log.push(`T ${(e as Error).name} at ${clock.now()}`);
+          }
+        })());
+        yield* delay(5);
+        log.push(`took ${yield* inbox.recv({ timeout: 0 })}`);
+        yield* t.join();
+      })(),
+      { clock },
+    );
+    // T gets the place freed at 15. (function*: S runs after its wake, the
+    // push has taken the place, and S's deadline is past as it waits again;
+    // async: S is stepped at the wake.)
+    assert.equal(log.at(-1), "T sent at 15", log.join("; "));
+  });
+}

@@ -1346,3 +1346,121 @@ Deno.test("a connection whose borrower shut its sending side (closeWrite) is clo
   await server.close();
   assert.deepEqual(outcome, [true, true, "next"]);
 });
+
+// A dial cut off at the deadline whose cleanup throws: where does the error
+// go? It depends on whether the acquirer has ended by then.
+for (const acquirerEnds of [true, false]) {
+  Deno.test(`a dial cut off at the deadline whose cleanup throws: onError gets the error, the acquirer keeps its own outcome (it ${acquirerEnds ? "ends at once" : "goes on"})`, async () => {
+    const clock = new VirtualClock();
+    const errors: unknown[] = [];
+    const scheduler = new Scheduler({ clock, onError: (e) => errors.push(e) });
+    const pool = new Pool({
+      max: 1,
+      *dial() {
+        try {
+          yield* delay(1000); // ignores the deadline
+          throw new Error("unreachable");
+        } finally {
+          // deno-lint-ignore no-unsafe-finally
+          throw new Error("dial cleanup failed");
+        }
+      },
+    });
+    let outcome: unknown;
+    try {
+      outcome = await run(
+        (function* () {
+          try {
+            yield* pool.acquire({ timeout: 100 });
+          } catch (error) {
+            if (!(error instanceof TimeoutError)) throw error;
+          }
+          if (!acquirerEnds) yield* delay(10);
+          return "acquirer caught its TimeoutError and returned";
+        })(),
+        { scheduler },
+      );
+    } catch (error) {
+      outcome = error;
+    }
+    await pool.close();
+    // Consistent either way: the acquirer's own result stands, and the
+    // dial's error is reported (onError), not lost nor made the acquirer's.
+    assert.equal(outcome, "acquirer caught its TimeoutError and returned");
+    assert.equal(errors.length, 1);
+  });
+}
+
+// Cut-off dials whose cleanup waits keep their slot until it has run: never
+// more than `max` dials alive (bodies and finally blocks) at once, and the
+// stats come back to zero.
+for (const form of ["function*", "async function*"] as const) {
+  Deno.test(`dials cut off at the deadline, their cleanup waiting, never exceed max, and the stats come back to zero (${form} acquirers)`, async () => {
+    const clock = new VirtualClock();
+    let alive = 0;
+    let peak = 0;
+    let dials = 0;
+    const peers: Connection[] = [];
+    const pool = new Pool({
+      max: 2,
+      *dial() {
+        alive++;
+        peak = Math.max(peak, alive);
+        const n = dials++;
+        let isDone = false;
+        try {
+          if (n % 3 !== 2) yield* delay(1000); // ignores the deadline
+          const [client, server] = memoryConnPair();
+          peers.push(client, server);
+          isDone = true;
+          return client;
+        } finally {
+          try {
+            if (!isDone) yield* delay(7); // cleanup that waits, when cut off
+          } finally {
+            alive--;
+          }
+        }
+      },
+    });
+    const outcomes: string[] = [];
+    await run(
+      (function* () {
+        const tasks = [];
+        for (let i = 0; i < 12; i++) {
+          const body = form === "function*"
+            ? (function* () {
+              try {
+                using _lease = yield* pool.acquire({ timeout: 5 + i });
+                yield* delay(3);
+                outcomes.push("ok");
+              } catch (e) {
+                outcomes.push((e as Error).name);
+              }
+            })()
+            : (async function* () {
+              try {
+                using _lease = yield* pool.acquire({ timeout: 5 + i });
+                yield* delay(3);
+                outcomes.push("ok");
+              } catch (e) {
+                outcomes.push((e as Error).name);
+              }
+            })();
+          tasks.push(yield* spawn(body));
+        }
+        for (const t of tasks) yield* t.join();
+      })(),
+      { clock },
+    );
+    await pool.close();
+    for (const p of peers) p.close();
+    const s = pool.stats;
+    assert.ok(peak <= 2, `peak ${peak}`);
+    assert.equal(alive, 0);
+    assert.equal(s.connecting, 0);
+    assert.equal(s.leased, 0);
+    assert.equal(s.open, 0);
+    assert.equal(s.created, s.discarded);
+  });
+}

@@ -55,10 +55,12 @@ Deno.test("a bare yield is a TypeError thrown into the coroutine, which names wh
     [Promise.resolve(1), "a Promise (use yield* wait(promise))"],
     [{}, "[object Object]"],
     [delay(5), "the operation delay itself (yield without *)"],
+    [(function* () {})(), "a generator (yield without *)"],
     [
-      (function* () {})(),
-      "an iterable, an operation or a generator (yield without *)",
+      { [Symbol.iterator]() {}, [Symbol.asyncIterator]() {} },
+      "an operation (yield without *)",
     ],
+    [new Uint8Array(1), "[object Uint8Array]"],
   ];
   for (const [value, named] of cases) {
     const caught = await run((function* () {
