@@ -427,10 +427,12 @@ export class PoolCore {
         error instanceof TimeoutError && error.op !== "acquire" &&
         scheduler.now() >= deadline
       ) {
+        // Said apart from a wait for a connection: a backend that accepts
+        // and never greets looks like a busy pool otherwise.
         throw new TimeoutError(
           "acquire",
           reported,
-          `from pool of ${this.where}`,
+          `from pool of ${this.where} while dialling`,
         );
       }
       throw error;

@@ -194,7 +194,11 @@ Deno.test("acquire() throws TimeoutError exactly at its deadline", async () => {
         } catch (error) {
           assert.ok(error instanceof TimeoutError);
           assert.equal(error.op, "acquire");
-          assert.match(error.message, /Cannot acquire from pool of dial\(\)/);
+          // Waiting for a connection, not dialling one.
+          assert.match(
+            error.message,
+            /^Cannot acquire from pool of dial\(\): /,
+          );
           failedAt.push(clock.now() - started);
         }
       }
@@ -897,6 +901,10 @@ Deno.test("acquire() deadline cuts off a dial that ignores it: TimeoutError at t
   );
   assert.equal(seen.error.op, "acquire");
   assert.equal(seen.error.timeout, 100);
+  assert.equal(
+    seen.error.message,
+    "Cannot acquire from pool of dial() while dialling: timed out after 100 ms",
+  );
   assert.equal(seen.at, 100);
   assert.deepEqual(
     [seen.stats.connecting, seen.stats.open, seen.after.created],
