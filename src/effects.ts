@@ -116,7 +116,9 @@ export interface Effect {
 
 /**
  * A typed operation: `const x = yield* op` gives `x` the type `T`, in a
- * `function*` and in an `async function*` alike.
+ * `function*` and in an `async function*` alike. A helper of your own that
+ * runs operations is a generator, typed `Generator<Effect, T, unknown>`
+ * (see {@linkcode Coroutine}), not an `Operation<T>`.
  *
  * One coroutine at a time runs an operation: a second `yield*` of the same
  * object while the first still waits in it throws `TypeError` (a wait keeps

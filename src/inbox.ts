@@ -217,7 +217,8 @@ export class Inbox<M> {
    * waiting now is woken. Idempotent. How a producer says "no more" to a
    * consumer coroutine (a writer that flushes and stops). A conversation
    * that closes its own inbox gets no more messages: `dispatch` reports
-   * those of its key as `"overflow"`.
+   * those of its key as `"overflow"`. An inbox given to a coroutine with
+   * `spawn(child, { owns: [inbox] })` is closed as the child ends.
    */
   close(): void {
     if (this.#isClosed) return;
@@ -279,7 +280,8 @@ export class Inbox<M> {
   /**
    * Adds a message, waiting for room while the inbox is full: a bounded
    * channel that slows its producer to the consumer's pace. Senders
-   * waiting at once get room in the order they came.
+   * waiting at once get room in the order they came. With room at hand it
+   * adds the message at once, even given `timeout: 0`.
    *
    * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
    * `"send"`) and the signal's reason, the message not added;

@@ -347,3 +347,27 @@ for (const form of ["function*", "async function*"] as const) {
     assert.equal(log.at(-1), "T sent at 15", log.join("; "));
   });
 }
+
+Deno.test("an inbox a coroutine owns (spawn's owns) is closed as it ends: a sender waiting for room gets InboxClosedError", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<number>({ capacity: 1 });
+  inbox.push(0);
+  const error = await run(
+    (function* () {
+      yield* spawn(
+        (function* () {
+          yield* delay(100); // a consumer that never receives, then ends
+        })(),
+        { owns: [inbox] },
+      );
+      try {
+        yield* inbox.send(1);
+      } catch (error) {
+        return error;
+      }
+    })(),
+    { clock },
+  );
+  assert.ok(error instanceof InboxClosedError, String(error));
+  assert.equal(clock.now(), 100);
+});
