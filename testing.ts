@@ -1,6 +1,7 @@
 /**
- * The test kit: a virtual clock and in-memory connections, so a handler is
- * tested without sockets and without real time.
+ * The test kit: a virtual clock, in-memory connections and a server on
+ * them, so a handler, and the server around it, are tested without sockets
+ * and without real time.
  *
  * @example
  * ```ts
@@ -25,6 +26,10 @@ export {
   memoryConnPair,
   type MemoryConnPairOptions,
 } from "./src/testing/memory_conn.ts";
+export {
+  type MemoryServer,
+  memoryServer,
+} from "./src/testing/memory_server.ts";
 // The types the test kit's signatures use (Connection and all it refers
 // to), so this entry point's docs stand on their own.
 export type * from "./mod.ts";

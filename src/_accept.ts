@@ -14,6 +14,11 @@ import type { ServeOptions, ServerAddr } from "./_serve_options.ts";
  */
 export interface Listener {
   readonly addr: ServerAddr;
+  /**
+   * True for in-memory connections (the test kit's): a wait on one is
+   * internal, and a virtual clock may jump past it.
+   */
+  readonly isInMemory?: boolean;
   accept(): Promise<Transport>;
   close(): void;
 }

@@ -13,6 +13,7 @@ import { Slot, Slots } from "./_slots.ts";
 import { Connection } from "./connection.ts";
 import {
   checkConnectionOptions,
+  type ConnectionOptions,
   type Transport,
 } from "./connection_options.ts";
 import {
@@ -151,6 +152,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
   readonly #isRealListener: boolean;
   #handler: Handler;
   #options: TcpServeOptions;
+  /** What each connection is made with: the options, or in memory. */
+  #connectionOptions: ConnectionOptions;
   #onError: (error: unknown, info?: ConnectionInfo) => void;
   #scheduler: Scheduler;
   #maxConnections: number;
@@ -204,6 +207,9 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     });
     this.#isRealListener = injectedListener === null;
     this.#listener = injectedListener ?? listen(options);
+    this.#connectionOptions = this.#listener.isInMemory
+      ? { ...options, isExternal: false }
+      : options;
     this.addr = this.#listener.addr as Addr;
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#acceptLoop = this.#accept();
@@ -354,7 +360,7 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     if (this.#options.noDelay ?? DEFAULTS.noDelay) {
       (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
     }
-    const connection = new Connection(conn, this.#options);
+    const connection = new Connection(conn, this.#connectionOptions);
     connection.isPaced = this.#isRealListener;
     const slot = new Slot(
       this.#slots,

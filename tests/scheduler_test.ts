@@ -632,6 +632,20 @@ Deno.test("VirtualClock fires a timer armed for the current time a macrotask lat
   assert.deepEqual(fired, ["past", "now", "later"]);
 });
 
+Deno.test("VirtualClock jumps to a timer armed after every scheduler on it went idle (no poke comes after it)", async () => {
+  const clock = new VirtualClock();
+  const inbox = new Inbox<number>();
+  const waiting = run(
+    (function* () {
+      return yield* inbox.recv(); // idle, with no deadline
+    })(),
+    { clock },
+  );
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  clock.setTimer(100, () => inbox.push(clock.now()));
+  assert.equal(await waiting, 100);
+});
+
 Deno.test("VirtualClock holds time still for a scheduler whose only waits are real, while another sleeps", async () => {
   const clock = new VirtualClock();
   const sleeper = run(

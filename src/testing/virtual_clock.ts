@@ -121,6 +121,11 @@ export class VirtualClock implements Clock {
     this.#timers.set(seq, { at, seq, callback });
     if (at <= this.#now && this.#due === undefined) {
       this.#due = setTimeout(this.#fireDue, 0);
+    } else if (this.#isAutojump && this.#check === undefined) {
+      // Armed after every scheduler on the clock went idle (a server's
+      // shutdown grace, armed once its accept loop has ended): no poke
+      // will come to check for it.
+      this.#check = setTimeout(this.#autojump, 0);
     }
     return seq;
   }

@@ -1,0 +1,102 @@
+// memoryServer(): serve()'s accept loop, cap, timeouts and shutdown over
+// memory connections, on the virtual clock, exactly.
+import assert from "node:assert/strict";
+import { type Connection, delay, run } from "@corio/corio";
+import { memoryServer, VirtualClock } from "@corio/corio/testing";
+
+Deno.test("memoryServer(): at the cap a client waits, as in a backlog, and is served when a place frees", async () => {
+  const clock = new VirtualClock();
+  const { server, connect } = memoryServer(
+    { clock, maxConnections: 2 },
+    function* (conn, info) {
+      yield* conn.send(`${info.id} at ${clock.now()}\n`);
+      yield* delay(50);
+    },
+  );
+  const lines = await run(
+    (function* () {
+      const clients = [connect(), connect(), connect()];
+      const lines = [];
+      for (const client of clients) {
+        lines.push(yield* client.recvLine());
+        client.close();
+      }
+      return lines;
+    })(),
+    { clock },
+  );
+  await server.shutdown({ grace: 100 });
+  assert.deepEqual(lines, ["1 at 0", "2 at 0", "3 at 50"]);
+  assert.equal(server.stats.accepted, 3);
+  assert.equal(server.stats.completed, 3);
+});
+
+Deno.test("memoryServer(): the server's recvTimeout ends a silent client's handler at exactly its time, counted in stats", async () => {
+  const clock = new VirtualClock();
+  const { server, connect } = memoryServer(
+    { clock, recvTimeout: 3000, onError: () => {} },
+    function* (conn) {
+      yield* conn.recv();
+    },
+  );
+  const ended = await run(
+    (function* () {
+      const client = connect();
+      try {
+        yield* client.recv(); // the server's end closes under it
+        return clock.now();
+      } finally {
+        client.close();
+      }
+    })(),
+    { clock },
+  );
+  await server.shutdown();
+  assert.equal(ended, 3000);
+  assert.equal(server.stats.timeouts, 1);
+  assert.equal(server.stats.failed, 1);
+});
+
+Deno.test("memoryServer(): shutdown aborts info.signal at once, cancels the rest at the grace, and refuses later clients", async () => {
+  const clock = new VirtualClock();
+  const log: string[] = [];
+  const { server, connect } = memoryServer({ clock }, function* (conn, info) {
+    if (info.id === 1) {
+      try {
+        yield* conn.recv({ signal: info.signal });
+      } catch {
+        log.push(`1 told to stop at ${clock.now()}`);
+        yield* conn.send("bye\n");
+      }
+      return;
+    }
+    try {
+      yield* conn.recv(); // deaf to the signal
+    } finally {
+      log.push(`2 cancelled at ${clock.now()}`);
+    }
+  });
+  const clients: Connection[] = [];
+  const seen = await run(
+    (function* () {
+      clients.push(connect(), connect());
+      yield* delay(10);
+      const shutdown = server.shutdown({ grace: 1000 });
+      const bye = yield* clients[0].recvLine();
+      const late = connect();
+      clients.push(late);
+      const refused = yield* late.recv();
+      yield* clients[1].recv(); // until the cancel closes it
+      return { bye, refused, closedAt: clock.now(), shutdown };
+    })(),
+    { clock },
+  );
+  await seen.shutdown;
+  for (const client of clients) client.close();
+  assert.equal(seen.bye, "bye");
+  assert.equal(seen.refused, null);
+  assert.equal(seen.closedAt, 1010);
+  assert.deepEqual(log, ["1 told to stop at 10", "2 cancelled at 1010"]);
+  assert.equal(server.stats.cancelled, 1);
+  assert.equal(server.stats.active, 0);
+});
