@@ -33,7 +33,10 @@ export type DispatchStatus =
   | "refused"
   /** The conversation's inbox was full: dropped, `onRefuse` called. */
   | "overflow"
-  /** New key while shutting down, or no handler for new keys. */
+  /**
+   * New key while shutting down, or no handler for new keys: dropped,
+   * `onRefuse` called.
+   */
   | "closed";
 
 /**
@@ -110,8 +113,17 @@ export interface ConversationsOptions<M, K> {
    * @default {64}
    */
   inboxCapacity?: number;
-  /** Told about every refused or overflowing message. */
-  onRefuse?: (message: M, key: K, reason: "refused" | "overflow") => void;
+  /**
+   * Told about every message dropped: a new key at `maxConversations`
+   * (`"refused"`), a full inbox (`"overflow"`), a new key while shutting
+   * down or with no handler (`"closed"`); a server answers there ("busy",
+   * "going away", "no such transaction").
+   */
+  onRefuse?: (
+    message: M,
+    key: K,
+    reason: "refused" | "overflow" | "closed",
+  ) => void;
   /**
    * Receives a conversation's uncaught error (it ends only that one), and
    * the error of a child of a conversation that expired or was shut down,

@@ -206,7 +206,10 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       return "delivered";
     }
     const handler = this.#handler;
-    if (this.#isClosed || handler === undefined) return "closed";
+    if (this.#isClosed || handler === undefined) {
+      this.#onRefuse?.(message, key, "closed");
+      return "closed";
+    }
     if (this.#table.size >= this.#max) {
       this.stats.refused++;
       this.#onRefuse?.(message, key, "refused");

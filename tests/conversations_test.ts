@@ -758,3 +758,26 @@ Deno.test("a conversation's inbox closes as its handler ends: a sender waiting t
   }
   assert.ok(log.some((l) => l.includes("InboxClosedError")), log.join("; "));
 });
+
+Deno.test("dispatch() of a new key while shutting down, or with no handler, tells onRefuse ('closed') so a server can answer", async () => {
+  const refused: string[] = [];
+  const onRefuse = (message: Message, _: string, reason: string) =>
+    void refused.push(`${message.key} ${reason}`);
+  const clock = new VirtualClock();
+  const calls = new Conversations<Message, string>({
+    key,
+    clock,
+    onRefuse,
+    handler: function* () {
+      yield* delay(100);
+    },
+  });
+  calls.dispatch({ key: "a", n: 1 });
+  const stopping = calls.shutdown({ grace: 1000 });
+  assert.equal(calls.dispatch({ key: "b", n: 1 }), "closed");
+  await stopping;
+  const clientSide = new Conversations<Message, string>({ key, onRefuse });
+  assert.equal(clientSide.dispatch({ key: "c", n: 1 }), "closed");
+  await clientSide.shutdown();
+  assert.deepEqual(refused, ["b closed", "c closed"]);
+});

@@ -14,6 +14,7 @@ import {
 import { CompletedTransactions } from "../examples/sip/completed.ts";
 import { type Incoming, resolveTimers } from "../examples/sip/transaction.ts";
 import { uas } from "../examples/sip/uas_call.ts";
+import { startUas } from "../examples/sip_uas.ts";
 import { type CallResult, uacCall } from "../examples/sip/uac_call.ts";
 
 const T1 = 500;
@@ -276,6 +277,19 @@ Deno.test("a request repeated within Timer J gets the exact bytes of its answer,
     replies.map(serializeSipMessage),
     [serializeSipMessage(withBody), serializeSipMessage(plain)],
   );
+});
+
+Deno.test("the completed-transactions table keeps at most maxEntries answers, the oldest going first", () => {
+  const clock = new VirtualClock();
+  const completed = new CompletedTransactions(resolveTimers({ clock }), 3);
+  const byes = [2, 3, 4, 5].map((seq) => request("BYE", seq));
+  for (const bye of byes) {
+    completed.remember(bye, createResponse(bye, 200, "OK"));
+  }
+  assert.equal(completed.size, 3);
+  const repeat = (message: SipMessage) =>
+    completed.absorb({ message, reply: () => {} });
+  assert.deepEqual(byes.map(repeat), [false, true, true, true]);
 });
 
 Deno.test("UAS answers OPTIONS with 200 and an unknown method with 405", async () => {
@@ -776,4 +790,55 @@ Deno.test("resolveTimers() refuses a T1 that is not positive, or a T2 under T1",
     (({ t1, t2, isReliable }) => [t1, t2, isReliable])(resolveTimers()),
     [500, 4000, false],
   );
+});
+
+Deno.test("sip_uas over UDP: shutdown(grace) answers a new INVITE during the grace with 503", async () => {
+  const uas = startUas({ hostname: "127.0.0.1", port: 0 });
+  const socket = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const to = {
+    transport: "udp" as const,
+    hostname: "127.0.0.1",
+    port: uas.addr.port,
+  };
+  const encoder = new TextEncoder();
+  const statusOf = async (callId: string) => {
+    for (;;) {
+      const [data] = await socket.receive();
+      const message = parseSipMessage(data);
+      if (getHeader(message, "Call-ID") === callId) return label(message);
+    }
+  };
+  const sendInvite = (callId: string) => {
+    const wire = new TextDecoder().decode(
+      serializeSipMessage(request("INVITE")),
+    )
+      .replace("Call-ID: call-1", `Call-ID: ${callId}`)
+      .replace(
+        "127.0.0.1:5061",
+        `127.0.0.1:${(socket.addr as Deno.NetAddr).port}`,
+      );
+    return socket.send(encoder.encode(wire), to);
+  };
+  let stopped: Promise<void> | undefined;
+  // No answer within 5 s fails the test instead of hanging it.
+  const guard = setTimeout(() => socket.close(), 5000);
+  try {
+    await sendInvite("c1"); // a call in progress, so the grace has work
+    assert.equal(await statusOf("c1"), "100 1 INVITE");
+    stopped = uas.shutdown(200);
+    await sendInvite("c2");
+    assert.equal(await statusOf("c2"), "503 1 INVITE");
+  } finally {
+    clearTimeout(guard);
+    await (stopped ?? uas.shutdown(0));
+    try {
+      socket.close();
+    } catch {
+      // closed by the guard
+    }
+  }
 });

@@ -47,7 +47,11 @@ interface Answer {
  * The answers a UAS gave to non-INVITE requests within the last 64·T1, by
  * transaction: `remember` each answer, and let `absorb` answer a request
  * that repeats one. Entries expire as the table is used, with no timer of
- * their own (each lives 64·T1, so the oldest is always first to go).
+ * their own (each lives 64·T1, so the oldest is always first to go): after
+ * a burst, an idle server keeps them until its next request. At most
+ * `maxEntries` are kept, the oldest going first: a flood of requests with
+ * fresh branches (about 440 B each) cannot grow it without bound; a
+ * retransmission of one pushed out is answered as new.
  *
  * @example A retransmitted BYE gets the same 200 again
  * ```ts
@@ -72,7 +76,15 @@ interface Answer {
 export class CompletedTransactions {
   readonly #answers = new Map<string, Answer>();
 
-  constructor(readonly timers: ResolvedTimers) {}
+  /**
+   * @param timers T1, the clock, and whether the transport is reliable.
+   * @param maxEntries The most answers kept (200,000: 32 s of 6,000 calls/s,
+   *   each call's BYE and INVITE, about 60 MiB).
+   */
+  constructor(
+    readonly timers: ResolvedTimers,
+    readonly maxEntries = 200_000,
+  ) {}
 
   /**
    * Answers retransmissions of `request` with `response` until Timer J
@@ -103,6 +115,9 @@ export class CompletedTransactions {
     // Deleted first so that it goes to the back: the Map stays in the
     // order its entries expire.
     this.#answers.delete(key);
+    if (this.#answers.size >= this.maxEntries) {
+      this.#answers.delete(this.#answers.keys().next().value!);
+    }
     this.#answers.set(key, { wire, until: now + 64 * this.timers.t1 });
   }
 
@@ -125,6 +140,11 @@ export class CompletedTransactions {
       incoming.reply(parseSipMessage(answer.wire) as SipResponse);
     }
     return true;
+  }
+
+  /** How many answers it keeps now. */
+  get size(): number {
+    return this.#answers.size;
   }
 
   #expire(now: number): void {
