@@ -103,10 +103,10 @@ export class ConnectionClosedError extends Error {
 /**
  * The peer broke the connection (reset, broken pipe) while an operation was
  * using it. The connection is of no more use, though still open until
- * `close()` or its owner's end: every later send throws this again. On
- * Deno 2.9.6 a TCP
- * peer's reset reads as the end of the stream (`recv()` gives `null`): it
- * shows as this error at the next send.
+ * `close()` or its owner's end: every later send throws this again. A
+ * receive throws it too, though on Deno 2.9.6 a TCP peer's reset can also
+ * read as the end of the stream (`recv()` gives `null`, both measured): it
+ * then shows as this error at the next send.
  *
  * A TLS server's connection whose handshake fails (the client does not
  * speak TLS, or rejects the server's certificate) is such a peer gone: its
