@@ -34,7 +34,6 @@ import {
 } from "@corio/corio";
 import {
   badRequestFor,
-  createResponse,
   getHeader,
   parseSipMessage,
   serializeSipMessage,
@@ -43,7 +42,7 @@ import {
 } from "./sip/message.ts";
 import { recvSipMessage, SipFramingError } from "./sip/tcp.ts";
 import type { Incoming } from "./sip/transaction.ts";
-import { uas, type UasOptions } from "./sip/uas_call.ts";
+import { uas, type UasHandler, type UasOptions } from "./sip/uas_call.ts";
 import { parseFlags } from "./_flags.ts";
 import { orExit } from "./_main.ts";
 
@@ -86,18 +85,6 @@ export interface RunningUas {
 
 const callId = (incoming: Incoming) => getHeader(incoming.message, "Call-ID")!;
 
-/** At the call cap or shutting down: 503 to anything that wants an answer. */
-function refuse(incoming: Incoming): void {
-  const message = incoming.message;
-  if (message.kind === "request" && message.method !== "ACK") {
-    incoming.reply(
-      createResponse(message, 503, "Service Unavailable", {
-        headers: [["Retry-After", "5"]],
-      }),
-    );
-  }
-}
-
 /** Starts the UAS over UDP or TCP. */
 export function startUas(options: StartUasOptions = {}): RunningUas {
   const hostname = options.hostname ?? "0.0.0.0";
@@ -109,7 +96,13 @@ export function startUas(options: StartUasOptions = {}): RunningUas {
   const idleTimeout = options.idleTimeout ?? 3_600_000;
   // The handler's Contact needs the bound port, known once listening; no
   // message can arrive before then.
-  let handler: ConversationHandler<Incoming, string>;
+  let handler: UasHandler;
+  // At the call cap or shutting down: the UAS's answer (see its refuse).
+  const refuse = (
+    incoming: Incoming,
+    _: string,
+    reason: "refused" | "overflow" | "closed",
+  ) => handler.refuse(incoming, reason);
   const route: ConversationHandler<Incoming, string> = (inbox, first, key) =>
     handler(inbox, first, key);
 
@@ -274,7 +267,7 @@ async function* readRequests(
     }
     if (message === null) return;
     const incoming = { message, reply };
-    if (conversations.dispatch(incoming) === "closed") refuse(incoming); // shutting down
+    conversations.dispatch(incoming); // shutting down, onRefuse answers
   }
 }
 

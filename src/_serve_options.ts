@@ -423,7 +423,10 @@ export interface ServerStats {
   failed: number;
   /** Handlers that ended with an uncaught `TimeoutError`. */
   timeouts: number;
-  /** Handlers cancelled by shutdown. */
+  /**
+   * Handlers cancelled by shutdown, and a connection admitted at the cap
+   * whose handler the shutdown came before.
+   */
   cancelled: number;
   /** Accept failures survived (EMFILE and kin). */
   acceptErrors: number;

@@ -293,6 +293,10 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
       if (
         this.stats.active >= this.#maxConnections && !await this.#makeRoom()
       ) {
+        // Admitted (`onAccept` said yes, it has an id), and the shutdown
+        // came before a place did: its handler is cancelled before it ran.
+        this.stats.accepted++;
+        this.stats.cancelled++;
         conn.close();
         break;
       }

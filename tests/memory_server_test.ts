@@ -100,3 +100,61 @@ Deno.test("memoryServer(): shutdown aborts info.signal at once, cancels the rest
   assert.equal(server.stats.cancelled, 1);
   assert.equal(server.stats.active, 0);
 });
+
+Deno.test("memoryServer(): a connection's local address is the server's addr, its remote address the client's", async () => {
+  const clock = new VirtualClock();
+  const { server, connect } = memoryServer({ clock }, function* (conn, info) {
+    yield* conn.send(
+      `${info.localAddr.port} ${(info.remoteAddr as Deno.NetAddr).port}\n`,
+    );
+  });
+  const client = connect();
+  const line = await run(
+    (function* () {
+      const line = yield* client.recvLine();
+      client.close();
+      return line!;
+    })(),
+    { clock },
+  );
+  const [local, remote] = line.split(" ").map(Number);
+  await server.shutdown();
+  assert.equal(local, server.addr.port);
+  assert.equal((client.remoteAddr as Deno.NetAddr).port, server.addr.port);
+  assert.equal(remote, (client.localAddr as Deno.NetAddr).port);
+  const another = memoryServer({ clock }, function* () {}).server;
+  assert.notEqual(another.addr.port, server.addr.port);
+  await another.shutdown();
+});
+
+Deno.test("memoryServer(): a client admitted at the cap that shutdown came before reads the end of the stream, and counts as accepted and cancelled", async () => {
+  const clock = new VirtualClock();
+  let admitted = 0;
+  const { server, connect } = memoryServer(
+    {
+      clock,
+      maxConnections: 1,
+      evictAfter: 1000,
+      onAccept: () => void admitted++,
+    },
+    function* (conn) {
+      yield* conn.recv();
+    },
+  );
+  const clients = [connect(), connect(), connect()];
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const stopping = server.shutdown({ grace: 0 });
+  const ends = await run(
+    (function* () {
+      return [yield* clients[1].recv(), yield* clients[2].recv()];
+    })(),
+    { clock },
+  );
+  await stopping;
+  for (const client of clients) client.close();
+  assert.deepEqual(ends, [null, null]);
+  const stats = server.stats;
+  assert.equal(admitted, 2); // the first, and the one held at the cap
+  assert.equal(stats.accepted, 2);
+  assert.equal(stats.cancelled, 2);
+});

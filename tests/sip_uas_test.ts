@@ -842,3 +842,49 @@ Deno.test("sip_uas over UDP: shutdown(grace) answers a new INVITE during the gra
     }
   }
 });
+
+Deno.test("UAS during shutdown's grace: a BYE repeated within Timer J gets its 200 again, a late INVITE copy nothing, a request of a dialog that is gone 481, a new call 503", async () => {
+  const clock = new VirtualClock();
+  const sent: string[] = [];
+  const handler = uas({ t1: T1, t2: T2, clock });
+  const reply = (reply: SipMessage) =>
+    sent.push(`${label(reply)} ${getHeader(reply, "Call-ID")}`);
+  const calls: Conversations<Incoming, string> = new Conversations({
+    key: (incoming) => getHeader(incoming.message, "Call-ID")!,
+    handler,
+    onRefuse: (incoming, _, reason) => handler.refuse(incoming, reason),
+    clock,
+  });
+  const withCallId = (message: SipRequest, callId: string) =>
+    parseSipMessage(
+      new TextDecoder().decode(serializeSipMessage(message)).replace(
+        "Call-ID: call-1",
+        `Call-ID: ${callId}`,
+      ),
+    );
+  const dispatch = (message: SipMessage) => calls.dispatch({ message, reply });
+  dispatch(request("INVITE")); // call-1: it ends at once
+  dispatch(request("ACK"));
+  dispatch(request("BYE", 2));
+  dispatch(withCallId(request("INVITE"), "call-2")); // keeps the grace busy
+  await calls.scheduler.spawn((function* () {
+    yield* delay(100);
+  })()).finished;
+  const stopping = calls.shutdown({ grace: 1000 });
+  sent.length = 0;
+  dispatch(request("BYE", 2)); // its 200 was lost
+  dispatch(request("INVITE")); // a late copy
+  dispatch(request("INFO", 3, "INFO", { toTag: ";tag=gone" }));
+  dispatch(
+    withCallId(
+      request("INVITE", 1, "INVITE", { branch: "z9hG4bK3" }),
+      "call-3",
+    ),
+  );
+  await stopping;
+  assert.deepEqual(sent.filter((line) => !line.endsWith("call-2")), [
+    "200 2 BYE call-1",
+    "481 3 INFO call-1",
+    "503 1 INVITE call-3",
+  ]);
+});

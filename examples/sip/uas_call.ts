@@ -61,12 +61,26 @@ const SDP =
   "t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
 /**
+ * A SIP UAS's conversation handler, and how it answers what no call takes.
+ */
+export interface UasHandler extends ConversationHandler<Incoming, string> {
+  /**
+   * Answers a request that `Conversations` dropped (its `onRefuse`): a
+   * repeat of one answered within Timer J gets that answer again (a late
+   * copy of an ended call's INVITE, none); during shutdown a request in a
+   * dialog that is gone gets 481; anything else that wants an answer, 503.
+   */
+  refuse(
+    incoming: Incoming,
+    reason: "refused" | "overflow" | "closed",
+  ): void;
+}
+
+/**
  * The conversation handler for a SIP UAS, for `Conversations` or
  * `serveDatagram`: the key is the Call-ID, the first message starts it.
  */
-export function uas(
-  options: UasOptions = {},
-): ConversationHandler<Incoming, string> {
+export function uas(options: UasOptions = {}): UasHandler {
   const timers = resolveTimers(options);
   const context: Context = {
     ...timers,
@@ -76,7 +90,30 @@ export function uas(
     ringing: options.ringing ?? true,
     onCallEnd: options.onCallEnd ?? (() => {}),
   };
-  return (inbox, first) => conversation(inbox, first!, context);
+  const handler: ConversationHandler<Incoming, string> = (inbox, first) =>
+    conversation(inbox, first!, context);
+  return Object.assign(handler, {
+    refuse: (incoming: Incoming, reason: string) =>
+      refuse(incoming, reason, context),
+  });
+}
+
+function refuse(incoming: Incoming, reason: string, context: Context): void {
+  const request = incoming.message;
+  if (request.kind !== "request" || request.method === "ACK") return;
+  // While shutting down, a repeat of a request answered before (its 200
+  // lost) gets that answer, not a 503 for a call that ended well.
+  if (context.completed.absorb(incoming)) return;
+  if (reason === "closed" && getTag(getHeader(request, "To")) !== undefined) {
+    return incoming.reply(
+      createResponse(request, 481, "Call/Transaction Does Not Exist"),
+    );
+  }
+  incoming.reply(
+    createResponse(request, 503, "Service Unavailable", {
+      headers: [["Retry-After", "5"]],
+    }),
+  );
 }
 
 async function* conversation(

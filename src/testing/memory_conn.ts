@@ -6,7 +6,7 @@
  */
 
 import { Connection } from "../connection.ts";
-import type { ConnectionOptions } from "../connection_options.ts";
+import type { ConnectionOptions, Transport } from "../connection_options.ts";
 
 /**
  * Options for {@linkcode memoryConnPair}.
@@ -184,7 +184,27 @@ class MemoryTransport {
 export function memoryConnPair(
   options: MemoryConnPairOptions = {},
 ): [Connection, Connection] {
-  const { capacity = 64 * 1024, ...connOptions } = options;
+  const [a, b] = memoryTransports(options, memoryAddr(), memoryAddr());
+  const { capacity: _, ...connOptions } = options;
+  const config = { ...connOptions, isExternal: false };
+  return [new Connection(a, config), new Connection(b, config)];
+}
+
+/** @internal A new address on the memory "network": a port of its own. */
+export function memoryAddr(): Deno.NetAddr {
+  return { transport: "tcp", hostname: "memory", port: nextPort++ };
+}
+
+/**
+ * @internal Two connected transports, at `addrA` and `addrB` (a server's
+ * end is at its listener's address, as over TCP).
+ */
+export function memoryTransports(
+  options: MemoryConnPairOptions,
+  addrA: Deno.NetAddr,
+  addrB: Deno.NetAddr,
+): [Transport, Transport] {
+  const capacity = options.capacity ?? 64 * 1024;
   if (!(capacity >= 1)) {
     throw new RangeError(
       `Cannot create memory connections: capacity must be >= 1, got ${capacity}`,
@@ -192,19 +212,8 @@ export function memoryConnPair(
   }
   const aToB = new Pipe(capacity);
   const bToA = new Pipe(capacity);
-  const addrA: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "memory",
-    port: nextPort++,
-  };
-  const addrB: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "memory",
-    port: nextPort++,
-  };
-  const config = { ...connOptions, isExternal: false };
   return [
-    new Connection(new MemoryTransport(bToA, aToB, addrA, addrB), config),
-    new Connection(new MemoryTransport(aToB, bToA, addrB, addrA), config),
+    new MemoryTransport(bToA, aToB, addrA, addrB),
+    new MemoryTransport(aToB, bToA, addrB, addrA),
   ];
 }

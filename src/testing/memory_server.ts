@@ -5,12 +5,16 @@
  * @module
  */
 
-import type { Connection } from "../connection.ts";
+import { Connection } from "../connection.ts";
 import type { Transport } from "../connection_options.ts";
 import type { Handler, ServeCommonOptions, Server } from "../server.ts";
 import { serveOn } from "../server.ts";
 import type { Listener } from "../_accept.ts";
-import { memoryConnPair, type MemoryConnPairOptions } from "./memory_conn.ts";
+import {
+  memoryAddr,
+  type MemoryConnPairOptions,
+  memoryTransports,
+} from "./memory_conn.ts";
 
 /**
  * A server on in-memory connections, made by {@linkcode memoryServer}.
@@ -41,8 +45,9 @@ export interface MemoryServer {
   readonly server: Server<Deno.NetAddr>;
   /**
    * Connects a client: its end of a new memory connection, at once. The
-   * server accepts the other end when it has a place (`maxConnections`),
-   * as a kernel's backlog holds a TCP client meanwhile. Once the server
+   * server accepts the other end, at the server's `addr`, when it has a
+   * place (`maxConnections`), as a kernel's backlog holds a TCP client
+   * meanwhile. Once the server
    * stops accepting, the client reads the end of the stream. Close it when
    * done, as any connection.
    *
@@ -98,22 +103,24 @@ export function memoryServer(
   const server = serveOn(listener, options, handler) as Server<Deno.NetAddr>;
   return {
     server,
-    connect(connectOptions?: MemoryConnPairOptions): Connection {
-      const [client, serverEnd] = memoryConnPair(connectOptions);
-      // The server makes its own connection on this end's transport.
-      listener.push(serverEnd.transport);
-      return client;
+    connect(connectOptions: MemoryConnPairOptions = {}): Connection {
+      // The server's end is at the server's address, as over TCP; the
+      // server makes its own connection on it.
+      const [client, serverEnd] = memoryTransports(
+        connectOptions,
+        memoryAddr(),
+        listener.addr,
+      );
+      listener.push(serverEnd);
+      const { capacity: _, ...clientOptions } = connectOptions;
+      return new Connection(client, { ...clientOptions, isExternal: false });
     },
   };
 }
 
 /** Connections queued for `accept()`, as a listening socket's backlog. */
 class MemoryListener implements Listener {
-  readonly addr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "memory",
-    port: 0,
-  };
+  readonly addr: Deno.NetAddr = memoryAddr();
   readonly isInMemory = true;
   #queue: Transport[] = [];
   #waiter: {
