@@ -140,8 +140,12 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * At the cap, a connection that has received no complete message (no
    * `recv`, `recvExact` or `recvLine` returned data) for this many ms since
    * it was accepted may be evicted — the oldest first, its handler
-   * cancelled — to admit a waiting client. The defence against slowloris
-   * filling every slot. While it may evict, the server accepts one
+   * cancelled — to admit a waiting client: a defence against clients that
+   * connect and send nothing. It does not see a client that sent a first
+   * line and trickles the rest (an HTTP slowloris), nor a keep-alive
+   * connection idle after its first request: against those, give each
+   * request a deadline (`recvLine({ deadline })` per header line, from one
+   * `deadline` for the whole request). While it may evict, the server accepts one
    * connection beyond the cap and holds it, handler not started, until a
    * slot frees; never more than `maxConnections` handlers run. `Infinity`
    * disables eviction. Server-first protocols whose clients stay silent

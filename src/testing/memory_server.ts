@@ -64,7 +64,9 @@ export interface MemoryServer {
  * shutdown, on the options' `clock` (a `VirtualClock` in tests, where a
  * server's timeouts and grace take no real time). Each `connect()` gives a
  * client a connection to it. The handler's `info` has a `remoteAddr` of
- * hostname `"memory"` and a port of its own per client.
+ * hostname `"memory"` and a port of its own per client. Shut it down at
+ * the end of each test: it holds no socket, so the sanitizers cannot tell
+ * that one was left running.
  *
  * @param options As `serve()`'s, without the address (no hostname, port,
  *   TLS or path).

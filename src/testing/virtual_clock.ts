@@ -5,6 +5,7 @@
  */
 
 import type { Clock } from "../timers.ts";
+import { clearImmediate, setImmediate } from "node:timers";
 
 /**
  * Options for {@linkcode VirtualClock}.
@@ -81,7 +82,7 @@ export class VirtualClock implements Clock {
   #timers = new Map<number, VirtualTimer>();
   #isAutojump: boolean;
   #idlers = new Set<() => boolean>();
-  #check: ReturnType<typeof setTimeout> | undefined = undefined;
+  #check: ReturnType<typeof setImmediate> | undefined = undefined;
   /** Set while a timer armed for a time already reached waits to fire. */
   #due: ReturnType<typeof setTimeout> | undefined = undefined;
 
@@ -110,8 +111,8 @@ export class VirtualClock implements Clock {
    * they were armed. A scheduler's deadlines share one timer, armed (again)
    * whenever its earliest deadline changes: a test's own timer armed after
    * that fires after the scheduler's deadlines at the same time. Clear what
-   * a test arms and no longer needs: an armed timer keeps the clock's host
-   * timer (autojump) pending, which `--sanitize-ops` reports.
+   * a test arms and no longer needs: with autojump, time jumps to a timer
+   * left armed once everything on the clock waits.
    * @param at When it fires.
    * @param callback What it calls.
    * @returns Its handle.
@@ -125,7 +126,7 @@ export class VirtualClock implements Clock {
       // Armed after every scheduler on the clock went idle (a server's
       // shutdown grace, armed once its accept loop has ended): no poke
       // will come to check for it.
-      this.#check = setTimeout(this.#autojump, 0);
+      this.#check = setImmediate(this.#autojump);
     }
     return seq;
   }
@@ -152,7 +153,7 @@ export class VirtualClock implements Clock {
       this.#isAutojump && this.#timers.size > 0 && this.#check === undefined
     ) {
       // A macrotask later, every promise reaction of this turn has run.
-      this.#check = setTimeout(this.#autojump, 0);
+      this.#check = setImmediate(this.#autojump);
     }
   }
 
@@ -248,12 +249,12 @@ export class VirtualClock implements Clock {
     if (next === undefined) return;
     this.#advanceTo(next.at);
     if (this.#timers.size > 0 && this.#check === undefined) {
-      this.#check = setTimeout(this.#autojump, 0);
+      this.#check = setImmediate(this.#autojump);
     }
   };
 
   #cancelCheck(): void {
-    if (this.#check !== undefined) clearTimeout(this.#check);
+    if (this.#check !== undefined) clearImmediate(this.#check);
     this.#check = undefined;
     if (this.#due !== undefined) clearTimeout(this.#due);
     this.#due = undefined;
