@@ -122,6 +122,7 @@ Deno.test("memoryServer(): a connection's local address is the server's addr, it
   assert.equal(local, server.addr.port);
   assert.equal((client.remoteAddr as Deno.NetAddr).port, server.addr.port);
   assert.equal(remote, (client.localAddr as Deno.NetAddr).port);
+  assert.notEqual(client.remoteAddr, server.addr); // a copy each, not shared
   const another = memoryServer({ clock }, function* () {}).server;
   assert.notEqual(another.addr.port, server.addr.port);
   await another.shutdown();

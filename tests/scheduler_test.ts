@@ -646,6 +646,32 @@ Deno.test("VirtualClock jumps to a timer armed after every scheduler on it went 
   assert.equal(await waiting, 100);
 });
 
+Deno.test("VirtualClock: a test that awaits a timer armed for now acts before time jumps", async () => {
+  for (let i = 0; i < 5; i++) {
+    const clock = new VirtualClock();
+    const [a, b] = memoryConnPair();
+    const got = run(
+      (function* () {
+        const line = yield* b.recvLine({ timeout: 100 });
+        return `${line} at ${clock.now()}`;
+      })(),
+      { clock },
+    );
+    for (let j = 0; j < 10; j++) await Promise.resolve(); // it has parked
+    await new Promise<void>((resolve) => clock.setTimer(clock.now(), resolve));
+    const seen = clock.now();
+    await run(
+      (function* () {
+        yield* a.send("x\n");
+      })(),
+      { clock },
+    );
+    assert.deepEqual([seen, await got], [0, "x at 0"]);
+    a.close();
+    b.close();
+  }
+});
+
 Deno.test("VirtualClock holds time still for a scheduler whose only waits are real, while another sleeps", async () => {
   const clock = new VirtualClock();
   const sleeper = run(

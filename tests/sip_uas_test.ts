@@ -888,3 +888,32 @@ Deno.test("UAS during shutdown's grace: a BYE repeated within Timer J gets its 2
     "503 1 INVITE call-3",
   ]);
 });
+
+Deno.test("UAS refuse(): what no running call takes gets 481 when its transaction or dialog is gone (CANCEL, a To tag), 503 for a new call or an overflow, nothing for an ACK", () => {
+  const handler = uas({ t1: T1, t2: T2, clock: new VirtualClock() });
+  const statusOf = (
+    message: SipRequest,
+    reason: "refused" | "overflow" | "closed",
+  ) => {
+    const replies: SipMessage[] = [];
+    handler.refuse({ message, reply: (m) => replies.push(m) }, reason);
+    return replies.map(label).join();
+  };
+  const inDialog = { toTag: ";tag=gone" };
+  assert.equal(statusOf(request("CANCEL"), "closed"), "481 1 CANCEL");
+  assert.equal(
+    statusOf(request("BYE", 2, "BYE", inDialog), "refused"),
+    "481 2 BYE",
+  );
+  assert.equal(
+    statusOf(request("BYE", 2, "BYE", inDialog), "closed"),
+    "481 2 BYE",
+  );
+  assert.equal(statusOf(request("INVITE"), "closed"), "503 1 INVITE");
+  assert.equal(statusOf(request("INVITE"), "refused"), "503 1 INVITE");
+  assert.equal(
+    statusOf(request("BYE", 2, "BYE", inDialog), "overflow"),
+    "503 2 BYE",
+  );
+  assert.equal(statusOf(request("ACK", 1, "ACK", inDialog), "closed"), "");
+});

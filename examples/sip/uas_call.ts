@@ -67,8 +67,9 @@ export interface UasHandler extends ConversationHandler<Incoming, string> {
   /**
    * Answers a request that `Conversations` dropped (its `onRefuse`): a
    * repeat of one answered within Timer J gets that answer again (a late
-   * copy of an ended call's INVITE, none); during shutdown a request in a
-   * dialog that is gone gets 481; anything else that wants an answer, 503.
+   * copy of an ended call's INVITE, none); a CANCEL or a request in a
+   * dialog of no running call (at the cap, or shutting down) gets 481;
+   * anything else that wants an answer, 503.
    */
   refuse(
     incoming: Incoming,
@@ -104,7 +105,13 @@ function refuse(incoming: Incoming, reason: string, context: Context): void {
   // While shutting down, a repeat of a request answered before (its 200
   // lost) gets that answer, not a 503 for a call that ended well.
   if (context.completed.absorb(incoming)) return;
-  if (reason === "closed" && getTag(getHeader(request, "To")) !== undefined) {
+  // A CANCEL or an in-dialog request (a To tag) of no running call: its
+  // transaction or dialog is gone (§9.2, §12.2.2); a retry will not help.
+  if (
+    reason !== "overflow" &&
+    (request.method === "CANCEL" ||
+      getTag(getHeader(request, "To")) !== undefined)
+  ) {
     return incoming.reply(
       createResponse(request, 481, "Call/Transaction Does Not Exist"),
     );

@@ -111,7 +111,7 @@ export function memoryServer(
       const [client, serverEnd] = memoryTransports(
         connectOptions,
         memoryAddr(),
-        listener.addr,
+        { ...listener.addr }, // each connection's own
       );
       listener.push(serverEnd);
       const { capacity: _, ...clientOptions } = connectOptions;
