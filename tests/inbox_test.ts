@@ -293,48 +293,27 @@ Deno.test("Inbox.send() times out with a TimeoutError that names the operation a
 for (const form of ["function*", "async function*"] as const) {
   // The head sender is woken by a receive at its own deadline, a push()
   // takes the place first, and its re-park finds the deadline passed: it
-  // throws TimeoutError from the EXPIRED path, which never calls _leave.
+  // throws TimeoutError from the EXPIRED path, which never calls unpark.
   Deno.test(`Inbox.send(): a sender woken, beaten to the place by a push, and out of time as it waits again leaves the queue (${form})`, async () => {
     const clock = new VirtualClock();
-    const inbox = new Inbox<number>({ capacity: 1 });
-    inbox.push(0);
+    const inbox = new Inbox<string>({ capacity: 1 });
+    inbox.push("full");
     const log: string[] = [];
     await run(
       (function* () {
         // The main coroutine's delay(10) is queued before S's deadline 10.
         const s = yield* spawn(
-          form === "function*"
-            ? (function* () {
-              try {
-                yield* inbox.send(1, { timeout: 10 });
-                log.push(`S sent at ${clock.now()}`);
-              } catch (e) {
-                log.push(`S ${(e as Error).name} at ${clock.now()}`);
-              }
-            })()
-            : (async function* () {
-              try {
-                yield* inbox.send(1, { timeout: 10 });
-                log.push(`S sent at ${clock.now()}`);
-              } catch (e) {
-                log.push(`S ${(e as Error).name} at ${clock.now()}`);
-              }
-            })(),
+          sender(form, clock, inbox, "S", log, { timeout: 10 }),
         );
         yield* delay(10);
         // t=10: take one (wakes S), then a push takes the room before S runs.
         log.push(`took ${yield* inbox.recv({ timeout: 0 })}`);
-        log.push(`push ${inbox.push(2)}`);
+        log.push(`push ${inbox.push("pushed")}`);
         yield* s.join();
         // T comes later and waits; a receive makes room for it.
-        const t = yield* spawn((function* () {
-          try {
-            yield* inbox.send(3, { timeout: 100 });
-            log.push(`T sent at ${clock.now()}`);
-          } catch (e) {
-            log.push(`T ${(e as Error).name} at ${clock.now()}`);
-          }
-        })());
+        const t = yield* spawn(
+          sender("function*", clock, inbox, "T", log, { timeout: 100 }),
+        );
         yield* delay(5);
         log.push(`took ${yield* inbox.recv({ timeout: 0 })}`);
         yield* t.join();

@@ -61,7 +61,7 @@ import {
   VirtualClock,
 } from "@corio/corio/testing";
 import { serveOn } from "../src/server.ts";
-import { MemoryListener } from "./_memory_listener.ts";
+import { MemoryListener } from "../src/testing/memory_server.ts";
 
 const RUNS = 200;
 

@@ -185,17 +185,21 @@ Deno.test("UAS ignores a duplicate ACK and answers a retransmitted BYE with the 
   ]);
 });
 
+/** A caller that ACKs the UAS's first 200 and hangs up at once. */
+function ackAndByeAtTheOk(
+  message: SipMessage,
+  _: number,
+  dispatch: (m: SipMessage) => void,
+): void {
+  if (label(message) !== "200 1 INVITE") return;
+  queueMicrotask(() => {
+    dispatch(request("ACK"));
+    dispatch(request("BYE", 2));
+  });
+}
+
 Deno.test("UAS ends a call's coroutine once it answers the BYE; a BYE repeated within Timer J gets the same 200, after it a 481", async () => {
-  const { calls, sent, dispatch, clock } = uasHarness(
-    (message, _, dispatch) => {
-      if (label(message) === "200 1 INVITE") {
-        queueMicrotask(() => {
-          dispatch(request("ACK"));
-          dispatch(request("BYE", 2));
-        });
-      }
-    },
-  );
+  const { calls, sent, dispatch, clock } = uasHarness(ackAndByeAtTheOk);
   dispatch(request("INVITE"));
   let activeAfterBye = -1;
   await calls.scheduler.spawn((function* () {
@@ -223,16 +227,7 @@ Deno.test("UAS ends a call's coroutine once it answers the BYE; a BYE repeated w
 });
 
 Deno.test("UAS absorbs a late copy of a call's INVITE after the call ended (RFC 6026): no answer and no second call, for 64·T1", async () => {
-  const { calls, sent, dispatch, ended } = uasHarness(
-    (message, _, dispatch) => {
-      if (label(message) === "200 1 INVITE") {
-        queueMicrotask(() => {
-          dispatch(request("ACK"));
-          dispatch(request("BYE", 2));
-        });
-      }
-    },
-  );
+  const { calls, sent, dispatch, ended } = uasHarness(ackAndByeAtTheOk);
   dispatch(request("INVITE"));
   await calls.scheduler.spawn((function* () {
     yield* delay(1000);

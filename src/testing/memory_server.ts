@@ -120,28 +120,36 @@ export function memoryServer(
   };
 }
 
-/** Connections queued for `accept()`, as a listening socket's backlog. */
-class MemoryListener implements Listener {
+/**
+ * @internal Connections queued for `accept()`, as a listening socket's
+ * backlog (the server property tests feed one through `serveOn`).
+ */
+export class MemoryListener implements Listener {
   readonly addr: Deno.NetAddr = memoryAddr();
   readonly isInMemory = true;
-  #queue: Transport[] = [];
+  #queue: [Transport, () => void][] = [];
   #waiter: {
     resolve(transport: Transport): void;
     reject(error: unknown): void;
   } | null = null;
   #isClosed = false;
 
-  push(transport: Transport): void {
+  /** Queues a connection; `onAccept` is told when `accept()` takes it. */
+  push(transport: Transport, onAccept: () => void = () => {}): void {
     if (this.#isClosed) return transport.close(); // refused
     const waiter = this.#waiter;
     this.#waiter = null;
-    if (waiter === null) this.#queue.push(transport);
-    else waiter.resolve(transport);
+    if (waiter === null) return void this.#queue.push([transport, onAccept]);
+    onAccept();
+    waiter.resolve(transport);
   }
 
   accept(): Promise<Transport> {
     const next = this.#queue.shift();
-    if (next !== undefined) return Promise.resolve(next);
+    if (next !== undefined) {
+      next[1]();
+      return Promise.resolve(next[0]);
+    }
     if (this.#isClosed) {
       return Promise.reject(new Deno.errors.BadResource("listener closed"));
     }
@@ -154,6 +162,6 @@ class MemoryListener implements Listener {
     this.#isClosed = true;
     this.#waiter?.reject(new Deno.errors.BadResource("listener closed"));
     this.#waiter = null;
-    for (const transport of this.#queue.splice(0)) transport.close();
+    for (const [transport] of this.#queue.splice(0)) transport.close();
   }
 }

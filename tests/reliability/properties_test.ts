@@ -4,7 +4,7 @@ import { runs } from "../_property.ts";
 import { type Connection, IncompleteReadError, run, spawn } from "@corio/corio";
 import { memoryConnPair, VirtualClock } from "@corio/corio/testing";
 import { serveOn } from "../../src/server.ts";
-import { MemoryListener } from "../_memory_listener.ts";
+import { MemoryListener } from "../../src/testing/memory_server.ts";
 
 const decoder = new TextDecoder();
 const RUNS = Number(Deno.env.get("R9_RUNS") ?? 10_000);
