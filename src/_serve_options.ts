@@ -137,19 +137,21 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    */
   maxLineLength?: number;
   /**
-   * At the cap, a connection that has received no complete message (no
-   * `recv`, `recvExact` or `recvLine` returned data) for this many ms since
-   * it was accepted may be evicted — the oldest first, its handler
-   * cancelled — to admit a waiting client: a defence against clients that
-   * connect and send nothing. It does not see a client that sent a first
-   * line and trickles the rest (an HTTP slowloris), nor a keep-alive
-   * connection idle after its first request: against those, give each
-   * request a deadline (`recvLine({ deadline })` per header line, from one
-   * `deadline` for the whole request). While it may evict, the server accepts one
-   * connection beyond the cap and holds it, handler not started, until a
-   * slot frees; never more than `maxConnections` handlers run. `Infinity`
-   * disables eviction. Server-first protocols whose clients stay silent
-   * for long (a push feed) should raise or disable it.
+   * At the cap, a connection idle for this many ms may be evicted — the
+   * longest idle first, its handler cancelled — to admit a waiting client:
+   * a defence against clients that connect and send nothing. Idle means no
+   * `recv`, `recvExact` or `recvLine` has returned data since it was
+   * accepted, or since its handler called `conn.markIdle()`: a keep-alive
+   * protocol (HTTP/1.1) calls it after each response, so that a connection
+   * idle between requests can be displaced too. Eviction does not see a
+   * client that sent a first line and trickles the rest (an HTTP
+   * slowloris): against that, give each request a deadline
+   * (`recvLine({ deadline })` per header line, from one `deadline` for the
+   * whole request). While it may evict, the server accepts one connection
+   * beyond the cap and holds it, handler not started, until a slot frees;
+   * never more than `maxConnections` handlers run. `Infinity` disables
+   * eviction. Server-first protocols whose clients stay silent for long (a
+   * push feed) should raise or disable it.
    * @default {10000}
    */
   evictAfter?: number;

@@ -4,12 +4,12 @@
 // connection) and are the scheduler's settle listener for their handler (no
 // closure per connection): an idle connection costs what it must.
 
-import type { Connection } from "./connection.ts";
+import type { Connection, ServerSlot } from "./connection.ts";
 import type { Coroutine } from "./scheduler.ts";
 import type { ConnectionInfo } from "./_serve_options.ts";
 
 /** One running handler and what the server knows of it. */
-export class Slot {
+export class Slot implements ServerSlot {
   /** The handler's coroutine: cancelled on eviction and at shutdown. */
   task: Coroutine | null = null;
   isEvicted = false;
@@ -23,12 +23,13 @@ export class Slot {
     readonly slots: Slots,
     readonly info: ConnectionInfo,
     /**
-     * When it was admitted, on the scheduler's clock, rounded up to a whole
-     * ms: a small integer is kept in the field itself, a fraction in a
-     * 16-byte box of its own (`deno task heap`). Rounded up, it can only
-     * make an eviction wait up to 1 ms longer, never happen early.
+     * When it was admitted, or last marked idle (`Connection.markIdle`), on
+     * the scheduler's clock, rounded up to a whole ms: a small integer is
+     * kept in the field itself, a fraction in a 16-byte box of its own
+     * (`deno task heap`). Rounded up, it can only make an eviction wait up
+     * to 1 ms longer, never happen early.
      */
-    readonly since: number,
+    public since: number,
     readonly connection: Connection,
   ) {}
 
@@ -46,15 +47,21 @@ export class Slot {
   onChildError(error: unknown): void {
     this.slots.onChildError(this, error);
   }
+
+  /** Its connection was marked idle after it had received. */
+  onMarkedIdle(): void {
+    this.slots.onMarkedIdle(this);
+  }
 }
 
 export class Slots {
   #head: Slot | null = null;
   #tail: Slot | null = null;
   #size = 0;
-  // Slots that may still be unproductive, oldest first. Those found
+  // Slots that may still be idle, longest idle first. Those found
   // productive or evicted leave when the search meets them, each once, so a
-  // victim is found in amortised O(1); those that end leave at once.
+  // victim is found in amortised O(1); those that end leave at once, and
+  // those marked idle again go to the end.
   #candidates: Slot | null = null;
   #lastCandidate: Slot | null = null;
   #perPeer = new Map<string, number>();
@@ -64,6 +71,8 @@ export class Slots {
     readonly onEnded: (slot: Slot, isOk: boolean, result: unknown) => void,
     /** Told of an error of the handler's child nobody else will see. */
     readonly onChildError: (slot: Slot, error: unknown) => void,
+    /** Told when a handler marked its connection idle (see `requeue`). */
+    readonly onMarkedIdle: (slot: Slot) => void,
   ) {}
 
   get size(): number {
@@ -75,10 +84,7 @@ export class Slots {
     if (this.#tail !== null) this.#tail.next = slot;
     else this.#head = slot;
     this.#tail = slot;
-    slot.prevCandidate = this.#lastCandidate;
-    if (this.#lastCandidate !== null) this.#lastCandidate.nextCandidate = slot;
-    else this.#candidates = slot;
-    this.#lastCandidate = slot;
+    this.#appendCandidate(slot);
     this.#size++;
     const peer = slot.peer;
     this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
@@ -99,15 +105,34 @@ export class Slots {
     else this.#perPeer.set(peer, count);
   }
 
+  /**
+   * Makes a running slot whose connection was marked idle a candidate
+   * again, idle since `since` (no earlier than any other's): the newest of
+   * them. True when it is the only one, which a wait for the oldest
+   * candidate did not see.
+   */
+  requeue(slot: Slot, since: number): boolean {
+    if (slot.isEvicted || (slot.prev === null && this.#head !== slot)) {
+      return false;
+    }
+    this.#dropCandidate(slot);
+    slot.since = since;
+    this.#appendCandidate(slot);
+    return this.#candidates === slot;
+  }
+
   /** Running handlers whose peer is `peer`. */
   countOf(peer: string): number {
     return this.#perPeer.get(peer) ?? 0;
   }
 
-  /** The oldest slot whose connection has received nothing yet. */
-  oldestUnproductive(): Slot | undefined {
+  /**
+   * The slot whose connection has been idle longest: it has received
+   * nothing since it was accepted, or since it was marked idle.
+   */
+  oldestIdle(): Slot | undefined {
     for (let slot = this.#candidates; slot !== null; slot = this.#candidates) {
-      if (!slot.isEvicted && !slot.connection.hasReceived) return slot;
+      if (!slot.isEvicted && slot.connection.isIdle) return slot;
       this.#dropCandidate(slot);
     }
     return undefined;
@@ -125,6 +150,13 @@ export class Slots {
       slots.push(slot);
     }
     return slots;
+  }
+
+  #appendCandidate(slot: Slot): void {
+    slot.prevCandidate = this.#lastCandidate;
+    if (this.#lastCandidate !== null) this.#lastCandidate.nextCandidate = slot;
+    else this.#candidates = slot;
+    this.#lastCandidate = slot;
   }
 
   #dropCandidate(slot: Slot): void {

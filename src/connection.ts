@@ -48,6 +48,13 @@ const EOF = 8;
 const RECEIVED = 16;
 const CLOSED = 32;
 const WRITE_CLOSED = 64;
+const MARKED_IDLE = 128;
+
+/** @internal What a server keeps of a connection it accepted. */
+export interface ServerSlot {
+  /** The handler called `markIdle()` on a connection that had received. */
+  onMarkedIdle(): void;
+}
 
 /**
  * One connection, as its coroutine sees it. Operations are used with
@@ -116,6 +123,8 @@ export class Connection {
   #settled: Promise<void> | null = null;
   #resolveSettled: (() => void) | null = null;
   #peer: string | null = null;
+  /** @internal The server's slot, for a connection a server accepted. */
+  slot: ServerSlot | null = null;
 
   /**
    * Wraps a transport. `serve`, `connect` and `memoryConnPair` do this for
@@ -215,15 +224,56 @@ export class Connection {
     this.#flags = withBit(this.#flags, EOF, value);
   }
 
-  /**
-   * @internal True once a recv, recvExact or recvLine returned data: the
-   * server's eviction at the cap spares connections that completed a message.
-   */
+  /** @internal True once a recv, recvExact or recvLine returned data. */
   get hasReceived(): boolean {
     return (this.#flags & RECEIVED) !== 0;
   }
-  set hasReceived(value: boolean) {
-    this.#flags = withBit(this.#flags, RECEIVED, value);
+
+  /** @internal A receive returned data: it is not idle (see `markIdle`). */
+  received(): void {
+    this.#flags = (this.#flags | RECEIVED) & ~MARKED_IDLE;
+  }
+
+  /**
+   * @internal True while the server may evict it at the cap: nothing
+   * received since it was accepted, or since `markIdle()`.
+   */
+  get isIdle(): boolean {
+    return (this.#flags & (RECEIVED | MARKED_IDLE)) !== RECEIVED;
+  }
+
+  /**
+   * Tells the server this connection is between requests, as an HTTP/1.1
+   * keep-alive connection is once its response is sent: from now until a
+   * receive returns data, it counts as idle, as a connection that has sent
+   * nothing since it was accepted does. At the cap, a connection idle for
+   * `evictAfter` ms may be evicted (its handler cancelled) to admit a
+   * waiting client, the longest idle first (see `ServeOptions.evictAfter`).
+   * Called again before data arrives, it changes nothing: the connection
+   * stays idle since the first call. On a connection no server accepted
+   * (`connect`, a pool's), it does nothing.
+   *
+   * @example A keep-alive handler that a new client may displace between requests
+   * ```ts
+   * import { serve } from "@corio/corio";
+   *
+   * const server = serve(
+   *   { port: 0, maxConnections: 100, evictAfter: 5_000 },
+   *   async function* (conn) {
+   *     for (let line; (line = yield* conn.recvLine({ timeout: 60_000 })) !== null;) {
+   *       yield* conn.send(`${line.toUpperCase()}\n`);
+   *       conn.markIdle(); // evictable until the next line arrives
+   *     }
+   *   },
+   * );
+   * await server.shutdown();
+   * ```
+   */
+  markIdle(): void {
+    const flags = this.#flags;
+    if ((flags & (RECEIVED | MARKED_IDLE)) !== RECEIVED) return;
+    this.#flags = flags | MARKED_IDLE;
+    this.slot?.onMarkedIdle();
   }
 
   /**

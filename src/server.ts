@@ -168,6 +168,11 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
         this.#report(error, slot.info);
       }
     },
+    (slot) => {
+      const since = Math.ceil(this.#scheduler.now());
+      // A wait for the oldest idle connection saw none: this one is it.
+      if (this.#slots.requeue(slot, since)) this.#wake?.();
+    },
   );
   #nextId = 1;
   #isStopping = false;
@@ -335,13 +340,13 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
   }
 
   /**
-   * At the cap, with a connection accepted and waiting: evicts the oldest
-   * connection that has received nothing for `evictAfter` ms, if any, and
-   * waits for a slot. False if the server stopped meanwhile.
+   * At the cap, with a connection accepted and waiting: evicts the
+   * connection idle longest, if for `evictAfter` ms (it has received
+   * nothing since it was accepted or marked idle), and waits for a slot. False if the server stopped meanwhile.
    */
   async #makeRoom(): Promise<boolean> {
     while (this.stats.active >= this.#maxConnections && !this.#isStopping) {
-      const victim = this.#slots.oldestUnproductive();
+      const victim = this.#slots.oldestIdle();
       const eligibleAt = victim ? victim.since + this.#evictAfter : Infinity;
       if (victim && eligibleAt <= this.#scheduler.now()) {
         victim.isEvicted = true;
@@ -372,6 +377,7 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
       Math.ceil(this.#scheduler.now()),
       connection,
     );
+    if (this.#evictAfter !== Infinity) connection.slot = slot;
     stats.active++;
     this.#slots.add(slot);
     if (this.#compactor === undefined) {

@@ -188,7 +188,7 @@ const scenarioOf: fc.Arbitrary<Scenario> = fc.record({
 // ---- the log
 
 interface OpRecord {
-  kind: "recv" | "send" | "delay" | "join";
+  kind: "recv" | "send" | "delay" | "join" | "idle";
   by: Actor;
   seq: number;
   begin: number;
@@ -328,6 +328,11 @@ function* echoSync(conn: Connection, me: Actor) {
     const text = me.served.text(`echo ${line}`);
     me.begin("send", text);
     me.ok(yield* conn.send(text));
+    if (line === "a") {
+      // Between requests, as a keep-alive server is: evictable again.
+      me.begin("idle");
+      me.ok(conn.markIdle());
+    }
   }
 }
 
@@ -390,6 +395,11 @@ async function* echoAsync(conn: Connection, me: Actor) {
     const text = me.served.text(`echo ${line}`);
     me.begin("send", text);
     me.ok(yield* conn.send(text));
+    if (line === "a") {
+      // Between requests, as a keep-alive server is: evictable again.
+      me.begin("idle");
+      me.ok(conn.markIdle());
+    }
   }
 }
 
@@ -922,14 +932,25 @@ async function runScenario(sc: Scenario, tally: Record<string, number>) {
         undelivered.filter((e) => !(e instanceof ConnectionClosedError)),
         `${what}: cancelled, reported`,
       );
+      // Idle since its start, or since its handler's last markIdle().
+      const marks = x.ops.filter((op) =>
+        op.kind === "idle" && op.end! <= h.finallyAt
+      );
+      const lastMark = marks.at(-1);
       const hasReceived = x.ops.some((op) =>
         op.kind === "recv" && typeof op.value === "string" &&
-        op.end! < h.finallyAt
+        op.end! < h.finallyAt &&
+        (lastMark === undefined || op.seq > lastMark.seq)
       );
       const isEvictable = !hasReceived && sc.evictAfter !== Infinity;
       if (isEvictable) mayEvict++;
       if (h.finallyAt !== world.graceEnd) {
         assert.ok(isEvictable, `${what} cancelled off the grace deadline`);
+        const idleSince = lastMark?.end ?? h.startAt;
+        assert.ok(
+          h.finallyAt >= idleSince + sc.evictAfter,
+          `${what} evicted at ${h.finallyAt}, idle since ${idleSince}`,
+        );
         mustEvict++;
       }
     }
