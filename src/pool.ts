@@ -136,7 +136,14 @@ export class Lease implements Disposable {
  *   (most recently used first), else a new one if fewer than `max` are
  *   open, else it waits. Waiters are served first come, first served.
  * - Idle connections are closed after `idleTimeout`, or as soon as the
- *   server closes them; a dead one is never handed out.
+ *   server closes them. None is lent that the pool knows to be dead: one
+ *   given back a moment ago is lent again only once a read has looked at
+ *   what the kernel holds for it, so that a server that hangs up right
+ *   after its reply (one that answers once and closes) is seen, the
+ *   connection closed and a new one dialled. A server may still close a
+ *   connection at any later moment (an idle timeout of its own), and the
+ *   borrower find it dead at its first receive (`null`, or
+ *   `ConnectionResetError`): retry a request that is safe to repeat.
  * - `close()` (or `await using`) closes idle connections, fails waiters
  *   with `PoolClosedError`, and closes lent ones when they come back.
  *

@@ -522,6 +522,15 @@ class World {
         }
         break;
       }
+      case "handed":
+      case "taken":
+        // Given back a moment ago, it is looked at again, a turn later, by
+        // whoever takes it: one whose server hung up is closed, and its
+        // taker dials instead.
+        if (p.deadAt === undefined || p.deadAt > now) {
+          this.violate(`conn ${p.index} closed while ${p.state}, alive`);
+        }
+        break;
       case "returning":
       case "abandoned":
         break;

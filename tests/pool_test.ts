@@ -443,6 +443,84 @@ Deno.test("Pool hands a returned connection straight to the first waiter", async
   await server.close();
 });
 
+/** Answers one line, then hangs up: as a server that closes after each reply. */
+async function* answerOnce(conn: Connection) {
+  const line = yield* conn.recvLine();
+  yield* conn.send(`${line}\n`);
+}
+
+Deno.test("Pool does not hand a waiter a connection its server closed right after the last reply: the waiter gets a new one", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, answerOnce);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const replies = await run(
+    (async function* () {
+      const first = yield* pool.acquire();
+      const waiter = yield* spawn((async function* () {
+        using lease = yield* pool.acquire();
+        return yield* roundTrip(lease, "second");
+      })());
+      const reply = yield* roundTrip(first, "first");
+      first.release(); // the server has hung up: its end is on its way
+      return [reply, yield* waiter.join(), clock.now()];
+    })(),
+    { clock },
+  );
+  assert.deepEqual(replies, ["first", "second", 0]);
+  assert.deepEqual([pool.stats.created, pool.stats.discarded], [2, 1]);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool does not lend again at once a connection its server closed right after the last reply", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, answerOnce);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const replies = await run(
+    (async function* () {
+      const replies = [];
+      for (const text of ["first", "second", "third"]) {
+        using lease = yield* pool.acquire(); // at once after the release
+        replies.push(yield* roundTrip(lease, text));
+      }
+      return replies;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(replies, ["first", "second", "third"]);
+  assert.deepEqual([pool.stats.created, pool.stats.discarded], [3, 2]);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("Pool over TCP: a waiter is not handed a connection the server closed right after its reply", async () => {
+  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+    const line = yield* conn.recvLine({ timeout: 5000 });
+    yield* conn.send(`${line}\n`);
+  });
+  await using pool = new Pool({
+    connect: { port: server.addr.port, timeout: 5000 },
+    max: 1,
+  });
+  const replies = await run((async function* () {
+    const tasks = [];
+    for (let i = 0; i < 5; i++) {
+      tasks.push(
+        yield* spawn((async function* () {
+          using lease = yield* pool.acquire({ timeout: 5000 });
+          yield* lease.conn.send(`request ${i}\n`);
+          return yield* lease.conn.recvLine({ timeout: 5000 });
+        })()),
+      );
+    }
+    const replies = [];
+    for (const task of tasks) replies.push(yield* task.join());
+    return replies;
+  })());
+  assert.deepEqual(replies, [0, 1, 2, 3, 4].map((i) => `request ${i}`));
+  assert.equal(pool.stats.created, 5);
+});
+
 Deno.test("Pool discards a connection that saw end of stream or an error", async () => {
   const clock = new VirtualClock();
   const server = memoryServer(clock, async function* (conn) {
