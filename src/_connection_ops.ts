@@ -48,7 +48,7 @@ abstract class ReadOp<T> extends Op<T> {
     // (after a LineTooLongError, the start of the line over the limit).
     if (conn.isClosed) {
       this.release();
-      throw new ConnectionClosedError(this.op, this.where);
+      throw conn.closedError(this.op, this.where);
     }
     let result: T | typeof PENDING;
     try {
@@ -59,7 +59,7 @@ abstract class ReadOp<T> extends Op<T> {
     }
     if (result !== PENDING) {
       this.release();
-      if (result !== null) conn.received();
+      if (result !== null) conn.markActive(); // not idle (see markIdle)
     }
     return result;
   }
@@ -266,7 +266,7 @@ export class SendOp extends Op<void> {
     }
     if (conn.isClosed) {
       this.#release();
-      throw new ConnectionClosedError(this.op, this.where);
+      throw conn.closedError(this.op, this.where);
     }
     if (conn.writeError !== null) {
       this.#release();
@@ -406,11 +406,16 @@ export class SendOp extends Op<void> {
   timedOut(): void {
     // Once bytes may be on their way, how many reached the peer is unknown:
     // close. A send that timed out still queued wrote nothing: keep it open.
+    const error = new TimeoutError(
+      this.op,
+      this.effect.timeoutThatFired,
+      this.where,
+    );
     if (this.#isWriting || this.#offset > 0 || this.#finState !== 0) {
-      this.conn.close();
+      this.conn.closeFor(error);
     }
     this.#release();
-    throw new TimeoutError(this.op, this.effect.timeoutThatFired, this.where);
+    throw error;
   }
 }
 

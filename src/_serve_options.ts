@@ -143,15 +143,16 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * `recv`, `recvExact` or `recvLine` has returned data since it was
    * accepted, or since its handler called `conn.markIdle()`: a keep-alive
    * protocol (HTTP/1.1) calls it after each response, so that a connection
-   * idle between requests can be displaced too. Eviction does not see a
-   * client that sent a first line and trickles the rest (an HTTP
-   * slowloris): against that, give each request a deadline
-   * (`recvLine({ deadline })` per header line, from one `deadline` for the
-   * whole request). While it may evict, the server accepts one connection
-   * beyond the cap and holds it, handler not started, until a slot frees;
-   * never more than `maxConnections` handlers run. `Infinity` disables
-   * eviction. Server-first protocols whose clients stay silent for long (a
-   * push feed) should raise or disable it.
+   * idle between requests can be displaced too. A server whose clients
+   * send nothing while it streams to them (a relay, a push feed) calls
+   * `conn.markActive()`, or raises or disables this: else they count as
+   * idle. Eviction does not see a client that sent a first line and
+   * trickles the rest (an HTTP slowloris): against that, give each request
+   * a deadline (`recvLine({ deadline })` per header line, from one
+   * `deadline` for the whole request). While it may evict, the server
+   * accepts one connection beyond the cap and holds it, handler not
+   * started, until a slot frees; never more than `maxConnections` handlers
+   * run. `Infinity` disables eviction.
    * @default {10000}
    */
   evictAfter?: number;
@@ -168,7 +169,7 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * Not the `ConnectionClosedError` of the server's own close, which a
    * cancelled handler (a goodbye sent in its `finally`) or its child may
    * meet: such a handler counts as cancelled or evicted.
-   * @default {console.error, except for TimeoutError, ConnectionResetError and IncompleteReadError (a peer that hung up mid-message), which are only counted}
+   * @default {console.error, except for TimeoutError (and the ConnectionClosedError of a connection a send timeout closed), ConnectionResetError, IncompleteReadError (a peer that hung up mid-message) and LineTooLongError (a peer's line over maxLineLength), which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo<Addr>) => void;
   /** Aborting it shuts the server down with `shutdownGrace`. */
@@ -427,7 +428,10 @@ export interface ServerStats {
   completed: number;
   /** Handlers that threw (timeouts included). */
   failed: number;
-  /** Handlers that ended with an uncaught `TimeoutError`. */
+  /**
+   * Handlers that ended with an uncaught `TimeoutError`, or with the
+   * `ConnectionClosedError` of a connection a send's timeout closed.
+   */
   timeouts: number;
   /**
    * Handlers cancelled by shutdown, and a connection admitted at the cap

@@ -50,6 +50,11 @@ const CLOSED = 32;
 const WRITE_CLOSED = 64;
 const MARKED_IDLE = 128;
 
+// Why corio closed a connection itself, when a send's timeout did: the
+// cause a later operation's ConnectionClosedError gives. Rare, so kept
+// apart, not in a field of every connection.
+const closeCauses = new WeakMap<Connection, Error>();
+
 /** @internal What a server keeps of a connection it accepted. */
 export interface ServerSlot {
   /** The handler called `markIdle()` on a connection that had received. */
@@ -229,11 +234,6 @@ export class Connection {
     return (this.#flags & RECEIVED) !== 0;
   }
 
-  /** @internal A receive returned data: it is not idle (see `markIdle`). */
-  received(): void {
-    this.#flags = (this.#flags | RECEIVED) & ~MARKED_IDLE;
-  }
-
   /**
    * @internal True while the server may evict it at the cap: nothing
    * received since it was accepted, or since `markIdle()`.
@@ -274,6 +274,30 @@ export class Connection {
     if ((flags & (RECEIVED | MARKED_IDLE)) !== RECEIVED) return;
     this.#flags = flags | MARKED_IDLE;
     this.slot?.onMarkedIdle();
+  }
+
+  /**
+   * Tells the server this connection is busy though it may receive nothing
+   * (a relay streaming to it what it receives on another connection, a
+   * push feed): it is not idle, so never evicted at the cap, until
+   * `markIdle()`. A receive that returns data does the same.
+   *
+   * @example A relay whose client may send nothing, kept from eviction
+   * ```ts
+   * import { connect, serve } from "@corio/corio";
+   *
+   * const server = serve({ port: 0, maxConnections: 100 }, async function* (conn) {
+   *   conn.markActive(); // its traffic comes from upstream
+   *   const upstream = yield* connect({ port: 9000, timeout: 1000 });
+   *   for (let chunk; (chunk = yield* upstream.recv()) !== null;) {
+   *     yield* conn.send(chunk);
+   *   }
+   * });
+   * await server.shutdown();
+   * ```
+   */
+  markActive(): void {
+    this.#flags = (this.#flags | RECEIVED) & ~MARKED_IDLE;
   }
 
   /**
@@ -543,7 +567,15 @@ export class Connection {
     if (this.hasPendingRead || this.isEof || this.readError !== null) return;
     if (this.isClosed) return;
     let buf = this.buf;
-    if (this.start === this.end) this.start = this.end = 0;
+    if (this.start === this.end) {
+      this.start = this.end = 0;
+      // Grown past what reads need, for one large message (`recvExact`):
+      // let it go once it is empty, so that a connection holds its read
+      // size, not its largest message (twice over) for as long as it lives.
+      if (buf.length > GROWN_RESERVE && room <= this.readSize) {
+        this.buf = buf = new Uint8Array(this.readSize);
+      }
+    }
     const want = room > this.readSize ? room : this.readSize;
     if (buf.length - this.end < want) {
       const buffered = this.end - this.start;
@@ -629,9 +661,26 @@ export class Connection {
     }
   }
 
+  /**
+   * @internal Closes it because of `cause` (a send's `TimeoutError`): the
+   * `ConnectionClosedError` of every later operation names it.
+   */
+  closeFor(cause: Error): void {
+    if (!this.isClosed) closeCauses.set(this, cause);
+    this.close();
+  }
+
+  /** @internal The error of an operation `op` that finds it closed. */
+  closedError(op: string, where: string): ConnectionClosedError {
+    const cause = closeCauses.get(this);
+    return cause === undefined
+      ? new ConnectionClosedError(op, where)
+      : new ConnectionClosedError(op, where, { cause });
+  }
+
   /** @internal The typed error for a runtime I/O error in `op`. */
   ioError(op: string, error: unknown, where: string): Error {
-    if (this.isClosed) return new ConnectionClosedError(op, where);
+    if (this.isClosed) return this.closedError(op, where);
     if (
       error instanceof Deno.errors.BadResource ||
       error instanceof Deno.errors.Interrupted

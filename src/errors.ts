@@ -65,6 +65,9 @@ export class TimeoutError extends Error {
 /**
  * The connection was closed on this side (by `close()`, a send timeout, the
  * coroutine that owned it ending, or a server shutdown) and cannot be used.
+ * When a send's timeout closed it, every later operation's error has that
+ * `TimeoutError` as its `cause`: a coroutine receiving while another one's
+ * send timed out learns why (and `serve` counts its handler as timed out).
  *
  * @example
  * ```ts
@@ -92,9 +95,16 @@ export class ConnectionClosedError extends Error {
    *
    * @param op The operation that was attempted.
    * @param where The address, e.g. `"to 127.0.0.1:4000"`.
+   * @param options `cause`: what made corio close it (a send's timeout).
    */
-  constructor(op: string, where = "") {
-    super(`Cannot ${op}${where ? " " + where : ""}: the connection is closed`);
+  constructor(op: string, where = "", options?: ErrorOptions) {
+    const cause = options?.cause;
+    super(
+      `Cannot ${op}${where ? " " + where : ""}: the connection is closed${
+        cause instanceof Error ? ` (after ${cause.name}: ${cause.message})` : ""
+      }`,
+      options,
+    );
     this.name = "ConnectionClosedError";
     this.op = op;
   }

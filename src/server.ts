@@ -21,6 +21,7 @@ import {
   ConnectionClosedError,
   ConnectionResetError,
   IncompleteReadError,
+  LineTooLongError,
   TimeoutError,
 } from "./errors.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -96,11 +97,22 @@ function isServersClose(slot: Slot, error: unknown): boolean {
     slot.task !== null && slot.task.isCancelled;
 }
 
+/**
+ * A `TimeoutError`, or the `ConnectionClosedError` of a connection a send
+ * timeout closed (met by another coroutine of the handler's first).
+ */
+function isTimeout(error: unknown): boolean {
+  return error instanceof TimeoutError ||
+    (error instanceof ConnectionClosedError &&
+      error.cause instanceof TimeoutError);
+}
+
 function defaultOnError(error: unknown): void {
-  // A peer that goes quiet, resets, or hangs up mid-message is routine.
+  // A peer that goes quiet, resets, hangs up mid-message or sends a line
+  // over the limit is routine.
   if (
-    error instanceof TimeoutError || error instanceof ConnectionResetError ||
-    error instanceof IncompleteReadError
+    isTimeout(error) || error instanceof ConnectionResetError ||
+    error instanceof IncompleteReadError || error instanceof LineTooLongError
   ) return;
   console.error(error);
 }
@@ -415,7 +427,7 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
       else stats.cancelled++;
     } else {
       stats.failed++;
-      if (error instanceof TimeoutError) stats.timeouts++;
+      if (isTimeout(error)) stats.timeouts++;
       this.#report(error, slot.info);
     }
     this.#wake?.();

@@ -1058,6 +1058,32 @@ Deno.test("an idle connection's read buffer is small and grows for bulk data", a
   b.close();
 });
 
+Deno.test("a read buffer grown for one large recvExact() is let go once emptied: the connection waits on its read size", async () => {
+  const [a, b] = memoryConnPair({ capacity: 8 << 20 });
+  const bufferOf = () => (b as unknown as { buf: Uint8Array }).buf.length;
+  const sizes = await run((async function* () {
+    yield* a.send(new Uint8Array(4 << 20));
+    yield* a.send("after\n");
+    const value = yield* b.recvExact(4 << 20);
+    const grown = bufferOf();
+    const line = yield* b.recvLine();
+    // Parks with a read in flight.
+    const waiting = yield* spawn((function* () {
+      return yield* b.recvLine();
+    })());
+    yield* delay(1);
+    const idle = bufferOf();
+    yield* a.send("next\n");
+    return [value.length, grown, line, idle, yield* waiting.join()];
+  })());
+  const [length, grown, line, idle, next] = sizes;
+  assert.deepEqual([length, line, next], [4 << 20, "after", "next"]);
+  assert.ok(Number(grown) >= 4 << 20, `grown to ${grown}`);
+  assert.ok(Number(idle) <= 64 * 1024, `idle on a buffer of ${idle}`);
+  a.close();
+  b.close();
+});
+
 Deno.test("lines that outgrow the read buffer, after shorter ones, come back intact", async () => {
   // Sent at once, 6000 grows the buffer to 8 KiB; 200 straddles a refill
   // and ends early in the full buffer; 50000 then grows it (in place, past

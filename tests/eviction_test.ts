@@ -220,3 +220,35 @@ Deno.test("eviction: markIdle() on a connection no server accepted does nothing"
   there.close();
   assert.equal(line, "still here");
 });
+
+Deno.test("eviction: a connection marked active is not idle though it never sends, until it is marked idle", async () => {
+  const clock = new VirtualClock();
+  const { server, connect } = memoryServer(
+    { clock, maxConnections: 1, evictAfter: 100 },
+    function* (conn) {
+      conn.markActive(); // a feed: its client only reads
+      for (let tick = 0; tick < 5; tick++) {
+        yield* delay(100);
+        yield* conn.send(`tick ${tick}\n`);
+      }
+      conn.markIdle(); // at 500: done streaming
+      yield* conn.recvLine();
+    },
+  );
+  const [ticks, evictedAt] = await run(
+    (async function* () {
+      const feed = connect();
+      const waiter = connect(); // waits at the cap from 0
+      const ticks = [];
+      for (let tick = 0; tick < 5; tick++) ticks.push(yield* feed.recvLine());
+      const evictedAt = yield* closedAt(clock, feed);
+      feed.close();
+      waiter.close();
+      return [ticks.length, evictedAt];
+    })(),
+    { clock },
+  );
+  await server.shutdown();
+  assert.deepEqual([ticks, evictedAt], [5, 600]);
+  assert.equal(server.stats.evicted, 1);
+});

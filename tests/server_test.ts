@@ -2,14 +2,16 @@ import assert from "node:assert/strict";
 import {
   connect,
   type Connection,
+  ConnectionClosedError,
   delay,
   run,
   serve,
   type ServerStats,
   spawn,
+  TimeoutError,
   wait,
 } from "@corio/corio";
-import { VirtualClock } from "@corio/corio/testing";
+import { memoryServer, VirtualClock } from "@corio/corio/testing";
 import net from "node:net";
 import { canRun } from "./reliability/_helpers.ts";
 
@@ -760,6 +762,78 @@ Deno.test("the default onError counts, and does not print, a client that hangs u
     for (let i = 0; i < 200 && server.stats.failed === 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
+    await server.shutdown();
+    assert.equal(server.stats.failed, 1);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.deepEqual(printed, []);
+});
+
+Deno.test("a handler whose receive meets the close of its child's send timeout ends with that TimeoutError as the cause, counts as a timeout, and the default onError prints nothing", async () => {
+  const clock = new VirtualClock();
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  let met: unknown;
+  try {
+    const { server, connect } = memoryServer(
+      { clock, sendTimeout: 100 },
+      async function* (conn) {
+        // Full duplex: a child floods a client that never reads.
+        yield* spawn((async function* () {
+          for (;;) yield* conn.send("x".repeat(1024));
+        })());
+        try {
+          yield* conn.recv();
+        } catch (error) {
+          met = error;
+          throw error;
+        }
+      },
+    );
+    const client = connect({ capacity: 4096 });
+    await run(
+      (function* () {
+        yield* delay(1000);
+      })(),
+      { clock },
+    );
+    client.close();
+    await server.shutdown();
+    assert.equal(server.stats.failed, 1);
+    assert.equal(server.stats.timeouts, 1);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.ok(met instanceof ConnectionClosedError);
+  assert.ok(met.cause instanceof TimeoutError);
+  assert.equal(met.cause.op, "send");
+  assert.match(met.message, /closed \(after TimeoutError: Cannot send/);
+  assert.deepEqual(printed, []);
+});
+
+Deno.test("the default onError counts, and does not print, a client's line over maxLineLength (LineTooLongError)", async () => {
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  try {
+    const clock = new VirtualClock();
+    const { server, connect } = memoryServer(
+      { clock, maxLineLength: 8 },
+      function* (conn) {
+        yield* conn.recvLine();
+      },
+    );
+    const client = connect();
+    await run(
+      (function* () {
+        yield* client.send("far too long a line\n");
+        assert.equal(yield* client.recv(), null); // the server closed it
+      })(),
+      { clock },
+    );
+    client.close();
     await server.shutdown();
     assert.equal(server.stats.failed, 1);
   } finally {
