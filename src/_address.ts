@@ -10,7 +10,10 @@ export function addressOf(
 ): string {
   if (address.path != null) return `unix:${address.path}`;
   const hostname = address.hostname ?? "127.0.0.1";
+  // "[::1]" as given (Deno.connect takes it) stays as it is.
   return `${
-    hostname.includes(":") ? `[${hostname}]` : hostname
+    hostname.includes(":") && !hostname.startsWith("[")
+      ? `[${hostname}]`
+      : hostname
   }:${address.port}`;
 }

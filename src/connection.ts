@@ -64,7 +64,8 @@ export interface ServerSlot {
 /**
  * One connection, as its coroutine sees it. Operations are used with
  * `yield*`; each takes `{ timeout, deadline, signal }` and its deadline
- * bounds the whole operation.
+ * bounds the whole operation. Its defaults (`recvTimeout`, `sendTimeout`,
+ * `maxLineLength`) can be read and set on it at any time.
  *
  * @example Echo, as in seed 002
  * ```ts

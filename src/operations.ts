@@ -299,7 +299,9 @@ class NowOp extends Op<number> {
  * The time on the running coroutine's clock, in ms: what `deadline`
  * options are measured on. Use it, not `Date.now()` or
  * `performance.now()`, to work out a deadline in a coroutine, so that it
- * holds on a `VirtualClock` in tests too.
+ * holds on a `VirtualClock` in tests too. On the system clock it has a
+ * fraction (`performance.now()`'s): round it before a protocol that wants
+ * whole milliseconds sees it.
  *
  * @returns An operation that gives the time.
  *

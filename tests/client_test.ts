@@ -138,6 +138,19 @@ Deno.test("connect() to a refused IPv6 port names the address in brackets, as it
     `Cannot connect to [::1]:${port}: connection refused`,
   );
   assert.equal(error.hostname, "::1");
+  // Given in brackets (Deno.connect takes that too), named the same.
+  const bracketed = await run((function* () {
+    try {
+      yield* connect({ hostname: "[::1]", port, timeout: 5000 });
+    } catch (error) {
+      return error;
+    }
+  })());
+  assert.ok(bracketed instanceof ConnectError, String(bracketed));
+  assert.equal(
+    bracketed.message,
+    `Cannot connect to [::1]:${port}: connection refused`,
+  );
 });
 
 Deno.test("connect() rejects a port outside 0-65535 with RangeError", () => {
