@@ -177,6 +177,12 @@ export interface ConversationStats {
   refused: number;
   /** Messages dropped because an inbox was full. */
   overflowed: number;
+  /**
+   * Messages of no running conversation dropped while shutting down, or
+   * with no handler for new keys (a late reply to a request whose
+   * conversation has ended, on a client's socket).
+   */
+  closed: number;
   /** Conversations cancelled by `idleTimeout`. */
   expired: number;
   /** Conversations that threw. */

@@ -207,6 +207,7 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     }
     const handler = this.#handler;
     if (this.#isClosed || handler === undefined) {
+      this.stats.closed++;
       this.#onRefuse?.(message, key, "closed");
       return "closed";
     }
@@ -392,6 +393,7 @@ function liveStats(table: Map<unknown, unknown>): ConversationStats {
     delivered: 0,
     refused: 0,
     overflowed: 0,
+    closed: 0,
     expired: 0,
     failed: 0,
   };

@@ -759,7 +759,7 @@ Deno.test("a conversation's inbox closes as its handler ends: a sender waiting t
   assert.ok(log.some((l) => l.includes("InboxClosedError")), log.join("; "));
 });
 
-Deno.test("dispatch() of a new key while shutting down, or with no handler, tells onRefuse ('closed') so a server can answer", async () => {
+Deno.test("dispatch() of a new key while shutting down, or with no handler, tells onRefuse ('closed') so a server can answer, and counts it in stats.closed", async () => {
   const refused: string[] = [];
   const onRefuse = (message: Message, _: string, reason: string) =>
     void refused.push(`${message.key} ${reason}`);
@@ -780,4 +780,5 @@ Deno.test("dispatch() of a new key while shutting down, or with no handler, tell
   assert.equal(clientSide.dispatch({ key: "c", n: 1 }), "closed");
   await clientSide.shutdown();
   assert.deepEqual(refused, ["b closed", "c closed"]);
+  assert.deepEqual([calls.stats.closed, clientSide.stats.closed], [1, 1]);
 });
