@@ -59,7 +59,7 @@ abstract class ReadOp<T> extends Op<T> {
     }
     if (result !== PENDING) {
       this.release();
-      if (result !== null) conn.markActive(); // not idle (see markIdle)
+      if (result !== null) conn.received();
     }
     return result;
   }

@@ -393,7 +393,14 @@ export class PoolCore {
     // A dead connection found by `#verify` leaves its slot to its taker,
     // who takes the next idle one, if any, or dials in it.
     for (let taken = grant; taken !== SLOT; taken = this.#takeAfterDead()) {
-      if (yield* this.#verify(taken)) return taken;
+      if (!(yield* this.#verify(taken))) continue;
+      if (this.#isClosed) {
+        // Closed during the look, as a dial's acquire would be.
+        this.#leased--;
+        this.#discard(taken);
+        throw new PoolClosedError(this.where);
+      }
+      return taken;
     }
     let conn: Connection | null = null;
     // In a child, so that the deadline and the signal cut off a dial that
@@ -476,15 +483,15 @@ export class PoolCore {
    * a `Connection`, 2 turns on Deno 2.9.6, 200 of 200 times: Deno polls a
    * read once as it starts it). A host turn instead cost a pool of 10
    * shared by 50 clients 10-14% of its requests/s (`bench/pool_bench.ts`).
-   * A dead one is closed and its slot kept for the caller to dial in;
-   * false.
+   * The read starts past the read pacer's budget too. A dead one is
+   * closed, its slot kept for the caller (`#takeAfterDead`); false.
    */
   *#verify(conn: Connection): Generator<Effect, boolean, unknown> {
     if (!this.#unverified.has(conn)) return true;
     let hasWaited = false;
     try {
       if (!conn.hasPendingRead) {
-        conn.startRead();
+        conn.startRead(1, false);
         conn.readWaiter = UNTOUCHED_READ;
       }
       yield* wait(readsAtHandDone());
@@ -634,7 +641,7 @@ export class PoolCore {
       if (this.#unverified.has(conn)) {
         // See `#verify`: its read, started now, sees an end that came
         // right after the last reply (nobody waits for it here: a turn).
-        conn.startRead();
+        conn.startRead(1, false);
         yield* delay(0);
         this.#unverified.delete(conn);
       }

@@ -140,8 +140,8 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * At the cap, a connection idle for this many ms may be evicted — the
    * longest idle first, its handler cancelled — to admit a waiting client:
    * a defence against clients that connect and send nothing. Idle means no
-   * `recv`, `recvExact` or `recvLine` has returned data since it was
-   * accepted, or since its handler called `conn.markIdle()`: a keep-alive
+   * `recv`, `recvExact` or `recvLine` has returned data since its handler
+   * started, or since it called `conn.markIdle()`: a keep-alive
    * protocol (HTTP/1.1) calls it after each response, so that a connection
    * idle between requests can be displaced too. A server whose clients
    * send nothing while it streams to them (a relay, a push feed) calls

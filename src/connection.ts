@@ -48,7 +48,7 @@ const EOF = 8;
 const RECEIVED = 16;
 const CLOSED = 32;
 const WRITE_CLOSED = 64;
-const MARKED_IDLE = 128;
+const BUSY = 128; // not idle: received since admitted or markIdle(), or markActive()
 
 // Why corio closed a connection itself, when a send's timeout did: the
 // cause a later operation's ConnectionClosedError gives. Rare, so kept
@@ -237,17 +237,23 @@ export class Connection {
 
   /**
    * @internal True while the server may evict it at the cap: nothing
-   * received since it was accepted, or since `markIdle()`.
+   * received since its handler started, or since `markIdle()`, and no
+   * `markActive()` since.
    */
   get isIdle(): boolean {
-    return (this.#flags & (RECEIVED | MARKED_IDLE)) !== RECEIVED;
+    return (this.#flags & BUSY) === 0;
+  }
+
+  /** @internal A receive returned data: it has received, and is busy. */
+  received(): void {
+    this.#flags |= RECEIVED | BUSY;
   }
 
   /**
    * Tells the server this connection is between requests, as an HTTP/1.1
    * keep-alive connection is once its response is sent: from now until a
    * receive returns data, it counts as idle, as a connection that has sent
-   * nothing since it was accepted does. At the cap, a connection idle for
+   * nothing since its handler started does. At the cap, a connection idle for
    * `evictAfter` ms may be evicted (its handler cancelled) to admit a
    * waiting client, the longest idle first (see `ServeOptions.evictAfter`).
    * Called again before data arrives, it changes nothing: the connection
@@ -272,8 +278,8 @@ export class Connection {
    */
   markIdle(): void {
     const flags = this.#flags;
-    if ((flags & (RECEIVED | MARKED_IDLE)) !== RECEIVED) return;
-    this.#flags = flags | MARKED_IDLE;
+    if ((flags & BUSY) === 0) return;
+    this.#flags = flags & ~BUSY;
     this.slot?.onMarkedIdle();
   }
 
@@ -298,7 +304,7 @@ export class Connection {
    * ```
    */
   markActive(): void {
-    this.#flags = (this.#flags | RECEIVED) & ~MARKED_IDLE;
+    this.#flags |= BUSY;
   }
 
   /**
@@ -563,8 +569,12 @@ export class Connection {
     return this.#view = this.buf.subarray(start, end);
   }
 
-  /** @internal Starts the one read, making room for at least `room` bytes. */
-  startRead(room = 1): void {
+  /**
+   * @internal Starts the one read, making room for at least `room` bytes;
+   * `isPaced` false starts it now even past the read pacer's budget (a
+   * pool's look at a connection given back, which nothing waits on).
+   */
+  startRead(room = 1, isPaced = true): void {
     if (this.hasPendingRead || this.isEof || this.readError !== null) return;
     if (this.isClosed) return;
     let buf = this.buf;
@@ -575,6 +585,7 @@ export class Connection {
       // size, not its largest message (twice over) for as long as it lives.
       if (buf.length > GROWN_RESERVE && room <= this.readSize) {
         this.buf = buf = new Uint8Array(this.readSize);
+        this.#view = this.#viewOf = null; // a borrowed view's, into the old
       }
     }
     const want = room > this.readSize ? room : this.readSize;
@@ -594,7 +605,7 @@ export class Connection {
       this.end = buffered;
     }
     this.hasPendingRead = true;
-    if (this.isPaced && isOverBudget()) deferRead(this);
+    if (isPaced && this.isPaced && isOverBudget()) deferRead(this);
     else this.issueRead();
   }
 

@@ -183,7 +183,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
     (slot) => {
       const since = Math.ceil(this.#scheduler.now());
       // A wait for the oldest idle connection saw none: this one is it.
-      if (this.#slots.requeue(slot, since)) this.#wake?.();
+      const isOnlyIdle = this.#slots.requeue(slot, since);
+      if (isOnlyIdle && this.#isMakingRoom) this.#wake?.();
     },
   );
   #nextId = 1;
@@ -191,6 +192,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
   // Aborted as shutdown begins: every ConnectionInfo's `signal`.
   #stopping = new AbortController();
   #wake: (() => void) | null = null;
+  // `#makeRoom` is waiting (not the accept back-off, nor the grace).
+  #isMakingRoom = false;
   #acceptLoop: Promise<void>;
   #shutdown: Promise<void> | null = null;
   #resolveFinished!: () => void;
@@ -369,7 +372,12 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
           await this.#pause(Infinity);
         }
       } else {
-        await this.#pause(eligibleAt);
+        this.#isMakingRoom = true;
+        try {
+          await this.#pause(eligibleAt);
+        } finally {
+          this.#isMakingRoom = false;
+        }
       }
     }
     return !this.#isStopping;

@@ -1,6 +1,7 @@
 // Eviction at the cap: which connection goes, and when, on the virtual clock.
-// A connection is idle from its accept, or from `markIdle()`, until a
-// receive returns data; the longest idle goes first, after `evictAfter` ms.
+// A connection is idle from its handler's start, or from `markIdle()`, until
+// a receive returns data (or `markActive()`); the longest idle goes first,
+// after `evictAfter` ms.
 import assert from "node:assert/strict";
 import { type Connection, delay, run, spawn } from "@corio/corio";
 import {
@@ -8,6 +9,7 @@ import {
   memoryServer,
   VirtualClock,
 } from "@corio/corio/testing";
+import { MemoryListener } from "../src/testing/memory_server.ts";
 
 /** A keep-alive line server: each reply says when; idle after each reply. */
 function keepAlive(clock: VirtualClock, options: { markIdle: boolean }) {
@@ -251,4 +253,38 @@ Deno.test("eviction: a connection marked active is not idle though it never send
   await server.shutdown();
   assert.deepEqual([ticks, evictedAt], [5, 600]);
   assert.equal(server.stats.evicted, 1);
+});
+
+Deno.test("eviction: markIdle() does not cut short the accept loop's back-off after an accept error", async () => {
+  const clock = new VirtualClock();
+  // The second accept fails (as with EMFILE): the loop backs off 100 ms.
+  const accept = MemoryListener.prototype.accept;
+  let calls = 0;
+  MemoryListener.prototype.accept = function (this: MemoryListener) {
+    return ++calls === 2
+      ? Promise.reject(new Error("EMFILE (simulated)"))
+      : accept.call(this);
+  };
+  try {
+    const { server, connect } = memoryServer(
+      { clock, acceptBackoff: 100, evictAfter: 1000, onError: () => {} },
+      keepAlive(clock, { markIdle: true }),
+    );
+    const replies = await run(
+      (async function* () {
+        const first = connect();
+        const replies = [yield* ask(clock, first, "one", 10)]; // idle at 10
+        const second = connect(); // during the back-off
+        replies.push(yield* ask(clock, second, "two", 20));
+        first.close();
+        second.close();
+        return replies;
+      })(),
+      { clock },
+    );
+    await server.shutdown();
+    assert.deepEqual(replies, ["one at 10", "two at 100"]);
+  } finally {
+    MemoryListener.prototype.accept = accept;
+  }
 });

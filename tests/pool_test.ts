@@ -22,6 +22,7 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import { memoryConnPair, VirtualClock } from "../testing.ts";
+import { readCompleted } from "../src/_read_pacer.ts";
 
 async function* echo(conn: Connection): AsyncGenerator<Effect, void, unknown> {
   for (let chunk; (chunk = yield* conn.recv()) !== null;) {
@@ -519,6 +520,31 @@ Deno.test("Pool over TCP: a waiter is not handed a connection the server closed 
   })());
   assert.deepEqual(replies, [0, 1, 2, 3, 4].map((i) => `request ${i}`));
   assert.equal(pool.stats.created, 5);
+});
+
+Deno.test("Pool over TCP: a connection its server closed right after the reply is seen though the read pacer is past its budget", async () => {
+  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+    const line = yield* conn.recvLine({ timeout: 5000 });
+    yield* conn.send(`${line}\n`);
+  });
+  await using pool = new Pool({
+    connect: { port: server.addr.port, timeout: 5000 },
+    max: 1,
+  });
+  const replies = await run((async function* () {
+    const replies = [];
+    for (let i = 0; i < 10; i++) {
+      const lease = yield* pool.acquire({ timeout: 5000 });
+      yield* lease.conn.send(`request ${i}\n`);
+      replies.push(yield* lease.conn.recvLine({ timeout: 5000 }));
+      // As in a busy client: the iteration's 128 socket reads are done,
+      // and a paced read would wait for a timer turn.
+      for (let k = 0; k < 128; k++) readCompleted();
+      lease.release();
+    }
+    return replies;
+  })());
+  assert.deepEqual(replies, [...Array(10).keys()].map((i) => `request ${i}`));
 });
 
 Deno.test("Pool discards a connection that saw end of stream or an error", async () => {

@@ -163,6 +163,31 @@ Deno.test("a plain TCP client of a TLS server is no accept error and does not di
   ]);
 });
 
+Deno.test("a handler that marks its connection active before the handshake still has a failed TLS handshake reported as one", async () => {
+  const errors: unknown[] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    onError: (error) => errors.push(error),
+  }, async function* (conn: Connection) {
+    conn.markActive(); // a relay's client, as markActive()'s example
+    yield* echo(conn);
+  });
+  const plain = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    await plain.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+    await waitFor(() => errors.length === 1);
+  } finally {
+    plain.close();
+  }
+  assert.ok(errors[0] instanceof ConnectionResetError, String(errors[0]));
+  assert.match(errors[0].message, /the TLS handshake failed/);
+});
+
 Deno.test("connect({ tls }) times out on a server that accepts TCP but never completes the handshake", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = listener.accept();
