@@ -29,6 +29,7 @@ export {
 export {
   type MemoryServer,
   memoryServer,
+  type MemoryServerConnectOptions,
 } from "./src/testing/memory_server.ts";
 // The types the test kit's signatures use (Connection and all it refers
 // to), so this entry point's docs stand on their own.

@@ -160,3 +160,34 @@ Deno.test("memoryServer(): a client admitted at the cap that shutdown came befor
   assert.equal(stats.accepted, 2);
   assert.equal(stats.cancelled, 2);
 });
+
+Deno.test("memoryServer(): a client's hostname is its address, and maxConnectionsPerPeer counts clients by it", async () => {
+  const clock = new VirtualClock();
+  const { server, connect } = memoryServer(
+    { clock, maxConnectionsPerPeer: 1 },
+    function* (conn, info) {
+      yield* conn.send(`${info.remoteAddr.hostname}\n`);
+      yield* delay(100);
+    },
+  );
+  const lines = await run(
+    (function* () {
+      const clients = [
+        connect({ hostname: "10.0.0.7" }),
+        connect({ hostname: "10.0.0.7" }), // over the peer's limit: closed
+        connect({ hostname: "10.0.0.8" }),
+        connect(),
+      ];
+      const lines = [];
+      for (const client of clients) {
+        lines.push(yield* client.recvLine());
+        client.close();
+      }
+      return lines;
+    })(),
+    { clock },
+  );
+  await server.shutdown({ grace: 100 });
+  assert.deepEqual(lines, ["10.0.0.7", null, "10.0.0.8", "memory"]);
+  assert.equal(server.stats.peerLimited, 1);
+});

@@ -7,7 +7,12 @@
 
 import { Connection } from "../connection.ts";
 import type { Transport } from "../connection_options.ts";
-import type { Handler, ServeCommonOptions, Server } from "../server.ts";
+import type {
+  Handler,
+  ServeCommonOptions,
+  Server,
+  TcpServeOptions,
+} from "../server.ts";
 import { serveOn } from "../server.ts";
 import type { Listener } from "../_accept.ts";
 import {
@@ -51,11 +56,43 @@ export interface MemoryServer {
    * stops accepting, the client reads the end of the stream. Close it when
    * done, as any connection.
    *
-   * @param options The client end's `capacity` (per direction) and
-   *   defaults (`recvTimeout`...).
+   * @param options The client's `hostname`, the client end's `capacity`
+   *   (per direction) and defaults (`recvTimeout`...).
    * @returns The client's connection.
    */
-  connect(options?: MemoryConnPairOptions): Connection;
+  connect(options?: MemoryServerConnectOptions): Connection;
+}
+
+/**
+ * Options for a {@linkcode MemoryServer}'s `connect()`: a memory
+ * connection's, and the address the client connects from.
+ *
+ * @example Two clients of one address, at a per-peer limit of one
+ * ```ts
+ * import { delay, run } from "@corio/corio";
+ * import { memoryServer, VirtualClock } from "@corio/corio/testing";
+ *
+ * const clock = new VirtualClock();
+ * const { server, connect } = memoryServer(
+ *   { clock, maxConnectionsPerPeer: 1 },
+ *   function* () { yield* delay(100); },
+ * );
+ * await run((function* () {
+ *   const clients = [connect({ hostname: "10.0.0.7" }), connect({ hostname: "10.0.0.7" })];
+ *   yield* delay(200);
+ *   for (const client of clients) client.close();
+ * })(), { clock });
+ * await server.shutdown();
+ * console.log(server.stats.peerLimited); // 1
+ * ```
+ */
+export interface MemoryServerConnectOptions extends MemoryConnPairOptions {
+  /**
+   * The client's IP address, as the handler sees it (`info.remoteAddr`)
+   * and `maxConnectionsPerPeer` counts it.
+   * @default {"memory"}
+   */
+  hostname?: string;
 }
 
 /**
@@ -64,12 +101,14 @@ export interface MemoryServer {
  * shutdown, on the options' `clock` (a `VirtualClock` in tests, where a
  * server's timeouts and grace take no real time). Each `connect()` gives a
  * client a connection to it. The handler's `info` has a `remoteAddr` of
- * hostname `"memory"` and a port of its own per client. Shut it down at
+ * hostname `"memory"` (or the client's `hostname`) and a port of its own
+ * per client. Shut it down at
  * the end of each test: it holds no socket, so the sanitizers cannot tell
  * that one was left running.
  *
  * @param options As `serve()`'s, without the address (no hostname, port,
- *   TLS or path).
+ *   TLS or path); `maxConnectionsPerPeer` counts clients by the `hostname`
+ *   they connect with.
  * @param handler Serves each connection.
  * @returns The server, and `connect()`.
  *
@@ -98,23 +137,27 @@ export interface MemoryServer {
  * ```
  */
 export function memoryServer(
-  options: ServeCommonOptions<Deno.NetAddr>,
+  options:
+    & ServeCommonOptions<Deno.NetAddr>
+    & Pick<TcpServeOptions, "maxConnectionsPerPeer">,
   handler: Handler<Deno.NetAddr>,
 ): MemoryServer {
   const listener = new MemoryListener();
   const server = serveOn(listener, options, handler) as Server<Deno.NetAddr>;
   return {
     server,
-    connect(connectOptions: MemoryConnPairOptions = {}): Connection {
+    connect(connectOptions: MemoryServerConnectOptions = {}): Connection {
       // The server's end is at the server's address, as over TCP; the
       // server makes its own connection on it.
+      const { capacity: _, hostname, ...clientOptions } = connectOptions;
+      const clientAddr = memoryAddr();
+      if (hostname !== undefined) clientAddr.hostname = hostname;
       const [client, serverEnd] = memoryTransports(
         connectOptions,
-        memoryAddr(),
+        clientAddr,
         { ...listener.addr }, // each connection's own
       );
       listener.push(serverEnd);
-      const { capacity: _, ...clientOptions } = connectOptions;
       return new Connection(client, { ...clientOptions, isExternal: false });
     },
   };
