@@ -14,6 +14,7 @@ import {
 import type { Connection } from "./connection.ts";
 import type { RecvLineOptions, RecvOptions } from "./connection_options.ts";
 import type { Coroutine } from "./scheduler.ts";
+import { startWrite, writeBegun, writeEnded } from "./_io_pacer.ts";
 
 const LF = 10;
 const CR = 13;
@@ -305,6 +306,21 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     this.#isWriting = true;
     conn.writing = this;
+    // In flight from here, held back by the pacer or not (as a deferred
+    // read is): a cancel or a timeout meanwhile closes the connection.
+    if (conn.isPaced && !startWrite(this)) return;
+    this.issueWrite();
+  }
+  /**
+   * @internal Hands the bytes not yet written to the transport (the pacer
+   * calls it for a write it held back).
+   */
+  issueWrite(): void {
+    const conn = this.conn;
+    if (conn.isClosed) {
+      this.written(0); // closed while the pacer held it: nothing went out
+      return;
+    }
     const offset = this.#offset;
     conn.transport.write(
       offset === 0 ? this.bytes : this.bytes.subarray(offset),
@@ -316,6 +332,7 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     conn.writing = null;
     this.#isWriting = false;
+    if (conn.isPaced) writeEnded();
     this.#offset += n;
     // Go straight on with the rest: no scheduler round trip per chunk.
     if (this.#offset < this.bytes.length && !conn.isClosed) {
@@ -330,6 +347,7 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     conn.writing = null;
     this.#isWriting = false;
+    if (conn.isPaced) writeEnded();
     if (!conn.isClosed) {
       conn.writeError = error;
       this.#error = error;
@@ -353,6 +371,7 @@ export class SendOp extends Op<void> {
     this.#finState = 1;
     this.#isWriting = true;
     conn.writing = this;
+    if (conn.isPaced) writeBegun(); // ended in written() or writeFailed()
     conn.transport.closeWrite().then(() => {
       this.#finState = 2;
       this.written(0);

@@ -19,7 +19,7 @@ import {
   type Transport,
 } from "./connection_options.ts";
 import { ConnectionClosedError, ConnectionResetError } from "./errors.ts";
-import { deferRead, isOverBudget, readCompleted } from "./_read_pacer.ts";
+import { deferRead, isOverBudget, readCompleted } from "./_io_pacer.ts";
 import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,
@@ -205,7 +205,7 @@ export class Connection {
 
   /**
    * @internal A socket of Deno's own (set by `serve` and `connect`): its reads
-   * go through the read pacer (src/_read_pacer.ts).
+   * and writes go through the pacer (src/_io_pacer.ts).
    */
   get isPaced(): boolean {
     return (this.#flags & PACED) !== 0;

@@ -22,7 +22,7 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import { memoryConnPair, VirtualClock } from "../testing.ts";
-import { readCompleted } from "../src/_read_pacer.ts";
+import { readCompleted } from "../src/_io_pacer.ts";
 
 async function* echo(conn: Connection): AsyncGenerator<Effect, void, unknown> {
   for (let chunk; (chunk = yield* conn.recv()) !== null;) {

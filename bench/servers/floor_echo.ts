@@ -4,7 +4,7 @@
 // cancellation, no buffering: what any library pays for typed `yield*` in an
 // `async function*` over Deno's promises, and nothing else.
 //
-// --paced: the same, with corio's read pacing (src/_read_pacer.ts) and
+// --paced: the same, with corio's read pacing (src/_io_pacer.ts) and
 // nothing else, as in raw_paced_echo.ts: at 1000 connections (B2) it is the
 // least a fair server of typed `async function*` handlers can cost, so
 // corio against it is corio's own cost there.
@@ -37,11 +37,7 @@ import {
   MAX_READ_SIZE,
 } from "./_control.ts";
 import { type Io, syncEcho } from "./_floor_sync.ts";
-import {
-  deferRead,
-  isOverBudget,
-  readCompleted,
-} from "../../src/_read_pacer.ts";
+import { deferRead, isOverBudget, readCompleted } from "../../src/_io_pacer.ts";
 
 const done = <T>(value: T) => ({ done: true as const, value });
 

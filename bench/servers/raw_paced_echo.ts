@@ -1,15 +1,11 @@
 // Baseline for B2: raw_deno_echo.ts made fair by corio's own read-pacing
-// rule (src/_read_pacer.ts), with no other library code: past 128 read
+// rule (src/_io_pacer.ts), with no other library code: past 128 read
 // completions in one event-loop iteration, the next reads start on the next
 // timer turn. At 1000 connections it shows what fair service costs a
 // hand-written Deno server, apart from what corio costs on top.
 
 import { acceptEach, INITIAL_READ_SIZE, MAX_READ_SIZE } from "./_control.ts";
-import {
-  deferRead,
-  isOverBudget,
-  readCompleted,
-} from "../../src/_read_pacer.ts";
+import { deferRead, isOverBudget, readCompleted } from "../../src/_io_pacer.ts";
 
 async function echo(conn: Deno.Conn): Promise<void> {
   let buf = new Uint8Array(INITIAL_READ_SIZE);

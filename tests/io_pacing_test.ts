@@ -1,0 +1,198 @@
+// Under overload, reads past the runtime's budget for one event-loop
+// iteration start on the next timer turn (src/_io_pacer.ts), so no
+// connection starves. These tests drive that with a socket stand-in whose
+// reads complete at once, as they do on a loaded server.
+
+import assert from "node:assert/strict";
+import {
+  Connection,
+  ConnectionClosedError,
+  delay,
+  run,
+  spawn,
+  type Transport,
+} from "@corio/corio";
+
+const ADDR: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 1 };
+
+/** An endless stream of numbered bytes that notes when each read began. */
+class InstantTransport implements Transport {
+  readonly remoteAddr = ADDR;
+  readonly localAddr = ADDR;
+  /** Per read: had the event loop turned (see `markTurn`) when it began? */
+  readonly reads: boolean[] = [];
+  /** Per write: its first byte, and whether the loop had turned. */
+  readonly writes: [number, boolean][] = [];
+  hasTurned = false;
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    buffer[0] = this.reads.length & 0xff;
+    this.reads.push(this.hasTurned);
+    return Promise.resolve(1);
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    this.writes.push([data[0], this.hasTurned]);
+    return Promise.resolve(data.length);
+  }
+
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): void {}
+
+  /** Notes the first event-loop turn after now. */
+  markTurn(): void {
+    setImmediate(() => this.hasTurned = true);
+  }
+}
+
+/** A connection paced as `serve` and `connect` pace Deno's sockets. */
+function pacedConnection(transport: Transport): Connection {
+  const connection = new Connection(transport);
+  connection.isPaced = true;
+  return connection;
+}
+
+/** A coroutine of one send. */
+function* sendOf(conn: Connection, data: Uint8Array | string) {
+  yield* conn.send(data);
+}
+
+/** Lets the pacer's own immediate and timer run before the leak checks. */
+function nextTimerTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("past 128 reads in one iteration the next waits a turn, losing no bytes", async () => {
+  const transport = new InstantTransport();
+  const conn = pacedConnection(transport);
+  transport.markTurn();
+  const got = await run((async function* () {
+    const bytes: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const chunk = yield* conn.recv();
+      bytes.push(chunk![0]);
+    }
+    return bytes;
+  })());
+  conn.close();
+  await conn.settled;
+  await nextTimerTurn();
+
+  assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => i));
+  assert.equal(transport.reads.indexOf(true), 128);
+  assert.equal(transport.reads.slice(0, 128).includes(true), false);
+});
+
+Deno.test("a connection closed while its read waits for the turn settles unread", async () => {
+  const busyConn = pacedConnection(new InstantTransport());
+  const idle = new InstantTransport();
+  const idleConn = pacedConnection(idle);
+  await run((async function* () {
+    for (let i = 0; i < 128; i++) yield* busyConn.recv();
+    // The budget is spent: this receive's read is deferred, not started.
+    const reader = yield* spawn((async function* () {
+      return yield* idleConn.recv();
+    })());
+    yield* delay(0);
+    idleConn.close();
+    try {
+      yield* reader.join();
+      assert.fail("the receive should fail");
+    } catch (error) {
+      assert.ok(error instanceof ConnectionClosedError);
+    }
+  })());
+  busyConn.close();
+  await Promise.all([busyConn.settled, idleConn.settled]);
+  await nextTimerTurn();
+  assert.deepEqual(idle.reads, []);
+});
+
+/** Writes that stay pending until `finish()`: a socket's, under load. */
+class SlowWriteTransport extends InstantTransport {
+  /** Each write's first byte, in the order they began. */
+  readonly begun: number[] = [];
+  static pending: (() => void)[] = [];
+  override write(data: Uint8Array): Promise<number> {
+    this.begun.push(data[0]);
+    return new Promise((resolve) => {
+      SlowWriteTransport.pending.push(() => resolve(data.length));
+    });
+  }
+  /** Ends the `count` oldest pending writes, of any connection. */
+  static finish(count: number): void {
+    for (const end of SlowWriteTransport.pending.splice(0, count)) end();
+  }
+}
+
+Deno.test("at most 128 writes are in flight at once; the next start as earlier ones end, in the order asked for", async () => {
+  const transports = Array.from(
+    { length: 200 },
+    () => new SlowWriteTransport(),
+  );
+  const conns = transports.map(pacedConnection);
+  const begun = () => transports.filter((t) => t.begun.length > 0).length;
+  const sending = run((async function* () {
+    const sends = [];
+    for (const [i, conn] of conns.entries()) {
+      sends.push(yield* spawn(sendOf(conn, new Uint8Array([i]))));
+    }
+    for (const send of sends) yield* send.join();
+  })());
+  await nextTimerTurn();
+  const atFirst = begun();
+  SlowWriteTransport.finish(2);
+  await nextTimerTurn();
+  const afterTwo = begun();
+  const pending = SlowWriteTransport.pending.length;
+  while (SlowWriteTransport.pending.length > 0) {
+    SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+    await nextTimerTurn();
+  }
+  await sending;
+  for (const conn of conns) conn.close();
+  await Promise.all(conns.map((conn) => conn.settled));
+  assert.deepEqual([atFirst, afterTwo, pending], [128, 130, 128]);
+  // Held writes began in the order their sends asked.
+  assert.deepEqual(transports.map((t) => t.begun[0]), [...Array(200).keys()]);
+});
+
+Deno.test("one connection's stream of small writes, each awaited, is never held", async () => {
+  const transport = new InstantTransport();
+  const conn = pacedConnection(transport);
+  transport.markTurn();
+  await run((async function* () {
+    for (let i = 0; i < 1000; i++) yield* conn.send(new Uint8Array([i & 0xff]));
+  })());
+  conn.close();
+  await conn.settled;
+  await nextTimerTurn();
+  assert.equal(transport.writes.length, 1000);
+  assert.equal(transport.writes.some(([, turned]) => turned), false);
+});
+
+Deno.test("a send whose write is held, cancelled meanwhile, closes the connection and writes nothing", async () => {
+  const busy = Array.from({ length: 128 }, () => new SlowWriteTransport());
+  const busyConns = busy.map(pacedConnection);
+  const held = new SlowWriteTransport();
+  const heldConn = pacedConnection(held);
+  const busySends = busyConns.map((conn) => run(sendOf(conn, "x")));
+  await nextTimerTurn(); // 128 writes in flight
+  await run((async function* () {
+    const sender = yield* spawn(sendOf(heldConn, "late"));
+    yield* delay(0);
+    sender.cancel(); // its write waits for one of the 128 to end
+    yield* delay(0);
+  })());
+  // Its bytes might have been on their way: closed, as any cut-off write.
+  assert.equal(heldConn.isClosed, true);
+  SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+  await Promise.all(busySends);
+  for (const conn of busyConns) conn.close();
+  await Promise.all([...busyConns, heldConn].map((conn) => conn.settled));
+  await nextTimerTurn();
+  assert.deepEqual(held.begun, []);
+});
