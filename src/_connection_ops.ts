@@ -234,6 +234,8 @@ export class SendOp extends Op<void> {
   }
   readonly bytes: Uint8Array;
   waiter: Coroutine | null = null;
+  /** @internal The pacer's iteration its write started in. */
+  pacedIn = 0;
   #offset = 0;
   #isWriting = false;
   #isQueued = false;
@@ -332,7 +334,7 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     conn.writing = null;
     this.#isWriting = false;
-    if (conn.isPaced) writeEnded();
+    if (conn.isPaced) writeEnded(this);
     this.#offset += n;
     // Go straight on with the rest: no scheduler round trip per chunk.
     if (this.#offset < this.bytes.length && !conn.isClosed) {
@@ -347,7 +349,7 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     conn.writing = null;
     this.#isWriting = false;
-    if (conn.isPaced) writeEnded();
+    if (conn.isPaced) writeEnded(this);
     if (!conn.isClosed) {
       conn.writeError = error;
       this.#error = error;
@@ -371,7 +373,7 @@ export class SendOp extends Op<void> {
     this.#finState = 1;
     this.#isWriting = true;
     conn.writing = this;
-    if (conn.isPaced) writeBegun(); // ended in written() or writeFailed()
+    if (conn.isPaced) writeBegun(this); // ended in written() or writeFailed()
     conn.transport.closeWrite().then(() => {
       this.#finState = 2;
       this.written(0);

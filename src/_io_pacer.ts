@@ -34,13 +34,15 @@
 // raw Deno): with hundreds of writes pending in the runtime at once, some
 // to sockets with room in their send buffer and a reading peer waited
 // 1.2-4.9 s without a sendto (strace, ss: nothing queued, the peer's window
-// open); raw Deno had 503-2,916 writes over 1 s per run. So at most
-// WRITES_IN_FLIGHT writes of real sockets are pending at once; the next
-// wait, in the order asked for, and start as earlier ones end. A limit on
-// writes started per iteration instead (as for reads) also ended the
-// stalls, but held one connection's stream of small writes, each awaited
-// before the next, to 128 per timer turn: a SIP server's outbox of 1,024
-// replies overflowed under 2,000 pipelined requests.
+// open); raw Deno had 503-2,916 writes over 1 s per run. So of the writes
+// of real sockets started in one iteration, at most WRITES_PENDING are
+// pending at once; the next wait, in the order asked for, and start as
+// those end, or on the next timer turn. A limit on the writes started per
+// iteration instead (as for reads) also ended the stalls, but held one
+// connection's stream of small writes, each awaited before the next, to
+// 128 per timer turn: a SIP server's outbox of 1,024 replies overflowed
+// under 2,000 pipelined requests. A limit on all pending writes would let
+// 128 peers that do not read hold every other write back.
 
 /** What the pacer can start later: a connection (or a bench baseline). */
 export interface PacedReader {
@@ -50,70 +52,98 @@ export interface PacedReader {
 
 /** What the pacer can start later: a send. */
 export interface PacedWriter {
-  /** Starts the write the pacer held back (counted in flight). */
+  /** The iteration its write started in (the pacer's). */
+  pacedIn: number;
+  /** Starts the write the pacer held back (counted as pending). */
   issueWrite(): void;
 }
 
 const READS_PER_ITERATION = 128;
-const WRITES_IN_FLIGHT = 128;
+const WRITES_PENDING = 128;
 
 let completed = 0;
 let isCounting = false;
 let deferred: PacedReader[] = [];
 let isReleaseArmed = false;
 
-let writesInFlight = 0;
+// Iterations of the event loop in which I/O was counted, numbered.
+let iteration = 0;
+// Writes started in this iteration that have not ended. One started in an
+// earlier iteration counts no more: a write blocked on a peer that does not
+// read (a full send buffer) must not hold the others back for ever.
+let writesPending = 0;
 const heldWrites: (PacedWriter | undefined)[] = [];
 let heldHead = 0;
 let isReleasingWrites = false;
+let isWriteReleaseArmed = false;
 
 function endIteration(): void {
   isCounting = false;
   completed = 0;
+  iteration++;
+  writesPending = 0;
+  if (heldHead < heldWrites.length && !isWriteReleaseArmed) {
+    isWriteReleaseArmed = true;
+    setTimeout(releaseHeldWrites, 0);
+  }
 }
 
-/** Counts a read of a real socket completing in this event-loop iteration. */
-export function readCompleted(): void {
+function countIteration(): void {
   if (!isCounting) {
     isCounting = true;
     setImmediate(endIteration);
   }
+}
+
+/** Counts a read of a real socket completing in this event-loop iteration. */
+export function readCompleted(): void {
+  countIteration();
   completed++;
 }
 
 /**
- * True when `writer` may start its write now (it is then in flight); else
- * it is held, and its `issueWrite()` called once earlier writes end.
+ * True when `writer` may start its write now (it is then pending); else it
+ * is held, and its `issueWrite()` called once writes started in this
+ * iteration end, or on the next timer turn, in the order held.
  */
 export function startWrite(writer: PacedWriter): boolean {
-  if (writesInFlight < WRITES_IN_FLIGHT && heldHead === heldWrites.length) {
-    writesInFlight++;
+  countIteration();
+  if (writesPending < WRITES_PENDING && heldHead === heldWrites.length) {
+    writesPending++;
+    writer.pacedIn = iteration;
     return true;
   }
   heldWrites.push(writer);
   return false;
 }
 
-/** Counts a write that is never held (a `closeWrite`) as in flight. */
-export function writeBegun(): void {
-  writesInFlight++;
+/** Counts a write that is never held (a `closeWrite`) as pending. */
+export function writeBegun(writer: PacedWriter): void {
+  countIteration();
+  writesPending++;
+  writer.pacedIn = iteration;
 }
 
-/**
- * A write `startWrite` let through or `writeBegun` counted, or one held
- * and started by `issueWrite`, has ended.
- */
-export function writeEnded(): void {
-  writesInFlight--;
+/** A write `startWrite` let through or `writeBegun` counted has ended. */
+export function writeEnded(writer: PacedWriter): void {
+  if (writer.pacedIn === iteration) writesPending--;
+  releaseHeldWrites();
+}
+
+/** Starts held writes while this iteration's budget allows. */
+function releaseHeldWrites(): void {
+  isWriteReleaseArmed = false;
   // A held write that ends at once (its connection closed meanwhile) ends
   // in here again: the outer call goes on with the next.
   if (isReleasingWrites) return;
   isReleasingWrites = true;
   try {
-    while (writesInFlight < WRITES_IN_FLIGHT && heldHead < heldWrites.length) {
+    while (writesPending < WRITES_PENDING && heldHead < heldWrites.length) {
       const writer = heldWrites[heldHead]!;
       heldWrites[heldHead++] = undefined;
-      writesInFlight++;
+      countIteration();
+      writesPending++;
+      writer.pacedIn = iteration;
       writer.issueWrite();
     }
     if (heldHead === heldWrites.length) heldWrites.length = heldHead = 0;

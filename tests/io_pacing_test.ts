@@ -11,6 +11,7 @@ import {
   run,
   spawn,
   type Transport,
+  wait,
 } from "@corio/corio";
 
 const ADDR: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 1 };
@@ -128,36 +129,50 @@ class SlowWriteTransport extends InstantTransport {
   }
 }
 
-Deno.test("at most 128 writes are in flight at once; the next start as earlier ones end, in the order asked for", async () => {
+Deno.test("of the writes started in one iteration at most 128 are pending; the next start as those end, in the order asked for", async () => {
   const transports = Array.from(
     { length: 200 },
     () => new SlowWriteTransport(),
   );
   const conns = transports.map(pacedConnection);
   const begun = () => transports.filter((t) => t.begun.length > 0).length;
-  const sending = run((async function* () {
-    const sends = [];
+  const counts: number[] = [];
+  await run((async function* () {
     for (const [i, conn] of conns.entries()) {
-      sends.push(yield* spawn(sendOf(conn, new Uint8Array([i]))));
+      yield* spawn(sendOf(conn, new Uint8Array([i])));
     }
-    for (const send of sends) yield* send.join();
+    yield* wait(Promise.resolve()); // the sends have begun: one iteration
+    counts.push(begun());
+    SlowWriteTransport.finish(2);
+    yield* wait(Promise.resolve().then(() => {}));
+    counts.push(begun()); // two ended: two more begin, in the same iteration
+    while (begun() < 200 || SlowWriteTransport.pending.length > 0) {
+      SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+      yield* delay(0);
+    }
   })());
-  await nextTimerTurn();
-  const atFirst = begun();
-  SlowWriteTransport.finish(2);
-  await nextTimerTurn();
-  const afterTwo = begun();
-  const pending = SlowWriteTransport.pending.length;
-  while (SlowWriteTransport.pending.length > 0) {
-    SlowWriteTransport.finish(SlowWriteTransport.pending.length);
-    await nextTimerTurn();
-  }
-  await sending;
+  // All began, in the order asked for.
   for (const conn of conns) conn.close();
   await Promise.all(conns.map((conn) => conn.settled));
-  assert.deepEqual([atFirst, afterTwo, pending], [128, 130, 128]);
-  // Held writes began in the order their sends asked.
+  await nextTimerTurn();
+  assert.deepEqual(counts, [128, 130]);
   assert.deepEqual(transports.map((t) => t.begun[0]), [...Array(200).keys()]);
+});
+
+Deno.test("writes pending since an earlier iteration, to peers that do not read, hold no later write back", async () => {
+  const stuck = Array.from({ length: 128 }, () => new SlowWriteTransport());
+  const stuckConns = stuck.map(pacedConnection);
+  const stuckSends = stuckConns.map((conn) => run(sendOf(conn, "x")));
+  await nextTimerTurn(); // 128 writes pending, never to end by themselves
+  const fresh = new InstantTransport();
+  const freshConn = pacedConnection(fresh);
+  await run(sendOf(freshConn, "hello"));
+  assert.equal(fresh.writes.length, 1);
+  SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+  await Promise.all(stuckSends);
+  for (const conn of [...stuckConns, freshConn]) conn.close();
+  await Promise.all([...stuckConns, freshConn].map((conn) => conn.settled));
+  await nextTimerTurn();
 });
 
 Deno.test("one connection's stream of small writes, each awaited, is never held", async () => {
@@ -179,18 +194,19 @@ Deno.test("a send whose write is held, cancelled meanwhile, closes the connectio
   const busyConns = busy.map(pacedConnection);
   const held = new SlowWriteTransport();
   const heldConn = pacedConnection(held);
-  const busySends = busyConns.map((conn) => run(sendOf(conn, "x")));
-  await nextTimerTurn(); // 128 writes in flight
   await run((async function* () {
+    for (const conn of busyConns) yield* spawn(sendOf(conn, "x"));
     const sender = yield* spawn(sendOf(heldConn, "late"));
-    yield* delay(0);
-    sender.cancel(); // its write waits for one of the 128 to end
-    yield* delay(0);
+    yield* wait(Promise.resolve()); // 128 writes pending, this one held
+    sender.cancel();
+    yield* wait(Promise.resolve());
+    // Its bytes might have been on their way: closed, as any cut-off write.
+    assert.equal(heldConn.isClosed, true);
+    while (SlowWriteTransport.pending.length > 0) {
+      SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+      yield* delay(0);
+    }
   })());
-  // Its bytes might have been on their way: closed, as any cut-off write.
-  assert.equal(heldConn.isClosed, true);
-  SlowWriteTransport.finish(SlowWriteTransport.pending.length);
-  await Promise.all(busySends);
   for (const conn of busyConns) conn.close();
   await Promise.all([...busyConns, heldConn].map((conn) => conn.settled));
   await nextTimerTurn();
