@@ -324,18 +324,26 @@ export class SendOp extends Op<void> {
       return;
     }
     const offset = this.#offset;
-    conn.transport.write(
-      offset === 0 ? this.bytes : this.bytes.subarray(offset),
-    )
-      .then(conn.onWriteSettled, conn.onWriteSettled);
+    let writing: Promise<number>;
+    try {
+      writing = conn.transport.write(
+        offset === 0 ? this.bytes : this.bytes.subarray(offset),
+      );
+    } catch (error) {
+      // A transport that throws instead of rejecting fails this send as a
+      // rejection would: a held write starts inside another connection's
+      // callback or a timer, which the throw would escape.
+      writing = Promise.reject(error);
+    }
+    writing.then(conn.onWriteSettled, conn.onWriteSettled);
   }
   /** @internal The transport wrote `n` bytes of ours. */
   written(n: number): void {
     const conn = this.conn;
     conn.writing = null;
     this.#isWriting = false;
-    if (conn.isPaced) writeEnded(this);
     this.#offset += n;
+    if (conn.isPaced) writeEnded(this);
     // Go straight on with the rest: no scheduler round trip per chunk.
     if (this.#offset < this.bytes.length && !conn.isClosed) {
       this.#write();

@@ -84,7 +84,7 @@ function endIteration(): void {
   writesPending = 0;
   if (heldHead < heldWrites.length && !isWriteReleaseArmed) {
     isWriteReleaseArmed = true;
-    setTimeout(releaseHeldWrites, 0);
+    setTimeout(onWriteRelease, 0);
   }
 }
 
@@ -130,9 +130,13 @@ export function writeEnded(writer: PacedWriter): void {
   releaseHeldWrites();
 }
 
+function onWriteRelease(): void {
+  isWriteReleaseArmed = false;
+  releaseHeldWrites();
+}
+
 /** Starts held writes while this iteration's budget allows. */
 function releaseHeldWrites(): void {
-  isWriteReleaseArmed = false;
   // A held write that ends at once (its connection closed meanwhile) ends
   // in here again: the outer call goes on with the next.
   if (isReleasingWrites) return;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   Connection,
   ConnectionClosedError,
+  ConnectionResetError,
   delay,
   run,
   spawn,
@@ -211,4 +212,42 @@ Deno.test("a send whose write is held, cancelled meanwhile, closes the connectio
   await Promise.all([...busyConns, heldConn].map((conn) => conn.settled));
   await nextTimerTurn();
   assert.deepEqual(held.begun, []);
+});
+
+/** A transport whose write throws instead of returning a promise. */
+class ThrowingTransport extends SlowWriteTransport {
+  override write(_data: Uint8Array): Promise<number> {
+    throw new Error("write threw");
+  }
+}
+
+Deno.test("a transport whose write throws fails that send alone, held or not, and its connection settles", async () => {
+  const busy = Array.from({ length: 128 }, () => new SlowWriteTransport());
+  const busyConns = busy.map(pacedConnection);
+  const conns = [new ThrowingTransport(), new ThrowingTransport()].map(
+    pacedConnection,
+  );
+  const outcome = (conn: Connection) =>
+    run((function* () {
+      try {
+        yield* conn.send("x");
+        return "sent";
+      } catch (error) {
+        // As any write failure: the peer is taken for gone.
+        assert.ok(error instanceof ConnectionResetError, String(error));
+        return (error.cause as Error).message;
+      }
+    })());
+  const unheld = await outcome(conns[0]);
+  const busySends = busyConns.map((conn) => run(sendOf(conn, "x")));
+  await Promise.resolve();
+  const held = outcome(conns[1]); // held behind the 128, started by their end
+  await nextTimerTurn();
+  SlowWriteTransport.finish(SlowWriteTransport.pending.length);
+  await Promise.all(busySends); // each woken, though the held write threw
+  const heldOutcome = await held;
+  for (const conn of [...busyConns, ...conns]) conn.close();
+  await Promise.all([...busyConns, ...conns].map((conn) => conn.settled));
+  await nextTimerTurn();
+  assert.deepEqual([unheld, heldOutcome], ["write threw", "write threw"]);
 });
