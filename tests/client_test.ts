@@ -125,32 +125,25 @@ Deno.test("connect() to a refused IPv6 port names the address in brackets, as it
   const listener = Deno.listen({ hostname: "::1", port: 0 });
   const port = listener.addr.port;
   listener.close();
-  const error = await run((function* () {
-    try {
-      yield* connect({ hostname: "::1", port, timeout: 5000 });
-    } catch (error) {
-      return error;
-    }
-  })());
-  assert.ok(error instanceof ConnectError, String(error));
-  assert.equal(
-    error.message,
-    `Cannot connect to [::1]:${port}: connection refused`,
-  );
-  assert.equal(error.hostname, "::1");
+  const errorOf = (hostname: string) =>
+    run((function* () {
+      try {
+        yield* connect({ hostname, port, timeout: 5000 });
+      } catch (error) {
+        return error;
+      }
+    })());
+  const error = await errorOf("::1");
   // Given in brackets (Deno.connect takes that too), named the same.
-  const bracketed = await run((function* () {
-    try {
-      yield* connect({ hostname: "[::1]", port, timeout: 5000 });
-    } catch (error) {
-      return error;
-    }
-  })());
-  assert.ok(bracketed instanceof ConnectError, String(bracketed));
-  assert.equal(
-    bracketed.message,
-    `Cannot connect to [::1]:${port}: connection refused`,
-  );
+  const bracketed = await errorOf("[::1]");
+  for (const failure of [error, bracketed]) {
+    assert.ok(failure instanceof ConnectError, String(failure));
+    assert.equal(
+      failure.message,
+      `Cannot connect to [::1]:${port}: connection refused`,
+    );
+  }
+  assert.equal((error as ConnectError).hostname, "::1");
 });
 
 Deno.test("connect() rejects a port outside 0-65535 with RangeError", () => {

@@ -4,6 +4,16 @@ import assert from "node:assert/strict";
 import { type Connection, delay, run } from "@corio/corio";
 import { memoryServer, VirtualClock } from "@corio/corio/testing";
 
+/** Each client's first line, read in turn; each client closed after it. */
+function* firstLines(clients: Connection[]) {
+  const lines = [];
+  for (const client of clients) {
+    lines.push(yield* client.recvLine());
+    client.close();
+  }
+  return lines;
+}
+
 Deno.test("memoryServer(): at the cap a client waits, as in a backlog, and is served when a place frees", async () => {
   const clock = new VirtualClock();
   const { server, connect } = memoryServer(
@@ -14,15 +24,7 @@ Deno.test("memoryServer(): at the cap a client waits, as in a backlog, and is se
     },
   );
   const lines = await run(
-    (function* () {
-      const clients = [connect(), connect(), connect()];
-      const lines = [];
-      for (const client of clients) {
-        lines.push(yield* client.recvLine());
-        client.close();
-      }
-      return lines;
-    })(),
+    firstLines([connect(), connect(), connect()]),
     { clock },
   );
   await server.shutdown({ grace: 100 });
@@ -171,20 +173,12 @@ Deno.test("memoryServer(): a client's hostname is its address, and maxConnection
     },
   );
   const lines = await run(
-    (function* () {
-      const clients = [
-        connect({ hostname: "10.0.0.7" }),
-        connect({ hostname: "10.0.0.7" }), // over the peer's limit: closed
-        connect({ hostname: "10.0.0.8" }),
-        connect(),
-      ];
-      const lines = [];
-      for (const client of clients) {
-        lines.push(yield* client.recvLine());
-        client.close();
-      }
-      return lines;
-    })(),
+    firstLines([
+      connect({ hostname: "10.0.0.7" }),
+      connect({ hostname: "10.0.0.7" }), // over the peer's limit: closed
+      connect({ hostname: "10.0.0.8" }),
+      connect(),
+    ]),
     { clock },
   );
   await server.shutdown({ grace: 100 });

@@ -450,6 +450,28 @@ async function* answerOnce(conn: Connection) {
   yield* conn.send(`${line}\n`);
 }
 
+/**
+ * A TCP server that answers one line per connection, then hangs up, and a
+ * pool of `max` connections to it; disposing closes both.
+ */
+function answerOnceOverTcp(max: number) {
+  const server = serve({ hostname: "127.0.0.1" }, function* (conn) {
+    const line = yield* conn.recvLine({ timeout: 5000 });
+    yield* conn.send(`${line}\n`);
+  });
+  const pool = new Pool({
+    connect: { port: server.addr.port, timeout: 5000 },
+    max,
+  });
+  return {
+    pool,
+    async [Symbol.asyncDispose]() {
+      await pool.close();
+      await server.shutdown();
+    },
+  };
+}
+
 Deno.test("Pool does not hand a waiter a connection its server closed right after the last reply: the waiter gets a new one", async () => {
   const clock = new VirtualClock();
   const server = memoryServer(clock, answerOnce);
@@ -495,14 +517,8 @@ Deno.test("Pool does not lend again at once a connection its server closed right
 });
 
 Deno.test("Pool over TCP: a waiter is not handed a connection the server closed right after its reply", async () => {
-  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
-    const line = yield* conn.recvLine({ timeout: 5000 });
-    yield* conn.send(`${line}\n`);
-  });
-  await using pool = new Pool({
-    connect: { port: server.addr.port, timeout: 5000 },
-    max: 1,
-  });
+  await using tcp = answerOnceOverTcp(1);
+  const pool = tcp.pool;
   const replies = await run((async function* () {
     const tasks = [];
     for (let i = 0; i < 5; i++) {
@@ -523,14 +539,8 @@ Deno.test("Pool over TCP: a waiter is not handed a connection the server closed 
 });
 
 Deno.test("Pool over TCP: a connection its server closed right after the reply is seen though the read pacer is past its budget", async () => {
-  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
-    const line = yield* conn.recvLine({ timeout: 5000 });
-    yield* conn.send(`${line}\n`);
-  });
-  await using pool = new Pool({
-    connect: { port: server.addr.port, timeout: 5000 },
-    max: 1,
-  });
+  await using tcp = answerOnceOverTcp(1);
+  const pool = tcp.pool;
   const replies = await run((async function* () {
     const replies = [];
     for (let i = 0; i < 10; i++) {
@@ -1125,15 +1135,8 @@ Deno.test("new Pool() rejects bad options", () => {
 // ---- loopback
 
 Deno.test("Pool over TCP replaces connections the server closed while idle", async () => {
-  // The server answers one line per connection, then hangs up.
-  await using server = serve({ hostname: "127.0.0.1" }, function* (conn) {
-    const line = yield* conn.recvLine({ timeout: 5000 });
-    yield* conn.send(`${line}\n`);
-  });
-  await using pool = new Pool({
-    connect: { port: server.addr.port, timeout: 5000 },
-    max: 2,
-  });
+  await using tcp = answerOnceOverTcp(2);
+  const pool = tcp.pool;
   await run((async function* () {
     for (let round = 1; round <= 3; round++) {
       {

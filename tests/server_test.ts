@@ -748,11 +748,21 @@ Deno.test("info.signal aborts as shutdown begins: a wait given it ends then, so 
   assert.deepEqual(reported, []);
 });
 
-Deno.test("the default onError counts, and does not print, a client that hangs up mid-line (IncompleteReadError)", async () => {
+/** What `fn` printed with console.error, which prints nothing meanwhile. */
+async function printedBy(fn: () => Promise<void>): Promise<unknown[][]> {
   const printed: unknown[][] = [];
   const consoleError = console.error;
   console.error = (...args: unknown[]) => void printed.push(args);
   try {
+    await fn();
+  } finally {
+    console.error = consoleError;
+  }
+  return printed;
+}
+
+Deno.test("the default onError counts, and does not print, a client that hangs up mid-line (IncompleteReadError)", async () => {
+  const printed = await printedBy(async () => {
     const server = serve({ hostname: "127.0.0.1" }, async function* (conn) {
       yield* conn.recvLine({ requireNewline: true, timeout: 5000 });
     });
@@ -764,19 +774,14 @@ Deno.test("the default onError counts, and does not print, a client that hangs u
     }
     await server.shutdown();
     assert.equal(server.stats.failed, 1);
-  } finally {
-    console.error = consoleError;
-  }
+  });
   assert.deepEqual(printed, []);
 });
 
 Deno.test("a handler whose receive meets the close of its child's send timeout ends with that TimeoutError as the cause, counts as a timeout, and the default onError prints nothing", async () => {
   const clock = new VirtualClock();
-  const printed: unknown[][] = [];
-  const consoleError = console.error;
-  console.error = (...args: unknown[]) => void printed.push(args);
   let met: unknown;
-  try {
+  const printed = await printedBy(async () => {
     const { server, connect } = memoryServer(
       { clock, sendTimeout: 100 },
       async function* (conn) {
@@ -803,9 +808,7 @@ Deno.test("a handler whose receive meets the close of its child's send timeout e
     await server.shutdown();
     assert.equal(server.stats.failed, 1);
     assert.equal(server.stats.timeouts, 1);
-  } finally {
-    console.error = consoleError;
-  }
+  });
   assert.ok(met instanceof ConnectionClosedError);
   assert.ok(met.cause instanceof TimeoutError);
   assert.equal(met.cause.op, "send");
@@ -814,10 +817,7 @@ Deno.test("a handler whose receive meets the close of its child's send timeout e
 });
 
 Deno.test("the default onError counts, and does not print, a client's line over maxLineLength (LineTooLongError)", async () => {
-  const printed: unknown[][] = [];
-  const consoleError = console.error;
-  console.error = (...args: unknown[]) => void printed.push(args);
-  try {
+  const printed = await printedBy(async () => {
     const clock = new VirtualClock();
     const { server, connect } = memoryServer(
       { clock, maxLineLength: 8 },
@@ -836,8 +836,6 @@ Deno.test("the default onError counts, and does not print, a client's line over 
     client.close();
     await server.shutdown();
     assert.equal(server.stats.failed, 1);
-  } finally {
-    console.error = consoleError;
-  }
+  });
   assert.deepEqual(printed, []);
 });

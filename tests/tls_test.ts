@@ -11,7 +11,7 @@ import {
   TimeoutError,
   TlsHandshakeError,
 } from "@corio/corio";
-import type { Connection, ServeOptions } from "@corio/corio";
+import type { Connection, Handler, ServeOptions } from "@corio/corio";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/tls/${name}`, import.meta.url));
@@ -40,6 +40,19 @@ function tlsEcho(port: number, text: string, hostname = "127.0.0.1") {
     yield* conn.send(`${text}\n`);
     return yield* conn.recvLine({ timeout: 5000 });
   })());
+}
+
+/** A TLS server of `handler` on loopback whose errors go to `errors`. */
+function tlsServerReporting(
+  errors: unknown[],
+  handler: Handler,
+) {
+  return serve({
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    onError: (error) => errors.push(error),
+  }, handler);
 }
 
 Deno.test("serve() with cert and key echoes over TLS to connect({ tls: { caCerts } })", async () => {
@@ -119,12 +132,7 @@ Deno.test("connect({ tls }) with a serverName the certificate does not carry fai
 
 Deno.test("a plain TCP client of a TLS server is no accept error and does not disturb other clients", async () => {
   const errors: unknown[] = [];
-  await using server = serve({
-    hostname: "127.0.0.1",
-    cert,
-    key,
-    onError: (error) => errors.push(error),
-  }, echo);
+  await using server = tlsServerReporting(errors, echo);
   const port = server.addr.port;
   // One that speaks plain text, one that connects and leaves, one that
   // connects and stays silent: none of them holds the others up.
@@ -165,15 +173,13 @@ Deno.test("a plain TCP client of a TLS server is no accept error and does not di
 
 Deno.test("a handler that marks its connection active before the handshake still has a failed TLS handshake reported as one", async () => {
   const errors: unknown[] = [];
-  await using server = serve({
-    hostname: "127.0.0.1",
-    cert,
-    key,
-    onError: (error) => errors.push(error),
-  }, async function* (conn: Connection) {
-    conn.markActive(); // a relay's client, as markActive()'s example
-    yield* echo(conn);
-  });
+  await using server = tlsServerReporting(
+    errors,
+    async function* (conn: Connection) {
+      conn.markActive(); // a relay's client, as markActive()'s example
+      yield* echo(conn);
+    },
+  );
   const plain = await Deno.connect({
     hostname: "127.0.0.1",
     port: server.addr.port,
