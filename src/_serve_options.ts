@@ -36,7 +36,9 @@ export interface ConnectionInfo<Addr extends ServerAddr = Deno.NetAddr> {
    * Aborted as the server begins to shut down, its reason a `DOMException`
    * named `AbortError`. Give it to a wait (`conn.recvLine({ signal })`) to
    * end that wait at the start of the grace, not be cancelled at its end: a
-   * handler can then say goodbye and return. A handler that lets the
+   * handler can then say goodbye and return, within the grace: a handler
+   * still running at its end is cancelled at its current wait, even one
+   * in the `finally` the abort took it to. A handler that lets the
    * reason propagate counts as cancelled, not failed. One signal for every
    * connection of the server.
    */

@@ -162,6 +162,10 @@ class WaitOp<T> extends Op<T> {
  * `TimeoutError` (the promise runs on, its result is dropped); the
  * `signal`'s reason. A deadline already past (`timeout: 0`) times out at the
  * next timer turn, so a promise settled already still gives its value.
+ * A wait that ends early (timeout, signal, cancel) drops what the promise
+ * gives later: if that is something to close (a socket from a
+ * `Deno.Listener`'s `accept()`), close it yourself, e.g.
+ * `accepting.then((conn) => conn.close(), () => {})` in a `finally`.
  *
  * @param promise What to wait for.
  * @param options Deadline and signal.

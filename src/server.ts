@@ -255,7 +255,12 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
    * @returns Resolves when every handler has ended and every socket is
    *   closed. A cancelled handler's `finally` that waits off the network
    *   (a `delay`, a `wait()`) holds it that long: give such a wait a
-   *   timeout. Network waits cannot: the connections are closed.
+   *   timeout. Network waits cannot: the connections are closed. The
+   *   cancel meets a handler at its current wait, wherever that is: one
+   *   already in a `finally` it entered on an error (the abort of
+   *   `info.signal`, say) ends that wait, and the rest of the block is
+   *   skipped. Cleanup that waits after `info.signal` fired has the grace
+   *   to finish in: give it a grace that covers it.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     const grace = options.grace ?? DEFAULTS.shutdownGrace;

@@ -41,7 +41,10 @@ export interface Task<T> {
    * Cancels the task at its current wait: `finally` blocks run, its
    * children are cancelled and what it owns is closed. Idempotent: once
    * cancelled, its waits in `finally` blocks are cleanup, which a second
-   * cancel does not cut short.
+   * cancel does not cut short. A wait in a `finally` the coroutine entered
+   * before the cancel, on an error, is its current wait like any other:
+   * the cancel ends it and skips the rest of that block, and the error it
+   * was unwinding with is lost (`join()` throws `CancelledError`).
    *
    * The coroutine ends by `return()` at its wait, which no `catch` sees.
    * Two things in its own code can undo that, as in any JavaScript

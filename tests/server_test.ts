@@ -839,3 +839,36 @@ Deno.test("the default onError counts, and does not print, a client's line over 
   });
   assert.deepEqual(printed, []);
 });
+
+Deno.test("at the grace's end a handler is cancelled at its current wait, even one in a finally it entered when info.signal ended its wait: that cleanup is cut short; a finally the cancel runs may wait", async () => {
+  const clock = new VirtualClock();
+  const cleanedUp: string[] = [];
+  const { server, connect } = memoryServer(
+    { clock },
+    async function* (conn, info) {
+      const name = yield* conn.recvLine();
+      try {
+        // "listens" ends its wait when shutdown begins; "ignores" does not.
+        yield* conn.recvLine(name === "listens" ? { signal: info.signal } : {});
+      } finally {
+        yield* delay(300);
+        cleanedUp.push(`${name} at ${clock.now()}`);
+      }
+    },
+  );
+  const clients = ["listens", "ignores"].map(() => connect());
+  // Both handlers reach their second receive before shutdown begins.
+  await run(
+    (function* () {
+      yield* clients[0].send("listens\n");
+      yield* clients[1].send("ignores\n");
+      yield* delay(10);
+    })(),
+    { clock },
+  );
+  const began = clock.now();
+  await server.shutdown({ grace: 100 });
+  for (const client of clients) client.close();
+  assert.deepEqual(cleanedUp, [`ignores at ${began + 100 + 300}`]);
+  assert.equal(server.stats.cancelled, 2);
+});
