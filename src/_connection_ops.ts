@@ -308,6 +308,7 @@ export class SendOp extends Op<void> {
     const conn = this.conn;
     this.#isWriting = true;
     conn.writing = this;
+    conn.isAwaitingReply = true;
     // In flight from here, held back by the pacer or not (as a deferred
     // read is): a cancel or a timeout meanwhile closes the connection.
     if (conn.isPaced && !startWrite(this)) return;

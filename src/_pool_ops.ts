@@ -726,12 +726,15 @@ function readsAtHandDone(): Promise<void> {
 
 /**
  * Fit to go back to the pool: nothing in flight and nothing unread, no
- * error, no end of stream either way (the peer's, or our `closeWrite()`).
- * A receive that timed out leaves its read in flight, a failed send
- * closes: both fail this test.
+ * error, no end of stream either way (the peer's, or our `closeWrite()`),
+ * and no send since the last receive that returned data: a request whose
+ * reply was never read (its borrower threw between the two, under `using`)
+ * would hand that reply to the next borrower. A receive that timed out
+ * leaves its read in flight, a failed send closes: both fail this test.
  */
 function isFitForReuse(conn: Connection): boolean {
   return !conn.isClosed && !conn.isEof && !conn.isWriteClosed &&
+    !conn.isAwaitingReply &&
     conn.readError === null &&
     conn.writeError === null && conn.buffered === 0 &&
     (!conn.hasPendingRead || conn.readWaiter === UNTOUCHED_READ) &&

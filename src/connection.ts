@@ -49,6 +49,7 @@ const RECEIVED = 16;
 const CLOSED = 32;
 const WRITE_CLOSED = 64;
 const BUSY = 128; // not idle: received since admitted or markIdle(), or markActive()
+const SENT = 256; // a write started since a receive last returned data
 
 // Why corio closed a connection itself, when a send's timeout did: the
 // cause a later operation's ConnectionClosedError gives. Rare, so kept
@@ -246,7 +247,19 @@ export class Connection {
 
   /** @internal A receive returned data: it has received, and is busy. */
   received(): void {
-    this.#flags |= RECEIVED | BUSY;
+    this.#flags = (this.#flags | RECEIVED | BUSY) & ~SENT;
+  }
+
+  /**
+   * @internal True when a send began after the last receive that returned
+   * data (or, for a pool's connection, since it was lent): a request whose
+   * reply may still come.
+   */
+  get isAwaitingReply(): boolean {
+    return (this.#flags & SENT) !== 0;
+  }
+  set isAwaitingReply(value: boolean) {
+    this.#flags = withBit(this.#flags, SENT, value);
   }
 
   /**

@@ -54,15 +54,18 @@ export type {
  * A borrowed connection. Disposing it (`using`, or `release()`) gives the
  * connection back to the pool, unless it saw an error, an end of stream
  * (the peer's, or its own `closeWrite()`), a timeout, or still holds bytes
- * received and unread, or the coroutine that acquired it
- * is being cancelled (it may have stopped between a request and its
- * reply): then it is closed. `discard()` closes it in any case.
+ * received and unread, or sent since a receive last returned data (a
+ * request whose reply was not read: its borrower threw between the two,
+ * say), or the coroutine that acquired it is being cancelled (it may have
+ * stopped between a request and its reply): then it is closed. `discard()`
+ * closes it in any case. A protocol whose requests get no reply pays a
+ * new connection per lease.
  *
- * The pool sees only bytes that have reached the connection: a reply still
- * on its way when the lease ends goes to the next borrower. If a coroutine
- * throws between sending a request and reading its reply, or the peer may
- * send more than was read (a late or extra reply), call `discard()`
- * instead of releasing.
+ * The pool sees only bytes that have reached the connection: the rest of a
+ * reply read in part, or a reply the peer sends unasked, still on its way
+ * when the lease ends goes to the next borrower. If the peer may send more
+ * than was read (a reply left half read, a late or extra reply), call
+ * `discard()` instead of releasing.
  *
  * Changes to the connection's `recvTimeout`, `sendTimeout` or
  * `maxLineLength` last as long as the lease: the next borrower gets the
@@ -318,6 +321,7 @@ export class Pool implements AsyncDisposable {
   }
 
   #lend(conn: Connection, co: CoroutineRecord): Lease {
+    conn.isAwaitingReply = false; // counts from here (a dial's greeting)
     const lease = new Lease(conn, this);
     let owner = this.#owners.get(co);
     if (owner === undefined) {

@@ -1579,3 +1579,68 @@ for (const form of ["function*", "async function*"] as const) {
     assert.equal(s.created, s.discarded);
   });
 }
+
+Deno.test("a lease given back by using after its borrower threw between a request and its reply is closed, not lent: the next borrower gets its own reply", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, slowLineEcho);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const [thrown, reply] = await run(
+    (async function* () {
+      let thrown: unknown;
+      try {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("first\n");
+        throw new Error("the borrower fails before its reply");
+      } catch (error) {
+        thrown = error;
+      }
+      using lease = yield* pool.acquire();
+      return [thrown, yield* roundTrip(lease, "second")];
+    })(),
+    { clock },
+  );
+  assert.equal(
+    (thrown as Error).message,
+    "the borrower fails before its reply",
+  );
+  assert.equal(reply, "second");
+  assert.equal(pool.stats.created, 2);
+  assert.equal(pool.stats.discarded, 1);
+  await pool.close();
+  await server.close();
+});
+
+Deno.test("a lease whose last receive read its reply goes back to the pool, also after sends that were answered, and after a dial that sent a preface no reply answers", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, async function* (conn) {
+    assert.equal(yield* conn.recvLine(), "PREFACE"); // answered by nothing
+    yield* slowLineEcho(conn);
+  });
+  const pool = new Pool({
+    max: 1,
+    *dial() {
+      const conn = yield* server.dial();
+      yield* conn.send("PREFACE\n");
+      return conn;
+    },
+  });
+  await run(
+    (async function* () {
+      {
+        using _lease = yield* pool.acquire(); // used for nothing
+      }
+      for (let i = 0; i < 3; i++) {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send(`a ${i}\n`);
+        yield* lease.conn.send(`b ${i}\n`);
+        assert.equal(yield* lease.conn.recvLine(), `a ${i}`);
+        assert.equal(yield* lease.conn.recvLine(), `b ${i}`);
+      }
+    })(),
+    { clock },
+  );
+  assert.equal(pool.stats.created, 1);
+  assert.equal(pool.stats.discarded, 0);
+  await pool.close();
+  await server.close();
+});
