@@ -106,21 +106,29 @@ export class RecvOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
     return "recv";
   }
   readonly isBorrowed: boolean;
+  /** At most this many bytes (`RecvOptions.max`), as given. */
+  readonly max: number | undefined;
   constructor(conn: Connection, options: RecvOptions | undefined) {
     super(conn, options);
     this.isBorrowed = options?.borrow === true;
+    this.max = options?.max;
   }
   protected read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
     const conn = this.conn;
-    if (conn.start < conn.end) {
+    const start = conn.start;
+    if (start < conn.end) {
+      const max = this.max;
+      const end = max === undefined || conn.end - start <= max
+        ? conn.end
+        : start + max;
       // A borrowed view stays valid until the next receive starts a read.
       const bytes = this.isBorrowed
-        ? conn.view(conn.start, conn.end)
-        : conn.buf.slice(conn.start, conn.end);
+        ? conn.view(start, end)
+        : conn.buf.slice(start, end);
       // Not back to 0: a read left in flight by a receive that timed out
       // with these bytes buffered is filling buf[end..]. The next read
       // starts at 0 once none is in flight (`startRead`).
-      conn.start = conn.end;
+      conn.start = end;
       return bytes;
     }
     if (conn.isEof && conn.readError === null) return null;

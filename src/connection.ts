@@ -360,7 +360,8 @@ export class Connection {
    * State after failure: after a timeout the connection is intact, and the
    * bytes of the read in flight go to the next receive.
    *
-   * @param options Deadline, signal, and `borrow` for a zero-copy view.
+   * @param options Deadline, signal, `borrow` for a zero-copy view, `max`
+   *   for at most that many bytes.
    * @returns The bytes, or `null` at end of stream, which on Deno 2.9.6 is
    *   also how a TCP peer's reset reads (a send then fails).
    */
@@ -373,8 +374,17 @@ export class Connection {
     if (
       op === null || op.effect.isInUse ||
       op.isBorrowed !== (options?.borrow === true) ||
+      op.max !== options?.max ||
       !op.hasOptions(options, this.recvTimeout)
-    ) op = this.#recvOp = new RecvOp(this, options);
+    ) {
+      const max = options?.max;
+      if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
+        throw new RangeError(
+          `Cannot receive: max must be an integer >= 1, got ${max}`,
+        );
+      }
+      op = this.#recvOp = new RecvOp(this, options);
+    }
     op.effect.handOut();
     return op;
   }

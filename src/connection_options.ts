@@ -120,6 +120,33 @@ export interface RecvOptions extends OperationOptions {
    * @default {false}
    */
   borrow?: boolean;
+  /**
+   * Return at most this many bytes (an integer, 1 or more); the rest stay
+   * buffered for the next receive. For a body of known length read in
+   * chunks (`Content-Length`) with what follows it (a pipelined request)
+   * left in place; `recvExact` gives the whole of it in one array.
+   *
+   * @example The rest of a 5-byte body, and the next request left buffered
+   * ```ts
+   * import { run } from "@corio/corio";
+   * import { memoryConnPair } from "@corio/corio/testing";
+   *
+   * const [conn, peer] = memoryConnPair();
+   * const body = await run((function* () {
+   *   yield* peer.send("hello" + "GET / HTTP/1.1\r\n");
+   *   let body = "";
+   *   for (let left = 5; left > 0;) {
+   *     const chunk = yield* conn.recv({ max: left, timeout: 1000 });
+   *     if (chunk === null) throw new Error("the body was cut short");
+   *     body += new TextDecoder().decode(chunk);
+   *     left -= chunk.length;
+   *   }
+   *   return body;
+   * })());
+   * console.log(body, conn.buffered); // hello 16
+   * ```
+   */
+  max?: number;
 }
 
 /**

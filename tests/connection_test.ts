@@ -1205,6 +1205,62 @@ Deno.test("recv({ borrow: true }) returns a view that stays valid until the next
   b.close();
 });
 
+for (const pairs of pairMakers) {
+  Deno.test(`recv({ max }) returns at most max bytes, copied or borrowed, and leaves the rest buffered for the next receive [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    const got = await run((async function* () {
+      yield* a.send("0123456789");
+      const got: string[] = [];
+      let total = 0;
+      while (total < 10) {
+        const max = got.length % 2 === 0 ? 3 : 2;
+        const chunk = (yield* b.recv({ max, borrow: got.length === 1 }))!;
+        assert.ok(chunk.length <= max, `${chunk.length} bytes for max ${max}`);
+        got.push(text(chunk)!);
+        total += chunk.length;
+      }
+      yield* a.send("tail");
+      got.push(text(yield* b.recv({ max: 100 }))!);
+      return got;
+    })());
+    assert.equal(got.join(""), "0123456789tail");
+    assert.equal(got.at(-1), "tail");
+    // The first receives found all ten bytes buffered: 3, 2, 3, 2.
+    assert.deepEqual(got.slice(0, 4), ["012", "34", "567", "89"]);
+    await dispose();
+  });
+}
+
+Deno.test("recv({ max }) and then recv() without it: each gets what it asked for, the reused operation does not keep the limit", async () => {
+  const [a, b] = memoryConnPair();
+  const got = await run((async function* () {
+    yield* a.send("abcdef");
+    const first = text((yield* b.recv({ max: 2 }))!);
+    const rest = text((yield* b.recv())!);
+    yield* a.send("ghijkl");
+    const limited = text((yield* b.recv({ max: 4 }))!);
+    return [first, rest, limited, b.buffered];
+  })());
+  assert.deepEqual(got, ["ab", "cdef", "ghij", 2]);
+  a.close();
+  b.close();
+});
+
+Deno.test("recv({ max }) with max 0, a fraction, NaN or Infinity is a RangeError that names max", () => {
+  const [a, b] = memoryConnPair();
+  for (const max of [0, 1.5, NaN, Infinity, -1]) {
+    assert.throws(
+      () => b.recv({ max }),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot receive: max must be an integer >= 1, got ${max}`,
+    );
+  }
+  a.close();
+  b.close();
+});
+
 Deno.test("an aborted send leaves the send queue, and later sends go through", async () => {
   const [a, b] = memoryConnPair({ capacity: 8 });
   const controller = new AbortController();
