@@ -24,7 +24,11 @@ import { withBit } from "./_bits.ts";
  * ```
  */
 export interface Resource {
-  /** Closes it; must be idempotent. */
+  /**
+   * Closes it. Called once it may have been closed already: be idempotent,
+   * or throw `Deno.errors.BadResource` then, as Deno's own resources do
+   * (a `Deno.Listener`, a `Deno.FsFile`); that error is ignored.
+   */
   close(): void;
   /** Settles once nothing of it is pending in the runtime any more. */
   readonly settled?: Promise<void>;
@@ -318,7 +322,8 @@ export class Coroutine implements DeadlineEntry {
       try {
         resource.close();
       } catch (error) {
-        onError(error);
+        // Closed already, by its own code: nothing to report.
+        if (!(error instanceof Deno.errors.BadResource)) onError(error);
       }
       if (resource.settled) (pending ??= []).push(resource.settled);
     }

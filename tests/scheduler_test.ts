@@ -114,6 +114,27 @@ Deno.test("a coroutine closes everything it owns when it ends, one resource or t
   }
 });
 
+Deno.test("an owned Deno.Listener the coroutine closed itself is not an error when it ends; another close() error is reported", async () => {
+  const reported: unknown[] = [];
+  const scheduler = new Scheduler({ onError: (error) => reported.push(error) });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const failing = new Error("close failed");
+  await scheduler.spawn(
+    (function* () {
+      yield* delay(1);
+      listener.close(); // a second close() throws BadResource
+    })(),
+    {
+      owns: [listener, {
+        close: () => {
+          throw failing;
+        },
+      }],
+    },
+  ).finished;
+  assert.deepEqual(reported, [failing]);
+});
+
 Deno.test("cancel() runs finally blocks and cannot be swallowed", async () => {
   const log = await cancelLog(function* (log) {
     try {
