@@ -170,7 +170,9 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
    * handler was cancelled (evicted, or at shutdown), with the connection.
    * Not the `ConnectionClosedError` of the server's own close, which a
    * cancelled handler (a goodbye sent in its `finally`) or its child may
-   * meet: such a handler counts as cancelled or evicted.
+   * meet: such a handler counts as cancelled or evicted. Nor a
+   * `CancelledError` a handler lets propagate (from `join()` of a child
+   * that another coroutine cancelled): it counts as cancelled.
    * @default {console.error, except for TimeoutError (and the ConnectionClosedError of a connection a send timeout closed), ConnectionResetError, IncompleteReadError (a peer that hung up mid-message) and LineTooLongError (a peer's line over maxLineLength), which are only counted}
    */
   onError?: (error: unknown, info?: ConnectionInfo<Addr>) => void;

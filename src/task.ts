@@ -14,8 +14,11 @@ import {
 import { CancelledError, TimeoutError } from "./errors.ts";
 
 /**
- * A running coroutine, as its starter sees it: join it, cancel it, or
- * await it from outside the scheduler.
+ * A handle on a running coroutine: join it, cancel it, or await it from
+ * outside the scheduler. Whoever holds it may: its parent, or another
+ * coroutine it was handed to (a session table's entry, cancelled to kick
+ * a client). The parent alone owns it: the child is cancelled when the
+ * parent ends, and its error nobody joined fails the parent.
  *
  * @example
  * ```ts

@@ -8,6 +8,7 @@ import {
   serve,
   type ServerStats,
   spawn,
+  type Task,
   TimeoutError,
   wait,
 } from "@corio/corio";
@@ -871,4 +872,38 @@ Deno.test("at the grace's end a handler is cancelled at its current wait, even o
   for (const client of clients) client.close();
   assert.deepEqual(cleanedUp, [`ignores at ${began + 100 + 300}`]);
   assert.equal(server.stats.cancelled, 2);
+});
+
+Deno.test("a handler that lets the CancelledError of a child another coroutine cancelled propagate counts as cancelled, and is not reported", async () => {
+  const clock = new VirtualClock();
+  const reported: unknown[] = [];
+  const sessions: Task<void>[] = [];
+  const { server, connect } = memoryServer(
+    { clock, onError: (error) => reported.push(error) },
+    async function* () {
+      const session = yield* spawn((async function* () {
+        yield* delay(Infinity);
+      })());
+      sessions.push(session);
+      yield* session.join(); // CancelledError once kicked
+    },
+  );
+  const client = connect();
+  await run(
+    (function* () {
+      yield* delay(10);
+      sessions[0].cancel(); // kicked from elsewhere
+      yield* delay(10);
+    })(),
+    { clock },
+  );
+  const { cancelled, failed, active } = server.stats;
+  assert.deepEqual({ cancelled, failed, active }, {
+    cancelled: 1,
+    failed: 0,
+    active: 0,
+  });
+  assert.deepEqual(reported, []);
+  client.close();
+  await server.shutdown();
 });
