@@ -57,6 +57,7 @@ export {
 export { Connection } from "./src/connection.ts";
 export type {
   ConnectionOptions,
+  RecvExactOptions,
   RecvLineOptions,
   RecvOptions,
   Transport,

@@ -12,7 +12,11 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import type { Connection } from "./connection.ts";
-import type { RecvLineOptions, RecvOptions } from "./connection_options.ts";
+import type {
+  RecvExactOptions,
+  RecvLineOptions,
+  RecvOptions,
+} from "./connection_options.ts";
 import type { Coroutine } from "./scheduler.ts";
 import { startWrite, writeBegun, writeEnded } from "./_io_pacer.ts";
 
@@ -142,21 +146,27 @@ export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
   get op(): string {
     return "recvExact";
   }
+  readonly isBorrowed: boolean;
   constructor(
     conn: Connection,
     readonly n: number,
-    options?: OperationOptions,
+    options?: RecvExactOptions,
   ) {
     super(conn, options);
+    this.isBorrowed = options?.borrow === true;
   }
   protected read(): Uint8Array<ArrayBuffer> | typeof PENDING {
     const conn = this.conn;
-    const buffered = conn.end - conn.start;
-    if (buffered >= this.n) {
-      const bytes = conn.buf.slice(conn.start, conn.start + this.n);
-      conn.start += this.n;
+    const start = conn.start;
+    if (conn.end - start >= this.n) {
+      const end = start + this.n;
+      const bytes = this.isBorrowed
+        ? conn.view(start, end)
+        : conn.buf.slice(start, end);
+      conn.start = end;
       return bytes;
     }
+    const buffered = conn.end - start;
     if (conn.isEof && conn.readError === null) {
       const partial = conn.buf.slice(conn.start, conn.end);
       conn.start = conn.end = 0;

@@ -14,6 +14,7 @@ import {
   checkTimeout,
   type ConnectionOptions,
   DEFAULTS,
+  type RecvExactOptions,
   type RecvLineOptions,
   type RecvOptions,
   type Transport,
@@ -397,12 +398,12 @@ export class Connection {
    * first. State after failure: a timeout keeps every byte buffered.
    *
    * @param n How many bytes, 0 or more.
-   * @param options Deadline and signal.
+   * @param options Deadline, signal, and `borrow` for a zero-copy view.
    * @returns The bytes.
    */
   recvExact(
     n: number,
-    options?: OperationOptions,
+    options?: RecvExactOptions,
   ): Operation<Uint8Array<ArrayBuffer>> {
     if (!Number.isInteger(n) || n < 0) {
       throw new RangeError(

@@ -150,6 +150,33 @@ export interface RecvOptions extends OperationOptions {
 }
 
 /**
+ * Options for {@linkcode Connection.recvExact}.
+ *
+ * @example A binary header read without a copy: a type byte and a length
+ * ```ts
+ * import { run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const [type, length] = await run((function* () {
+ *   yield* peer.send(new Uint8Array([0x30, 5]));
+ *   const header = yield* conn.recvExact(2, { borrow: true, timeout: 1000 });
+ *   return [header[0], header[1]]; // read before the next receive
+ * })());
+ * console.log(type, length); // 48 5
+ * ```
+ */
+export interface RecvExactOptions extends OperationOptions {
+  /**
+   * Return a view into the connection's read buffer instead of a copy, as
+   * `recv({ borrow: true })` does: valid only until the next receive on
+   * this connection.
+   * @default {false}
+   */
+  borrow?: boolean;
+}
+
+/**
  * Options for {@linkcode Connection.recvLine}.
  *
  * @example A tighter line limit for one receive

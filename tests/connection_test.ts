@@ -1231,6 +1231,30 @@ for (const pairs of pairMakers) {
   });
 }
 
+for (const pairs of pairMakers) {
+  Deno.test(`recvExact(n, { borrow: true }) gives the n bytes as a view into the read buffer, no copy; the rest stay buffered [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    const got = await run((async function* () {
+      yield* a.send(new Uint8Array([0x30, 3, 0x61, 0x62, 0x63, 0x0a]));
+      const header = yield* b.recvExact(2, { borrow: true });
+      const [type, length] = header;
+      const body = yield* b.recvExact(length, { borrow: true });
+      const isView = body.buffer === header.buffer;
+      const text = new TextDecoder().decode(body);
+      const copied = yield* b.recvExact(1);
+      return { type, text, isView, rest: copied[0], buffered: b.buffered };
+    })());
+    assert.deepEqual(got, {
+      type: 0x30,
+      text: "abc",
+      isView: true,
+      rest: 0x0a,
+      buffered: 0,
+    });
+    await dispose();
+  });
+}
+
 Deno.test("recv({ max }) and then recv() without it: each gets what it asked for, the reused operation does not keep the limit", async () => {
   const [a, b] = memoryConnPair();
   const got = await run((async function* () {
