@@ -55,6 +55,7 @@ export {
   wait,
 } from "./src/operations.ts";
 export { Connection } from "./src/connection.ts";
+export { listen, Listener, type ListenOptions } from "./src/listener.ts";
 export type {
   ConnectionOptions,
   RecvExactOptions,

@@ -367,9 +367,9 @@ export class BusyError extends Error {
    */
   constructor(op: string, where = "", what = "connection") {
     super(
-      `Cannot ${op}${
-        where ? " " + where : ""
-      }: another coroutine is already receiving on this ${what}`,
+      `Cannot ${op}${where ? " " + where : ""}: another coroutine is already ${
+        op === "accept" ? "accepting" : "receiving"
+      } on this ${what}`,
     );
     this.name = "BusyError";
     this.op = op;
