@@ -142,6 +142,21 @@ export class RecvOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
   }
 }
 
+export class PeekOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
+  get op(): string {
+    return "peek";
+  }
+  protected read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
+    const conn = this.conn;
+    // Taken by nothing: the next receive gets these bytes again.
+    if (conn.start < conn.end) return conn.view(conn.start, conn.end);
+    if (conn.isEof && conn.readError === null) return null;
+    this.checkUsable();
+    conn.startRead();
+    return PENDING;
+  }
+}
+
 export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
   get op(): string {
     return "recvExact";

@@ -24,6 +24,7 @@ import { deferRead, isOverBudget, readCompleted } from "./_io_pacer.ts";
 import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,
+  PeekOp,
   RecvExactOp,
   RecvLineOp,
   RecvOp,
@@ -388,6 +389,37 @@ export class Connection {
     }
     op.effect.handOut();
     return op;
+  }
+
+  /**
+   * Waits until bytes are buffered and returns them without taking them:
+   * the next receive gets them again. For an idle timeout apart from a
+   * message's own (wait up to a minute for a request to begin, then give
+   * its line 5 s), or to look at a first byte before choosing a parser.
+   *
+   * Deadline: `timeout`/`deadline` (default `recvTimeout`). Errors: as
+   * `recv`. State after failure: as `recv`, nothing taken.
+   *
+   * @param options Deadline and signal.
+   * @returns A view of every byte buffered (one at least), valid until the
+   *   next receive; or `null` at the end of the stream.
+   *
+   * @example An idle limit, then a deadline for the whole command line
+   * ```ts
+   * import { run } from "@corio/corio";
+   * import { memoryConnPair } from "@corio/corio/testing";
+   *
+   * const [conn, peer] = memoryConnPair();
+   * const line = await run((function* () {
+   *   yield* peer.send("NOOP\r\n");
+   *   if ((yield* conn.peek({ timeout: 60_000 })) === null) return null;
+   *   return yield* conn.recvLine({ timeout: 5_000 });
+   * })());
+   * console.log(line); // NOOP
+   * ```
+   */
+  peek(options?: OperationOptions): Operation<Uint8Array<ArrayBuffer> | null> {
+    return new PeekOp(this, options);
   }
 
   /**

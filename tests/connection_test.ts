@@ -1255,6 +1255,57 @@ for (const pairs of pairMakers) {
   });
 }
 
+for (const pairs of pairMakers) {
+  Deno.test(`peek() waits for bytes and returns them without taking them: the next receive gets them; null at the end of the stream [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    const got = await run((async function* () {
+      const peeking = yield* spawn((async function* () {
+        return text(yield* b.peek({ timeout: 1000 }));
+      })());
+      yield* delay(5);
+      yield* a.send("GET /\r\n");
+      const peeked = yield* peeking.join();
+      const again = text(yield* b.peek());
+      const line = yield* b.recvLine({ timeout: 1000 });
+      yield* a.closeWrite();
+      const atEnd = yield* b.peek({ timeout: 1000 });
+      return { peeked, again, line, atEnd };
+    })());
+    assert.deepEqual(got, {
+      peeked: "GET /\r\n",
+      again: "GET /\r\n",
+      line: "GET /",
+      atEnd: null,
+    });
+    await dispose();
+  });
+}
+
+Deno.test("peek() that times out takes nothing: the bytes that come later go to the next receive", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair();
+  const got = await run(
+    (async function* () {
+      let error: unknown;
+      try {
+        yield* b.peek({ timeout: 100 });
+      } catch (caught) {
+        error = caught;
+      }
+      const at = clock.now();
+      yield* a.send("late");
+      return { error, at, bytes: text(yield* b.recv()) };
+    })(),
+    { clock },
+  );
+  assert.ok(got.error instanceof TimeoutError);
+  assert.equal(got.error.op, "peek");
+  assert.equal(got.at, 100);
+  assert.equal(got.bytes, "late");
+  a.close();
+  b.close();
+});
+
 Deno.test("recv({ max }) and then recv() without it: each gets what it asked for, the reused operation does not keep the limit", async () => {
   const [a, b] = memoryConnPair();
   const got = await run((async function* () {
