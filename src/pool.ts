@@ -92,6 +92,14 @@ export type {
 export class Lease implements Disposable {
   /** The borrowed connection; do not use it after the lease ends. */
   readonly conn: Connection;
+  /**
+   * True when the connection was lent before (idle in the pool since): the
+   * server may have closed it meanwhile, so a request that fails on it
+   * before any reply byte (`null`, `ConnectionResetError`) is worth one
+   * retry if it is safe to repeat. False for a connection dialled for this
+   * lease, where such a failure is the server's answer.
+   */
+  readonly isReused: boolean;
   /** @internal */ owner: LeaseOwner | null = null;
   #pool: Pool;
   #isEnded = false;
@@ -100,10 +108,12 @@ export class Lease implements Disposable {
    * @internal Leases come from {@linkcode Pool.acquire}.
    * @param conn The connection lent.
    * @param pool The pool it goes back to.
+   * @param isReused Whether it was lent before.
    */
-  constructor(conn: Connection, pool: Pool) {
+  constructor(conn: Connection, pool: Pool, isReused = false) {
     this.conn = conn;
     this.#pool = pool;
+    this.isReused = isReused;
   }
 
   /** True once the lease was released or discarded. */
@@ -180,6 +190,8 @@ export class Lease implements Disposable {
 export class Pool implements AsyncDisposable {
   readonly #core: PoolCore;
   #owners = new WeakMap<CoroutineRecord, LeaseOwner>();
+  // Connections lent at least once, for `Lease.isReused`.
+  #lent = new WeakSet<Connection>();
 
   /**
    * Makes an empty pool; it dials on demand, from the first `acquire()`.
@@ -322,7 +334,9 @@ export class Pool implements AsyncDisposable {
 
   #lend(conn: Connection, co: CoroutineRecord): Lease {
     conn.isAwaitingReply = false; // counts from here (a dial's greeting)
-    const lease = new Lease(conn, this);
+    const lent = this.#lent;
+    const lease = new Lease(conn, this, lent.has(conn));
+    lent.add(conn);
     let owner = this.#owners.get(co);
     if (owner === undefined) {
       owner = new LeaseOwner(co);

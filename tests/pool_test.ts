@@ -1644,3 +1644,27 @@ Deno.test("a lease whose last receive read its reply goes back to the pool, also
   await pool.close();
   await server.close();
 });
+
+Deno.test("lease.isReused: false for a connection dialled for the lease, true for one lent before, false again after a discard", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const seen = await run(
+    (async function* () {
+      const seen: boolean[] = [];
+      for (const isDiscarded of [false, false, true, false]) {
+        const lease = yield* pool.acquire();
+        seen.push(lease.isReused);
+        assert.equal(yield* roundTrip(lease, "ping"), "ping");
+        if (isDiscarded) lease.discard();
+        else lease.release();
+      }
+      return seen;
+    })(),
+    { clock },
+  );
+  assert.deepEqual(seen, [false, true, true, false]);
+  assert.equal(pool.stats.created, 2);
+  await pool.close();
+  await server.close();
+});
