@@ -20,6 +20,8 @@ import type {
 import type { Coroutine } from "./scheduler.ts";
 import { startWrite, writeBegun, writeEnded } from "./_io_pacer.ts";
 
+/** What `recvExact(0)` gives: no bytes, so it counts as no receive. */
+const NOTHING = new Uint8Array(0);
 const LF = 10;
 const CR = 13;
 // `ignoreBOM` keeps a U+FEFF that starts a line: each line is decoded on
@@ -64,7 +66,8 @@ abstract class ReadOp<T> extends Op<T> {
     }
     if (result !== PENDING) {
       this.release();
-      if (result !== null) conn.received();
+      // `recvExact(0)` received nothing: a reply may still be due.
+      if (result !== null && result !== NOTHING) conn.received();
     }
     return result;
   }
@@ -171,6 +174,7 @@ export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
     this.isBorrowed = options?.borrow === true;
   }
   protected read(): Uint8Array<ArrayBuffer> | typeof PENDING {
+    if (this.n === 0) return NOTHING;
     const conn = this.conn;
     const start = conn.start;
     if (conn.end - start >= this.n) {

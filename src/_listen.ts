@@ -25,7 +25,10 @@ const IP_ONLY = [
  * `port`, a `cert` without its `key`): the types forbid them, but plain
  * JavaScript and spread objects get past the types.
  */
-export function checkListenOptions(options: ServeOptions): void {
+export function checkListenOptions(
+  options: ServeOptions,
+  action = "serve",
+): void {
   const { path, cert, key } = options as {
     path?: unknown;
     cert?: unknown;
@@ -45,14 +48,14 @@ export function checkListenOptions(options: ServeOptions): void {
   if ((cert === undefined) !== (key === undefined)) {
     throw new TypeError(
       cert === undefined
-        ? "Cannot serve TLS: key needs its cert (PEM)"
-        : "Cannot serve TLS: cert needs its key (PEM)",
+        ? `Cannot ${action} TLS: key needs its cert (PEM)`
+        : `Cannot ${action} TLS: cert needs its key (PEM)`,
     );
   }
   for (const [name, value] of [["cert", cert], ["key", key]] as const) {
     if (value !== undefined && (typeof value !== "string" || value === "")) {
       throw new TypeError(
-        `Cannot serve TLS: ${name} must be a PEM string (the file's text, not its path)`,
+        `Cannot ${action} TLS: ${name} must be a PEM string (the file's text, not its path)`,
       );
     }
   }

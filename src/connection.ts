@@ -348,6 +348,14 @@ export class Connection {
     return (this.#flags & CLOSED) !== 0;
   }
 
+  /**
+   * @internal True once closed and nothing of it is pending in the runtime
+   * (no read, no write): its owner may forget it.
+   */
+  get isReleased(): boolean {
+    return this.isClosed && !this.hasPendingRead && this.writing === null;
+  }
+
   /** How many received bytes wait in the buffer, not yet returned. */
   get buffered(): number {
     return this.end - this.start;

@@ -95,12 +95,20 @@ export class ConnectionClosedError extends Error {
    *
    * @param op The operation that was attempted.
    * @param where The address, e.g. `"to 127.0.0.1:4000"`.
-   * @param options `cause`: what made corio close it (a send's timeout).
+   * @param options `cause`: what made corio close it (a send's timeout);
+   *   `what` was closed, for the message (default `"connection"`; a
+   *   listener's accept says `"listener"`).
    */
-  constructor(op: string, where = "", options?: ErrorOptions) {
+  constructor(
+    op: string,
+    where = "",
+    options?: ErrorOptions & { what?: string },
+  ) {
     const cause = options?.cause;
     super(
-      `Cannot ${op}${where ? " " + where : ""}: the connection is closed${
+      `Cannot ${op}${where ? " " + where : ""}: the ${
+        options?.what ?? "connection"
+      } is closed${
         cause instanceof Error ? ` (after ${cause.name}: ${cause.message})` : ""
       }`,
       options,

@@ -20,7 +20,7 @@ import { BusyError, ConnectionClosedError, TimeoutError } from "./errors.ts";
 import { addressOf } from "./_address.ts";
 import { checkPort } from "./_connect_options.ts";
 import type { Listener as RuntimeListener } from "./_accept.ts";
-import { checkListenOptions, listen as open } from "./_listen.ts";
+import { checkListenOptions, listen as open, withPath } from "./_listen.ts";
 import type { ServeOptions } from "./_serve_options.ts";
 import type { Coroutine as CoroutineRecord } from "./scheduler.ts";
 
@@ -57,7 +57,8 @@ export interface ListenOptions extends ConnectionOptions {
    */
   tcpBacklog?: number;
   /**
-   * TCP_NODELAY on accepted connections.
+   * TCP_NODELAY on accepted connections (TCP only: Deno 2.9.6's TLS
+   * connections have no `setNoDelay`).
    * @default {true}
    */
   noDelay?: boolean;
@@ -129,6 +130,11 @@ export class Listener implements Disposable {
     return this.#isClosed;
   }
 
+  /** @internal Closed, and its accept in flight, if any, has ended. */
+  get isReleased(): boolean {
+    return this.#isClosed && this.#accepting === null;
+  }
+
   /**
    * Settles once the runtime holds nothing of it: after `close()`, when the
    * accept in flight has ended (`undefined` while none is).
@@ -143,11 +149,19 @@ export class Listener implements Disposable {
    * listener's connection defaults.
    *
    * Deadline: `timeout`/`deadline`/`signal` for the wait (none by
-   * default). Errors: `TimeoutError`; `ConnectionClosedError` once the
-   * listener is closed; `BusyError` if another coroutine is accepting; the
-   * runtime's error for a failed accept (EMFILE: no descriptor free), after
-   * which the listener still works. State after failure: a client the
-   * accept in flight brings goes to the next `accept()`.
+   * default); `timeout: 0` takes a client already accepted, else times out
+   * at the next timer turn. Errors: `TimeoutError`; `ConnectionClosedError`
+   * once the listener is closed; `BusyError` if another coroutine is
+   * accepting; an aborted signal's reason (an already aborted one refuses
+   * the accept, even with a client at hand: that client waits for the
+   * next); the runtime's error for a failed accept, as it is (no descriptor
+   * free: on Deno 2.9.6 a plain `Error`, "Too many open files (os error
+   * 24)"), after which the listener still works. State after failure: a
+   * client the accept in flight brings goes to the next `accept()`.
+   *
+   * The connection belongs to the coroutine that accepted it: one handed
+   * out of a child (its `join()` result) is closed as that child ends, so
+   * accept in the coroutine that uses the connection.
    *
    * @param options Deadline and signal.
    * @returns An operation that gives the connection.
@@ -196,7 +210,11 @@ export class Listener implements Disposable {
    * if none is in flight and no client waits.
    */
   check(op: AcceptOp): void {
-    if (this.#isClosed) throw new ConnectionClosedError("accept", this.where);
+    if (this.#isClosed) {
+      throw new ConnectionClosedError("accept", this.where, {
+        what: "listener",
+      });
+    }
     if (this.taker !== null && this.taker !== op) {
       throw new BusyError("accept", this.where, "listener");
     }
@@ -270,6 +288,9 @@ class AcceptOp extends Op<Connection> {
   constructor(readonly listener: Listener, options?: OperationOptions) {
     super(options);
     this.effect.external = true;
+    // A client at hand is taken in park(): with a deadline already past
+    // (`timeout: 0`) it must still get there, and not time out at once.
+    this.effect.settlesLate = true;
   }
   override begin(): void {
     this.#connection = null;
@@ -363,7 +384,14 @@ export function listen(options: ListenOptions = {}): Operation<Listener> {
       `Cannot listen: tcpBacklog must be >= 0, got ${backlog}`,
     );
   }
-  checkListenOptions(options as ServeOptions);
+  for (const name of ["path", "acceptQueues"] as const) {
+    if ((options as Record<string, unknown>)[name] !== undefined) {
+      throw new TypeError(
+        `Cannot listen: ${name} is for serve(); listen() takes TCP and TLS options`,
+      );
+    }
+  }
+  checkListenOptions(options as ServeOptions, "listen");
   checkConnectionOptions(options);
   return new ListenOp(options);
 }
@@ -378,10 +406,20 @@ class ListenOp extends Op<Listener> {
     this.effect.immediate = true;
   }
   override perform(co: CoroutineRecord): void {
-    const listener = new Listener(
-      open(this.options as ServeOptions),
-      this.options,
-    );
+    const options = this.options;
+    let runtimeListener: RuntimeListener;
+    try {
+      runtimeListener = open(options as ServeOptions);
+    } catch (error) {
+      // Deno's AddrInUse names no address.
+      throw withPath(
+        error,
+        `Cannot listen on ${
+          addressOf({ hostname: options.hostname ?? "0.0.0.0", ...options })
+        }`,
+      );
+    }
+    const listener = new Listener(runtimeListener, options);
     co.adopt(listener);
     this.#listener = listener;
   }

@@ -230,7 +230,9 @@ class SpawnOp<T> extends Op<Task<T>> {
  *
  * @param coroutine A generator object, e.g. `reader(conn)`.
  * @param options `owns`: resources the child closes when it ends (a
- *   connection it serves, as `serve()` gives each handler its own).
+ *   connection it serves, as `serve()` gives each handler its own). One
+ *   the parent owns already (from `connect()` or `listen()`) is then owned
+ *   by both, and closed as the first of them ends: the child.
  * @returns An operation that gives the child's {@linkcode Task}.
  *
  * @example

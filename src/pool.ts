@@ -61,11 +61,14 @@ export type {
  * closes it in any case. A protocol whose requests get no reply pays a
  * new connection per lease.
  *
- * The pool sees only bytes that have reached the connection: the rest of a
- * reply read in part, or a reply the peer sends unasked, still on its way
- * when the lease ends goes to the next borrower. If the peer may send more
- * than was read (a reply left half read, a late or extra reply), call
- * `discard()` instead of releasing.
+ * The pool sees only bytes that have reached the connection, and counts
+ * no requests: the rest of a reply read in part, the replies to pipelined
+ * requests after the first one read, or a reply the peer sends unasked,
+ * still on its way when the lease ends, go to the next borrower. If the
+ * peer may send more than was read (a reply left half read, pipelined
+ * requests, a late or extra reply), call `discard()` instead of releasing
+ * unless every reply was read. A view from a borrowing receive
+ * (`borrow: true`, `peek()`) ends with the lease.
  *
  * Changes to the connection's `recvTimeout`, `sendTimeout` or
  * `maxLineLength` last as long as the lease: the next borrower gets the

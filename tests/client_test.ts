@@ -274,3 +274,41 @@ Deno.test("connect() without net permission throws Deno's NotCapable, not a Conn
     await Deno.remove(script);
   }
 });
+
+Deno.test("a coroutine that connects and closes in a loop does not keep the connections it closed: they can be collected while it runs", async () => {
+  // In a process of its own, with --expose-gc: a coroutine used to hold
+  // every connection it had opened until it ended.
+  const code = `
+    import { connect, delay, run, serve } from "${new URL(
+    "../mod.ts",
+    import.meta.url,
+  )}";
+    const server = serve({ hostname: "127.0.0.1" }, function* () {});
+    const refs = [];
+    const alive = await run((async function* () {
+      for (let i = 0; i < 100; i++) {
+        const conn = yield* connect({ hostname: "127.0.0.1", port: server.addr.port, timeout: 1000 });
+        refs.push(new WeakRef(conn));
+        conn.close();
+        yield* delay(1); // its read in flight ends
+      }
+      for (let i = 0; i < 5; i++) {
+        yield* delay(10);
+        gc();
+      }
+      return refs.filter((ref) => ref.deref() !== undefined).length;
+    })());
+    await server.shutdown();
+    console.log(alive);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  const alive = Number(decoder.decode(out.stdout).trim().split("\n").at(-1));
+  // At most the last few: dropped each time the owned list doubles.
+  assert.ok(alive <= 8, `${alive} of 100 closed connections still held`);
+});

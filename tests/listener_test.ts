@@ -9,6 +9,7 @@ import {
   delay,
   listen,
   type Listener,
+  type ListenOptions,
   type Operation,
   run,
   spawn,
@@ -105,6 +106,7 @@ Deno.test("close() ends a waiting accept() with ConnectionClosedError, and close
     return { closedError, atClient, afterClose, isClosed: second.isClosed };
   })());
   assert.ok(got.closedError instanceof ConnectionClosedError);
+  assert.match(got.closedError.message, /the listener is closed/);
   assert.equal(got.atClient, null);
   assert.ok(got.afterClose instanceof ConnectionClosedError);
   assert.equal(got.isClosed, true);
@@ -175,18 +177,62 @@ Deno.test("using closes a listener at the end of its block: nothing listens on i
   );
 });
 
-Deno.test("listen() refuses a bad port, backlog or default at the call, a cert without its key, and a port in use when it runs", async () => {
+Deno.test("listen() refuses a bad port, backlog or default at the call, a cert without its key, a serve()-only option, and a port in use when it runs, naming it", async () => {
   assert.throws(() => listen({ port: 70000 }), RangeError);
   assert.throws(() => listen({ tcpBacklog: -1 }), RangeError);
   assert.throws(() => listen({ recvTimeout: -5 }), RangeError);
-  assert.throws(() => listen({ cert: "PEM" }), TypeError);
+  assert.throws(
+    () => listen({ cert: "PEM" }),
+    (error: unknown) =>
+      error instanceof TypeError &&
+      error.message === "Cannot listen TLS: cert needs its key (PEM)",
+  );
+  for (const option of [{ path: "/tmp/x.sock" }, { acceptQueues: 2 }]) {
+    assert.throws(
+      () => listen(option as ListenOptions),
+      (error: unknown) =>
+        error instanceof TypeError && /is for serve\(\)/.test(error.message),
+    );
+  }
   const taken = Deno.listen(loopback);
   try {
     await assert.rejects(
       runOp(listen({ ...loopback, port: taken.addr.port })),
-      Deno.errors.AddrInUse,
+      (error: unknown) =>
+        error instanceof Deno.errors.AddrInUse &&
+        error.message.startsWith(
+          `Cannot listen on 127.0.0.1:${taken.addr.port}: `,
+        ),
     );
   } finally {
     taken.close();
   }
 });
+
+for (const form of ["function*", "async function*"] as const) {
+  Deno.test(`accept({ timeout: 0 }) takes a client the runtime already accepted, and times out when there is none [${form}]`, async () => {
+    function* body() {
+      const listener = yield* listen(loopback);
+      const outcomes: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        try {
+          yield* listener.accept({ timeout: 0 });
+          outcomes.push("client");
+        } catch (error) {
+          outcomes.push((error as Error).name);
+        }
+        if (i === 0) {
+          yield* connect({ port: listener.addr.port, timeout: 1000 });
+          yield* delay(50); // the accept in flight brings it
+        }
+      }
+      return outcomes;
+    }
+    const outcomes = await run(
+      form === "function*" ? body() : (async function* () {
+        return yield* body();
+      })(),
+    );
+    assert.deepEqual(outcomes, ["TimeoutError", "client"]);
+  });
+}

@@ -1668,3 +1668,28 @@ Deno.test("lease.isReused: false for a connection dialled for the lease, true fo
   await pool.close();
   await server.close();
 });
+
+Deno.test("recvExact(0) after a request receives nothing: a lease given back then is closed, not lent, as after the request alone", async () => {
+  const clock = new VirtualClock();
+  const server = memoryServer(clock, slowLineEcho);
+  const pool = new Pool({ max: 1, dial: server.dial });
+  const reply = await run(
+    (async function* () {
+      try {
+        using lease = yield* pool.acquire();
+        yield* lease.conn.send("first\n");
+        assert.equal((yield* lease.conn.recvExact(0)).length, 0);
+        throw new Error("the borrower fails before its reply");
+      } catch {
+        // the next borrower must not get "first"
+      }
+      using lease = yield* pool.acquire();
+      return yield* roundTrip(lease, "second");
+    })(),
+    { clock },
+  );
+  assert.equal(reply, "second");
+  assert.equal(pool.stats.discarded, 1);
+  await pool.close();
+  await server.close();
+});
