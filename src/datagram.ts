@@ -14,6 +14,8 @@ import { type ConversationHandler, Conversations } from "./conversations.ts";
 import type { Clock } from "./timers.ts";
 import { callOnError } from "./_on_error.ts";
 import { checkPort } from "./_connect_options.ts";
+import { addressOf } from "./_address.ts";
+import { withPath } from "./_listen.ts";
 import {
   type Datagram,
   type DatagramHandler,
@@ -248,9 +250,7 @@ export class DatagramServer<M = Datagram, K = string>
       while (this.#queueHead < queue.length && batch.length < MAX_SEND_BATCH) {
         const [bytes, to] = queue[this.#queueHead];
         queue[this.#queueHead++] = undefined as never;
-        batch.push(
-          this.#socket.send(bytes, to).then(this.#onSent, this.#onSendFailed),
-        );
+        batch.push(this.#sendOne(bytes, to));
       }
       await Promise.all(batch);
       batch.length = 0;
@@ -270,14 +270,19 @@ export class DatagramServer<M = Datagram, K = string>
     drained?.();
   }
 
-  #onSent = (): void => {
-    this.stats.sent++;
-  };
-
-  #onSendFailed = (error: unknown): void => {
-    this.stats.socketErrors++;
-    if (!this.#isClosed) this.#report(error);
-  };
+  async #sendOne(bytes: Uint8Array, to: Deno.NetAddr): Promise<void> {
+    try {
+      await this.#socket.send(bytes, to);
+      this.stats.sent++;
+    } catch (error) {
+      this.stats.socketErrors++;
+      // Deno's error names no destination ("Invalid argument (os error
+      // 22)" for port 0, EAFNOSUPPORT for an IPv6 one on an IPv4 socket).
+      if (!this.#isClosed) {
+        this.#report(withPath(error, `Cannot send to ${addressOf(to)}`));
+      }
+    }
+  }
 
   async #stop(grace: number): Promise<void> {
     this.#isStopping = true;
