@@ -145,7 +145,6 @@ export class Coroutine implements DeadlineEntry {
    */
   heldBy: OpEffect<unknown> | null = null;
   resolveHeld: ((r: IteratorResult<unknown, unknown>) => void) | null = null;
-  rejectHeld: ((error: unknown) => void) | null = null;
   readonly scheduler: Scheduler;
   cancelRequested = false;
   heapIndex = -1;

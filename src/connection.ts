@@ -25,6 +25,7 @@ import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,
   PeekOp,
+  RecvAtMostOp,
   RecvExactOp,
   RecvLineOp,
   RecvOp,
@@ -264,6 +265,11 @@ export class Connection {
     this.#flags = withBit(this.#flags, SENT, value);
   }
 
+  /** @internal A write started: a reply may be due (`isAwaitingReply`). */
+  sent(): void {
+    this.#flags |= SENT;
+  }
+
   /**
    * Tells the server this connection is between requests, as an HTTP/1.1
    * keep-alive connection is once its response is sent: from now until a
@@ -380,21 +386,21 @@ export class Connection {
     // reuses one operation: an allocation less per message. One in use
     // (handed out, or running) is never handed out again, so two readers
     // still get BusyError.
-    let op = this.#recvOp;
-    if (
-      op === null || op.effect.isInUse ||
-      op.isBorrowed !== (options?.borrow === true) ||
-      op.max !== options?.max ||
-      !op.hasOptions(options, this.recvTimeout)
-    ) {
-      const max = options?.max;
-      if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
+    const max = options?.max;
+    if (max !== undefined) {
+      if (!(Number.isInteger(max) && max >= 1)) {
         throw new RangeError(
           `Cannot receive: max must be an integer >= 1, got ${max}`,
         );
       }
-      op = this.#recvOp = new RecvOp(this, options);
+      return new RecvAtMostOp(this, max, options!);
     }
+    let op = this.#recvOp;
+    if (
+      op === null || op.effect.isInUse ||
+      op.isBorrowed !== (options?.borrow === true) ||
+      !op.hasOptions(options, this.recvTimeout)
+    ) op = this.#recvOp = new RecvOp(this, options);
     op.effect.handOut();
     return op;
   }

@@ -431,7 +431,9 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       this.run = IDLE;
       throw error;
     }
-    if (r.done) this.run = IDLE;
+    // `_settle` returns the effect itself exactly when it must wait: a
+    // pointer compare, where `r.done` is a load from one of three shapes.
+    if (r !== (this as unknown)) this.run = IDLE;
     return r;
   }
 
@@ -494,7 +496,7 @@ export class OpEffect<T> implements Effect, Iterator<Effect, T, unknown> {
       }
       throw error;
     }
-    if (r.done || !isAsyncRun) return r;
+    if (r !== (this as unknown) || !isAsyncRun) return r;
     // In an async function*, park the running coroutine right here and hand
     // `yield*` a promise of the result: one microtask turn per operation
     // instead of the three a yield to the scheduler and back costs.

@@ -293,7 +293,7 @@ export class Scheduler {
         signal = why;
       }
       const r = op._step(signal);
-      if (r.done) return r;
+      if (r !== (op as unknown)) return r; // done (see `OpEffect._step`)
     }
   }
 
@@ -398,7 +398,7 @@ export class Scheduler {
       try {
         for (;;) {
           result = op._step(input);
-          if (result.done) break;
+          if (result !== (op as unknown)) break; // done
           // Woken before it could complete: wait again.
           const why = this.#park(co, op);
           if (why === null) return;
