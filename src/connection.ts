@@ -382,10 +382,6 @@ export class Connection {
    *   also how a TCP peer's reset reads (a send then fails).
    */
   recv(options?: RecvOptions): Operation<Uint8Array<ArrayBuffer> | null> {
-    // The usual loop, `recv()` once per message with the same options,
-    // reuses one operation: an allocation less per message. One in use
-    // (handed out, or running) is never handed out again, so two readers
-    // still get BusyError.
     const max = options?.max;
     if (max !== undefined) {
       if (!(Number.isInteger(max) && max >= 1)) {
@@ -395,6 +391,10 @@ export class Connection {
       }
       return new RecvAtMostOp(this, max, options!);
     }
+    // The usual loop, `recv()` once per message with the same options,
+    // reuses one operation: an allocation less per message. One in use
+    // (handed out, or running) is never handed out again, so two readers
+    // still get BusyError.
     let op = this.#recvOp;
     if (
       op === null || op.effect.isInUse ||
