@@ -138,37 +138,28 @@ export class RecvOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
 }
 
 /**
- * `recv({ max })`: a class of its own, so that the plain receive every
- * echo loop runs, and its reuse, check no limit.
+ * `recv({ max })`: a receive that takes at most `max` of the bytes
+ * buffered; a subclass, so that the plain receive every echo loop runs,
+ * and its reuse, check no limit.
  */
-export class RecvAtMostOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
-  get op(): string {
-    return "recv";
-  }
-  readonly isBorrowed: boolean;
+export class RecvAtMostOp extends RecvOp {
   constructor(
     conn: Connection,
     readonly max: number,
     options: RecvOptions,
   ) {
     super(conn, options);
-    this.isBorrowed = options.borrow === true;
   }
-  protected read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
+  protected override read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
     const conn = this.conn;
-    const start = conn.start;
-    if (start < conn.end) {
-      const end = conn.end - start <= this.max ? conn.end : start + this.max;
-      const bytes = this.isBorrowed
-        ? conn.view(start, end)
-        : conn.buf.slice(start, end);
-      conn.start = end;
-      return bytes;
-    }
-    if (conn.isEof && conn.readError === null) return null;
-    this.checkUsable();
-    conn.startRead();
-    return PENDING;
+    // Within the limit, or nothing buffered: as any receive.
+    if (conn.end - conn.start <= this.max) return super.read();
+    const end = conn.start + this.max;
+    const bytes = this.isBorrowed
+      ? conn.view(conn.start, end)
+      : conn.buf.slice(conn.start, end);
+    conn.start = end;
+    return bytes;
   }
 }
 
