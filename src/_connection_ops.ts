@@ -11,7 +11,7 @@ import {
   LineTooLongError,
   TimeoutError,
 } from "./errors.ts";
-import type { Connection } from "./connection.ts";
+import { type Connection, GROWN_RESERVE } from "./connection.ts";
 import type {
   RecvExactOptions,
   RecvLineOptions,
@@ -195,8 +195,14 @@ export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
     if (this.n === 0) return NOTHING;
     const conn = this.conn;
     const start = conn.start;
-    if (conn.end - start >= this.n) {
-      const end = start + this.n;
+    const n = this.n;
+    if (conn.end - start >= n) {
+      const end = start + n;
+      // Read into a buffer of its size (a large message): it is the bytes.
+      if (
+        n > GROWN_RESERVE && start === 0 && conn.buf.length === n &&
+        !this.isBorrowed
+      ) return conn.takeBuffer();
       const bytes = this.isBorrowed
         ? conn.view(start, end)
         : conn.buf.slice(start, end);
@@ -207,10 +213,13 @@ export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
     if (conn.isEof && conn.readError === null) {
       const partial = conn.buf.slice(conn.start, conn.end);
       conn.start = conn.end = 0;
-      throw new IncompleteReadError(this.n, partial, this.where);
+      throw new IncompleteReadError(n, partial, this.where);
     }
     this.checkUsable();
-    conn.startRead(this.n - buffered);
+    // A large message is read into a buffer of its own size, which is then
+    // the message: no slice copied out of a buffer grown to twice its size.
+    if (n > GROWN_RESERVE) conn.startExactRead(n);
+    else conn.startRead(n - buffered);
     return PENDING;
   }
 }

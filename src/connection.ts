@@ -41,7 +41,7 @@ export const MAX_READ_SIZE = 64 * 1024;
  * Address space a grown read buffer reserves: a line at the default limit
  * plus one read, twice over (pages are committed only as the buffer grows).
  */
-const GROWN_RESERVE = 4 * MAX_READ_SIZE;
+export const GROWN_RESERVE = 4 * MAX_READ_SIZE;
 
 // The bits of `Connection`'s flags.
 const EXTERNAL = 1;
@@ -443,6 +443,11 @@ export class Connection {
    * `IncompleteReadError` (with the `partial` bytes) if the stream ends
    * first. State after failure: a timeout keeps every byte buffered.
    *
+   * Memory: `n` over 256 KiB is read into a buffer of exactly `n` bytes,
+   * which is then returned, not copied (a `borrow` view of it is reused for
+   * the next message of the same size); reads stop at the message's end.
+   * Smaller messages are copied out of the read buffer.
+   *
    * @param n How many bytes, 0 or more.
    * @param options Deadline, signal, and `borrow` for a zero-copy view.
    * @returns The bytes.
@@ -677,6 +682,42 @@ export class Connection {
     this.hasPendingRead = true;
     if (isPaced && this.isPaced && isOverBudget()) deferRead(this);
     else this.issueRead();
+  }
+
+  /**
+   * @internal Starts the one read for a message of `size` bytes (more than
+   * `GROWN_RESERVE`, so a plain buffer) in a buffer of exactly that size,
+   * the bytes buffered at its front: reads stop at the message's end, and
+   * the message is the buffer itself (`takeBuffer`), no copy made.
+   */
+  startExactRead(size: number): void {
+    if (this.hasPendingRead || this.isEof || this.readError !== null) return;
+    if (this.isClosed) return;
+    const buf = this.buf;
+    if (buf.length !== size) {
+      const exact = new Uint8Array(size);
+      exact.set(buf.subarray(this.start, this.end));
+      this.buf = exact;
+      this.#view = this.#viewOf = null; // a borrowed view's, into the old
+    } else if (this.start > 0) buf.copyWithin(0, this.start, this.end);
+    this.end -= this.start;
+    this.start = 0;
+    this.hasPendingRead = true;
+    if (this.isPaced && isOverBudget()) deferRead(this);
+    else this.issueRead();
+  }
+
+  /**
+   * @internal Gives away the buffer, full with one message that
+   * `startExactRead` sized it for, and starts afresh with one of the read
+   * size (a plain one: a resizable buffer's pages are mapped afresh).
+   */
+  takeBuffer(): Uint8Array<ArrayBuffer> {
+    const buf = this.buf;
+    this.buf = new Uint8Array(this.readSize);
+    this.start = this.end = 0;
+    this.#view = this.#viewOf = null;
+    return buf;
   }
 
   /**
