@@ -292,15 +292,29 @@ export class RecvLineOp extends ReadOp<string | null> {
   }
 }
 
+/** What one `send` takes: bytes, text, or a list of them sent as one. */
+export type SendData =
+  | Uint8Array
+  | string
+  | readonly (Uint8Array | string)[];
+
+/** A list of chunks up to this size in all is copied into one write. */
+const GATHER_LIMIT = 64 * 1024;
+
 export class SendOp extends Op<void> {
   get op(): string {
     return "send";
   }
-  readonly bytes: Uint8Array;
+  /** The bytes being written: all of them, or a list's current chunk. */
+  bytes: Uint8Array;
   waiter: Coroutine | null = null;
   /** @internal The pacer's iteration its write started in. */
   pacedIn = 0;
   #offset = 0;
+  // A list's chunks, none empty, gathered at each run's start (the list
+  // may have changed since an earlier run of a reused operation).
+  #chunks: Uint8Array[] | null = null;
+  #index = 0;
   #isWriting = false;
   #isQueued = false;
   #finState = 0; // closeWrite only: 0 not sent, 1 in flight, 2 done
@@ -308,13 +322,18 @@ export class SendOp extends Op<void> {
 
   constructor(
     readonly conn: Connection,
-    readonly data: Uint8Array | string,
+    readonly data: SendData,
     options: OperationOptions | undefined,
     readonly isCloseWrite: boolean,
   ) {
     super(options, conn.sendTimeout);
     this.effect.external = conn.isExternal;
-    this.bytes = typeof data === "string" ? encoder.encode(data) : data;
+    if (typeof data === "string") this.bytes = encoder.encode(data);
+    else if (data instanceof Uint8Array) this.bytes = data;
+    else {
+      this.bytes = NOTHING;
+      this.#chunks = []; // a list: gathered in begin()
+    }
   }
   get where(): string {
     return `to ${this.conn.peer}`;
@@ -323,6 +342,13 @@ export class SendOp extends Op<void> {
     this.#offset = 0;
     this.#error = null;
     this.#finState = 0;
+    if (this.#chunks !== null) {
+      const chunks = this.#chunks = gather(
+        this.data as readonly (Uint8Array | string)[],
+      );
+      this.#index = 0;
+      this.bytes = chunks.length > 0 ? chunks[0] : NOTHING;
+    }
   }
   poll(): void | typeof PENDING {
     const conn = this.conn;
@@ -414,6 +440,15 @@ export class SendOp extends Op<void> {
       this.#write();
       return;
     }
+    const chunks = this.#chunks;
+    if (
+      chunks !== null && this.#index + 1 < chunks.length && !conn.isClosed
+    ) {
+      this.bytes = chunks[++this.#index];
+      this.#offset = 0;
+      this.#write();
+      return;
+    }
     conn.maybeSettle();
     this.wakeWaiter();
   }
@@ -491,7 +526,8 @@ export class SendOp extends Op<void> {
   }
   override cancelled(): void {
     // Bytes may be half written: the stream is broken for everyone after.
-    const isPartial = this.#offset > 0 && this.#offset < this.bytes.length;
+    const isPartial = (this.#offset > 0 || this.#index > 0) &&
+      this.#offset < this.bytes.length;
     if (this.conn.writer === this && (this.#isWriting || isPartial)) {
       this.conn.close();
     }
@@ -505,12 +541,39 @@ export class SendOp extends Op<void> {
       this.effect.timeoutThatFired,
       this.where,
     );
-    if (this.#isWriting || this.#offset > 0 || this.#finState !== 0) {
+    if (
+      this.#isWriting || this.#offset > 0 || this.#index > 0 ||
+      this.#finState !== 0
+    ) {
       this.conn.closeFor(error);
     }
     this.#release();
     throw error;
   }
+}
+
+/**
+ * A list's chunks as the writes that send them: up to `GATHER_LIMIT` in
+ * all, copied into one (a header and its payload go out in one segment);
+ * past it, each chunk that is not empty in turn, uncopied.
+ */
+function gather(data: readonly (Uint8Array | string)[]): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (const chunk of data) {
+    const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
+    if (bytes.length === 0) continue;
+    chunks.push(bytes);
+    total += bytes.length;
+  }
+  if (chunks.length < 2 || total > GATHER_LIMIT) return chunks;
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const bytes of chunks) {
+    all.set(bytes, at);
+    at += bytes.length;
+  }
+  return [all];
 }
 
 export class CloseWriteOp extends SendOp {

@@ -501,6 +501,12 @@ export class Connection {
    * Sends all of `data` (a string is sent as UTF-8). Sends from several
    * coroutines are queued, never interleaved.
    *
+   * A list of chunks is sent as one send, in order, with no other send's
+   * bytes between them: a frame's header and its payload, without copying
+   * the payload into one buffer first. Up to 64 KiB in all, the chunks are
+   * copied into one write (one TCP segment for a small frame); past that,
+   * each is written in turn as it is.
+   *
    * Deadline: for all bytes (default `sendTimeout`), queueing included.
    * Errors: `TimeoutError`, after which the connection is **closed** (how
    * much reached the peer is unknown) unless the send wrote nothing: still
@@ -510,10 +516,30 @@ export class Connection {
    * then the connection stays open for receiving). Cancelling a send
    * mid-write closes too.
    *
-   * @param data The bytes or text.
+   * @param data The bytes or text, or a list of them to send as one.
    * @param options Deadline and signal.
+   *
+   * @example A header and its payload, as one send
+   * ```ts
+   * import { run } from "@corio/corio";
+   * import { memoryConnPair } from "@corio/corio/testing";
+   *
+   * const [conn, peer] = memoryConnPair();
+   * const payload = new TextEncoder().encode("hello");
+   * const frame = await run((function* () {
+   *   const header = new Uint8Array([0x82, payload.length]);
+   *   yield* conn.send([header, payload]);
+   *   return yield* peer.recvExact(2 + payload.length);
+   * })());
+   * console.log(frame.length); // 7
+   * conn.close();
+   * peer.close();
+   * ```
    */
-  send(data: Uint8Array | string, options?: OperationOptions): Operation<void> {
+  send(
+    data: Uint8Array | string | readonly (Uint8Array | string)[],
+    options?: OperationOptions,
+  ): Operation<void> {
     // Sending the same bytes object (a borrowed view echoed back) or the
     // same string again reuses the idle operation, as recv() does: it would
     // send exactly what a new one would.

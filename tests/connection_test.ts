@@ -1534,3 +1534,117 @@ Deno.test("a shorter timeout after a longer one fires at its own deadline", asyn
   });
   assert.equal(result, 60);
 });
+
+/** A transport that records each write it is handed (partial: `max`). */
+function recordingTransport(writes: string[], max = Infinity): Transport {
+  return {
+    read: () => new Promise(() => {}),
+    write(bytes) {
+      const n = Math.min(bytes.length, max);
+      writes.push(new TextDecoder().decode(bytes.subarray(0, n)));
+      return Promise.resolve(n);
+    },
+    closeWrite: () => Promise.resolve(),
+    close() {},
+    localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+  };
+}
+
+Deno.test("send() of a list up to 64 KiB in all is one write of its chunks in order, empty chunks and strings included", async () => {
+  const writes: string[] = [];
+  const conn = new Connection(recordingTransport(writes), {
+    isExternal: false,
+  });
+  const bytes = new TextEncoder();
+  await run((function* () {
+    yield* conn.send([
+      "GET ",
+      bytes.encode("/index.html"),
+      "",
+      " HTTP/1.1\r\n",
+    ]);
+    yield* conn.send([]);
+    yield* conn.send(["", new Uint8Array(0)]);
+    yield* conn.send(["one chunk"]);
+  })());
+  conn.close();
+  assert.deepEqual(writes, ["GET /index.html HTTP/1.1\r\n", "one chunk"]);
+});
+
+Deno.test("send() of a list past 64 KiB writes each chunk as it is, each write handed what the one before left", async () => {
+  const writes: string[] = [];
+  const conn = new Connection(recordingTransport(writes, 40_000), {
+    isExternal: false,
+  });
+  const big = "b".repeat(70_000);
+  await run((function* () {
+    yield* conn.send(["head:", big, ":tail"]);
+  })());
+  conn.close();
+  assert.deepEqual(writes.map((write) => write.length), [
+    5,
+    40_000,
+    30_000,
+    5,
+  ]);
+  assert.equal(writes.join(""), `head:${big}:tail`);
+});
+
+for (const pairs of pairMakers) {
+  Deno.test(`send() of a list is one send: another coroutine's send never comes between its chunks [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    const size = 100_000;
+    const chunk = (fill: number) => new Uint8Array(size).fill(fill);
+    const received = await run((function* () {
+      const senders = [
+        yield* spawn((function* () {
+          yield* a.send([chunk(65), chunk(66), chunk(67)]);
+        })()),
+        yield* spawn((function* () {
+          yield* a.send(chunk(68));
+        })()),
+        yield* spawn((function* () {
+          yield* a.send([chunk(69), "", chunk(70)]);
+        })()),
+      ];
+      const all = yield* b.recvExact(6 * size);
+      for (const sender of senders) yield* sender.join();
+      return all;
+    })());
+    // The runs of bytes, in the order they came.
+    const runs = [String.fromCharCode(received[0])];
+    for (let i = 1; i < received.length; i++) {
+      if (received[i] !== received[i - 1]) {
+        runs.push(String.fromCharCode(received[i]));
+      }
+    }
+    assert.ok(
+      ["ABCDEF", "ABCEFD", "DABCEF", "DEFABC", "EFABCD", "EFDABC"].includes(
+        runs.join(""),
+      ),
+      runs.join(""),
+    );
+    await dispose();
+  });
+}
+
+Deno.test("send() of a list that times out after its first chunk closes the connection", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair({ capacity: 16 });
+  const outcome = await run(
+    (async function* () {
+      try {
+        yield* a.send([new Uint8Array(16), new Uint8Array(16)], {
+          timeout: 100,
+        });
+      } catch (error) {
+        return `${(error as Error).name} at ${clock.now()}`;
+      }
+    })(),
+    { clock },
+  );
+  assert.equal(outcome, "TimeoutError at 100");
+  assert.equal(a.isClosed, true);
+  b.close();
+});
