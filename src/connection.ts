@@ -20,7 +20,12 @@ import {
   type Transport,
 } from "./connection_options.ts";
 import { ConnectionClosedError, ConnectionResetError } from "./errors.ts";
-import { deferRead, isOverBudget, readCompleted } from "./_io_pacer.ts";
+import {
+  deferRead,
+  isOverBudget,
+  readCompleted,
+  readIssued,
+} from "./_io_pacer.ts";
 import type { Coroutine } from "./scheduler.ts";
 import {
   CloseWriteOp,
@@ -757,6 +762,7 @@ export class Connection {
       return;
     }
     const buf = this.buf;
+    if (this.isPaced) readIssued();
     this.transport.read(this.end === 0 ? buf : buf.subarray(this.end)).then(
       this.#onReadSettled,
       this.#onReadSettled,
@@ -787,6 +793,7 @@ export class Connection {
   /** @internal The read in flight failed. */
   readFailed(error: unknown): void {
     this.hasPendingRead = false;
+    if (this.isPaced) readCompleted();
     if (!this.isClosed) this.readError = error;
     this.wakeReader();
   }

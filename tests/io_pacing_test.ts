@@ -67,18 +67,57 @@ function nextTimerTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
-Deno.test("past 128 reads in one iteration the next waits a turn, losing no bytes", async () => {
+/** A socket whose one read completes when the test says (`end`). */
+class HeldReadTransport extends InstantTransport {
+  #end: (n: null) => void = () => {};
+  override read(): Promise<number | null> {
+    return new Promise((resolve) => this.#end = resolve);
+  }
+  end(): void {
+    this.#end(null);
+  }
+}
+
+/**
+ * Runs `body` while `count` other connections each have a read in flight
+ * that completes only after it: the runtime holding that many reads.
+ */
+async function withReadsInFlight(
+  count: number,
+  body: () => Promise<void>,
+): Promise<void> {
+  const held = Array.from({ length: count }, () => new HeldReadTransport());
+  const conns = held.map(pacedConnection);
+  const reading = conns.map((conn) =>
+    run((function* () {
+      return yield* conn.recv();
+    })())
+  );
+  try {
+    await body();
+  } finally {
+    for (const transport of held) transport.end();
+    await Promise.all(reading);
+    for (const conn of conns) conn.close();
+    await Promise.all(conns.map((conn) => conn.settled));
+  }
+}
+
+Deno.test("past 128 reads in one iteration, with 128 more in flight, the next waits a turn, losing no bytes", async () => {
   const transport = new InstantTransport();
   const conn = pacedConnection(transport);
-  transport.markTurn();
-  const got = await run((async function* () {
-    const bytes: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      const chunk = yield* conn.recv();
-      bytes.push(chunk![0]);
-    }
-    return bytes;
-  })());
+  let got: number[] = [];
+  await withReadsInFlight(128, async () => {
+    transport.markTurn();
+    got = await run((async function* () {
+      const bytes: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const chunk = yield* conn.recv();
+        bytes.push(chunk![0]);
+      }
+      return bytes;
+    })());
+  });
   conn.close();
   await conn.settled;
   await nextTimerTurn();
@@ -88,25 +127,42 @@ Deno.test("past 128 reads in one iteration the next waits a turn, losing no byte
   assert.equal(transport.reads.slice(0, 128).includes(true), false);
 });
 
+Deno.test("reads with fewer than 128 in flight never wait a turn, however many complete in one iteration: a single stream is not slowed", async () => {
+  const transport = new InstantTransport();
+  const conn = pacedConnection(transport);
+  await withReadsInFlight(126, async () => {
+    transport.markTurn();
+    await run((async function* () {
+      for (let i = 0; i < 1000; i++) yield* conn.recv();
+    })());
+  });
+  conn.close();
+  await conn.settled;
+  await nextTimerTurn();
+  assert.equal(transport.reads.length, 1000);
+  assert.equal(transport.reads.includes(true), false);
+});
+
 Deno.test("a connection closed while its read waits for the turn settles unread", async () => {
   const busyConn = pacedConnection(new InstantTransport());
   const idle = new InstantTransport();
   const idleConn = pacedConnection(idle);
-  await run((async function* () {
-    for (let i = 0; i < 128; i++) yield* busyConn.recv();
-    // The budget is spent: this receive's read is deferred, not started.
-    const reader = yield* spawn((async function* () {
-      return yield* idleConn.recv();
-    })());
-    yield* delay(0);
-    idleConn.close();
-    try {
-      yield* reader.join();
-      assert.fail("the receive should fail");
-    } catch (error) {
-      assert.ok(error instanceof ConnectionClosedError);
-    }
-  })());
+  await withReadsInFlight(128, () =>
+    run((async function* () {
+      for (let i = 0; i < 128; i++) yield* busyConn.recv();
+      // The budget is spent: this receive's read is deferred, not started.
+      const reader = yield* spawn((async function* () {
+        return yield* idleConn.recv();
+      })());
+      yield* delay(0);
+      idleConn.close();
+      try {
+        yield* reader.join();
+        assert.fail("the receive should fail");
+      } catch (error) {
+        assert.ok(error instanceof ConnectionClosedError);
+      }
+    })()));
   busyConn.close();
   await Promise.all([busyConn.settled, idleConn.settled]);
   await nextTimerTurn();

@@ -37,7 +37,12 @@ import {
   MAX_READ_SIZE,
 } from "./_control.ts";
 import { type Io, syncEcho } from "./_floor_sync.ts";
-import { deferRead, isOverBudget, readCompleted } from "../../src/_io_pacer.ts";
+import {
+  deferRead,
+  isOverBudget,
+  readCompleted,
+  readIssued,
+} from "../../src/_io_pacer.ts";
 
 const done = <T>(value: T) => ({ done: true as const, value });
 
@@ -56,6 +61,10 @@ const counted = (n: number | null) => {
   readCompleted();
   return { done: true as const, value: n };
 };
+const countedFailure = (error: unknown): never => {
+  readCompleted();
+  throw error;
+};
 
 /** Read, with the pacer: past the budget, the read starts on a timer turn. */
 class PacedRead extends Read {
@@ -65,12 +74,18 @@ class PacedRead extends Read {
     this.#resume = resolve;
     deferRead(this.#reader);
   };
-  readonly #read = () => this.conn.read(this.buf);
+  readonly #read = () => {
+    readIssued();
+    return this.conn.read(this.buf);
+  };
   override next(): Promise<IteratorResult<never, number | null>> {
     if (isOverBudget()) {
-      return new Promise<void>(this.#held).then(this.#read).then(counted);
+      return new Promise<void>(this.#held).then(this.#read).then(
+        counted,
+        countedFailure,
+      );
     }
-    return this.conn.read(this.buf).then(counted);
+    return this.#read().then(counted, countedFailure);
   }
 }
 
@@ -123,12 +138,17 @@ class HeldRead extends Held<number | null> {
     if (this.isPaced) readCompleted();
     this.onDone(n);
   };
+  readonly #onReadFailed = (error: unknown) => {
+    if (this.isPaced) readCompleted();
+    this.onError(error);
+  };
   protected start(): void {
     if (this.isPaced && isOverBudget()) deferRead(this);
     else this.issueRead();
   }
   issueRead(): void {
-    this.conn.read(this.buf).then(this.#onRead, this.onError);
+    if (this.isPaced) readIssued();
+    this.conn.read(this.buf).then(this.#onRead, this.#onReadFailed);
   }
 }
 

@@ -5,7 +5,12 @@
 // hand-written Deno server, apart from what corio costs on top.
 
 import { acceptEach, INITIAL_READ_SIZE, MAX_READ_SIZE } from "./_control.ts";
-import { deferRead, isOverBudget, readCompleted } from "../../src/_io_pacer.ts";
+import {
+  deferRead,
+  isOverBudget,
+  readCompleted,
+  readIssued,
+} from "../../src/_io_pacer.ts";
 
 async function echo(conn: Deno.Conn): Promise<void> {
   let buf = new Uint8Array(INITIAL_READ_SIZE);
@@ -18,8 +23,8 @@ async function echo(conn: Deno.Conn): Promise<void> {
   try {
     for (;;) {
       if (isOverBudget()) await new Promise<void>(held);
-      const n = await conn.read(buf);
-      readCompleted();
+      readIssued();
+      const n = await conn.read(buf).finally(readCompleted);
       if (n === null) break;
       for (let offset = 0; offset < n;) {
         offset += await conn.write(buf.subarray(offset, n));
