@@ -129,7 +129,8 @@ export interface ServeDatagramOptions<M, K> extends
   /** Aborting it shuts the server down with `shutdownGrace`. */
   signal?: AbortSignal;
   /**
-   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
+   * Grace for shutdowns by `signal`, `Symbol.asyncDispose`, and
+   * `shutdown()` called without one, in ms.
    * @default {0}
    */
   shutdownGrace?: number;
@@ -181,7 +182,7 @@ export interface DatagramShutdownOptions {
   /**
    * How long running conversations may go on (still receiving their
    * messages) before they are cancelled, in ms.
-   * @default {0}
+   * @default {the server's `shutdownGrace`}
    */
   grace?: number;
 }

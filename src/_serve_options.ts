@@ -179,7 +179,8 @@ export interface ServeCommonOptions<Addr extends ServerAddr = Deno.NetAddr> {
   /** Aborting it shuts the server down with `shutdownGrace`. */
   signal?: AbortSignal;
   /**
-   * Grace for shutdowns by `signal` or `Symbol.asyncDispose`, in ms.
+   * Grace for shutdowns by `signal`, `Symbol.asyncDispose`, and
+   * `shutdown()` called without one, in ms.
    * @default {0}
    */
   shutdownGrace?: number;
@@ -463,7 +464,7 @@ export interface ShutdownOptions {
   /**
    * How long running handlers may go on before they are cancelled, in ms
    * on the server's clock.
-   * @default {0}
+   * @default {the server's `shutdownGrace`}
    */
   grace?: number;
 }

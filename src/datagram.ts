@@ -173,11 +173,13 @@ export class DatagramServer<M = Datagram, K = string>
    * cancels the rest, flushes the send queue and closes the socket.
    * Idempotent: later calls return the same promise.
    *
-   * @param options The grace period.
+   * @param options The grace period: by default the server's
+   *   `shutdownGrace` (0 unless set).
    * @returns Resolves when everything is closed.
    */
   shutdown(options: DatagramShutdownOptions = {}): Promise<void> {
-    const grace = options.grace ?? DEFAULTS.shutdownGrace;
+    const grace = options.grace ?? this.#options.shutdownGrace ??
+      DEFAULTS.shutdownGrace;
     if (!(grace >= 0)) {
       throw new RangeError(
         `Cannot shut down: grace must be >= 0, got ${grace}`,

@@ -251,7 +251,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
    * `grace` ms, then cancels the rest (their `finally` blocks run) and
    * closes every socket. Idempotent: later calls return the same promise.
    *
-   * @param options The grace period.
+   * @param options The grace period: by default the server's
+   *   `shutdownGrace` (0 unless set); `{ grace: 0 }` cancels at once.
    * @returns Resolves when every handler has ended and every socket is
    *   closed. A cancelled handler's `finally` that waits off the network
    *   (a `delay`, a `wait()`) holds it that long: give such a wait a
@@ -263,7 +264,8 @@ export class Server<Addr extends ServerAddr = Deno.NetAddr>
    *   to finish in: give it a grace that covers it.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
-    const grace = options.grace ?? DEFAULTS.shutdownGrace;
+    const grace = options.grace ?? this.#options.shutdownGrace ??
+      DEFAULTS.shutdownGrace;
     if (!(grace >= 0)) {
       throw new RangeError(
         `Cannot shut down: grace must be >= 0, got ${grace}`,

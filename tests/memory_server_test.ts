@@ -185,3 +185,32 @@ Deno.test("memoryServer(): a client's hostname is its address, and maxConnection
   assert.deepEqual(lines, ["10.0.0.7", null, "10.0.0.8", "memory"]);
   assert.equal(server.stats.peerLimited, 1);
 });
+
+Deno.test("shutdown() without a grace gives handlers the server's shutdownGrace; shutdown({ grace: 0 }) cancels at once", async () => {
+  const ends: string[] = [];
+  for (const grace of [undefined, 0]) {
+    const clock = new VirtualClock();
+    const { server, connect } = memoryServer(
+      { clock, shutdownGrace: 300 },
+      function* (conn) {
+        try {
+          yield* conn.send("ready\n");
+          yield* delay(200);
+          ends.push(`finished at ${clock.now()}`);
+        } finally {
+          if (clock.now() < 200) ends.push(`cancelled at ${clock.now()}`);
+        }
+      },
+    );
+    const client = connect();
+    await run(
+      (function* () {
+        yield* client.recvLine();
+      })(),
+      { clock },
+    );
+    await server.shutdown(grace === undefined ? undefined : { grace });
+    client.close();
+  }
+  assert.deepEqual(ends, ["finished at 200", "cancelled at 0"]);
+});

@@ -847,7 +847,7 @@ async function runScenario(sc: Scenario, tally: Record<string, number>) {
     await run(driver(world), { clock });
   } finally {
     for (const c of world.clients) c.conn.close();
-    if (world.stopping === null) await world.server.shutdown();
+    if (world.stopping === null) await world.server.shutdown({ grace: 0 });
   }
   await world.stopping;
 
