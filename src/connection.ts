@@ -508,9 +508,10 @@ export class Connection {
    *
    * A list of chunks is sent as one send, in order, with no other send's
    * bytes between them: a frame's header and its payload, without copying
-   * the payload into one buffer first. Up to 64 KiB in all, the chunks are
-   * copied into one write (one TCP segment for a small frame); past that,
-   * each is written in turn as it is.
+   * the payload into one buffer first. Chunks under 16 KiB are copied
+   * together into writes of up to 64 KiB (a small frame is one TCP
+   * segment; a reply of thousands of small pieces a few writes); larger
+   * chunks are written as they are.
    *
    * Deadline: for all bytes (default `sendTimeout`), queueing included.
    * Errors: `TimeoutError`, after which the connection is **closed** (how

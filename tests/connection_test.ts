@@ -1572,14 +1572,33 @@ Deno.test("send() of a list up to 64 KiB in all is one write of its chunks in or
   assert.deepEqual(writes, ["GET /index.html HTTP/1.1\r\n", "one chunk"]);
 });
 
-Deno.test("send() of a list past 64 KiB writes each chunk as it is, each write handed what the one before left", async () => {
+Deno.test("send() of a list of many small chunks gathers them, in order, into writes of at most 64 KiB", async () => {
+  const writes: string[] = [];
+  const conn = new Connection(recordingTransport(writes), {
+    isExternal: false,
+  });
+  const chunks = Array.from(
+    { length: 30_000 },
+    (_, i) => `VALUE ${String(i).padStart(5, "0")}\r\n`,
+  );
+  await run((function* () {
+    yield* conn.send(chunks);
+  })());
+  conn.close();
+  // 30,000 chunks of 13 bytes: 390,000 bytes in 6 writes, not 30,000.
+  assert.equal(writes.length, 6);
+  assert.ok(writes.every((write) => write.length <= 64 * 1024));
+  assert.equal(writes.join(""), chunks.join(""));
+});
+
+Deno.test("send() of a list writes a chunk of 16 KiB or more as it is, the small ones around it gathered, each write handed what the one before left", async () => {
   const writes: string[] = [];
   const conn = new Connection(recordingTransport(writes, 40_000), {
     isExternal: false,
   });
   const big = "b".repeat(70_000);
   await run((function* () {
-    yield* conn.send(["head:", big, ":tail"]);
+    yield* conn.send(["head", ":", big, ":", "tail"]);
   })());
   conn.close();
   assert.deepEqual(writes.map((write) => write.length), [
