@@ -313,10 +313,6 @@ export class SendOp extends Op<void> {
   /** @internal The pacer's iteration its write started in. */
   pacedIn = 0;
   #offset = 0;
-  // A list's chunks, none empty, gathered at each run's start (the list
-  // may have changed since an earlier run of a reused operation).
-  #chunks: Uint8Array[] | null = null;
-  #index = 0;
   #isWriting = false;
   #isQueued = false;
   #finState = 0; // closeWrite only: 0 not sent, 1 in flight, 2 done
@@ -330,12 +326,11 @@ export class SendOp extends Op<void> {
   ) {
     super(options, conn.sendTimeout);
     this.effect.external = conn.isExternal;
-    if (typeof data === "string") this.bytes = encoder.encode(data);
-    else if (data instanceof Uint8Array) this.bytes = data;
-    else {
-      this.bytes = NOTHING;
-      this.#chunks = []; // a list: gathered in begin()
-    }
+    this.bytes = typeof data === "string"
+      ? encoder.encode(data)
+      : data instanceof Uint8Array
+      ? data
+      : NOTHING; // a list: SendListOp sets its chunks in begin()
   }
   get where(): string {
     return `to ${this.conn.peer}`;
@@ -344,13 +339,13 @@ export class SendOp extends Op<void> {
     this.#offset = 0;
     this.#error = null;
     this.#finState = 0;
-    if (this.#chunks !== null) {
-      const chunks = this.#chunks = gather(
-        this.data as readonly (Uint8Array | string)[],
-      );
-      this.#index = 0;
-      this.bytes = chunks.length > 0 ? chunks[0] : NOTHING;
-    }
+  }
+  /**
+   * Moves `bytes` on to the next chunk, once these are written: true if
+   * there was one. A single buffer has none (`SendListOp` overrides).
+   */
+  protected nextChunk(): boolean {
+    return false;
   }
   poll(): void | typeof PENDING {
     const conn = this.conn;
@@ -442,11 +437,7 @@ export class SendOp extends Op<void> {
       this.#write();
       return;
     }
-    const chunks = this.#chunks;
-    if (
-      chunks !== null && this.#index + 1 < chunks.length && !conn.isClosed
-    ) {
-      this.bytes = chunks[++this.#index];
+    if (!conn.isClosed && this.nextChunk()) {
       this.#offset = 0;
       this.#write();
       return;
@@ -528,8 +519,8 @@ export class SendOp extends Op<void> {
   }
   override cancelled(): void {
     // Bytes may be half written: the stream is broken for everyone after.
-    const isPartial = (this.#offset > 0 || this.#index > 0) &&
-      this.#offset < this.bytes.length;
+    // (A list's next chunk starts writing as the one before ends.)
+    const isPartial = this.#offset > 0 && this.#offset < this.bytes.length;
     if (this.conn.writer === this && (this.#isWriting || isPartial)) {
       this.conn.close();
     }
@@ -543,10 +534,7 @@ export class SendOp extends Op<void> {
       this.effect.timeoutThatFired,
       this.where,
     );
-    if (
-      this.#isWriting || this.#offset > 0 || this.#index > 0 ||
-      this.#finState !== 0
-    ) {
+    if (this.#isWriting || this.#offset > 0 || this.#finState !== 0) {
       this.conn.closeFor(error);
     }
     this.#release();
@@ -593,6 +581,30 @@ function gather(data: readonly (Uint8Array | string)[]): Uint8Array[] {
   }
   flush();
   return writes;
+}
+
+/**
+ * `send(list)`: the chunks one after another, as one send (a subclass, so
+ * that a send of one buffer, which every echo loop runs, checks for none).
+ */
+export class SendListOp extends SendOp {
+  // The writes, gathered at each run's start (the list may have changed
+  // since an earlier run of a reused operation).
+  #chunks: Uint8Array[] = [];
+  #index = 0;
+  override begin(): void {
+    super.begin();
+    const chunks = this.#chunks = gather(
+      this.data as readonly (Uint8Array | string)[],
+    );
+    this.#index = 0;
+    this.bytes = chunks.length > 0 ? chunks[0] : NOTHING;
+  }
+  protected override nextChunk(): boolean {
+    if (this.#index + 1 >= this.#chunks.length) return false;
+    this.bytes = this.#chunks[++this.#index];
+    return true;
+  }
 }
 
 export class CloseWriteOp extends SendOp {

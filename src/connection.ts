@@ -34,6 +34,7 @@ import {
   RecvExactOp,
   RecvLineOp,
   RecvOp,
+  SendListOp,
   SendOp,
 } from "./_connection_ops.ts";
 import { withBit } from "./_bits.ts";
@@ -553,7 +554,11 @@ export class Connection {
     if (
       op === null || op.data !== data || op.effect.isInUse ||
       !op.hasOptions(options, this.sendTimeout)
-    ) op = this.#sendOp = new SendOp(this, data, options, false);
+    ) {
+      op = this.#sendOp = typeof data === "string" || data instanceof Uint8Array
+        ? new SendOp(this, data, options, false)
+        : new SendListOp(this, data, options, false);
+    }
     op.effect.handOut();
     return op;
   }
