@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Datagram, serveDatagram } from "@corio/corio";
+import { type Datagram, delay, serveDatagram } from "@corio/corio";
 import { VirtualClock } from "@corio/corio/testing";
 
 const decoder = new TextDecoder();
@@ -368,4 +368,32 @@ Deno.test("serveDatagram() on a VirtualClock: a conversation waiting for its nex
     client.close();
     await server.shutdown();
   }
+});
+
+Deno.test("DatagramServer.shutdown() without a grace gives conversations the server's shutdownGrace", async () => {
+  const ends: string[] = [];
+  const server = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "one",
+    shutdownGrace: 2000,
+  }, function* () {
+    try {
+      yield* delay(100);
+      ends.push("finished");
+    } finally {
+      ends.push("ended");
+    }
+  });
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  await client.send(encoder.encode("x"), server.addr);
+  client.close();
+  for (let i = 0; i < 200 && server.conversations.size === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await server.shutdown();
+  assert.deepEqual(ends, ["finished", "ended"]);
 });
