@@ -90,6 +90,25 @@ Deno.test("serveDatagram() drops what parse rejects, tells onParseError, and ser
   assert.equal(server.stats.malformed, 1);
 });
 
+/**
+ * Sends `server` one datagram from a client socket of its own, and waits
+ * (up to 1 s) until the conversation it starts is running.
+ */
+async function startConversation(
+  server: { addr: Deno.NetAddr; conversations: { size: number } },
+): Promise<void> {
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  await client.send(encoder.encode("x"), server.addr);
+  client.close();
+  for (let i = 0; i < 200 && server.conversations.size === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 Deno.test("DatagramServer.shutdown() cancels conversations, closes the socket, and is idempotent", async () => {
   let finallyRan = false;
   const server = serveDatagram<Datagram, string>({
@@ -102,16 +121,7 @@ Deno.test("DatagramServer.shutdown() cancels conversations, closes the socket, a
       finallyRan = true;
     }
   });
-  const client = Deno.listenDatagram({
-    hostname: "127.0.0.1",
-    port: 0,
-    transport: "udp",
-  });
-  await client.send(encoder.encode("x"), server.addr);
-  client.close();
-  for (let i = 0; i < 200 && server.conversations.size === 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await startConversation(server);
   const first = server.shutdown();
   assert.equal(server.shutdown(), first);
   await first;
@@ -384,16 +394,7 @@ Deno.test("DatagramServer.shutdown() without a grace gives conversations the ser
       ends.push("ended");
     }
   });
-  const client = Deno.listenDatagram({
-    hostname: "127.0.0.1",
-    port: 0,
-    transport: "udp",
-  });
-  await client.send(encoder.encode("x"), server.addr);
-  client.close();
-  for (let i = 0; i < 200 && server.conversations.size === 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await startConversation(server);
   await server.shutdown();
   assert.deepEqual(ends, ["finished", "ended"]);
 });
