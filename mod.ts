@@ -33,6 +33,7 @@ export {
   TimeoutError,
   TlsHandshakeError,
 } from "./src/errors.ts";
+export type { ConnectFailure } from "./src/errors.ts";
 export type {
   Coroutine,
   Effect,

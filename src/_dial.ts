@@ -3,7 +3,11 @@
 // operation (src/client.ts) owns the deadline; `signal` is how it stops a
 // dial in flight. Internal to src/client.ts.
 
-import { ConnectError, TlsHandshakeError } from "./errors.ts";
+import {
+  ConnectError,
+  type ConnectFailure,
+  TlsHandshakeError,
+} from "./errors.ts";
 import type { ClientTlsOptions } from "./_connect_options.ts";
 
 /** What `dial` reads of connect()'s options (every kind of them). */
@@ -156,7 +160,37 @@ function connectError(
   return new ConnectError(hostname, port, describe(error, path), {
     cause: error,
     path,
+    reason: reasonOf(error, path),
   });
+}
+
+/**
+ * The reason for a failed dial, by the system's error code (Deno 2.9.6 puts
+ * it on its errors as `code`). A name the resolver could not turn into an
+ * address carries no code, only getaddrinfo's message (measured: "failed to
+ * lookup address information: ..." for an unknown name and for no resolver).
+ */
+function reasonOf(error: unknown, path?: string): ConnectFailure {
+  const code = (error as { code?: unknown } | null)?.code;
+  switch (code) {
+    case "ECONNREFUSED":
+      return "refused";
+    case "ENETUNREACH":
+      return "network-unreachable";
+    case "EHOSTUNREACH":
+      return "host-unreachable";
+    case "ETIMEDOUT":
+      return "timed-out";
+    case "EADDRNOTAVAIL":
+      return "address-unavailable";
+    case "EACCES":
+    case "EPERM":
+      return "denied";
+    case "ENOENT":
+      if (path !== undefined) return "no-socket-file";
+  }
+  if (/failed to lookup address/i.test(messageOf(error))) return "unresolved";
+  return "other";
 }
 
 function describe(error: unknown, path?: string): string {

@@ -179,14 +179,39 @@ export class ConnectionResetError extends Error {
 
 /**
  * A connection attempt failed: the peer refused it or could not be reached
- * (for a Unix socket: no socket file, or no server on it).
+ * (for a Unix socket: no socket file, or no server on it). `reason` says
+ * which, for code that answers each differently (a proxy's reply code, a
+ * retry policy); the message says it for people.
  *
  * @example
  * ```ts
  * import { ConnectError } from "@corio/corio";
  *
- * const error = new ConnectError("127.0.0.1", 1, "connection refused");
+ * const error = new ConnectError("127.0.0.1", 1, "connection refused", {
+ *   reason: "refused",
+ * });
  * console.log(error.message); // Cannot connect to 127.0.0.1:1: connection refused
+ * console.log(error.reason); // refused
+ * ```
+ *
+ * @example Tell the reasons apart
+ * ```ts
+ * import { ConnectError, connect, run } from "@corio/corio";
+ *
+ * const outcome = await run((function* () {
+ *   try {
+ *     (yield* connect({ hostname: "127.0.0.1", port: 1 })).close();
+ *     return "connected";
+ *   } catch (error) {
+ *     if (!(error instanceof ConnectError)) throw error;
+ *     switch (error.reason) {
+ *       case "refused": return "no server on that port";
+ *       case "unresolved": return "no such host";
+ *       default: return `unreachable (${error.reason})`;
+ *     }
+ *   }
+ * })());
+ * console.log(outcome); // no server on that port
  * ```
  *
  * @example A Unix socket
@@ -204,6 +229,8 @@ export class ConnectError extends Error {
   readonly port: number;
   /** The Unix socket's path that was dialled; `undefined` for TCP. */
   readonly path: string | undefined;
+  /** Why the attempt failed: see {@linkcode ConnectFailure}. */
+  readonly reason: ConnectFailure;
   /**
    * Creates the error.
    *
@@ -211,13 +238,14 @@ export class ConnectError extends Error {
    * @param port The port that was dialled.
    * @param why What went wrong, e.g. `"connection refused"`.
    * @param options `cause`: the runtime's own error; `path`: the Unix
-   *   socket dialled instead of a host and port.
+   *   socket dialled instead of a host and port; `reason`: why, for code
+   *   (`"other"` when not given).
    */
   constructor(
     hostname: string,
     port: number,
     why: string,
-    options?: ErrorOptions & { path?: string },
+    options?: ErrorOptions & { path?: string; reason?: ConnectFailure },
   ) {
     const path = options?.path;
     super(
@@ -228,8 +256,61 @@ export class ConnectError extends Error {
     this.hostname = hostname;
     this.port = port;
     this.path = path;
+    this.reason = options?.reason ?? "other";
   }
 }
+
+/**
+ * Why a {@linkcode ConnectError} was thrown, in the terms a proxy's reply
+ * codes and a retry policy use:
+ *
+ * - `"refused"`: nothing listens on the port (ECONNREFUSED), or on the
+ *   Unix socket file;
+ * - `"unresolved"`: the host name has no address (or the resolver could not
+ *   be asked);
+ * - `"network-unreachable"` / `"host-unreachable"`: no route to the
+ *   network, or the host did not answer on it (ENETUNREACH / EHOSTUNREACH);
+ * - `"timed-out"`: the kernel gave up on the handshake (ETIMEDOUT; corio's
+ *   own connect `timeout` throws a `TimeoutError` instead);
+ * - `"address-unavailable"`: no local address or port to connect from
+ *   (EADDRNOTAVAIL: the ephemeral ports are used up, or the address family
+ *   has no address here);
+ * - `"no-socket-file"`: the Unix socket's path does not exist;
+ * - `"denied"`: the system refused (EACCES, EPERM: a firewall's reject, a
+ *   socket file this user may not open);
+ * - `"tls"`: the TLS handshake failed ({@linkcode TlsHandshakeError});
+ * - `"other"`: anything else; the `cause` holds the runtime's error.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectFailure } from "@corio/corio";
+ *
+ * // SOCKS5 reply codes (RFC 1928) for each reason
+ * function socksReply(reason: ConnectFailure): number {
+ *   switch (reason) {
+ *     case "refused": return 0x05;
+ *     case "network-unreachable": return 0x03;
+ *     case "host-unreachable":
+ *     case "unresolved":
+ *     case "timed-out": return 0x04;
+ *     case "denied": return 0x02;
+ *     default: return 0x01;
+ *   }
+ * }
+ * console.log(socksReply("refused")); // 5
+ * ```
+ */
+export type ConnectFailure =
+  | "refused"
+  | "unresolved"
+  | "network-unreachable"
+  | "host-unreachable"
+  | "timed-out"
+  | "address-unavailable"
+  | "no-socket-file"
+  | "denied"
+  | "tls"
+  | "other";
 
 /**
  * The TLS handshake of a `connect({ tls })` failed: the server's
@@ -268,7 +349,10 @@ export class TlsHandshakeError extends ConnectError {
     why: string,
     options?: ErrorOptions,
   ) {
-    super(hostname, port, `TLS handshake failed: ${why}`, options);
+    super(hostname, port, `TLS handshake failed: ${why}`, {
+      ...options,
+      reason: "tls",
+    });
     this.name = "TlsHandshakeError";
   }
 }

@@ -11,6 +11,10 @@ import {
   spawn,
   TimeoutError,
 } from "../mod.ts";
+import { CONFIG, fixture } from "./reliability/_helpers.ts";
+import { canUseNetns } from "./reliability/_lossy.ts";
+
+const hasNetns = await canUseNetns();
 
 async function* echo(conn: Connection) {
   for (let chunk; (chunk = yield* conn.recv()) !== null;) {
@@ -118,7 +122,38 @@ Deno.test("connect() to a refused port throws ConnectError naming the address", 
     error.message,
     `Cannot connect to 127.0.0.1:${port}: connection refused`,
   );
+  assert.equal(error.reason, "refused");
   assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
+});
+
+Deno.test({
+  name:
+    "ConnectError.reason tells refused, unreachable and unresolved apart (private network namespace)",
+  ignore: !hasNetns,
+  async fn() {
+    const script = [
+      "ip link set lo up",
+      "nft add table inet corio",
+      "nft add chain inet corio out '{ type filter hook output priority 0; policy accept; }'",
+      "nft add rule inet corio out tcp dport 7003 reject with icmpx type host-unreachable",
+      `exec '${Deno.execPath()}' run --allow-net --config '${CONFIG}' '${
+        fixture("connect_reasons.ts")
+      }'`,
+    ].join(" && ");
+    const { success, stdout, stderr } = await new Deno.Command("unshare", {
+      args: ["-n", "sh", "-c", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decoder = new TextDecoder();
+    assert.ok(success, decoder.decode(stderr));
+    assert.deepEqual(JSON.parse(decoder.decode(stdout)), {
+      refused: "refused",
+      rejected: "host-unreachable",
+      noRoute: "network-unreachable",
+      noResolver: "unresolved",
+    });
+  },
 });
 
 Deno.test("connect() to a refused IPv6 port names the address in brackets, as its other errors do", async () => {

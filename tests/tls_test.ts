@@ -95,6 +95,7 @@ Deno.test("connect({ tls: true }) to a server whose CA it does not trust fails q
   assert.ok(error instanceof TlsHandshakeError, String(error));
   assert.ok(error instanceof ConnectError);
   assert.equal(error.name, "TlsHandshakeError");
+  assert.equal(error.reason, "tls");
   assert.equal(error.port, server.addr.port);
   assert.match(
     error.message,

@@ -137,6 +137,7 @@ Deno.test("serve({ path }) on an existing file throws AddrInUse and removes noth
   })());
   assert.ok(refused instanceof ConnectError, String(refused));
   assert.match(refused.message, /connection refused \(no server listens/);
+  assert.equal(refused.reason, "refused");
   Deno.removeSync(path);
   await using _server = serve({ path }, echo);
   assert.equal(await unixEcho(path, "fresh"), "fresh");
@@ -173,6 +174,7 @@ Deno.test("connect({ path }) to a missing or dead socket throws ConnectError nam
     error.message,
     `Cannot connect to unix:${missing}: no such socket file`,
   );
+  assert.equal(error.reason, "no-socket-file");
   assert.ok(error.cause instanceof Deno.errors.NotFound);
 });
 
