@@ -59,6 +59,7 @@ export { Connection } from "./src/connection.ts";
 export { listen, Listener, type ListenOptions } from "./src/listener.ts";
 export type {
   ConnectionOptions,
+  PeekOptions,
   RecvExactOptions,
   RecvLineOptions,
   RecvOptions,

@@ -13,6 +13,7 @@ import {
 } from "./errors.ts";
 import { type Connection, GROWN_RESERVE } from "./connection.ts";
 import type {
+  PeekOptions,
   RecvExactOptions,
   RecvLineOptions,
   RecvOptions,
@@ -167,13 +168,20 @@ export class PeekOp extends ReadOp<Uint8Array<ArrayBuffer> | null> {
   get op(): string {
     return "peek";
   }
+  constructor(conn: Connection, readonly min: number, options?: PeekOptions) {
+    super(conn, options);
+  }
   protected read(): Uint8Array<ArrayBuffer> | null | typeof PENDING {
     const conn = this.conn;
+    const buffered = conn.end - conn.start;
+    const atEnd = conn.isEof && conn.readError === null;
     // Taken by nothing: the next receive gets these bytes again.
-    if (conn.start < conn.end) return conn.view(conn.start, conn.end);
-    if (conn.isEof && conn.readError === null) return null;
+    if (buffered >= this.min || (atEnd && buffered > 0)) {
+      return conn.view(conn.start, conn.end);
+    }
+    if (atEnd) return null;
     this.checkUsable();
-    conn.startRead();
+    conn.startRead(this.min - buffered);
     return PENDING;
   }
 }

@@ -14,6 +14,7 @@ import {
   checkTimeout,
   type ConnectionOptions,
   DEFAULTS,
+  type PeekOptions,
   type RecvExactOptions,
   type RecvLineOptions,
   type RecvOptions,
@@ -420,9 +421,11 @@ export class Connection {
    * Deadline: `timeout`/`deadline` (default `recvTimeout`). Errors: as
    * `recv`. State after failure: as `recv`, nothing taken.
    *
-   * @param options Deadline and signal.
-   * @returns A view of every byte buffered (one at least), valid until the
-   *   next receive; or `null` at the end of the stream.
+   * @param options Deadline, signal, and `min` to wait for that many bytes
+   *   (one by default).
+   * @returns A view of every byte buffered (`min` at least, fewer only at
+   *   the end of the stream), valid until the next receive; or `null` at
+   *   the end of the stream with nothing buffered.
    *
    * @example An idle limit, then a deadline for the whole command line
    * ```ts
@@ -438,8 +441,14 @@ export class Connection {
    * console.log(line); // NOOP
    * ```
    */
-  peek(options?: OperationOptions): Operation<Uint8Array<ArrayBuffer> | null> {
-    return new PeekOp(this, options);
+  peek(options?: PeekOptions): Operation<Uint8Array<ArrayBuffer> | null> {
+    const min = options?.min ?? 1;
+    if (!(Number.isInteger(min) && min >= 1)) {
+      throw new RangeError(
+        `Cannot peek: min must be an integer >= 1, got ${min}`,
+      );
+    }
+    return new PeekOp(this, min, options);
   }
 
   /**

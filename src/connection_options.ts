@@ -177,6 +177,39 @@ export interface RecvExactOptions extends OperationOptions {
 }
 
 /**
+ * Options for {@linkcode Connection.peek}.
+ *
+ * @example Sniff a TLS record header (5 bytes) before choosing a parser
+ * ```ts
+ * import { run } from "@corio/corio";
+ * import { memoryConnPair } from "@corio/corio/testing";
+ *
+ * const [conn, peer] = memoryConnPair();
+ * const kind = await run((function* () {
+ *   yield* peer.send(new Uint8Array([0x16, 3, 1]));
+ *   yield* peer.send(new Uint8Array([0, 42, 1]));
+ *   const head = yield* conn.peek({ min: 5, timeout: 1000 });
+ *   return head !== null && head.length >= 5 && head[0] === 0x16
+ *     ? "tls"
+ *     : "plain";
+ * })());
+ * conn.close();
+ * peer.close();
+ * console.log(kind, conn.buffered); // tls 6
+ * ```
+ */
+export interface PeekOptions extends OperationOptions {
+  /**
+   * Wait until at least this many bytes are buffered (an integer, 1 or
+   * more); fewer only at the end of the stream. For a look at a header of
+   * known size (a TLS record's 5 bytes, an HTTP method) that may arrive in
+   * pieces. The connection's buffer grows to hold them.
+   * @default {1}
+   */
+  min?: number;
+}
+
+/**
  * Options for {@linkcode Connection.recvLine}.
  *
  * @example A tighter line limit for one receive

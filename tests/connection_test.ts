@@ -1376,6 +1376,79 @@ for (const pairs of pairMakers) {
   });
 }
 
+for (const pairs of pairMakers) {
+  Deno.test(`peek({ min }) waits until min bytes arrive in pieces, takes none of them, and gives fewer only at the end of the stream [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    const got = await run((async function* () {
+      const peeking = yield* spawn((async function* () {
+        return text(yield* b.peek({ min: 5, timeout: 1000 }));
+      })());
+      yield* a.send("\x16\x03");
+      yield* delay(5);
+      yield* a.send("\x01");
+      yield* delay(5);
+      yield* a.send("\x00*rest");
+      const header = yield* peeking.join();
+      const all = text(yield* b.recvExact(9, { timeout: 1000 }));
+      yield* a.send("ab");
+      yield* a.closeWrite();
+      const short = text(yield* b.peek({ min: 5, timeout: 1000 }));
+      const rest = text(yield* b.recv({ timeout: 1000 }));
+      const atEnd = yield* b.peek({ min: 5, timeout: 1000 });
+      return { header, all, short, rest, atEnd };
+    })());
+    // 5 bytes at least: the first piece alone (2 bytes) did not end it.
+    const header = got.header ?? "";
+    assert.ok(header.length >= 5, JSON.stringify(header));
+    assert.ok("\x16\x03\x01\x00*rest".startsWith(header));
+    assert.deepEqual({ ...got, header: undefined }, {
+      header: undefined,
+      all: "\x16\x03\x01\x00*rest",
+      short: "ab",
+      rest: "ab",
+      atEnd: null,
+    });
+    await dispose();
+  });
+}
+
+Deno.test("peek({ min }) that times out with fewer bytes takes nothing, and at its deadline exactly", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair();
+  const got = await run(
+    (async function* () {
+      yield* a.send("GE");
+      let error: unknown;
+      try {
+        yield* b.peek({ min: 4, timeout: 100 });
+      } catch (caught) {
+        error = caught;
+      }
+      const at = clock.now();
+      yield* a.send("T /");
+      return { error, at, bytes: text(yield* b.recvExact(5)) };
+    })(),
+    { clock },
+  );
+  assert.ok(got.error instanceof TimeoutError);
+  assert.equal(got.at, 100);
+  assert.equal(got.bytes, "GET /");
+  a.close();
+  b.close();
+});
+
+Deno.test("peek({ min }) refuses a min that is not an integer >= 1, with RangeError", () => {
+  const [a, b] = memoryConnPair();
+  for (const min of [0, -1, 1.5, NaN]) {
+    assert.throws(() => b.peek({ min }), {
+      name: "RangeError",
+      message: `Cannot peek: min must be an integer >= 1, got ${min}`,
+    });
+  }
+  a.close();
+  b.close();
+});
+
 Deno.test("peek() that times out takes nothing: the bytes that come later go to the next receive", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
