@@ -1158,6 +1158,40 @@ Deno.test("Pool over TCP replaces connections the server closed while idle", asy
   assert.equal(pool.stats.created, 3);
 });
 
+Deno.test("Pool over TCP: close() settles when the pool's idle connections are all that is left (the server in another process)", async () => {
+  // A server that accepts and stays silent, in a child process that does not
+  // keep this one's event loop running (unref'd, its output read already):
+  // the pool's idle connection is all there is, unref'd as idle ones are.
+  const server = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "const l = Deno.listen({ hostname: '127.0.0.1', port: 0 });" +
+      "console.log(l.addr.port); const held = [];" +
+      "for await (const c of l) held.push(c);",
+    ],
+    stdout: "piped",
+  }).spawn();
+  try {
+    const reader = server.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    const port = Number(new TextDecoder().decode(value).trim());
+    server.unref();
+    const pool = new Pool({ connect: { port }, max: 1 });
+    await run((function* () {
+      using _lease = yield* pool.acquire({ timeout: 5000 });
+    })());
+    assert.equal(pool.stats.idle, 1);
+    await pool.close(); // never settled: the loop ended first
+    assert.equal(pool.stats.open, 0);
+  } finally {
+    server.ref();
+    server.kill();
+    await server.stdout.cancel();
+    await server.status;
+  }
+});
+
 Deno.test("Pool over TCP: a refused port fails acquire with ConnectError and frees the slot", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
