@@ -193,7 +193,7 @@ export class RecvExactOp extends ReadOp<Uint8Array<ArrayBuffer>> {
   readonly isBorrowed: boolean;
   constructor(
     conn: Connection,
-    readonly n: number,
+    public n: number,
     options?: RecvExactOptions,
   ) {
     super(conn, options);

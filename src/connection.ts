@@ -132,6 +132,7 @@ export class Connection {
   /** @internal */ writeError: unknown = null;
 
   #recvOp: RecvOp | null = null;
+  #recvExactOp: RecvExactOp | null = null;
   #recvLineOp: RecvLineOp | null = null;
   #sendOp: SendOp | null = null;
   #view: Uint8Array<ArrayBuffer> | null = null;
@@ -476,7 +477,17 @@ export class Connection {
         `Cannot receive exact bytes: n must be an integer >= 0, got ${n}`,
       );
     }
-    return new RecvExactOp(this, n, options);
+    // Reused as recv() reuses its operation: a framed protocol reads a
+    // header and a body per message.
+    let op = this.#recvExactOp;
+    if (
+      op === null || op.effect.isInUse ||
+      op.isBorrowed !== (options?.borrow === true) ||
+      !op.hasOptions(options, this.recvTimeout)
+    ) op = this.#recvExactOp = new RecvExactOp(this, n, options);
+    else op.n = n;
+    op.effect.handOut();
+    return op;
   }
 
   /**

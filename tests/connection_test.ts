@@ -463,14 +463,27 @@ for (const pairs of pairMakers) {
       const { a, b, dispose } = await pairs.make();
       const outcomes = await run((async function* () {
         const out: string[] = [];
-        for (const take of [() => b.recv(), () => b.recvLine()]) {
+        for (
+          const take of [
+            () => b.recv(),
+            () => b.recvLine(),
+            () => b.recvExact(2),
+          ]
+        ) {
           out.push(...yield* runsOf([take(), take()], () => a.send("x\n")));
         }
         return out;
       })());
       // Before, both were one operation object: the second run's wait took
       // the first's place, and the first waited for ever.
-      assert.deepEqual(outcomes, ["x\n", "BusyError", "x", "BusyError"]);
+      assert.deepEqual(outcomes, [
+        "x\n",
+        "BusyError",
+        "x",
+        "BusyError",
+        "x\n",
+        "BusyError",
+      ]);
       await dispose();
     },
   );
