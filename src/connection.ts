@@ -20,7 +20,11 @@ import {
   type RecvOptions,
   type Transport,
 } from "./connection_options.ts";
-import { ConnectionClosedError, ConnectionResetError } from "./errors.ts";
+import {
+  BusyError,
+  ConnectionClosedError,
+  ConnectionResetError,
+} from "./errors.ts";
 import {
   deferRead,
   isOverBudget,
@@ -450,6 +454,58 @@ export class Connection {
       );
     }
     return new PeekOp(this, min, options);
+  }
+
+  /**
+   * Drops the next `n` buffered bytes, at once: with `peek()`, a parser that
+   * decodes every whole message in the buffer and then skips them, with no
+   * operation per message (Go's `bufio.Reader.Discard`). A view `peek()`
+   * or a borrowing receive gave stays valid until the next receive.
+   *
+   * Errors: `RangeError` unless `n` is an integer from 0 to `buffered`;
+   * `BusyError` while another coroutine waits in a receive on this
+   * connection; `ConnectionClosedError` once it is closed on this side.
+   *
+   * @param n How many bytes, from 0 to `buffered`.
+   *
+   * @example Decode every whole frame buffered, then skip them
+   * ```ts
+   * import { run } from "@corio/corio";
+   * import { memoryConnPair } from "@corio/corio/testing";
+   *
+   * const [conn, peer] = memoryConnPair();
+   * const frames = await run((function* () {
+   *   // frames of a length byte and that many bytes; the last one cut short
+   *   yield* peer.send(new Uint8Array([2, 65, 66, 1, 67, 3, 68]));
+   *   const view = (yield* conn.peek({ timeout: 1000 }))!;
+   *   const frames: number[][] = [];
+   *   let at = 0;
+   *   while (at < view.length && at + 1 + view[at] <= view.length) {
+   *     frames.push([...view.subarray(at + 1, at + 1 + view[at])]);
+   *     at += 1 + view[at];
+   *   }
+   *   conn.skip(at);
+   *   return frames;
+   * })());
+   * console.log(frames, conn.buffered); // [ [ 65, 66 ], [ 67 ] ] 2
+   * conn.close();
+   * peer.close();
+   * ```
+   */
+  skip(n: number): void {
+    if (this.isClosed) throw this.closedError("skip", `from ${this.peer}`);
+    if (this.readOwner !== null) {
+      throw new BusyError("skip", `from ${this.peer}`);
+    }
+    const buffered = this.end - this.start;
+    if (!Number.isInteger(n) || n < 0 || n > buffered) {
+      throw new RangeError(
+        `Cannot skip: n must be an integer from 0 to the ${buffered} bytes buffered, got ${n}`,
+      );
+    }
+    // Not reset to 0 when it empties the buffer: a read in flight fills it
+    // from `end` (`startRead` resets it before the next read).
+    this.start += n;
   }
 
   /**

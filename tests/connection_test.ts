@@ -1425,6 +1425,119 @@ for (const pairs of pairMakers) {
   });
 }
 
+for (const pairs of pairMakers) {
+  Deno.test(`peek() and skip(): 2,000 frames sent in pieces of random size, decoded where they lie in the buffer, each once [${pairs.name}]`, async () => {
+    const { a, b, dispose } = await pairs.make();
+    // Frames of a length byte and that many bytes of the frame's number.
+    const frames: number[] = [];
+    for (let i = 0; i < 2000; i++) frames.push(1 + (i * 7) % 200);
+    const stream = frames.flatMap((length, i) => [
+      length,
+      ...new Array(length).fill(i % 256),
+    ]);
+    let seed = 7;
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    const got = await run((async function* () {
+      const sender = yield* spawn((async function* () {
+        for (let at = 0; at < stream.length;) {
+          const size = 1 + Math.floor(random() * 700);
+          yield* a.send(new Uint8Array(stream.slice(at, at + size)));
+          at += size;
+          if (random() < 0.3) yield* delay(0);
+        }
+      })());
+      const decoded: number[] = [];
+      let wanted = 1;
+      while (decoded.length < frames.length) {
+        const view = (yield* b.peek({ min: wanted, timeout: 5000 }))!;
+        let at = 0;
+        while (at < view.length && at + 1 + view[at] <= view.length) {
+          const body = view.subarray(at + 1, at + 1 + view[at]);
+          const number = decoded.length % 256;
+          if (body.some((byte) => byte !== number)) {
+            throw new Error(`frame ${decoded.length} is wrong`);
+          }
+          decoded.push(body.length);
+          at += 1 + view[at];
+        }
+        b.skip(at);
+        // A frame cut short: wait for all of it.
+        wanted = b.buffered > 0 ? 1 + view[at] : 1;
+      }
+      yield* sender.join();
+      return { decoded, left: b.buffered };
+    })());
+    assert.deepEqual(got, { decoded: frames, left: 0 });
+    await dispose();
+  });
+}
+
+Deno.test("skip() after a peek({ min }) that timed out: the read still in flight fills in behind, and its bytes come next", async () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryConnPair();
+  const got = await run(
+    (async function* () {
+      yield* a.send("abc");
+      try {
+        yield* b.peek({ min: 5, timeout: 100 });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+      b.skip(3);
+      const empty = b.buffered;
+      yield* a.send("def");
+      return { empty, next: text(yield* b.recvExact(3)) };
+    })(),
+    { clock },
+  );
+  assert.deepEqual(got, { empty: 0, next: "def" });
+  a.close();
+  b.close();
+});
+
+Deno.test("skip() refuses more than is buffered (RangeError), while another coroutine receives (BusyError), and once closed (ConnectionClosedError)", async () => {
+  const [a, b] = memoryConnPair();
+  const got = await run((function* () {
+    const errors: string[] = [];
+    const attempt = (n: number) => {
+      try {
+        b.skip(n);
+        errors.push("ok");
+      } catch (error) {
+        errors.push(`${(error as Error).name}: ${(error as Error).message}`);
+      }
+    };
+    yield* a.send("xy");
+    yield* b.peek();
+    for (const n of [3, -1, 1.5]) attempt(n);
+    attempt(2);
+    const reader = yield* spawn((function* () {
+      return text(yield* b.recv());
+    })());
+    yield* delay(1);
+    attempt(0);
+    yield* a.send("z");
+    const read = yield* reader.join();
+    b.close();
+    attempt(0);
+    return { errors, read };
+  })());
+  assert.equal(got.read, "z");
+  assert.deepEqual(got.errors.map((error) => error.split(":")[0]), [
+    "RangeError",
+    "RangeError",
+    "RangeError",
+    "ok",
+    "BusyError",
+    "ConnectionClosedError",
+  ]);
+  assert.match(
+    got.errors[0],
+    /Cannot skip: n must be an integer from 0 to the 2 bytes buffered, got 3/,
+  );
+  a.close();
+});
+
 Deno.test("peek({ min }) that times out with fewer bytes takes nothing, and at its deadline exactly", async () => {
   const clock = new VirtualClock();
   const [a, b] = memoryConnPair();
