@@ -26,8 +26,8 @@ import type { Inbox } from "./inbox.ts";
  * ```
  */
 export interface Datagram {
-  /** Its bytes. */
-  readonly data: Uint8Array;
+  /** Its bytes: a copy of its own, at its size (WebCrypto takes it as is). */
+  readonly data: Uint8Array<ArrayBuffer>;
   /** The sender's address: where replies go. */
   readonly remoteAddr: Deno.NetAddr;
 }

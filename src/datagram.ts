@@ -206,7 +206,7 @@ export class DatagramServer<M = Datagram, K = string>
     // pins all of it (measured: ~180 KiB RSS per lingering SIP call).
     const buffer = new Uint8Array(MAX_DATAGRAM);
     for (;;) {
-      let data: Uint8Array;
+      let data: Uint8Array<ArrayBuffer>;
       let remoteAddr: Deno.Addr;
       try {
         [data, remoteAddr] = await this.#socket.receive(buffer);

@@ -254,8 +254,10 @@ export class Inbox<M> {
    *
    * Deadline: `timeout`/`deadline`/`signal`. Errors: `TimeoutError` (op
    * `"recv"`); the signal's reason; `BusyError` while another coroutine
-   * waits on this inbox. State after failure: intact — a message
-   * that arrives later is kept for the next receive.
+   * waits on this inbox; `InboxClosedError` once the inbox is closed and
+   * empty (what was queued before `close()` is received first). State after
+   * failure: intact — a message that arrives later is kept for the next
+   * receive.
    *
    * @param options Deadline and signal.
    * @returns An operation giving the oldest message.
@@ -267,7 +269,8 @@ export class Inbox<M> {
   /**
    * Waits for the next message, or gives `undefined` at the deadline: the
    * readable form for retransmission loops (`poll({ timeout: 0 })` only
-   * looks). Errors: the signal's reason; `BusyError` while another
+   * looks). Once the inbox is closed and empty it gives `undefined` at
+   * once. Errors: the signal's reason; `BusyError` while another
    * coroutine waits on this inbox.
    *
    * @param options Deadline and signal.
