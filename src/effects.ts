@@ -83,7 +83,10 @@ export interface OperationOptions {
    */
   timeout?: number;
   /**
-   * Absolute time (scheduler clock, ms) by which the operation must finish.
+   * Absolute time (scheduler clock, ms) by which the operation must finish:
+   * `(yield* now()) + ms`. The system clock is `performance.now()`, not
+   * `Date.now()`: a deadline made from `Date.now()` lies decades ahead
+   * and never comes.
    * @default {Infinity}
    */
   deadline?: number;
