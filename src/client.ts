@@ -106,9 +106,9 @@ class ConnectOp extends Op<Connection> {
  * Deadline: `timeout`/`deadline`/`signal` for the TCP handshake and, with
  * `tls`, the TLS handshake too.
  * Errors: `ConnectError` (refused, unreachable, no socket file: names the
- * address; its `reason` says which, for code); `TlsHandshakeError`, a `ConnectError`, when the TLS handshake
- * fails (an untrusted certificate, the wrong name, a server that is no TLS
- * server); `TimeoutError`; Deno's `NotCapable` as it is, without
+ * address; its `reason` says which, for code); `TlsHandshakeError`, a
+ * `ConnectError`, when the TLS handshake fails (an untrusted certificate,
+ * the wrong name, a server that is no TLS server); `TimeoutError`; Deno's `NotCapable` as it is, without
  * `--allow-net` (retrying cannot help). State after failure: no socket is
  * left open.
  *
