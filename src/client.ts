@@ -108,9 +108,9 @@ class ConnectOp extends Op<Connection> {
  * Errors: `ConnectError` (refused, unreachable, no socket file: names the
  * address; its `reason` says which, for code); `TlsHandshakeError`, a
  * `ConnectError`, when the TLS handshake fails (an untrusted certificate,
- * the wrong name, a server that is no TLS server); `TimeoutError`; Deno's `NotCapable` as it is, without
- * `--allow-net` (retrying cannot help). State after failure: no socket is
- * left open.
+ * the wrong name, a server that is no TLS server); `TimeoutError`; Deno's
+ * `NotCapable` as it is, without `--allow-net` (retrying cannot help).
+ * State after failure: no socket is left open.
  *
  * @param options Address, deadline, and the connection's defaults.
  * @throws {RangeError} At the call, for a bad port or a nonsense default
