@@ -1,7 +1,7 @@
 // Properties of a connection under random timing, on a virtual clock.
 //
-// Receives with random timeouts, deadlines and aborts over bytes that
-// arrive at random moments: whatever ends early, no byte is lost,
+// Receives (and peek({ min }) with skip()) with random timeouts, deadlines
+// and aborts over bytes that arrive at random moments: whatever ends early, no byte is lost,
 // duplicated or reordered, every timeout or abort ends its receive exactly
 // when due and only when the receive could not have completed before, and
 // every receive that completes does so the moment its bytes are there.
@@ -44,9 +44,13 @@ const CR = 13;
 const decoder = new TextDecoder();
 
 interface Step {
-  /** `recvLineCrlf`: `recvLine({ crlfOnly: true })`. */
-  kind: "recv" | "recvExact" | "recvLine" | "recvLineCrlf";
-  /** recvExact's byte count. */
+  /**
+   * `recvLineCrlf`: `recvLine({ crlfOnly: true })`. `peekSkip`:
+   * `peek({ min: max(1, n) })`, then `skip()` of that many bytes of what it
+   * shows (fewer only at the end of the stream).
+   */
+  kind: "recv" | "recvExact" | "recvLine" | "recvLineCrlf" | "peekSkip";
+  /** recvExact's byte count; peekSkip's `min`. */
   n: number;
   /**
    * What ends it early: a relative timeout, an absolute deadline (as an
@@ -63,7 +67,13 @@ interface Step {
 
 const stepsOf = fc.array(
   fc.record({
-    kind: fc.constantFrom("recv", "recvExact", "recvLine", "recvLineCrlf"),
+    kind: fc.constantFrom(
+      "recv",
+      "recvExact",
+      "recvLine",
+      "recvLineCrlf",
+      "peekSkip",
+    ),
     n: fc.integer({ min: 0, max: 12 }),
     limit: fc.oneof(
       fc.constant(null),
@@ -151,6 +161,9 @@ function check(plan: Arrivals, outcomes: Outcome[]): number {
     } else if (step.kind === "recvExact") {
       if (step.n === 0) ready = start;
       else ready = pos + step.n <= data.length ? at[pos + step.n - 1] : eofAt;
+    } else if (step.kind === "peekSkip") {
+      const min = Math.max(1, step.n);
+      ready = pos + min <= data.length ? at[pos + min - 1] : eofAt;
     } else {
       let lf = data.indexOf(LF, pos);
       if (step.kind === "recvLineCrlf") {
@@ -205,6 +218,17 @@ function check(plan: Arrivals, outcomes: Outcome[]): number {
         assert.equal(data[pos], LF, `line cut short: ${where}`);
         pos++;
       }
+    } else if (step.kind === "peekSkip") {
+      // All it shows had arrived, in order; at least `min` unless the
+      // stream ends first; and it skipped `min` of them.
+      const min = Math.max(1, step.n);
+      assert.ok(
+        value.length >= Math.min(min, data.length - pos) && value.length > 0,
+        where,
+      );
+      assert.deepEqual(value, data.subarray(pos, pos + value.length), where);
+      assert.ok(at[pos + value.length - 1] <= end, `shown early: ${where}`);
+      pos += Math.min(min, value.length);
     } else {
       if (step.kind === "recv") assert.ok(value.length > 0, where);
       else assert.equal(value.length, step.n, where);
@@ -297,14 +321,21 @@ async function* receiveAsync(
     const [deadline, options, aborter] = yield* begin(step, clock);
     let value: unknown;
     try {
-      value = step.kind === "recv"
-        ? yield* b.recv(options)
-        : step.kind === "recvExact"
-        ? yield* b.recvExact(step.n, options)
-        : yield* b.recvLine({
-          ...options,
-          crlfOnly: step.kind === "recvLineCrlf",
-        });
+      if (step.kind === "peekSkip") {
+        const min = Math.max(1, step.n);
+        const view = yield* b.peek({ ...options, min });
+        value = view?.slice() ?? null; // before skip() lets its bytes go
+        if (view !== null) b.skip(Math.min(min, view.length));
+      } else {
+        value = step.kind === "recv"
+          ? yield* b.recv(options)
+          : step.kind === "recvExact"
+          ? yield* b.recvExact(step.n, options)
+          : yield* b.recvLine({
+            ...options,
+            crlfOnly: step.kind === "recvLineCrlf",
+          });
+      }
     } catch (error) {
       value = error;
     }
@@ -328,14 +359,21 @@ function* receiveSync(
     const [deadline, options, aborter] = yield* begin(step, clock);
     let value: unknown;
     try {
-      value = step.kind === "recv"
-        ? yield* b.recv(options)
-        : step.kind === "recvExact"
-        ? yield* b.recvExact(step.n, options)
-        : yield* b.recvLine({
-          ...options,
-          crlfOnly: step.kind === "recvLineCrlf",
-        });
+      if (step.kind === "peekSkip") {
+        const min = Math.max(1, step.n);
+        const view = yield* b.peek({ ...options, min });
+        value = view?.slice() ?? null; // before skip() lets its bytes go
+        if (view !== null) b.skip(Math.min(min, view.length));
+      } else {
+        value = step.kind === "recv"
+          ? yield* b.recv(options)
+          : step.kind === "recvExact"
+          ? yield* b.recvExact(step.n, options)
+          : yield* b.recvLine({
+            ...options,
+            crlfOnly: step.kind === "recvLineCrlf",
+          });
+      }
     } catch (error) {
       value = error;
     }
