@@ -127,6 +127,44 @@ export class Conversations<M, K = string> implements AsyncDisposable {
   #idleAlarm: Alarm<Entry<M, K>>;
   #isClosed = false;
   #shutdown: Promise<void> | null = null;
+  #stopping = new AbortController();
+
+  /**
+   * Aborted as shutdown begins, its reason a `DOMException` named
+   * `AbortError`: a `serve` handler's `info.signal`, for conversations. Give
+   * it to a wait (`inbox.recv({ signal })`) to end that wait at the start
+   * of the grace instead of being cancelled at its end, so a conversation
+   * can flush what it holds and return. One that lets the reason propagate
+   * is not counted as failed, nor reported to `onError`.
+   *
+   * @example A forwarder that drains its inbox when shutdown begins
+   * ```ts
+   * import { Conversations, type Effect } from "@corio/corio";
+   *
+   * const written: string[] = [];
+   * const sink: Conversations<string, number> = new Conversations({
+   *   key: () => 0, // one conversation for every message
+   *   *handler(inbox, first): Generator<Effect, void, unknown> {
+   *     written.push(first!);
+   *     try {
+   *       for (;;) written.push(yield* inbox.recv({ signal: sink.signal }));
+   *     } catch (error) {
+   *       if (error !== sink.signal.reason) throw error;
+   *     }
+   *     for (let m; (m = yield* inbox.poll({ timeout: 0 })) !== undefined;) {
+   *       written.push(m); // what was queued as shutdown began
+   *     }
+   *   },
+   * });
+   * sink.dispatch("a");
+   * sink.dispatch("b");
+   * await sink.shutdown({ grace: 60_000 }); // ends at once, not in a minute
+   * console.log(written, sink.stats.failed); // [ "a", "b" ] 0
+   * ```
+   */
+  get signal(): AbortSignal {
+    return this.#stopping.signal;
+  }
 
   /**
    * Creates an empty table of conversations.
@@ -267,6 +305,11 @@ export class Conversations<M, K = string> implements AsyncDisposable {
       );
     }
     this.#isClosed = true;
+    if (!this.#stopping.signal.aborted) {
+      this.#stopping.abort(
+        new DOMException("the conversations are shutting down", "AbortError"),
+      );
+    }
     return this.#shutdown ??= this.#stop(grace);
   }
 
@@ -339,7 +382,8 @@ export class Conversations<M, K = string> implements AsyncDisposable {
     this.#idleAlarm.delete(entry);
     if (this.#table.size === 0) this.#idleAlarm.stop();
     const co = entry.co;
-    if (co.outcome === FAILED) {
+    // A wait given `signal` that the shutdown ended, not caught: cancelled.
+    if (co.outcome === FAILED && co.result !== this.#stopping.signal.reason) {
       this.stats.failed++;
       callOnError(this.#onError, co.result, entry.key);
     }

@@ -171,7 +171,9 @@ export class DatagramServer<M = Datagram, K = string>
    * Refuses new conversations at once, lets running ones finish for up to
    * `grace` ms (they still receive their datagrams and can send), then
    * cancels the rest, flushes the send queue and closes the socket.
-   * Idempotent: later calls return the same promise.
+   * `conversations.signal` aborts as it begins: a conversation waiting with
+   * it can say goodbye and return at once. Idempotent: later calls return
+   * the same promise.
    *
    * @param options The grace period: by default the server's
    *   `shutdownGrace` (0 unless set).

@@ -390,6 +390,65 @@ Deno.test("Conversations.shutdown() refuses new keys and cancels what outlives t
   assert.equal(cancelledAt, 1000);
 });
 
+Deno.test("Conversations.signal aborts as shutdown begins: a wait given it ends then, not at the grace's end; a conversation that lets its reason propagate is not failed", async () => {
+  const clock = new VirtualClock();
+  const reported: unknown[] = [];
+  const ended: Record<string, number> = {};
+  const calls: Conversations<Message, string> = new Conversations({
+    key,
+    clock,
+    onError: (error) => reported.push(error),
+    handler: async function* (inbox, first) {
+      const k = first!.key;
+      try {
+        if (k === "flushes") {
+          try {
+            for (;;) yield* inbox.recv({ signal: calls.signal });
+          } catch (error) {
+            if (error !== calls.signal.reason) throw error;
+          }
+          yield* delay(50); // a goodbye that takes a while
+        } else if (k === "propagates") {
+          for (;;) yield* inbox.recv({ signal: calls.signal });
+        } else if (k === "fails") {
+          try {
+            yield* inbox.recv({ signal: calls.signal });
+          } catch {
+            throw new Error("a failure of its own");
+          }
+        } else {
+          for (;;) yield* inbox.recv(); // no signal: cancelled at the end
+        }
+      } finally {
+        ended[k] = clock.now();
+      }
+    },
+  });
+  for (const k of ["flushes", "propagates", "fails", "deaf"]) {
+    calls.dispatch({ key: k, n: 0 });
+  }
+  assert.equal(calls.signal.aborted, false);
+  await run(
+    (function* () {
+      yield* delay(100);
+    })(),
+    { scheduler: calls.scheduler },
+  );
+  await calls.shutdown({ grace: 1000 });
+  assert.equal(calls.signal.aborted, true);
+  assert.equal((calls.signal.reason as DOMException).name, "AbortError");
+  assert.deepEqual(ended, {
+    flushes: 150,
+    propagates: 100,
+    fails: 100,
+    deaf: 1100,
+  });
+  assert.equal(calls.stats.failed, 1);
+  assert.deepEqual(reported.map((error) => (error as Error).message), [
+    "a failure of its own",
+  ]);
+});
+
 Deno.test("Conversations.start() begins a conversation from this side; replies reach it", async () => {
   const calls = new Conversations<Message, string>({
     key,

@@ -129,6 +129,39 @@ Deno.test("DatagramServer.shutdown() cancels conversations, closes the socket, a
   assert.equal(server.send("late", server.addr), false);
 });
 
+Deno.test("DatagramServer.shutdown() aborts conversations.signal at once: a conversation waiting with it says goodbye, and the goodbye goes out before the socket closes", async () => {
+  const client = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const server = serveDatagram<Datagram, string>({
+    hostname: "127.0.0.1",
+    key: () => "one",
+  }, function* (inbox, first, server) {
+    server.send("hello", first!.remoteAddr);
+    try {
+      for (;;) yield* inbox.recv({ signal: server.conversations.signal });
+    } catch (error) {
+      if (error !== server.conversations.signal.reason) throw error;
+    }
+    server.send("goodbye", first!.remoteAddr);
+  });
+  try {
+    await client.send(encoder.encode("x"), server.addr);
+    assert.deepEqual(await receiveN(client, 1), ["hello"]);
+    const started = performance.now();
+    // Without the signal the conversation waits out the grace, then is
+    // cancelled, and says nothing.
+    await server.shutdown({ grace: 2000 });
+    assert.ok(performance.now() - started < 1000, "waited out the grace");
+    assert.deepEqual(await receiveN(client, 1), ["goodbye"]);
+    assert.equal(server.conversations.stats.failed, 0);
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("DatagramServer.send() bursts arrive complete and in call order, from a fresh socket on", async () => {
   // 150 datagrams: the first alone, then batches of 64. The kernel queues
   // them all for the client (small datagrams fit its receive buffer).
