@@ -537,7 +537,16 @@ export class PoolCore {
       for (const waiter of waiters) waiter.give(error);
       const idle = this.#idle;
       this.#idle = [];
-      for (const entry of idle) this.#discardIdle(entry);
+      for (const entry of idle) {
+        // Its read is unref'd: ref'd again, its end (which the promise
+        // below waits for) keeps the event loop running until it comes.
+        // Left unref'd, a process with nothing else to do let the loop end
+        // first, and `await pool.close()` never settled (`deno test`:
+        // "Promise resolution is still pending but the event loop has
+        // already resolved").
+        (entry.conn.transport as RefCounted).ref?.();
+        this.#discardIdle(entry);
+      }
     }
     return Promise.all(this.#closing).then(() => {});
   }
@@ -675,12 +684,6 @@ export class PoolCore {
     this.#settings.delete(conn);
     this.#unverified.delete(conn);
     this.#discarded++;
-    // An idle one's read is unref'd: ref'd again, its end (which `settled`
-    // and `close()` wait for) keeps the event loop running until it comes.
-    // Left unref'd, a process with nothing else to do let the loop end
-    // first, and `await pool.close()` never settled (`deno test`: "Promise
-    // resolution is still pending but the event loop has already resolved").
-    (conn.transport as RefCounted).ref?.();
     conn.close();
     const settled = conn.settled;
     this.#closing.add(settled);
