@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { Alarm, type DeadlineEntry, DeadlineQueue } from "../src/timers.ts";
+import { delay, run, TimeoutError } from "../mod.ts";
+import { memoryConnPair } from "../testing.ts";
 import { handClock } from "./_hand_clock.ts";
 import fc from "fast-check";
 import { runs } from "./_property.ts";
@@ -182,4 +184,40 @@ Deno.test("Alarm.stop clears the host timer", () => {
   assert.equal(host.pending, null);
   alarm.set(entry(), 7);
   assert.deepEqual(host.armed, [5, 7]);
+});
+
+/** Keeps the CPU busy for `ms`, as a handler's synchronous work does. */
+function busyFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* work in this turn */ }
+}
+
+Deno.test("on the system clock, delay(ms) and a receive's timeout count from the wait, not from the start of a turn that ran long", async () => {
+  const [a, b] = memoryConnPair();
+  const lasted = await run((function* () {
+    const lasted: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      yield* delay(1); // a fresh turn, started by the host's timer
+      busyFor(5);
+      const start = performance.now();
+      yield* delay(10);
+      lasted.push(performance.now() - start);
+    }
+    for (let i = 0; i < 3; i++) {
+      yield* delay(1);
+      busyFor(5);
+      const start = performance.now();
+      try {
+        yield* b.recv({ timeout: 10 });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+      lasted.push(performance.now() - start);
+    }
+    return lasted;
+  })());
+  a.close();
+  b.close();
+  // Before, each ended about 5 ms early: the clock was read once per turn.
+  for (const ms of lasted) assert.ok(ms >= 10, `lasted ${lasted.join(", ")}`);
 });
