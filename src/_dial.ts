@@ -174,7 +174,12 @@ function reasonOf(error: unknown, path?: string): ConnectFailure {
   const code = (error as { code?: unknown } | null)?.code;
   switch (code) {
     case "ECONNREFUSED":
-      return "refused";
+      // Linux refuses a connect to a file that is no socket as well: a
+      // leftover-socket check that removes what was refused must not take
+      // it for a dead server's socket.
+      return path === undefined || isSocket(path)
+        ? "refused"
+        : "no-socket-file";
     case "ENETUNREACH":
       return "network-unreachable";
     case "EHOSTUNREACH":
@@ -195,9 +200,10 @@ function reasonOf(error: unknown, path?: string): ConnectFailure {
 
 function describe(error: unknown, path?: string): string {
   if (error instanceof Deno.errors.ConnectionRefused) {
-    return path === undefined
-      ? "connection refused"
-      : "connection refused (no server listens on the socket)";
+    if (path === undefined) return "connection refused";
+    return isSocket(path)
+      ? "connection refused (no server listens on the socket)"
+      : "connection refused: the path is not a socket";
   }
   if (error instanceof Deno.errors.NotFound && path !== undefined) {
     return "no such socket file";
@@ -207,6 +213,15 @@ function describe(error: unknown, path?: string): string {
     return "permission denied by the system";
   }
   return messageOf(error);
+}
+
+/** True unless `path` is known to be something other than a socket. */
+function isSocket(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isSocket !== false;
+  } catch {
+    return true; // gone meanwhile, or not ours to look at: as connect said
+  }
 }
 
 function messageOf(error: unknown): string {

@@ -325,8 +325,10 @@ export interface TlsServeOptions extends Omit<TcpServeOptions, "cert" | "key"> {
  * free. If `path` exists, `serve` throws `AddrInUse` and removes nothing:
  * a crashed run's leftover cannot be told from a live server's socket
  * without a connect, and removing a live one would strand its server. To
- * replace a leftover, try `connect({ path })` first and remove the file if
- * it is refused.
+ * replace a leftover, check that it is a socket
+ * (`Deno.lstatSync(path).isSocket`: Linux refuses a connect to a regular
+ * file too), try `connect({ path })`, and remove the file if that is
+ * refused.
  *
  * @example A Unix socket server and a client
  * ```ts

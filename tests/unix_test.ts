@@ -178,6 +178,26 @@ Deno.test("connect({ path }) to a missing or dead socket throws ConnectError nam
   assert.ok(error.cause instanceof Deno.errors.NotFound);
 });
 
+Deno.test("connect({ path }) to a regular file says it is not a socket (reason no-socket-file), not a dead server's socket to remove", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/precious.conf`;
+  Deno.writeTextFileSync(file, "keep me");
+  const error = await run((async function* () {
+    try {
+      yield* connect({ path: file, timeout: 5000 });
+    } catch (error) {
+      return error;
+    }
+  })());
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(
+    error.message,
+    `Cannot connect to unix:${file}: connection refused: the path is not a socket`,
+  );
+  assert.equal(error.reason, "no-socket-file");
+  assert.equal(Deno.readTextFileSync(file), "keep me");
+});
+
 Deno.test("serve() and connect() refuse path mixed with TCP options, with TypeError", () => {
   const handler = function* () {};
   const serveCases: [unknown, RegExp][] = [
