@@ -132,7 +132,12 @@ export class ConnectionClosedError extends Error {
  * speak TLS, or rejects the server's certificate) is such a peer gone: its
  * handler's first receive or send throws this error, its message says the
  * handshake failed and its `cause` is Deno's `InvalidData` or
- * `UnexpectedEof`.
+ * `UnexpectedEof`. A TLS peer that closes its socket without TLS's
+ * `close_notify` (common: a client that just exits) is one too, as rustls
+ * and OpenSSL 3 report it: a receive throws this error, "peer closed
+ * connection without sending TLS close_notify", instead of giving `null`.
+ * A keep-alive server takes it, at its wait between requests, as the
+ * client's leaving (the default `onError` ignores it).
  *
  * @example
  * ```ts
