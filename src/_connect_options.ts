@@ -91,6 +91,14 @@ export interface ClientTlsOptions {
    * @default {the `hostname` option}
    */
   serverName?: string;
+  /**
+   * Application protocols to offer by ALPN, most preferred first (`"h2"`,
+   * `"http/1.1"`); `yield* conn.handshake()` tells which the server chose
+   * (`null` when it chose none). A server that offers none of them fails
+   * the handshake.
+   * @default {none: no ALPN}
+   */
+  alpnProtocols?: readonly string[];
 }
 
 /**
@@ -211,6 +219,21 @@ function checkTls(tls: ClientTlsOptions): void {
   ) {
     throw new TypeError(
       "Cannot connect: tls.serverName must be a non-empty string",
+    );
+  }
+  if (tls.alpnProtocols !== undefined) {
+    checkAlpnProtocols(tls.alpnProtocols, "Cannot connect: tls");
+  }
+}
+
+/** Throws a TypeError unless `alpn` is a list of protocol names. */
+export function checkAlpnProtocols(alpn: unknown, what: string): void {
+  if (
+    !Array.isArray(alpn) ||
+    !alpn.every((name) => typeof name === "string" && name !== "")
+  ) {
+    throw new TypeError(
+      `${what}: alpnProtocols must be an array of protocol names ("h2", "http/1.1")`,
     );
   }
 }

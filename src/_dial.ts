@@ -82,6 +82,7 @@ async function handshake(
     conn = await Deno.startTls(tcp, {
       hostname: tls.serverName ?? hostname,
       caCerts: tls.caCerts && [...tls.caCerts],
+      alpnProtocols: tls.alpnProtocols && [...tls.alpnProtocols],
     });
   } catch (error) {
     closeQuietly(tcp);

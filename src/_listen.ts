@@ -5,7 +5,7 @@
 
 import type { Listener } from "./_accept.ts";
 import { AcceptQueues } from "./_accept_queues.ts";
-import { checkSocketPath } from "./_connect_options.ts";
+import { checkAlpnProtocols, checkSocketPath } from "./_connect_options.ts";
 import { DEFAULTS, type ServeOptions } from "./_serve_options.ts";
 
 /** The options that only a TCP or TLS server takes. */
@@ -59,12 +59,22 @@ export function checkListenOptions(
       );
     }
   }
+  const alpn = (options as { alpnProtocols?: unknown }).alpnProtocols;
+  if (alpn !== undefined) {
+    if (cert === undefined) {
+      throw new TypeError(
+        `Cannot ${action}: alpnProtocols is for TLS servers (with cert and key)`,
+      );
+    }
+    checkAlpnProtocols(alpn, `Cannot ${action} TLS`);
+  }
 }
 
 /** Opens the listener `options` ask for (checked by `checkListenOptions`). */
 export function listen(options: ServeOptions): Listener {
   if (options.path !== undefined) return listenUnix(options.path);
   const { cert, key } = options;
+  const alpnProtocols = options.alpnProtocols && [...options.alpnProtocols];
   const address = {
     port: options.port ?? DEFAULTS.port,
     hostname: options.hostname ?? DEFAULTS.hostname,
@@ -87,7 +97,14 @@ export function listen(options: ServeOptions): Listener {
           )
         : (port) =>
           Deno.listenTls(
-            { ...address, port, reusePort: true, cert, key: key! } as
+            {
+              ...address,
+              port,
+              reusePort: true,
+              cert,
+              key: key!,
+              alpnProtocols,
+            } as
               & Deno.ListenTlsOptions
               & Deno.TlsCertifiedKeyPem,
           ),
@@ -97,7 +114,7 @@ export function listen(options: ServeOptions): Listener {
   }
   return cert === undefined
     ? Deno.listen({ ...address, transport: "tcp" })
-    : Deno.listenTls({ ...address, cert, key: key! });
+    : Deno.listenTls({ ...address, cert, key: key!, alpnProtocols });
 }
 
 /**

@@ -276,6 +276,8 @@ export interface TcpServeOptions extends ServeCommonOptions<Deno.NetAddr> {
   cert?: never;
   /** TLS only: see {@linkcode TlsServeOptions}. */
   key?: never;
+  /** TLS only: see {@linkcode TlsServeOptions}. */
+  alpnProtocols?: never;
   /** Unix sockets only: see {@linkcode UnixServeOptions}. */
   path?: never;
 }
@@ -308,11 +310,20 @@ export interface TcpServeOptions extends ServeCommonOptions<Deno.NetAddr> {
  * await server.finished;
  * ```
  */
-export interface TlsServeOptions extends Omit<TcpServeOptions, "cert" | "key"> {
+export interface TlsServeOptions
+  extends Omit<TcpServeOptions, "cert" | "key" | "alpnProtocols"> {
   /** The certificate chain, PEM (`-----BEGIN CERTIFICATE-----`...). */
   cert: string;
   /** The certificate's private key, PEM (RSA, EC or PKCS #8). */
   key: string;
+  /**
+   * Application protocols offered by ALPN, most preferred first (`"h2"`,
+   * `"http/1.1"`): the handshake agrees on one the client offers too, and
+   * fails when there is none. A handler reads which with
+   * `yield* conn.handshake()`.
+   * @default {none: no ALPN}
+   */
+  alpnProtocols?: readonly string[];
 }
 
 /**
@@ -370,6 +381,8 @@ export interface UnixServeOptions extends ServeCommonOptions<Deno.UnixAddr> {
   cert?: never;
   /** TLS only. */
   key?: never;
+  /** TLS only. */
+  alpnProtocols?: never;
 }
 
 /**

@@ -43,6 +43,7 @@ import {
   SendOp,
 } from "./_connection_ops.ts";
 import { withBit } from "./_bits.ts";
+import { WaitOp } from "./operations.ts";
 
 /** First read buffer: small, so an idle connection pins little memory. */
 export const INITIAL_READ_SIZE = 1024;
@@ -506,6 +507,74 @@ export class Connection {
     // Not reset to 0 when it empties the buffer: a read in flight fills it
     // from `end` (`startRead` resets it before the next read).
     this.start += n;
+  }
+
+  /**
+   * Finishes a TLS connection's handshake, unless its first receive or send
+   * has, and tells what it agreed: `alpnProtocol`, the application protocol
+   * chosen by ALPN (`alpnProtocols` of `serve` and of `connect`'s `tls`),
+   * or `null` when none was. On a connection that is not TLS it gives
+   * `{ alpnProtocol: null }` at once.
+   *
+   * Deadline: `timeout`/`deadline` (default `recvTimeout`). Errors:
+   * `TimeoutError` (op `"handshake"`; the handshake runs on: close the
+   * connection); `ConnectionResetError` when the handshake fails (no
+   * protocol in common, a client that is no TLS client);
+   * `ConnectionClosedError` once closed.
+   *
+   * @param options Deadline and signal.
+   * @returns What the handshake agreed.
+   *
+   * @example A server that speaks what ALPN chose
+   * ```ts ignore
+   * import { serve } from "@corio/corio";
+   *
+   * serve({
+   *   port: 8443,
+   *   cert: await Deno.readTextFile("cert.pem"),
+   *   key: await Deno.readTextFile("key.pem"),
+   *   alpnProtocols: ["h2", "http/1.1"],
+   * }, async function* (conn) {
+   *   const { alpnProtocol } = yield* conn.handshake({ timeout: 5000 });
+   *   yield* conn.send(alpnProtocol === "h2" ? "h2 is not served here\n" : "hello\n");
+   * });
+   * ```
+   *
+   * @example Not TLS: no protocol
+   * ```ts
+   * import { run } from "@corio/corio";
+   * import { memoryConnPair } from "@corio/corio/testing";
+   *
+   * const [conn, peer] = memoryConnPair();
+   * const info = await run((function* () {
+   *   return yield* conn.handshake();
+   * })());
+   * console.log(info); // { alpnProtocol: null }
+   * conn.close();
+   * peer.close();
+   * ```
+   */
+  handshake(
+    options?: OperationOptions,
+  ): Operation<{ alpnProtocol: string | null }> {
+    if (this.isClosed) throw this.closedError("handshake", `with ${this.peer}`);
+    const transport = this.transport as {
+      handshake?: () => Promise<Deno.TlsHandshakeInfo>;
+    };
+    const where = `with ${this.peer}`;
+    const info = typeof transport.handshake !== "function"
+      ? Promise.resolve({ alpnProtocol: null })
+      : transport.handshake().then(
+        (agreed) => ({ alpnProtocol: agreed.alpnProtocol }),
+        (error) => {
+          throw this.ioError("handshake", error, where);
+        },
+      );
+    const timed = options?.timeout !== undefined ||
+        options?.deadline !== undefined
+      ? options
+      : { ...options, timeout: this.recvTimeout };
+    return new WaitOp(info, timed, "handshake", where);
   }
 
   /**

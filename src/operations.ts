@@ -112,14 +112,23 @@ export function delay(ms: number, options?: DelayOptions): Operation<void> {
   return new DelayOp(ms, options);
 }
 
-class WaitOp<T> extends Op<T> {
+/**
+ * @internal A wait for a promise; `name` and `where` are what its
+ * `TimeoutError` says (`Connection.handshake` waits as `"handshake"`).
+ */
+export class WaitOp<T> extends Op<T> {
   get op(): string {
-    return "wait";
+    return this.name;
   }
   #state = 0; // 0 pending, 1 fulfilled, 2 rejected
   #result: unknown = undefined;
   #waiter: CoroutineRecord | null = null;
-  constructor(promise: PromiseLike<T>, options?: OperationOptions) {
+  constructor(
+    promise: PromiseLike<T>,
+    options?: OperationOptions,
+    readonly name = "wait",
+    readonly where = "for promise",
+  ) {
     super(options);
     this.effect.external = true;
     this.effect.settlesLate = true;
@@ -150,7 +159,7 @@ class WaitOp<T> extends Op<T> {
     this.#waiter = null;
   }
   timedOut(): T {
-    throw new TimeoutError("wait", this.effect.timeoutThatFired, "for promise");
+    throw new TimeoutError(this.name, this.effect.timeoutThatFired, this.where);
   }
 }
 

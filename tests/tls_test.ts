@@ -256,11 +256,91 @@ Deno.test("connect() refuses bad tls settings with TypeError, before any dial", 
   const cases: [unknown, RegExp][] = [
     [{ caCerts: "pem" }, /caCerts must be an array of PEM strings/],
     [{ serverName: "" }, /serverName must be a non-empty string/],
+    [{ alpnProtocols: "h2" }, /alpnProtocols must be an array of protocol/],
+    [{ alpnProtocols: [""] }, /alpnProtocols must be an array of protocol/],
     ["yes", /tls must be true, false or/],
   ];
   for (const [tls, message] of cases) {
     assert.throws(
       () => connect({ port: 1, tls: tls as true }),
+      (error) => error instanceof TypeError && message.test(error.message),
+    );
+  }
+});
+
+Deno.test("ALPN: serve({ alpnProtocols }) and connect({ tls: { alpnProtocols } }) agree on a protocol, which handshake() tells both sides", async () => {
+  const seen: (string | null)[] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    alpnProtocols: ["h2", "http/1.1"],
+  }, async function* (conn) {
+    const { alpnProtocol } = yield* conn.handshake({ timeout: 5000 });
+    seen.push(alpnProtocol);
+    yield* conn.send(`${alpnProtocol}\n`);
+  });
+  const agreed = await run((async function* () {
+    const agreed: (string | null)[] = [];
+    for (const offer of [["http/1.1"], ["h2", "http/1.1"], undefined]) {
+      const conn = yield* connect({
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        tls: { caCerts: trusted, alpnProtocols: offer },
+        timeout: 5000,
+      });
+      agreed.push((yield* conn.handshake()).alpnProtocol);
+      agreed.push(yield* conn.recvLine({ timeout: 5000 }));
+      conn.close();
+    }
+    return agreed;
+  })());
+  // Offered nothing, the client gets no protocol, and the server none.
+  assert.deepEqual(agreed, ["http/1.1", "http/1.1", "h2", "h2", null, "null"]);
+  assert.deepEqual(seen, ["http/1.1", "h2", null]);
+});
+
+Deno.test("ALPN: no protocol in common fails the handshake on both sides, typed", async () => {
+  const errors: unknown[] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    alpnProtocols: ["h2"],
+    onError: (error) => errors.push(error),
+  }, async function* (conn) {
+    yield* conn.handshake({ timeout: 5000 });
+  });
+  const error = await run((async function* () {
+    try {
+      yield* connect({
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        tls: { caCerts: trusted, alpnProtocols: ["smtp"] },
+        timeout: 5000,
+      });
+    } catch (error) {
+      return error;
+    }
+  })());
+  assert.ok(error instanceof TlsHandshakeError, String(error));
+  assert.equal(error.reason, "tls");
+  await waitFor(() => errors.length === 1);
+  assert.ok(errors[0] instanceof ConnectionResetError, String(errors[0]));
+  assert.equal(errors[0].op, "handshake");
+  assert.match(errors[0].message, /TLS handshake failed/);
+});
+
+Deno.test("serve() refuses alpnProtocols without cert, or not a list of names, with TypeError", () => {
+  const handler = function* () {};
+  const cases: [unknown, RegExp][] = [
+    [{ alpnProtocols: ["h2"] }, /alpnProtocols is for TLS servers/],
+    [{ cert, key, alpnProtocols: "h2" }, /alpnProtocols must be an array/],
+    [{ cert, key, alpnProtocols: [1] }, /alpnProtocols must be an array/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(
+      () => serve(options as ServeOptions, handler),
       (error) => error instanceof TypeError && message.test(error.message),
     );
   }
