@@ -331,6 +331,39 @@ Deno.test("ALPN: no protocol in common fails the handshake on both sides, typed"
   assert.match(errors[0].message, /TLS handshake failed/);
 });
 
+Deno.test("handshake() with a client that never sends its hello times out, op handshake; on a plain TCP connection it gives no protocol at once", async () => {
+  const outcomes: string[] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    cert,
+    key,
+    alpnProtocols: ["h2"],
+  }, async function* (conn) {
+    try {
+      yield* conn.handshake({ timeout: 100 });
+      outcomes.push("agreed");
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+      outcomes.push(`${error.name} ${error.op} ${error.timeout}`);
+    }
+  });
+  await using plain = serve({ hostname: "127.0.0.1" }, async function* (conn) {
+    outcomes.push(`plain ${(yield* conn.handshake()).alpnProtocol}`);
+  });
+  const silent = await Deno.connect({ port: server.addr.port });
+  const tcp = await Deno.connect({ port: plain.addr.port });
+  try {
+    await waitFor(() => outcomes.length === 2);
+  } finally {
+    silent.close();
+    tcp.close();
+  }
+  assert.deepEqual(outcomes.sort(), [
+    "TimeoutError handshake 100",
+    "plain null",
+  ]);
+});
+
 Deno.test("serve() refuses alpnProtocols without cert, or not a list of names, with TypeError", () => {
   const handler = function* () {};
   const cases: [unknown, RegExp][] = [
