@@ -158,10 +158,11 @@ function connectError(
   // PermissionDenied is the system's refusal (EACCES: a socket file this
   // user may not open), a failure to connect like any other.
   if (error instanceof Deno.errors.NotCapable) return error;
-  return new ConnectError(hostname, port, describe(error, path), {
+  const reason = reasonOf(error, path);
+  return new ConnectError(hostname, port, describe(error, reason, path), {
     cause: error,
     path,
-    reason: reasonOf(error, path),
+    reason,
   });
 }
 
@@ -199,10 +200,14 @@ function reasonOf(error: unknown, path?: string): ConnectFailure {
   return "other";
 }
 
-function describe(error: unknown, path?: string): string {
+function describe(
+  error: unknown,
+  reason: ConnectFailure,
+  path?: string,
+): string {
   if (error instanceof Deno.errors.ConnectionRefused) {
     if (path === undefined) return "connection refused";
-    return isSocket(path)
+    return reason === "refused"
       ? "connection refused (no server listens on the socket)"
       : "connection refused: the path is not a socket";
   }
